@@ -1,0 +1,15 @@
+//! pipe's engine.
+//!
+//! Data flows one way: YAML text → [`yaml`] node tree with spans → [`workflow`] model (with
+//! diagnostics) → plan (pure) → run → outcome, with one event stream feeding the reporter, the
+//! summary and the store. See ARCHITECTURE.md at the repository root for the map and invariants.
+
+pub mod diag;
+pub mod dirs;
+pub mod exit;
+pub mod expr;
+pub mod source;
+pub mod yaml;
+
+pub use diag::{Diagnostic, Severity};
+pub use source::{FileId, SourceFile, SourceMap, Span};
