@@ -86,7 +86,10 @@ pub fn sort_and_dedup(diags: &mut Vec<Diagnostic>) {
 }
 
 /// The closest candidate to `word` by edit distance, for did-you-mean hints.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
@@ -121,8 +124,14 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("runs-onn", ["runs-on", "steps"]), Some("runs-on"));
-        assert_eq!(did_you_mean("Runs-On", ["runs-on", "steps"]), Some("runs-on"));
+        assert_eq!(
+            did_you_mean("runs-onn", ["runs-on", "steps"]),
+            Some("runs-on")
+        );
+        assert_eq!(
+            did_you_mean("Runs-On", ["runs-on", "steps"]),
+            Some("runs-on")
+        );
         assert_eq!(did_you_mean("zzz", ["runs-on", "steps"]), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }

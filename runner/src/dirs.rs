@@ -56,7 +56,13 @@ fn resolve(
 
 /// The root state directory.
 pub fn state_root(env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, DirsError> {
-    resolve(env, PIPE_STATE_DIR, "XDG_STATE_HOME", ".local/state", "state")
+    resolve(
+        env,
+        PIPE_STATE_DIR,
+        "XDG_STATE_HOME",
+        ".local/state",
+        "state",
+    )
 }
 
 /// The cache directory.
@@ -72,9 +78,17 @@ pub fn repo_state_dir(state_root: &Path, canonical_repo: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "root".to_owned())
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    state_root.join("repos").join(format!("{name}-{}", &digest[..12]))
+    state_root
+        .join("repos")
+        .join(format!("{name}-{}", &digest[..12]))
 }
 
 /// Reads the process environment (for callers outside tests).
@@ -87,12 +101,21 @@ mod tests {
     use super::*;
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
     }
 
     #[test]
     fn precedence() {
-        let e = env_of(&[("PIPE_STATE_DIR", "/s"), ("XDG_STATE_HOME", "/x"), ("HOME", "/h")]);
+        let e = env_of(&[
+            ("PIPE_STATE_DIR", "/s"),
+            ("XDG_STATE_HOME", "/x"),
+            ("HOME", "/h"),
+        ]);
         assert_eq!(state_root(&e), Ok(PathBuf::from("/s")));
         let e = env_of(&[("XDG_STATE_HOME", "/x"), ("HOME", "/h")]);
         assert_eq!(state_root(&e), Ok(PathBuf::from("/x/pipe")));
@@ -110,6 +133,9 @@ mod tests {
         let b = repo_state_dir(Path::new("/s"), Path::new("/other/my repo"));
         assert_ne!(a, b);
         assert!(a.to_string_lossy().starts_with("/s/repos/my_repo-"));
-        assert_eq!(a, repo_state_dir(Path::new("/s"), Path::new("/src/my repo")));
+        assert_eq!(
+            a,
+            repo_state_dir(Path::new("/s"), Path::new("/src/my repo"))
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod dirs;
 pub mod exit;
 pub mod expr;
 pub mod source;
+pub mod workflow;
 pub mod yaml;
 
 pub use diag::{Diagnostic, Severity};

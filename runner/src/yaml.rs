@@ -215,10 +215,12 @@ fn align_offset(decoded: &str, raw: &str, style: Style, target: usize) -> Option
     if matches!(style, Style::Literal | Style::Folded) && target < dec.len() {
         let c = dec[target];
         let window = &src[j.min(src.len())..(j + 64).min(src.len())];
-        if let Some(p) = window.iter().position(|&b| b == c) {
-            if window[..p].iter().all(|b| *b == b' ' || *b == b'\t' || *b == b'\n' || *b == b'\r') {
-                j += p;
-            }
+        if let Some(p) = window.iter().position(|&b| b == c)
+            && window[..p]
+                .iter()
+                .all(|b| *b == b' ' || *b == b'\t' || *b == b'\n' || *b == b'\r')
+        {
+            j += p;
         }
     }
     Some(j.min(src.len()))
@@ -340,7 +342,11 @@ pub fn load(file: FileId, text: &str) -> Loaded {
                 }
             }
             Some(Err(e)) => {
-                let off = e.marker().byte_offset().unwrap_or(text.len()).min(text.len());
+                let off = e
+                    .marker()
+                    .byte_offset()
+                    .unwrap_or(text.len())
+                    .min(text.len());
                 b.diags.push(Diagnostic::error(
                     "syntax-check",
                     Span::point(file, off),
@@ -400,7 +406,9 @@ impl Builder<'_> {
                             self.span(start, end),
                             "a workflow file holds exactly one YAML document, found a second one",
                         )
-                        .with_hint("remove the `---` separator and everything after it, or split the file"),
+                        .with_hint(
+                            "remove the `---` separator and everything after it, or split the file",
+                        ),
                     );
                     self.aborted = true;
                 }
@@ -661,7 +669,10 @@ mod tests {
         let root = l.root.expect("root");
         let b = root.get("b").expect("b");
         let items = b.as_seq().expect("seq");
-        assert_eq!(items[1].as_scalar().map(|s| s.style), Some(Style::SingleQuoted));
+        assert_eq!(
+            items[1].as_scalar().map(|s| s.style),
+            Some(Style::SingleQuoted)
+        );
         assert_eq!(items[0].span.start, 12);
     }
 
@@ -671,7 +682,12 @@ mod tests {
         assert_eq!(l.diagnostics.len(), 1, "{:?}", l.diagnostics);
         assert!(l.diagnostics[0].message.contains("merge key"));
         let root = l.root.expect("root");
-        assert_eq!(root.get("d").and_then(|d| d.get("x")).and_then(Node::as_str), Some("1"));
+        assert_eq!(
+            root.get("d")
+                .and_then(|d| d.get("x"))
+                .and_then(Node::as_str),
+            Some("1")
+        );
     }
 
     #[test]
@@ -684,7 +700,11 @@ mod tests {
             ));
         }
         let l = load_str(&s);
-        assert!(l.diagnostics.iter().any(|d| d.message.contains("alias bomb")));
+        assert!(
+            l.diagnostics
+                .iter()
+                .any(|d| d.message.contains("alias bomb"))
+        );
     }
 
     #[test]
@@ -693,7 +713,11 @@ mod tests {
         assert!(l.diagnostics[0].message.contains("second one"));
         let l = load_str("a: [1, 2\nb: 3\n");
         assert_eq!(l.diagnostics.len(), 1);
-        assert!(l.diagnostics[0].message.starts_with("could not parse as YAML"));
+        assert!(
+            l.diagnostics[0]
+                .message
+                .starts_with("could not parse as YAML")
+        );
     }
 
     #[test]

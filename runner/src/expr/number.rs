@@ -7,10 +7,18 @@ pub fn format_g15(v: f64) -> String {
         return "NaN".to_owned();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "Infinity".to_owned() } else { "-Infinity".to_owned() };
+        return if v > 0.0 {
+            "Infinity".to_owned()
+        } else {
+            "-Infinity".to_owned()
+        };
     }
     if v == 0.0 {
-        return if v.is_sign_negative() { "-0".to_owned() } else { "0".to_owned() };
+        return if v.is_sign_negative() {
+            "-0".to_owned()
+        } else {
+            "0".to_owned()
+        };
     }
     let sci = format!("{:.14e}", v);
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
