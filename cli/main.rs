@@ -1,5 +1,56 @@
-//! The `pipe` command line.
+//! The `pipe` command line: argument parsing, dispatch and exit codes.
+//!
+//! Only this crate prints and exits. Commands return an exit code from
+//! [`pipe_runner::exit`]; a broken pipe on stdout exits quietly.
 
-fn main() {
-    std::process::exit(0);
+mod args;
+mod commands;
+mod output;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version on stdout (exit 0) and usage errors on stderr (exit 2).
+            let code = if e.use_stderr() {
+                pipe_runner::exit::USAGE
+            } else {
+                0
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_tracing(&cli);
+    let code = match &cli.command {
+        Command::Validate(a) => commands::validate::run(&cli, a),
+    };
+    ExitCode::from(code)
+}
+
+fn init_tracing(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("PIPE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(output::use_color(
+            cli.color,
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ))
+        .try_init();
 }

@@ -4,10 +4,12 @@
 //! diagnostics) → plan (pure) → run → outcome, with one event stream feeding the reporter, the
 //! summary and the store. See ARCHITECTURE.md at the repository root for the map and invariants.
 
+pub mod check;
 pub mod diag;
 pub mod dirs;
 pub mod exit;
 pub mod expr;
+pub mod project;
 pub mod source;
 pub mod workflow;
 pub mod yaml;

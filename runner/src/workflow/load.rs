@@ -1736,7 +1736,7 @@ impl Loader {
 }
 
 /// Formats names as a list: `a`, `b` or `c`.
-pub(crate) fn list(items: &[&str]) -> String {
+pub fn list(items: &[&str]) -> String {
     let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
     match quoted.len() {
         0 => String::new(),

@@ -12,7 +12,7 @@ pub mod tables;
 
 use indexmap::IndexMap;
 
-pub use load::{load, load_action, load_str};
+pub use load::{list as list_names, load, load_action, load_str};
 
 use crate::expr::number::format_g15;
 use crate::source::{SourceFile, Span};
