@@ -7,9 +7,12 @@
 pub mod check;
 pub mod diag;
 pub mod dirs;
+pub mod event;
+pub mod executor;
 pub mod exit;
 pub mod expr;
 pub mod project;
+pub mod run;
 pub mod source;
 pub mod workflow;
 pub mod yaml;

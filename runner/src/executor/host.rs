@@ -1,0 +1,445 @@
+//! The host executor: steps run as processes on this machine.
+//!
+//! Each step runs in its own process group, with stdout and stderr joined on one pipe (so
+//! their order is kept, as in GitHub's log). On timeout or cancellation the group gets SIGTERM,
+//! a grace period, then SIGKILL; a hard cancel kills at once. A step's shell may leave
+//! background processes behind: the step ends when the shell exits (as on GitHub), its output
+//! is drained briefly, and the group is killed when the job is cleaned up ("cleaning up orphan
+//! processes").
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+use tokio::process::Command;
+
+use super::{
+    Cancel, ExecError, Executor, JobHandle, JobPaths, JobSetup, OutputSink, StepCommand, StepExit,
+    host_arch, host_os,
+};
+
+/// How long a step gets between SIGTERM and SIGKILL.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// How long output is still read after the shell exited (background processes may hold the
+/// pipe open; their later output is not part of the step).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
+
+/// Runs steps on the host.
+#[derive(Debug, Clone)]
+pub struct HostExecutor {
+    /// The machine environment steps inherit.
+    base_env: HashMap<String, String>,
+    grace: Duration,
+}
+
+impl Default for HostExecutor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HostExecutor {
+    /// An executor whose steps inherit this process's environment.
+    pub fn new() -> Self {
+        HostExecutor {
+            base_env: std::env::vars().collect(),
+            grace: DEFAULT_GRACE,
+        }
+    }
+
+    /// Sets the grace period between SIGTERM and SIGKILL.
+    #[must_use]
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Replaces the inherited environment (tests).
+    #[must_use]
+    pub fn with_base_env(mut self, env: HashMap<String, String>) -> Self {
+        self.base_env = env;
+        self
+    }
+}
+
+#[async_trait]
+impl Executor for HostExecutor {
+    fn name(&self) -> &'static str {
+        "host"
+    }
+
+    async fn prepare(&self, setup: &JobSetup) -> Result<Box<dyn JobHandle>, ExecError> {
+        let temp = setup.run_temp.join(&setup.key);
+        tokio::fs::create_dir_all(&temp)
+            .await
+            .map_err(|e| ExecError::io(format!("cannot create `{}`", temp.display()), e))?;
+        Ok(Box::new(HostJob {
+            paths: JobPaths {
+                temp_host: temp.clone(),
+                temp_exec: temp,
+                workspace_exec: setup.workspace.clone(),
+                os: host_os(),
+                arch: host_arch(),
+            },
+            base_env: self.base_env.clone(),
+            grace: self.grace,
+            groups: Vec::new(),
+            cleaned: false,
+        }))
+    }
+}
+
+struct HostJob {
+    paths: JobPaths,
+    base_env: HashMap<String, String>,
+    grace: Duration,
+    /// Process groups of steps that ran, killed at cleanup.
+    groups: Vec<i32>,
+    cleaned: bool,
+}
+
+static SCRIPT_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn signal_group(pgid: i32, sig: Signal) {
+    // ESRCH (no such group) is the normal case once everything has exited.
+    let _ = killpg(Pid::from_raw(pgid), sig);
+}
+
+impl HostJob {
+    fn script_path(&self, ext: &str) -> PathBuf {
+        let n = SCRIPT_COUNTER.fetch_add(1, Ordering::Relaxed);
+        self.paths
+            .temp_host
+            .join(format!("step-{}-{n}{ext}", std::process::id()))
+    }
+}
+
+#[async_trait]
+impl JobHandle for HostJob {
+    fn paths(&self) -> &JobPaths {
+        &self.paths
+    }
+
+    async fn run(
+        &mut self,
+        step: &StepCommand,
+        sink: &mut dyn OutputSink,
+        cancel: &Cancel,
+    ) -> Result<StepExit, ExecError> {
+        if cancel.soft.is_cancelled() || cancel.hard.is_cancelled() {
+            return Ok(StepExit::Cancelled);
+        }
+        let script = self.script_path(step.shell.ext);
+        tokio::fs::write(&script, step.script.as_bytes())
+            .await
+            .map_err(|e| ExecError::io(format!("cannot write `{}`", script.display()), e))?;
+        let script_s = script.to_string_lossy().into_owned();
+        let argv: Vec<String> = step
+            .shell
+            .argv
+            .iter()
+            .map(|a| a.replace("{0}", &script_s))
+            .collect();
+        let Some((program, args)) = argv.split_first() else {
+            return Ok(StepExit::StartFailed(
+                "the shell command is empty".to_owned(),
+            ));
+        };
+        if !step.cwd.is_dir() {
+            return Ok(StepExit::StartFailed(format!(
+                "working directory `{}` does not exist",
+                step.cwd.display()
+            )));
+        }
+
+        let (reader, writer) =
+            std::io::pipe().map_err(|e| ExecError::io("cannot create a pipe", e))?;
+        let writer2 = writer
+            .try_clone()
+            .map_err(|e| ExecError::io("cannot duplicate a pipe", e))?;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .envs(&self.base_env)
+            .envs(step.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&step.cwd)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(writer2)
+            .process_group(0)
+            .kill_on_drop(true);
+        let spawned = cmd.spawn();
+        // Our copies of the write end must go, or the pipe never reports end of file.
+        drop(cmd);
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let _ = tokio::fs::remove_file(&script).await;
+                return Ok(StepExit::StartFailed(format!(
+                    "shell `{program}` is not installed (not found on PATH)"
+                )));
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&script).await;
+                return Ok(StepExit::StartFailed(format!(
+                    "cannot start `{program}`: {e}"
+                )));
+            }
+        };
+        let pgid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+        if pgid > 0 {
+            self.groups.push(pgid);
+        }
+        let mut rx = pipe::Receiver::from_owned_fd(reader.into())
+            .map_err(|e| ExecError::io("cannot read step output", e))?;
+
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut eof = false;
+        let mut status = None;
+        let mut stopped: Option<StepExit> = None;
+        let timeout = async {
+            match step.timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(timeout);
+        let mut kill_deadline: Option<tokio::time::Instant> = None;
+
+        while status.is_none() || !eof {
+            let kill_at = async {
+                match kill_deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                r = rx.read(&mut buf), if !eof => match r {
+                    Ok(0) => eof = true,
+                    Ok(n) => sink.write(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => eof = true,
+                },
+                s = child.wait(), if status.is_none() => {
+                    status = Some(s.map_err(|e| ExecError::io("cannot wait for the step", e))?);
+                    if !eof {
+                        // Drain what is already written; later output of orphans is not ours.
+                        let deadline = tokio::time::Instant::now() + DRAIN_AFTER_EXIT;
+                        loop {
+                            match tokio::time::timeout_at(deadline, rx.read(&mut buf)).await {
+                                Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+                                Ok(Ok(n)) => sink.write(&buf[..n]),
+                            }
+                        }
+                        eof = true;
+                    }
+                }
+                () = &mut timeout, if stopped.is_none() => {
+                    stopped = Some(StepExit::TimedOut);
+                    signal_group(pgid, Signal::SIGTERM);
+                    kill_deadline = Some(tokio::time::Instant::now() + self.grace);
+                }
+                () = cancel.soft.cancelled(), if stopped.is_none() => {
+                    stopped = Some(StepExit::Cancelled);
+                    signal_group(pgid, Signal::SIGTERM);
+                    kill_deadline = Some(tokio::time::Instant::now() + self.grace);
+                }
+                () = cancel.hard.cancelled(), if kill_deadline.is_some() || stopped.is_none() => {
+                    if stopped.is_none() {
+                        stopped = Some(StepExit::Cancelled);
+                    }
+                    signal_group(pgid, Signal::SIGKILL);
+                    kill_deadline = None;
+                }
+                () = kill_at => {
+                    signal_group(pgid, Signal::SIGKILL);
+                    kill_deadline = None;
+                }
+            }
+        }
+        let _ = tokio::fs::remove_file(&script).await;
+        if let Some(s) = stopped {
+            // Anything still alive in the group goes now.
+            signal_group(pgid, Signal::SIGKILL);
+            return Ok(s);
+        }
+        let status = status.ok_or_else(|| ExecError::Other("step status missing".to_owned()))?;
+        use std::os::unix::process::ExitStatusExt;
+        Ok(match (status.code(), status.signal()) {
+            (Some(c), _) => StepExit::Exited(c),
+            (None, Some(sig)) => StepExit::Signaled(sig),
+            (None, None) => StepExit::Exited(1),
+        })
+    }
+
+    async fn cleanup(&mut self) -> Result<(), ExecError> {
+        if self.cleaned {
+            return Ok(());
+        }
+        self.cleaned = true;
+        for pgid in self.groups.drain(..) {
+            signal_group(pgid, Signal::SIGKILL);
+        }
+        match tokio::fs::remove_dir_all(&self.paths.temp_host).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ExecError::io(
+                format!("cannot remove `{}`", self.paths.temp_host.display()),
+                e,
+            )),
+        }
+    }
+}
+
+impl Drop for HostJob {
+    fn drop(&mut self) {
+        // A job dropped without cleanup (a panic, an aborted task) still must not leave
+        // processes behind.
+        for pgid in &self.groups {
+            signal_group(*pgid, Signal::SIGKILL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ShellTemplate;
+    use super::*;
+
+    fn sh() -> ShellTemplate {
+        ShellTemplate {
+            argv: vec!["sh".into(), "-e".into(), "{0}".into()],
+            ext: ".sh",
+        }
+    }
+
+    async fn job(dir: &std::path::Path) -> Box<dyn JobHandle> {
+        HostExecutor::new()
+            .with_grace(Duration::from_millis(200))
+            .prepare(&JobSetup {
+                key: "j".into(),
+                run_temp: dir.join("tmp"),
+                workspace: dir.to_path_buf(),
+            })
+            .await
+            .expect("prepare")
+    }
+
+    fn step(script: &str, dir: &std::path::Path) -> StepCommand {
+        StepCommand {
+            script: script.into(),
+            shell: sh(),
+            env: vec![("GREETING".into(), "hi".into())],
+            cwd: dir.to_path_buf(),
+            timeout: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_and_captures_both_streams_in_order() {
+        let t = tempfile::tempdir().expect("tmp");
+        let mut j = job(t.path()).await;
+        let mut out = Vec::new();
+        let exit = j
+            .run(
+                &step("echo $GREETING; echo err >&2; echo after", t.path()),
+                &mut out,
+                &Cancel::default(),
+            )
+            .await
+            .expect("run");
+        assert_eq!(exit, StepExit::Exited(0));
+        assert_eq!(String::from_utf8_lossy(&out), "hi\nerr\nafter\n");
+        let exit = j
+            .run(
+                &step("exit 3", t.path()),
+                &mut Vec::new(),
+                &Cancel::default(),
+            )
+            .await
+            .expect("run");
+        assert_eq!(exit, StepExit::Exited(3));
+        j.cleanup().await.expect("cleanup");
+        j.cleanup().await.expect("idempotent");
+        assert!(!t.path().join("tmp/j").exists());
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_group() {
+        let t = tempfile::tempdir().expect("tmp");
+        let mut j = job(t.path()).await;
+        let mut s = step("sleep 30 & sleep 30; echo never", t.path());
+        s.timeout = Some(Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        let exit = j
+            .run(&s, &mut Vec::new(), &Cancel::default())
+            .await
+            .expect("run");
+        assert_eq!(exit, StepExit::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        j.cleanup().await.expect("cleanup");
+    }
+
+    #[tokio::test]
+    async fn ignoring_sigterm_gets_sigkill_after_grace() {
+        let t = tempfile::tempdir().expect("tmp");
+        let mut j = job(t.path()).await;
+        let s = step("trap '' TERM; sleep 30", t.path());
+        let cancel = Cancel::default();
+        let c2 = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            c2.soft.cancel();
+        });
+        let started = std::time::Instant::now();
+        let exit = j.run(&s, &mut Vec::new(), &cancel).await.expect("run");
+        assert_eq!(exit, StepExit::Cancelled);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn background_process_does_not_hold_the_step() {
+        let t = tempfile::tempdir().expect("tmp");
+        let mut j = job(t.path()).await;
+        let started = std::time::Instant::now();
+        let exit = j
+            .run(
+                &step("sleep 30 &\necho done", t.path()),
+                &mut Vec::new(),
+                &Cancel::default(),
+            )
+            .await
+            .expect("run");
+        assert_eq!(exit, StepExit::Exited(0));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        j.cleanup().await.expect("cleanup");
+    }
+
+    #[tokio::test]
+    async fn missing_shell_and_directory() {
+        let t = tempfile::tempdir().expect("tmp");
+        let mut j = job(t.path()).await;
+        let mut s = step("x", t.path());
+        s.shell.argv = vec!["pwsh-not-here".into(), "{0}".into()];
+        let exit = j
+            .run(&s, &mut Vec::new(), &Cancel::default())
+            .await
+            .expect("run");
+        assert!(matches!(exit, StepExit::StartFailed(m) if m.contains("not installed")));
+        let mut s = step("x", t.path());
+        s.cwd = t.path().join("nope");
+        let exit = j
+            .run(&s, &mut Vec::new(), &Cancel::default())
+            .await
+            .expect("run");
+        assert!(matches!(exit, StepExit::StartFailed(m) if m.contains("does not exist")));
+    }
+}

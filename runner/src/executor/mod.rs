@@ -1,0 +1,191 @@
+//! Executors: where a job's steps run (the host, a container, or a fake for tests).
+//!
+//! The trait is shaped around the job and step lifecycle, not around one backend's verbs
+//! (style.md §2.2, woodpecker's backend interface): [`Executor::prepare`] sets up a job and
+//! returns a [`JobHandle`]; [`JobHandle::run`] runs one step command to completion;
+//! [`JobHandle::cleanup`] tears the job down.
+//!
+//! Contracts:
+//! - `prepare` may run concurrently for different jobs; one handle's methods are called
+//!   sequentially (steps of a job run one after another).
+//! - `run` returns only when the step's process has ended (exited, been killed on timeout or
+//!   cancellation); a step failure is an [`StepExit`], never an `Err`. `Err` means the executor
+//!   could not do its job (the shell could not be started is a `StepExit::StartFailed`).
+//! - `cleanup` is idempotent and safe after a failed or partial `prepare`; it stops anything a
+//!   step left running (orphaned background processes) and removes the job's temp dir.
+
+pub mod fake;
+pub mod host;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+/// What an executor needs to set a job up.
+#[derive(Clone, Debug)]
+pub struct JobSetup {
+    /// A unique key for the job within the run (used for temp dir names).
+    pub key: String,
+    /// The run's scratch directory on the host; jobs get sub-directories.
+    pub run_temp: PathBuf,
+    /// The workspace on the host.
+    pub workspace: PathBuf,
+}
+
+/// Paths a job's steps use, as the host sees them and as the step sees them.
+#[derive(Clone, Debug)]
+pub struct JobPaths {
+    /// `RUNNER_TEMP` on the host (env files are read from here).
+    pub temp_host: PathBuf,
+    /// `RUNNER_TEMP` as the step sees it.
+    pub temp_exec: PathBuf,
+    /// `GITHUB_WORKSPACE` as the step sees it.
+    pub workspace_exec: PathBuf,
+    /// `RUNNER_OS` (`Linux`, `macOS`, `Windows`).
+    pub os: &'static str,
+    /// `RUNNER_ARCH` (`X64`, `ARM64`, …).
+    pub arch: &'static str,
+}
+
+/// A shell invocation template: the program, its arguments with `{0}` for the script path,
+/// and the script file's extension.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShellTemplate {
+    /// Program and arguments; one argument contains `{0}`.
+    pub argv: Vec<String>,
+    /// Script file extension (`.sh`, `.py`, …).
+    pub ext: &'static str,
+}
+
+/// One step to run.
+#[derive(Clone, Debug)]
+pub struct StepCommand {
+    /// The script text.
+    pub script: String,
+    /// How to invoke it.
+    pub shell: ShellTemplate,
+    /// Environment variables set by the workflow (the executor adds the machine's own).
+    pub env: Vec<(String, String)>,
+    /// Working directory as the step sees it.
+    pub cwd: PathBuf,
+    /// Kill the step after this long.
+    pub timeout: Option<Duration>,
+}
+
+/// How a step's process ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepExit {
+    /// It exited with this code.
+    Exited(i32),
+    /// It was killed by this signal (not by us).
+    Signaled(i32),
+    /// Its timeout expired and it was stopped.
+    TimedOut,
+    /// The job or run was cancelled and it was stopped.
+    Cancelled,
+    /// It could not be started (missing shell, missing working directory…).
+    StartFailed(String),
+}
+
+impl StepExit {
+    /// Whether the step succeeded.
+    pub fn success(&self) -> bool {
+        *self == StepExit::Exited(0)
+    }
+}
+
+/// Receives a step's combined stdout and stderr as it arrives.
+pub trait OutputSink: Send {
+    /// Some bytes of output (not necessarily whole lines).
+    fn write(&mut self, bytes: &[u8]);
+}
+
+impl OutputSink for Vec<u8> {
+    fn write(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Cancellation signals for a step: `soft` asks for SIGTERM then SIGKILL after a grace period,
+/// `hard` kills at once (second Ctrl-C).
+#[derive(Clone, Debug, Default)]
+pub struct Cancel {
+    /// Graceful stop.
+    pub soft: CancellationToken,
+    /// Immediate kill.
+    pub hard: CancellationToken,
+}
+
+/// An executor failed (as opposed to a step failing).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// An I/O operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ExecError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        ExecError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// Sets up jobs.
+#[async_trait]
+pub trait Executor: Send + Sync {
+    /// A short name (`host`, `docker`, `fake`).
+    fn name(&self) -> &'static str;
+    /// Sets up a job.
+    async fn prepare(&self, setup: &JobSetup) -> Result<Box<dyn JobHandle>, ExecError>;
+}
+
+/// A prepared job.
+#[async_trait]
+pub trait JobHandle: Send {
+    /// The job's paths.
+    fn paths(&self) -> &JobPaths;
+    /// Runs one step to completion, streaming its output into `sink`.
+    async fn run(
+        &mut self,
+        step: &StepCommand,
+        sink: &mut dyn OutputSink,
+        cancel: &Cancel,
+    ) -> Result<StepExit, ExecError>;
+    /// Stops leftovers and removes the job's temp dir; idempotent.
+    async fn cleanup(&mut self) -> Result<(), ExecError>;
+}
+
+/// `RUNNER_OS` of this machine.
+pub fn host_os() -> &'static str {
+    match std::env::consts::OS {
+        "linux" => "Linux",
+        "macos" => "macOS",
+        "windows" => "Windows",
+        _ => "Linux",
+    }
+}
+
+/// `RUNNER_ARCH` of this machine.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "X64",
+        "x86" => "X86",
+        "aarch64" => "ARM64",
+        "arm" => "ARM",
+        _ => "X64",
+    }
+}

@@ -1,0 +1,6 @@
+//! Running a plan: the scheduler, the step runner and what steps talk to the runner through
+//! (environment files, workflow commands) and masking.
+
+pub mod commands;
+pub mod envfile;
+pub mod mask;
