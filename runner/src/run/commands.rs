@@ -171,10 +171,10 @@ impl CommandState {
             return None;
         }
         let cmd = parse(line)?;
-        if let Command::StopCommands(token) = &cmd {
-            if !token.is_empty() {
-                self.stop_token = Some(token.clone());
-            }
+        if let Command::StopCommands(token) = &cmd
+            && !token.is_empty()
+        {
+            self.stop_token = Some(token.clone());
         }
         if let Command::Echo(on) = cmd {
             self.echo = on;
