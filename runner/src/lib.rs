@@ -14,6 +14,7 @@ pub mod expr;
 pub mod project;
 pub mod run;
 pub mod source;
+pub mod store;
 pub mod workflow;
 pub mod yaml;
 
