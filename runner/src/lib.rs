@@ -11,6 +11,7 @@ pub mod event;
 pub mod executor;
 pub mod exit;
 pub mod expr;
+pub mod gitinfo;
 pub mod project;
 pub mod run;
 pub mod source;
