@@ -5,4 +5,4 @@
 
 pub mod digest;
 
-pub use digest::Digest;
+pub use digest::{Digest, Hasher};

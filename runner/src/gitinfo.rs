@@ -92,10 +92,10 @@ fn config_value(text: &str, section: &str, subsection: Option<&str>, key: &str) 
         if !in_section || l.starts_with('#') || l.starts_with(';') {
             continue;
         }
-        if let Some((k, v)) = l.split_once('=') {
-            if k.trim().eq_ignore_ascii_case(key) {
-                found = Some(v.trim().trim_matches('"').to_owned());
-            }
+        if let Some((k, v)) = l.split_once('=')
+            && k.trim().eq_ignore_ascii_case(key)
+        {
+            found = Some(v.trim().trim_matches('"').to_owned());
         }
     }
     found

@@ -5,6 +5,7 @@
 //! summary and the store. See ARCHITECTURE.md at the repository root for the map and invariants.
 
 pub mod check;
+pub mod context;
 pub mod diag;
 pub mod dirs;
 pub mod event;
@@ -12,6 +13,8 @@ pub mod executor;
 pub mod exit;
 pub mod expr;
 pub mod gitinfo;
+pub mod hashfiles;
+pub mod plan;
 pub mod project;
 pub mod run;
 pub mod source;

@@ -3,4 +3,8 @@
 
 pub mod commands;
 pub mod envfile;
+pub mod job;
 pub mod mask;
+pub mod output;
+pub mod report;
+pub mod scheduler;

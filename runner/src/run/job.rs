@@ -1,0 +1,1112 @@
+//! Running one job leg: GitHub's step semantics (gha-semantics §5.3, §5.5–§5.8).
+//!
+//! For each step: the `if:` condition (implicit `success() &&`), the step env evaluated with
+//! the env context as it was before the step, then `run`/`shell`/`working-directory` with the
+//! step env; the command runs through the executor with fresh per-step OUTPUT/ENV/PATH/
+//! STEP_SUMMARY/STATE files, which are applied even when the step failed; outcome and
+//! conclusion follow `continue-on-error`. Job outputs are evaluated at the end, even after a
+//! failure. Evaluation errors carry the expression's file, line and column.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+
+use crate::context::{Contexts, Status};
+use crate::event::{Conclusion, JobRef, RunEvent, StepRef, StepSummary};
+use crate::executor::{
+    Cancel, Executor, JobHandle, JobSetup, ShellTemplate, StepCommand, StepExit,
+};
+use crate::expr::{Object, Template, Value, parse_condition};
+use crate::run::commands::{Annotation, Level};
+use crate::run::envfile;
+use crate::run::mask::Masker;
+use crate::run::output::StepOutput;
+use crate::run::report::{NoticeLevel, Reporter};
+use crate::source::SourceFile;
+use crate::workflow::{Env, Job, Step, Workflow, YStr};
+
+/// Job timeout when `timeout-minutes` is not set (GitHub's default).
+pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(360 * 60);
+
+/// What every job of a run shares.
+pub struct Shared {
+    /// The workflow.
+    pub workflow: Arc<Workflow>,
+    /// Its source (for positions in runtime errors).
+    pub source: Arc<SourceFile>,
+    /// Where jobs run.
+    pub executor: Arc<dyn Executor>,
+    /// Who observes the run.
+    pub reporter: Arc<dyn Reporter>,
+    /// Secrets and `::add-mask::` values.
+    pub masker: Masker,
+    /// The `github` context (without per-job fields).
+    pub github: Value,
+    /// The `vars` context.
+    pub vars: Value,
+    /// The `secrets` context.
+    pub secrets: Value,
+    /// The `inputs` context.
+    pub inputs: Value,
+    /// Scratch space of the run (job temp dirs go below).
+    pub run_temp: PathBuf,
+    /// `GITHUB_WORKSPACE` on the host.
+    pub workspace: PathBuf,
+    /// Environment every step gets (`CI`, `GITHUB_*` of the run).
+    pub default_env: Vec<(String, String)>,
+    /// Folder for per-step log files (`<job>/<step>.log`), if recording.
+    pub log_dir: Option<PathBuf>,
+    /// Show `::debug::` lines.
+    pub debug: bool,
+    /// Whether `bash` is on PATH (the default shell falls back to `sh`).
+    pub has_bash: bool,
+}
+
+/// One leg to run.
+#[derive(Clone, Debug)]
+pub struct LegSpec {
+    /// Index of the job in the workflow.
+    pub job_index: usize,
+    /// Unique key within the run (temp and log folder names).
+    pub key: String,
+    /// How events name it.
+    pub job_ref: JobRef,
+    /// The `matrix` context (null without a matrix).
+    pub matrix: Value,
+    /// The `strategy` context.
+    pub strategy: Value,
+    /// The `needs` context.
+    pub needs: Value,
+}
+
+/// How a leg ended.
+#[derive(Clone, Debug)]
+pub struct LegOutcome {
+    /// Its conclusion (before job-level `continue-on-error`).
+    pub conclusion: Conclusion,
+    /// Whether job-level `continue-on-error` was true.
+    pub continue_on_error: bool,
+    /// Job outputs.
+    pub outputs: IndexMap<String, String>,
+    /// Step results.
+    pub steps: Vec<StepSummary>,
+    /// Concatenated step summaries (Markdown).
+    pub step_summary: String,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// GitHub's generated id for a step without `id:` (`__run`, `__actions_checkout`).
+pub fn generated_step_id(step: &Step) -> String {
+    match &step.uses {
+        None => "__run".to_owned(),
+        Some(u) => {
+            let t = u.text.as_str();
+            if t.starts_with("./") || t.starts_with("$/") {
+                "__self".to_owned()
+            } else if let Some(img) = t.strip_prefix("docker://") {
+                let name = img.split([':', '@']).next().unwrap_or(img);
+                format!("__{}", sanitize(name))
+            } else {
+                let repo = t.split('@').next().unwrap_or(t);
+                format!("__{}", sanitize(repo))
+            }
+        }
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Ids of every step of a job: explicit ids, or generated ones made unique with `_2`, `_3`…
+pub fn step_ids(steps: &[Step]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(steps.len());
+    for s in steps {
+        match &s.id {
+            Some(id) => out.push(id.value.clone()),
+            None => {
+                let base = generated_step_id(s);
+                let mut id = base.clone();
+                let mut n = 2;
+                while out.iter().any(|o| o.eq_ignore_ascii_case(&id))
+                    || steps.iter().any(|o| {
+                        o.id.as_ref()
+                            .is_some_and(|i| i.value.eq_ignore_ascii_case(&id))
+                    })
+                {
+                    id = format!("{base}_{n}");
+                    n += 1;
+                }
+                out.push(id);
+            }
+        }
+    }
+    out
+}
+
+/// The display name of a step: `name:`, else `Run <first line>` or `Run <action>`.
+pub fn default_step_name(step: &Step) -> String {
+    if let Some(n) = &step.name {
+        return n.text.clone();
+    }
+    if let Some(u) = &step.uses {
+        return format!("Run {}", u.text);
+    }
+    let first = step
+        .run
+        .as_ref()
+        .and_then(|r| r.text.lines().find(|l| !l.trim().is_empty()))
+        .unwrap_or("")
+        .trim();
+    format!("Run {first}")
+}
+
+/// Resolves a shell name (or custom template) to an invocation, as GitHub does on Linux.
+pub fn shell_template(shell: Option<&str>, has_bash: bool) -> Result<ShellTemplate, String> {
+    let t = |argv: &[&str], ext: &'static str| ShellTemplate {
+        argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+        ext,
+    };
+    Ok(match shell.map(str::trim) {
+        None | Some("") => {
+            if has_bash {
+                t(&["bash", "-e", "{0}"], ".sh")
+            } else {
+                t(&["sh", "-e", "{0}"], ".sh")
+            }
+        }
+        Some("bash") => t(
+            &["bash", "--noprofile", "--norc", "-eo", "pipefail", "{0}"],
+            ".sh",
+        ),
+        Some("sh") => t(&["sh", "-e", "{0}"], ".sh"),
+        Some("python") => t(&["python", "{0}"], ".py"),
+        Some("pwsh") => t(&["pwsh", "-command", ". '{0}'"], ".ps1"),
+        Some("powershell") => t(&["powershell", "-command", ". '{0}'"], ".ps1"),
+        Some("cmd") => t(
+            &["cmd", "/D", "/E:ON", "/V:OFF", "/S", "/C", "CALL \"{0}\""],
+            ".cmd",
+        ),
+        Some(custom) => {
+            if !custom.contains("{0}") {
+                return Err(format!(
+                    "shell `{custom}` is not supported: use `bash`, `sh`, `python`, `pwsh` or a command containing `{{0}}`"
+                ));
+            }
+            let mut argv = split_args(custom);
+            if argv.is_empty() {
+                return Err("the shell command is empty".to_owned());
+            }
+            argv.retain(|a| !a.is_empty());
+            ShellTemplate { argv, ext: "" }
+        }
+    })
+}
+
+/// Splits a command line on whitespace, honouring double quotes.
+fn split_args(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any || !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Wraps PowerShell scripts the way GitHub does.
+fn script_for(shell: &ShellTemplate, script: &str) -> String {
+    if shell.ext == ".ps1" {
+        format!(
+            "$ErrorActionPreference = 'stop'\n{script}\nif ((Test-Path -LiteralPath variable:\\LASTEXITCODE)) {{ exit $LASTEXITCODE }}\n"
+        )
+    } else {
+        script.to_owned()
+    }
+}
+
+/// Runs one leg of a job.
+pub struct LegRunner<'a> {
+    shared: &'a Shared,
+    job: &'a Job,
+    spec: &'a LegSpec,
+    cancel: Cancel,
+    /// workflow env + job env + GITHUB_ENV (the env context before a step's own env).
+    env: Vec<(String, String)>,
+    path_additions: Vec<String>,
+    steps_ctx: Object,
+    status: Status,
+    summaries: String,
+}
+
+fn obj(pairs: Vec<(&str, Value)>) -> Value {
+    Value::object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)))
+}
+
+fn env_object(env: &[(String, String)]) -> Value {
+    let mut o = Object::case_sensitive();
+    for (k, v) in env {
+        o.insert(k.clone(), Value::str(v));
+    }
+    Value::from_object(o)
+}
+
+fn set_env(env: &mut Vec<(String, String)>, k: &str, v: String) {
+    match env.iter_mut().find(|(n, _)| n == k) {
+        Some(slot) => slot.1 = v,
+        None => env.push((k.to_owned(), v)),
+    }
+}
+
+impl<'a> LegRunner<'a> {
+    /// Prepares to run `spec` of `job`.
+    pub fn new(shared: &'a Shared, job: &'a Job, spec: &'a LegSpec, cancel: Cancel) -> Self {
+        LegRunner {
+            shared,
+            job,
+            spec,
+            cancel,
+            env: Vec::new(),
+            path_additions: Vec::new(),
+            steps_ctx: Object::new(),
+            status: Status::default(),
+            summaries: String::new(),
+        }
+    }
+
+    fn github(&self, action: Option<&str>) -> Value {
+        let mut o = match &self.shared.github {
+            Value::Object(o) => o.as_ref().clone(),
+            _ => Object::new(),
+        };
+        o.insert("job", Value::str(&self.job.id.value));
+        if let Some(a) = action {
+            o.insert("action", Value::str(a));
+        }
+        Value::from_object(o)
+    }
+
+    fn runner_ctx(&self, paths: Option<&crate::executor::JobPaths>) -> Value {
+        let (os, arch, temp) = match paths {
+            Some(p) => (p.os, p.arch, p.temp_exec.to_string_lossy().into_owned()),
+            None => (
+                crate::executor::host_os(),
+                crate::executor::host_arch(),
+                String::new(),
+            ),
+        };
+        obj(vec![
+            ("name", Value::str("pipe")),
+            ("os", Value::str(os)),
+            ("arch", Value::str(arch)),
+            ("temp", Value::str(&temp)),
+            ("tool_cache", Value::str(&temp)),
+            (
+                "debug",
+                if self.shared.debug {
+                    Value::str("1")
+                } else {
+                    Value::str("")
+                },
+            ),
+            ("environment", Value::str("self-hosted")),
+        ])
+    }
+
+    /// Contexts for job-level values (env, runs-on, container…): no steps, env or job yet.
+    fn job_contexts(&self) -> Contexts {
+        Contexts::new()
+            .with("github", self.github(None))
+            .with("needs", self.spec.needs.clone())
+            .with("strategy", self.spec.strategy.clone())
+            .with("matrix", self.spec.matrix.clone())
+            .with("vars", self.shared.vars.clone())
+            .with("secrets", self.shared.secrets.clone())
+            .with("inputs", self.shared.inputs.clone())
+    }
+
+    fn step_contexts(
+        &self,
+        action: &str,
+        env: &[(String, String)],
+        paths: &crate::executor::JobPaths,
+    ) -> Contexts {
+        let job_status = if self.status.cancelled {
+            "cancelled"
+        } else if self.status.failed {
+            "failure"
+        } else {
+            "success"
+        };
+        let mut c = self.job_contexts();
+        c.set("github", self.github(Some(action)));
+        c.set("env", env_object(env));
+        c.set("steps", Value::from_object(self.steps_ctx.clone()));
+        c.set("runner", self.runner_ctx(Some(paths)));
+        c.set(
+            "job",
+            obj(vec![
+                ("status", Value::str(job_status)),
+                ("services", Value::object(Vec::<(String, Value)>::new())),
+            ]),
+        );
+        c.status = self.status;
+        c.workspace = Some(self.shared.workspace.clone());
+        c
+    }
+
+    /// Evaluates a templated value, with errors located in the file.
+    fn eval(&self, y: &YStr, ctx: &Contexts) -> Result<Value, String> {
+        let t =
+            Template::parse(&y.text).map_err(|e| self.locate(y, e.offset, e.len, &e.message))?;
+        t.eval(ctx)
+            .map_err(|e| self.locate(y, e.offset, e.len, &e.message))
+    }
+
+    fn eval_string(&self, y: &YStr, ctx: &Contexts) -> Result<String, String> {
+        let v = self.eval(y, ctx)?;
+        Ok(v.to_gh_string().unwrap_or_else(|| v.to_json_pretty()))
+    }
+
+    fn locate(&self, y: &YStr, offset: usize, len: usize, message: &str) -> String {
+        let span = y.span_of(&self.shared.source, offset..offset + len);
+        let lc = self.shared.source.line_col(span.start);
+        format!(
+            "{}:{}:{}: {message}",
+            self.shared.source.path().display(),
+            lc.line,
+            lc.col
+        )
+    }
+
+    fn eval_env(
+        &self,
+        env: &Env,
+        ctx: &Contexts,
+        into: &mut Vec<(String, String)>,
+    ) -> Result<(), String> {
+        match env {
+            Env::None => Ok(()),
+            Env::Map(m) => {
+                for (k, (_, v)) in m {
+                    let s = self.eval_string(v, ctx)?;
+                    set_env(into, k, s);
+                }
+                Ok(())
+            }
+            Env::Expr(y) => match self.eval(y, ctx)? {
+                Value::Object(o) => {
+                    for (k, v) in o.iter() {
+                        set_env(
+                            into,
+                            k,
+                            v.to_gh_string().unwrap_or_else(|| v.to_json_pretty()),
+                        );
+                    }
+                    Ok(())
+                }
+                other => Err(self.locate(
+                    y,
+                    0,
+                    y.text.len(),
+                    &format!(
+                        "`env` must evaluate to an object, got {}",
+                        other.kind_name()
+                    ),
+                )),
+            },
+        }
+    }
+
+    fn notice(&self, level: NoticeLevel, msg: &str) {
+        self.shared.reporter.notice(
+            Some(&self.spec.job_ref),
+            level,
+            &self.shared.masker.mask(msg),
+        );
+    }
+
+    fn error_annotation(&self, step: Option<usize>, msg: &str) {
+        self.shared.reporter.annotation(
+            &self.spec.job_ref,
+            step,
+            &Annotation {
+                level: Level::Error,
+                message: self.shared.masker.mask(msg),
+                file: None,
+                line: None,
+                end_line: None,
+                col: None,
+                end_col: None,
+                title: None,
+            },
+        );
+    }
+
+    /// Runs the leg: job env, every step, job outputs, cleanup.
+    pub async fn run(mut self) -> LegOutcome {
+        let started = Instant::now();
+        let shared = self.shared;
+        let job = self.job;
+        shared.reporter.event(&RunEvent::JobStarted {
+            job: self.spec.job_ref.clone(),
+        });
+        let ids = step_ids(&job.steps);
+        let mut step_results: Vec<StepSummary> = job
+            .steps
+            .iter()
+            .zip(&ids)
+            .map(|(s, id)| StepSummary {
+                id: id.clone(),
+                name: default_step_name(s),
+                outcome: Conclusion::Skipped,
+                conclusion: Conclusion::Skipped,
+                outputs: IndexMap::new(),
+                duration_ms: 0,
+            })
+            .collect();
+
+        // Job-level values.
+        let jctx = self.job_contexts();
+        let mut setup_error: Option<String> = None;
+        let mut continue_on_error = false;
+        if let Some(c) = &job.continue_on_error {
+            match self.eval(c, &jctx) {
+                Ok(v) => continue_on_error = v.is_truthy(),
+                Err(e) => setup_error = Some(e),
+            }
+        }
+        let mut timeout = DEFAULT_JOB_TIMEOUT;
+        if let Some(t) = &job.timeout_minutes {
+            match self.eval(t, &jctx).map(|v| v.to_number()) {
+                Ok(m) if m > 0.0 && m.is_finite() => timeout = Duration::from_secs_f64(m * 60.0),
+                Ok(_) => {}
+                Err(e) => setup_error = setup_error.or(Some(e)),
+            }
+        }
+        let mut env = Vec::new();
+        if setup_error.is_none() {
+            let wctx = Contexts::new()
+                .with("github", self.github(None))
+                .with("vars", shared.vars.clone())
+                .with("secrets", shared.secrets.clone())
+                .with("inputs", shared.inputs.clone());
+            if let Err(e) = self.eval_env(&shared.workflow.env, &wctx, &mut env) {
+                setup_error = Some(e);
+            } else if let Err(e) = self.eval_env(&job.env, &jctx, &mut env) {
+                setup_error = Some(e);
+            }
+        }
+        self.env = env;
+
+        let mut handle: Option<Box<dyn JobHandle>> = None;
+        if setup_error.is_none() {
+            match shared
+                .executor
+                .prepare(&JobSetup {
+                    key: self.spec.key.clone(),
+                    run_temp: shared.run_temp.clone(),
+                    workspace: shared.workspace.clone(),
+                })
+                .await
+            {
+                Ok(h) => handle = Some(h),
+                Err(e) => setup_error = Some(format!("cannot set up the job: {e}")),
+            }
+        }
+
+        // The job timeout cancels the job.
+        let job_cancel = self.cancel.clone();
+        let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let timer = {
+            let c = job_cancel.clone();
+            let flag = timed_out.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                c.soft.cancel();
+            })
+        };
+
+        if let Some(e) = &setup_error {
+            self.error_annotation(None, e);
+            self.status.failed = true;
+        }
+        if let Some(h) = handle.as_mut() {
+            for (i, step) in job.steps.iter().enumerate() {
+                if job_cancel.soft.is_cancelled() || job_cancel.hard.is_cancelled() {
+                    self.status.cancelled = true;
+                }
+                let r = self.run_step(h.as_mut(), step, i, &ids[i]).await;
+                step_results[i] = r;
+            }
+        }
+
+        // Job outputs: evaluated at the end, even after a failure.
+        let mut outputs = IndexMap::new();
+        if setup_error.is_none() && !job.outputs.is_empty() {
+            let paths = handle.as_ref().map(|h| h.paths().clone());
+            let mut ctx = self.job_contexts();
+            ctx.set("env", env_object(&self.env));
+            ctx.set("steps", Value::from_object(self.steps_ctx.clone()));
+            ctx.set("runner", self.runner_ctx(paths.as_ref()));
+            for (name, (_, y)) in &job.outputs {
+                match self.eval_string(y, &ctx) {
+                    Ok(v) if v.is_empty() => {}
+                    Ok(v) => {
+                        if shared.masker.contains_secret(&v) {
+                            self.notice(
+                                NoticeLevel::Warning,
+                                &format!("skip output `{name}` since it may contain secret"),
+                            );
+                        } else {
+                            outputs.insert(name.clone(), v);
+                        }
+                    }
+                    Err(e) => {
+                        self.error_annotation(None, &e);
+                        self.status.failed = true;
+                    }
+                }
+            }
+        }
+        timer.abort();
+        if let Some(mut h) = handle
+            && let Err(e) = h.cleanup().await
+        {
+            self.notice(NoticeLevel::Warning, &format!("cleanup failed: {e}"));
+        }
+        let timed = timed_out.load(std::sync::atomic::Ordering::SeqCst);
+        if timed {
+            self.error_annotation(
+                None,
+                &format!(
+                    "the job has exceeded its maximum execution time of {} minutes",
+                    crate::expr::number::format_g15(timeout.as_secs_f64() / 60.0)
+                ),
+            );
+        }
+        let conclusion = if self.status.cancelled || timed {
+            Conclusion::Cancelled
+        } else if self.status.failed {
+            Conclusion::Failure
+        } else {
+            Conclusion::Success
+        };
+        let duration = started.elapsed();
+        shared.reporter.event(&RunEvent::JobFinished {
+            job: self.spec.job_ref.clone(),
+            conclusion,
+            outputs: outputs.clone(),
+            duration_ms: ms(duration),
+        });
+        LegOutcome {
+            conclusion,
+            continue_on_error,
+            outputs,
+            steps: step_results,
+            step_summary: self.summaries,
+            duration,
+        }
+    }
+
+    fn record_step(
+        &mut self,
+        id: &str,
+        outcome: Conclusion,
+        conclusion: Conclusion,
+        outputs: &IndexMap<String, String>,
+    ) {
+        let mut out = Object::new();
+        for (k, v) in outputs {
+            out.insert(k.clone(), Value::str(v));
+        }
+        self.steps_ctx.insert(
+            id.to_owned(),
+            obj(vec![
+                ("outputs", Value::from_object(out)),
+                ("outcome", Value::str(outcome.as_str())),
+                ("conclusion", Value::str(conclusion.as_str())),
+            ]),
+        );
+    }
+
+    async fn run_step(
+        &mut self,
+        h: &mut dyn JobHandle,
+        step: &Step,
+        index: usize,
+        id: &str,
+    ) -> StepSummary {
+        let shared = self.shared;
+        let paths = h.paths().clone();
+        let started = Instant::now();
+        let mut name = default_step_name(step);
+        let mut summary = StepSummary {
+            id: id.to_owned(),
+            name: name.clone(),
+            outcome: Conclusion::Skipped,
+            conclusion: Conclusion::Skipped,
+            outputs: IndexMap::new(),
+            duration_ms: 0,
+        };
+        // The condition sees the env context and the job status so far.
+        let ctx = self.step_contexts(id, &self.env, &paths);
+        let cond_ok = match &step.if_ {
+            None => Ok(!self.status.failed && !self.status.cancelled),
+            Some(c) => match parse_condition(&c.text) {
+                Ok(cond) => cond
+                    .eval(&ctx)
+                    .map_err(|e| self.locate(c, e.offset, e.len, &e.message)),
+                Err(e) => Err(self.locate(c, e.offset, e.len, &e.message)),
+            },
+        };
+        let step_ref = |name: &str| StepRef {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            index,
+        };
+        let run_it = match cond_ok {
+            Ok(b) => b,
+            Err(e) => {
+                // A failing condition fails the step without consulting continue-on-error.
+                shared.reporter.event(&RunEvent::StepStarted {
+                    job: self.spec.job_ref.clone(),
+                    step: step_ref(&name),
+                });
+                self.error_annotation(Some(index), &e);
+                return self.finish_step(
+                    summary,
+                    step_ref(&name),
+                    Conclusion::Failure,
+                    false,
+                    IndexMap::new(),
+                    started,
+                    Some(e),
+                );
+            }
+        };
+        if !run_it {
+            self.record_step(
+                id,
+                Conclusion::Skipped,
+                Conclusion::Skipped,
+                &IndexMap::new(),
+            );
+            return summary;
+        }
+        // A step that runs after cancellation (`always()`, `cancelled()`) gets its own soft
+        // token; a hard cancel still stops it.
+        let cancel = if self.cancel.soft.is_cancelled() {
+            Cancel {
+                soft: tokio_util::sync::CancellationToken::new(),
+                hard: self.cancel.hard.clone(),
+            }
+        } else {
+            self.cancel.clone()
+        };
+
+        if let Some(n) = &step.name
+            && n.has_expr()
+            && let Ok(v) = self.eval_string(n, &ctx)
+        {
+            name = v;
+        }
+        summary.name = name.clone();
+        shared.reporter.event(&RunEvent::StepStarted {
+            job: self.spec.job_ref.clone(),
+            step: step_ref(&name),
+        });
+
+        // Step env: evaluated with the env context as it was before the step.
+        let mut step_env = self.env.clone();
+        if let Err(e) = self.eval_env(&step.env, &ctx, &mut step_env) {
+            self.error_annotation(Some(index), &e);
+            return self.finish_step(
+                summary,
+                step_ref(&name),
+                Conclusion::Failure,
+                false,
+                IndexMap::new(),
+                started,
+                Some(e),
+            );
+        }
+        let sctx = self.step_contexts(id, &step_env, &paths);
+
+        let mut continue_on_error = false;
+        if let Some(c) = &step.continue_on_error {
+            match self.eval(c, &sctx) {
+                Ok(v) => continue_on_error = v.is_truthy(),
+                Err(e) => {
+                    self.error_annotation(Some(index), &e);
+                    return self.finish_step(
+                        summary,
+                        step_ref(&name),
+                        Conclusion::Failure,
+                        false,
+                        IndexMap::new(),
+                        started,
+                        Some(e),
+                    );
+                }
+            }
+        }
+
+        let prepared = self.prepare_command(step, &sctx, &step_env, &paths, id, index);
+        let (command, files) = match prepared {
+            Ok(x) => x,
+            Err(e) => {
+                self.error_annotation(Some(index), &e);
+                return self.finish_step(
+                    summary,
+                    step_ref(&name),
+                    Conclusion::Failure,
+                    continue_on_error,
+                    IndexMap::new(),
+                    started,
+                    Some(e),
+                );
+            }
+        };
+
+        let log = shared.log_dir.as_ref().and_then(|d| {
+            let dir = d.join(crate::store::safe_name(&self.spec.key));
+            std::fs::create_dir_all(&dir).ok()?;
+            std::fs::File::create(dir.join(format!("{index}.log"))).ok()
+        });
+        let mut sink = StepOutput::new(
+            self.spec.job_ref.clone(),
+            index,
+            shared.reporter.clone(),
+            shared.masker.clone(),
+            log,
+            shared.debug,
+        );
+        let exit = h.run(&command, &mut sink, &cancel).await;
+        let mut error: Option<String> = None;
+        let mut outcome = match &exit {
+            Ok(StepExit::Exited(0)) => Conclusion::Success,
+            Ok(StepExit::Exited(code)) => {
+                error = Some(format!("process completed with exit code {code}"));
+                Conclusion::Failure
+            }
+            Ok(StepExit::Signaled(sig)) => {
+                error = Some(format!("process was killed by signal {sig}"));
+                Conclusion::Failure
+            }
+            Ok(StepExit::TimedOut) => {
+                error = Some(format!(
+                    "the step has timed out after {} minutes",
+                    step.timeout_minutes
+                        .as_ref()
+                        .map(|t| t.text.as_str())
+                        .unwrap_or("?")
+                ));
+                Conclusion::Failure
+            }
+            Ok(StepExit::Cancelled) => Conclusion::Cancelled,
+            Ok(StepExit::StartFailed(m)) => {
+                error = Some(m.clone());
+                Conclusion::Failure
+            }
+            Err(e) => {
+                error = Some(format!("the executor failed: {e}"));
+                Conclusion::Failure
+            }
+        };
+        if let Some(e) = &error {
+            sink.runner_line(&format!("Error: {e}"));
+        }
+        sink.finish();
+        // Environment files apply even when the step failed.
+        let mut outputs = sink.outputs.clone();
+        match self.apply_files(&files, &mut outputs) {
+            Ok(()) => {}
+            Err(e) => {
+                if outcome == Conclusion::Success {
+                    outcome = Conclusion::Failure;
+                }
+                error = Some(error.map(|x| format!("{x}; {e}")).unwrap_or(e));
+            }
+        }
+        if let Some(e) = &error
+            && outcome == Conclusion::Failure
+        {
+            self.error_annotation(Some(index), e);
+        }
+        self.finish_step(
+            summary,
+            step_ref(&name),
+            outcome,
+            continue_on_error,
+            outputs,
+            started,
+            error,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_step(
+        &mut self,
+        mut summary: StepSummary,
+        step: StepRef,
+        outcome: Conclusion,
+        continue_on_error: bool,
+        outputs: IndexMap<String, String>,
+        started: Instant,
+        error: Option<String>,
+    ) -> StepSummary {
+        let conclusion = if outcome == Conclusion::Failure && continue_on_error {
+            Conclusion::Success
+        } else {
+            outcome
+        };
+        match conclusion {
+            Conclusion::Failure => self.status.failed = true,
+            Conclusion::Cancelled => self.status.cancelled = true,
+            _ => {}
+        }
+        self.record_step(&summary.id, outcome, conclusion, &outputs);
+        summary.outcome = outcome;
+        summary.conclusion = conclusion;
+        summary.outputs = outputs.clone();
+        summary.duration_ms = ms(started.elapsed());
+        self.shared.reporter.event(&RunEvent::StepFinished {
+            job: self.spec.job_ref.clone(),
+            step,
+            outcome,
+            conclusion,
+            outputs,
+            duration_ms: summary.duration_ms,
+            error: error.map(|e| self.shared.masker.mask(&e)),
+        });
+        summary
+    }
+
+    fn prepare_command(
+        &self,
+        step: &Step,
+        ctx: &Contexts,
+        step_env: &[(String, String)],
+        paths: &crate::executor::JobPaths,
+        id: &str,
+        index: usize,
+    ) -> Result<(StepCommand, StepFiles), String> {
+        let shared = self.shared;
+        let Some(run) = &step.run else {
+            let uses = step.uses.as_ref().map(|u| u.text.as_str()).unwrap_or("");
+            return Err(format!(
+                "action `{uses}` cannot run yet: pipe does not run actions in this version (only `run:` steps)"
+            ));
+        };
+        let script = self.eval_string(run, ctx)?;
+        let defaults = [
+            self.job.defaults.as_ref(),
+            shared.workflow.defaults.as_ref(),
+        ];
+        let shell_y = step
+            .shell
+            .as_ref()
+            .or_else(|| defaults.iter().flatten().find_map(|d| d.shell.as_ref()));
+        let shell = match shell_y {
+            Some(y) => Some(self.eval_string(y, ctx)?),
+            None => None,
+        };
+        let template = shell_template(shell.as_deref(), shared.has_bash)?;
+        let wd_y = step.working_directory.as_ref().or_else(|| {
+            defaults
+                .iter()
+                .flatten()
+                .find_map(|d| d.working_directory.as_ref())
+        });
+        let cwd = match wd_y {
+            Some(y) => {
+                let wd = self.eval_string(y, ctx)?;
+                let p = Path::new(&wd);
+                if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    paths.workspace_exec.join(p)
+                }
+            }
+            None => paths.workspace_exec.clone(),
+        };
+        let timeout = match &step.timeout_minutes {
+            Some(t) => {
+                let m = self.eval(t, ctx)?.to_number();
+                (m > 0.0 && m.is_finite()).then(|| Duration::from_secs_f64(m * 60.0))
+            }
+            None => None,
+        };
+
+        // Fresh per-step files: unique names that do not exist yet (`>>` creates them).
+        let stem = format!("{}-{index}", crate::store::safe_name(id));
+        let file = |kind: &str| {
+            (
+                paths.temp_host.join(format!("{kind}_{stem}")),
+                paths.temp_exec.join(format!("{kind}_{stem}")),
+            )
+        };
+        let files = StepFiles {
+            output: file("output").0,
+            env: file("env").0,
+            path: file("path").0,
+            summary: file("step_summary").0,
+            state: file("state").0,
+        };
+        for p in [
+            &files.output,
+            &files.env,
+            &files.path,
+            &files.summary,
+            &files.state,
+        ] {
+            let _ = std::fs::remove_file(p);
+        }
+        let mut env: Vec<(String, String)> = shared.default_env.clone();
+        let s = |p: PathBuf| p.to_string_lossy().into_owned();
+        env.push(("GITHUB_JOB".into(), self.job.id.value.clone()));
+        env.push(("GITHUB_ACTION".into(), id.to_owned()));
+        env.push(("RUNNER_OS".into(), paths.os.to_owned()));
+        env.push(("RUNNER_ARCH".into(), paths.arch.to_owned()));
+        env.push(("RUNNER_TEMP".into(), s(paths.temp_exec.clone())));
+        env.push((
+            "RUNNER_TOOL_CACHE".into(),
+            s(paths.temp_exec.join("tool-cache")),
+        ));
+        env.push(("GITHUB_WORKSPACE".into(), s(paths.workspace_exec.clone())));
+        if shared.debug {
+            env.push(("RUNNER_DEBUG".into(), "1".into()));
+        }
+        for (k, v) in step_env {
+            set_env(&mut env, k, v.clone());
+        }
+        set_env(&mut env, "GITHUB_OUTPUT", s(file("output").1));
+        set_env(&mut env, "GITHUB_ENV", s(file("env").1));
+        set_env(&mut env, "GITHUB_PATH", s(file("path").1));
+        set_env(&mut env, "GITHUB_STEP_SUMMARY", s(file("step_summary").1));
+        set_env(&mut env, "GITHUB_STATE", s(file("state").1));
+        if !self.path_additions.is_empty() {
+            let base = step_env
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var("PATH").ok())
+                .unwrap_or_default();
+            let mut parts = self.path_additions.clone();
+            parts.extend(base.split(':').filter(|p| !p.is_empty()).map(str::to_owned));
+            set_env(&mut env, "PATH", parts.join(":"));
+        }
+        Ok((
+            StepCommand {
+                script: script_for(&template, &script),
+                shell: template,
+                env,
+                cwd,
+                timeout,
+            },
+            files,
+        ))
+    }
+
+    fn apply_files(
+        &mut self,
+        files: &StepFiles,
+        outputs: &mut IndexMap<String, String>,
+    ) -> Result<(), String> {
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let mut errors = Vec::new();
+        match envfile::parse_key_values(&read(&files.output), "GITHUB_OUTPUT") {
+            Ok(kv) => outputs.extend(kv),
+            Err(e) => errors.push(e.to_string()),
+        }
+        match envfile::parse_key_values(&read(&files.env), "GITHUB_ENV") {
+            Ok(kv) => {
+                for (k, v) in kv {
+                    if k == "NODE_OPTIONS" {
+                        self.notice(
+                            NoticeLevel::Warning,
+                            "`NODE_OPTIONS` cannot be set through `GITHUB_ENV`",
+                        );
+                        continue;
+                    }
+                    set_env(&mut self.env, &k, v);
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+        let added = envfile::parse_path_file(&read(&files.path));
+        envfile::prepend_paths(&mut self.path_additions, &added);
+        let summary = read(&files.summary);
+        if !summary.is_empty() {
+            if summary.len() > 1024 * 1024 {
+                self.notice(
+                    NoticeLevel::Warning,
+                    "the step summary is larger than 1 MiB and was not kept",
+                );
+            } else {
+                self.summaries.push_str(&self.shared.masker.mask(&summary));
+                if !summary.ends_with('\n') {
+                    self.summaries.push('\n');
+                }
+            }
+        }
+        if let Err(e) = envfile::parse_key_values(&read(&files.state), "GITHUB_STATE") {
+            errors.push(e.to_string());
+        }
+        for p in [
+            &files.output,
+            &files.env,
+            &files.path,
+            &files.summary,
+            &files.state,
+        ] {
+            let _ = std::fs::remove_file(p);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+}
+
+struct StepFiles {
+    output: PathBuf,
+    env: PathBuf,
+    path: PathBuf,
+    summary: PathBuf,
+    state: PathBuf,
+}

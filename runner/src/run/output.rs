@@ -1,0 +1,265 @@
+//! A step's output on its way out: split into lines, workflow commands acted on, secrets
+//! masked, written to the step's log file and passed to the reporter in batches.
+//!
+//! The hot path is built for throughput (a step may print gigabytes): lines are found with
+//! `memchr`, a line is only inspected further when its first non-blank bytes are `::`, masking
+//! is skipped while no secret is registered, and the reporter gets one call per read chunk, not
+//! one per line.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use crate::event::JobRef;
+use crate::executor::OutputSink;
+use crate::run::commands::{Annotation, Command, CommandState, Level};
+use crate::run::mask::Masker;
+use crate::run::report::{NoticeLevel, Reporter};
+
+/// Collects a step's output and the effects of its workflow commands.
+pub struct StepOutput {
+    job: JobRef,
+    step: usize,
+    reporter: Arc<dyn Reporter>,
+    masker: Masker,
+    log: Option<BufWriter<File>>,
+    partial: Vec<u8>,
+    batch: Vec<u8>,
+    commands: CommandState,
+    debug: bool,
+    /// Outputs set with the deprecated `::set-output`.
+    pub outputs: IndexMap<String, String>,
+    /// State saved with the deprecated `::save-state`.
+    pub state: IndexMap<String, String>,
+    /// Whether a `::error` annotation was printed.
+    pub errors: usize,
+}
+
+impl StepOutput {
+    /// A sink for one step; `log` receives the masked lines.
+    pub fn new(
+        job: JobRef,
+        step: usize,
+        reporter: Arc<dyn Reporter>,
+        masker: Masker,
+        log: Option<File>,
+        debug: bool,
+    ) -> Self {
+        StepOutput {
+            job,
+            step,
+            reporter,
+            masker,
+            log: log.map(|f| BufWriter::with_capacity(64 * 1024, f)),
+            partial: Vec::new(),
+            batch: Vec::with_capacity(64 * 1024),
+            commands: CommandState::default(),
+            debug,
+            outputs: IndexMap::new(),
+            state: IndexMap::new(),
+            errors: 0,
+        }
+    }
+
+    fn emit_line(&mut self, line: &[u8]) {
+        // `line` excludes the line break.
+        let text_start = line
+            .iter()
+            .position(|b| *b != b' ' && *b != b'\t')
+            .unwrap_or(line.len());
+        if line[text_start..].starts_with(b"::") {
+            let s = String::from_utf8_lossy(line);
+            let s = s.trim_end_matches('\r');
+            if let Some(cmd) = self.commands.feed(s) {
+                self.flush_batch();
+                self.apply(cmd, s);
+                return;
+            }
+        }
+        if self.masker.is_empty() {
+            self.batch.extend_from_slice(line);
+        } else {
+            self.masker.mask_bytes_into(line, &mut self.batch);
+        }
+        self.batch.push(b'\n');
+    }
+
+    fn push_text_line(&mut self, text: &str) {
+        self.masker
+            .mask_bytes_into(text.as_bytes(), &mut self.batch);
+        self.batch.push(b'\n');
+    }
+
+    fn apply(&mut self, cmd: Command, raw: &str) {
+        if self.commands.echo {
+            self.push_text_line(raw);
+            self.flush_batch();
+        }
+        match cmd {
+            Command::Group(title) => {
+                let title = self.masker.mask(&title);
+                if let Some(log) = self.log.as_mut() {
+                    let _ = writeln!(log, "::group::{title}");
+                }
+                self.reporter.group(&self.job, self.step, Some(&title));
+            }
+            Command::EndGroup => {
+                if let Some(log) = self.log.as_mut() {
+                    let _ = writeln!(log, "::endgroup::");
+                }
+                self.reporter.group(&self.job, self.step, None);
+            }
+            Command::Annotation(mut a) => {
+                a.message = self.masker.mask(&a.message);
+                a.title = a.title.map(|t| self.masker.mask(&t));
+                if a.level == Level::Error {
+                    self.errors += 1;
+                }
+                let prefix = match a.level {
+                    Level::Error => "Error",
+                    Level::Warning => "Warning",
+                    Level::Notice => "Notice",
+                };
+                let line = format!("{prefix}: {}", a.message);
+                if let Some(log) = self.log.as_mut() {
+                    let _ = writeln!(log, "{line}");
+                }
+                self.reporter.annotation(&self.job, Some(self.step), &a);
+            }
+            Command::AddMask(v) => self.masker.add(&v),
+            Command::StopCommands(_) | Command::Echo(_) => {}
+            Command::Debug(msg) => {
+                if self.debug {
+                    let msg = self.masker.mask(&msg);
+                    self.push_text_line(&format!("##[debug]{msg}"));
+                }
+            }
+            Command::SetOutput { name, value } => {
+                self.reporter.notice(
+                    Some(&self.job),
+                    NoticeLevel::Warning,
+                    "the `set-output` command is deprecated; write to `$GITHUB_OUTPUT` instead",
+                );
+                self.outputs.insert(name, value);
+            }
+            Command::SaveState { name, value } => {
+                self.reporter.notice(
+                    Some(&self.job),
+                    NoticeLevel::Warning,
+                    "the `save-state` command is deprecated; write to `$GITHUB_STATE` instead",
+                );
+                self.state.insert(name, value);
+            }
+            Command::Disabled(name) => {
+                let a = Annotation {
+                    level: Level::Error,
+                    message: format!(
+                        "the `{name}` command is disabled; use the environment files (`$GITHUB_ENV`, `$GITHUB_PATH`) instead"
+                    ),
+                    file: None,
+                    line: None,
+                    end_line: None,
+                    col: None,
+                    end_col: None,
+                    title: None,
+                };
+                self.reporter.annotation(&self.job, Some(self.step), &a);
+            }
+        }
+    }
+
+    fn flush_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        if let Some(log) = self.log.as_mut() {
+            let _ = log.write_all(&self.batch);
+        }
+        self.reporter.output(&self.job, self.step, &self.batch);
+        self.batch.clear();
+    }
+
+    /// Writes a line the runner itself adds to the step's log (e.g. an error message).
+    pub fn runner_line(&mut self, text: &str) {
+        self.push_text_line(text);
+        self.flush_batch();
+    }
+
+    /// Processes the trailing partial line and flushes everything.
+    pub fn finish(&mut self) {
+        if !self.partial.is_empty() {
+            let last = std::mem::take(&mut self.partial);
+            self.emit_line(&last);
+        }
+        self.flush_batch();
+        if let Some(log) = self.log.as_mut() {
+            let _ = log.flush();
+        }
+    }
+}
+
+impl OutputSink for StepOutput {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        if !self.partial.is_empty() {
+            match memchr::memchr(b'\n', rest) {
+                None => {
+                    self.partial.extend_from_slice(rest);
+                    return;
+                }
+                Some(i) => {
+                    let mut line = std::mem::take(&mut self.partial);
+                    line.extend_from_slice(&rest[..i]);
+                    self.emit_line(&line);
+                    rest = &rest[i + 1..];
+                }
+            }
+        }
+        while let Some(i) = memchr::memchr(b'\n', rest) {
+            let (line, tail) = rest.split_at(i);
+            self.emit_line(line);
+            rest = &tail[1..];
+        }
+        self.partial.extend_from_slice(rest);
+        self.flush_batch();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::report::Recorder;
+
+    #[test]
+    fn lines_commands_and_masks() {
+        let rec = Arc::new(Recorder::default());
+        let masker = Masker::new();
+        masker.add("topsecret");
+        let job = JobRef {
+            id: "j".into(),
+            name: "j".into(),
+            matrix: None,
+        };
+        let mut out = StepOutput::new(job, 0, rec.clone(), masker.clone(), None, false);
+        out.write(b"hello topsecret\n::add-mask::other\nsee oth");
+        out.write(b"er\n::error::bad other\n::set-output name=x::1\npartial");
+        out.finish();
+        let text: String = rec
+            .output
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, _, t)| t.clone())
+            .collect();
+        assert_eq!(text, "hello ***\nsee ***\npartial\n");
+        assert_eq!(out.errors, 1);
+        assert_eq!(out.outputs.get("x").map(String::as_str), Some("1"));
+        let notices = rec.notices.lock().expect("lock").clone();
+        assert!(
+            notices.iter().any(|n| n.contains("Error: bad ***")),
+            "{notices:?}"
+        );
+    }
+}

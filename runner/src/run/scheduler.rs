@@ -1,0 +1,747 @@
+//! The DAG scheduler: a job starts the moment its needs finish (no stage barriers).
+//!
+//! - Job `if:` is evaluated once per job (matrix is not available there) with the `needs`
+//!   context and job-level status functions: `success()` only when every ancestor,
+//!   transitively, succeeded; `failure()` when any failed; `cancelled()` when the run was.
+//! - Matrix legs run under the run's parallelism and the job's `max-parallel`; `fail-fast`
+//!   cancels the other legs of the matrix (queued ones never start, running ones are stopped).
+//! - Dynamic matrices are expanded when their needs finish.
+//! - A job's result as its dependants see it aggregates its legs; job-level
+//!   `continue-on-error` turns a failure into success for dependants and for the run.
+//! - Job-level `concurrency` groups: at most one running and one pending job per group; a newer
+//!   pending job cancels the older pending one; `cancel-in-progress` cancels the running one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{Contexts, Status};
+use crate::event::{Conclusion, JobRef, JobSummary, RunEvent, StepSummary};
+use crate::executor::Cancel;
+use crate::expr::{Object, Value, parse_condition};
+use crate::plan::{Legs, Plan, PlannedLeg, expand_job_matrix};
+use crate::run::job::{LegOutcome, LegRunner, LegSpec, Shared, default_step_name, step_ids};
+use crate::run::report::NoticeLevel;
+use crate::workflow::YStr;
+
+/// How to run a plan.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Legs running at once (`-p`).
+    pub parallel: usize,
+}
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// The run's conclusion.
+    pub conclusion: Conclusion,
+    /// Every job and leg, in plan order.
+    pub jobs: Vec<JobSummary>,
+    /// Step summaries per job display name, in plan order.
+    pub step_summaries: Vec<(String, String)>,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+#[derive(Clone, Debug)]
+enum JobState {
+    Waiting,
+    Running,
+    Done {
+        /// Aggregated result as dependants see it.
+        result: Conclusion,
+        outputs: IndexMap<String, String>,
+    },
+}
+
+struct LegSlot {
+    name: String,
+    matrix: Value,
+    outcome: Option<LegOutcome>,
+    cancel: Cancel,
+}
+
+struct JobRun {
+    legs: Vec<LegSlot>,
+    pending: usize,
+    fail_fast: bool,
+    /// Legs' results in finish order (for output merging: last finisher wins).
+    finished_order: Vec<usize>,
+}
+
+/// A concurrency group's running and pending leg (job index, leg index).
+type GroupSlots = (Option<(usize, usize)>, Option<(usize, usize)>);
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Runs a plan to completion.
+pub async fn run_plan(
+    shared: Arc<Shared>,
+    plan: &Plan,
+    opts: &RunOptions,
+    run_cancel: Cancel,
+) -> RunResult {
+    let started = Instant::now();
+    let wf = shared.workflow.clone();
+    let n = plan.jobs.len();
+    let mut state: Vec<JobState> = vec![JobState::Waiting; n];
+    let mut runs: HashMap<usize, JobRun> = HashMap::new();
+    let mut summaries: HashMap<usize, Vec<JobSummary>> = HashMap::new();
+    let mut step_summaries: HashMap<usize, Vec<(String, String)>> = HashMap::new();
+    let global = Arc::new(Semaphore::new(opts.parallel.max(1)));
+    let mut tasks: JoinSet<(usize, usize, LegOutcome)> = JoinSet::new();
+    // Concurrency groups: group -> (running leg, pending leg).
+    let mut groups: HashMap<String, GroupSlots> = HashMap::new();
+    let mut waiting_for_group: Vec<(usize, usize, String)> = Vec::new();
+    let mut leg_group: HashMap<(usize, usize), String> = HashMap::new();
+    // Legs waiting for their concurrency group.
+    let mut pending: Vec<LegLaunch> = Vec::new();
+
+    // Transitive ancestors, computed once.
+    let ancestors: Vec<Vec<usize>> = (0..n)
+        .map(|i| {
+            let mut seen = vec![false; n];
+            let mut stack = plan.jobs[i].needs.clone();
+            let mut out = Vec::new();
+            while let Some(j) = stack.pop() {
+                if !seen[j] {
+                    seen[j] = true;
+                    out.push(j);
+                    stack.extend(plan.jobs[j].needs.iter().copied());
+                }
+            }
+            out
+        })
+        .collect();
+
+    loop {
+        // Start every job whose needs are done.
+        let mut progressed = true;
+        while progressed {
+            progressed = false;
+            for &j in &plan.order {
+                if !matches!(state[j], JobState::Waiting) {
+                    continue;
+                }
+                let pj = &plan.jobs[j];
+                if !pj.selected {
+                    // Not selected: its dependants see success with no outputs.
+                    state[j] = JobState::Done {
+                        result: Conclusion::Success,
+                        outputs: IndexMap::new(),
+                    };
+                    progressed = true;
+                    continue;
+                }
+                if !pj
+                    .needs
+                    .iter()
+                    .all(|&d| matches!(state[d], JobState::Done { .. }))
+                {
+                    continue;
+                }
+                progressed = true;
+                let job = &wf.jobs[pj.index];
+                // The needs context: direct needs only.
+                let mut needs_obj = Object::new();
+                for &d in &pj.needs {
+                    if let JobState::Done { result, outputs } = &state[d] {
+                        let mut outs = Object::new();
+                        for (k, v) in outputs {
+                            outs.insert(k.clone(), Value::str(v));
+                        }
+                        needs_obj.insert(
+                            wf.jobs[plan.jobs[d].index].id.value.clone(),
+                            Value::object(vec![
+                                ("result".to_owned(), Value::str(result.as_str())),
+                                ("outputs".to_owned(), Value::from_object(outs)),
+                            ]),
+                        );
+                    }
+                }
+                let needs = Value::from_object(needs_obj);
+                let mut status = Status {
+                    cancelled: run_cancel.soft.is_cancelled(),
+                    ..Status::default()
+                };
+                for &a in &ancestors[j] {
+                    if let JobState::Done { result, .. } = &state[a] {
+                        match result {
+                            Conclusion::Failure => status.failed = true,
+                            Conclusion::Cancelled => status.cancelled = true,
+                            Conclusion::Skipped => status.skipped_ancestor = true,
+                            Conclusion::Success => {}
+                        }
+                    }
+                }
+                let mut ctx = Contexts::new()
+                    .with("github", shared.github.clone())
+                    .with("needs", needs.clone())
+                    .with("vars", shared.vars.clone())
+                    .with("inputs", shared.inputs.clone());
+                ctx.status = status;
+                let cond = match &job.if_ {
+                    None => Ok(!status.failed && !status.cancelled && !status.skipped_ancestor),
+                    Some(c) => parse_condition(&c.text)
+                        .map_err(|e| locate(&shared, c, e.offset, e.len, &e.message))
+                        .and_then(|cond| {
+                            cond.eval(&ctx)
+                                .map_err(|e| locate(&shared, c, e.offset, e.len, &e.message))
+                        }),
+                };
+                let base_ref = JobRef {
+                    id: pj.id.clone(),
+                    name: pj.name.clone(),
+                    matrix: None,
+                };
+                match cond {
+                    Err(e) => {
+                        shared
+                            .reporter
+                            .notice(Some(&base_ref), NoticeLevel::Error, &e);
+                        finish_unstarted(
+                            &shared,
+                            j,
+                            &base_ref,
+                            Conclusion::Failure,
+                            &mut summaries,
+                            job,
+                        );
+                        state[j] = JobState::Done {
+                            result: Conclusion::Failure,
+                            outputs: IndexMap::new(),
+                        };
+                        continue;
+                    }
+                    Ok(false) => {
+                        // Not run: skipped, or cancelled when the run was cancelled.
+                        let c = if run_cancel.soft.is_cancelled() {
+                            Conclusion::Cancelled
+                        } else {
+                            Conclusion::Skipped
+                        };
+                        finish_unstarted(&shared, j, &base_ref, c, &mut summaries, job);
+                        state[j] = JobState::Done {
+                            result: c,
+                            outputs: IndexMap::new(),
+                        };
+                        continue;
+                    }
+                    Ok(true) => {}
+                }
+                // Legs: planned, or expanded now for dynamic matrices.
+                let legs: Result<Vec<PlannedLeg>, String> = match &pj.legs {
+                    Legs::Expanded { legs } => Ok(legs.clone()),
+                    Legs::Dynamic => {
+                        let sctx = Contexts::new()
+                            .with("github", shared.github.clone())
+                            .with("needs", needs.clone())
+                            .with("vars", shared.vars.clone())
+                            .with("inputs", shared.inputs.clone());
+                        expand_job_matrix(job, &sctx)
+                            .map(|mut legs| {
+                                if !plan.matrix_filter.is_empty() {
+                                    for l in &mut legs {
+                                        l.selected = crate::plan::leg_matches(
+                                            &l.matrix,
+                                            &plan.matrix_filter,
+                                        );
+                                    }
+                                }
+                                legs
+                            })
+                            .map_err(|e| locate_span(&shared, e.span, &e.message))
+                    }
+                    Legs::Error { message, span } => Err(locate_span(&shared, *span, message)),
+                };
+                let legs = match legs {
+                    Ok(l) => l,
+                    Err(e) => {
+                        shared
+                            .reporter
+                            .notice(Some(&base_ref), NoticeLevel::Error, &e);
+                        finish_unstarted(
+                            &shared,
+                            j,
+                            &base_ref,
+                            Conclusion::Failure,
+                            &mut summaries,
+                            job,
+                        );
+                        state[j] = JobState::Done {
+                            result: Conclusion::Failure,
+                            outputs: IndexMap::new(),
+                        };
+                        continue;
+                    }
+                };
+                let selected: Vec<PlannedLeg> =
+                    legs.iter().filter(|l| l.selected).cloned().collect();
+                if selected.is_empty() {
+                    finish_unstarted(
+                        &shared,
+                        j,
+                        &base_ref,
+                        Conclusion::Skipped,
+                        &mut summaries,
+                        job,
+                    );
+                    state[j] = JobState::Done {
+                        result: Conclusion::Skipped,
+                        outputs: IndexMap::new(),
+                    };
+                    continue;
+                }
+                // Strategy values.
+                let sctx = Contexts::new()
+                    .with("github", shared.github.clone())
+                    .with("needs", needs.clone())
+                    .with("vars", shared.vars.clone())
+                    .with("inputs", shared.inputs.clone());
+                let strategy = job.strategy.as_ref();
+                let fail_fast = strategy
+                    .and_then(|s| s.fail_fast.as_ref())
+                    .map(|y| {
+                        eval_value(&shared, y, &sctx)
+                            .map(|v| v.is_truthy())
+                            .unwrap_or(true)
+                    })
+                    .unwrap_or(true);
+                let total = legs.len();
+                let max_parallel = strategy
+                    .and_then(|s| s.max_parallel.as_ref())
+                    .and_then(|y| eval_value(&shared, y, &sctx).ok())
+                    .map(|v| v.to_number())
+                    .filter(|v| *v >= 1.0 && v.is_finite())
+                    .map(|v| v as usize)
+                    .unwrap_or(total);
+                let job_sem = Arc::new(Semaphore::new(max_parallel.max(1)));
+                let mut slots = Vec::with_capacity(selected.len());
+                for (li, leg) in selected.iter().enumerate() {
+                    let cancel = Cancel {
+                        soft: run_cancel.soft.child_token(),
+                        hard: run_cancel.hard.clone(),
+                    };
+                    slots.push(LegSlot {
+                        name: leg.name.clone(),
+                        matrix: leg.matrix.clone(),
+                        outcome: None,
+                        cancel: cancel.clone(),
+                    });
+                    let matrix_json = if pj.has_matrix {
+                        Some(leg.matrix.to_json())
+                    } else {
+                        None
+                    };
+                    let key = if pj.has_matrix {
+                        format!("{}-{}", pj.id, leg.job_index)
+                    } else {
+                        pj.id.clone()
+                    };
+                    let strategy_ctx = Value::object(vec![
+                        ("fail-fast".to_owned(), Value::Bool(fail_fast)),
+                        ("job-index".to_owned(), Value::Number(leg.job_index as f64)),
+                        ("job-total".to_owned(), Value::Number(total as f64)),
+                        (
+                            "max-parallel".to_owned(),
+                            Value::Number(max_parallel as f64),
+                        ),
+                    ]);
+                    let spec = LegSpec {
+                        job_index: pj.index,
+                        key,
+                        job_ref: JobRef {
+                            id: pj.id.clone(),
+                            name: leg.name.clone(),
+                            matrix: matrix_json,
+                        },
+                        matrix: if pj.has_matrix {
+                            leg.matrix.clone()
+                        } else {
+                            Value::Null
+                        },
+                        strategy: strategy_ctx,
+                        needs: needs.clone(),
+                    };
+                    // Concurrency group of this leg.
+                    let group = job.concurrency.as_ref().and_then(|c| {
+                        let gctx = Contexts::new()
+                            .with("github", shared.github.clone())
+                            .with("needs", needs.clone())
+                            .with("strategy", spec.strategy.clone())
+                            .with("matrix", spec.matrix.clone())
+                            .with("vars", shared.vars.clone())
+                            .with("inputs", shared.inputs.clone());
+                        let g = eval_value(&shared, &c.group, &gctx).ok()?.to_gh_string()?;
+                        let cancel_running = c
+                            .cancel_in_progress
+                            .as_ref()
+                            .and_then(|y| eval_value(&shared, y, &gctx).ok())
+                            .is_some_and(|v| v.is_truthy());
+                        Some((g, cancel_running))
+                    });
+                    let launch = LegLaunch {
+                        shared: shared.clone(),
+                        spec,
+                        cancel,
+                        global: global.clone(),
+                        job_sem: job_sem.clone(),
+                        job: j,
+                        leg: li,
+                    };
+                    match group {
+                        None => launch.spawn(&mut tasks),
+                        Some((g, cancel_running)) => {
+                            leg_group.insert((j, li), g.clone());
+                            let entry = groups.entry(g.clone()).or_insert((None, None));
+                            if entry.0.is_none() {
+                                entry.0 = Some((j, li));
+                                launch.spawn(&mut tasks);
+                            } else {
+                                if let Some((pj_, pl)) = entry.1.take() {
+                                    // The older pending leg is cancelled.
+                                    if let Some(r) = runs.get(&pj_) {
+                                        r.legs[pl].cancel.soft.cancel();
+                                    }
+                                    waiting_for_group.retain(|(a, b, _)| !(*a == pj_ && *b == pl));
+                                    // Its token is cancelled: the task reports it cancelled
+                                    // without running.
+                                    if let Some(i) =
+                                        pending.iter().position(|l| l.job == pj_ && l.leg == pl)
+                                    {
+                                        let l = pending.remove(i);
+                                        l.cancel.soft.cancel();
+                                        l.spawn(&mut tasks);
+                                    }
+                                }
+                                if cancel_running
+                                    && let Some((rj, rl)) = entry.0
+                                    && let Some(r) = runs.get(&rj)
+                                {
+                                    r.legs[rl].cancel.soft.cancel();
+                                }
+                                entry.1 = Some((j, li));
+                                waiting_for_group.push((j, li, g));
+                                pending.push(launch);
+                            }
+                        }
+                    }
+                }
+                runs.insert(
+                    j,
+                    JobRun {
+                        pending: slots.len(),
+                        legs: slots,
+                        fail_fast,
+                        finished_order: Vec::new(),
+                    },
+                );
+                state[j] = JobState::Running;
+            }
+        }
+
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        let Ok((j, li, outcome)) = joined else {
+            continue;
+        };
+        // Concurrency: a finished leg frees its group for the pending one.
+        if let Some(g) = leg_group.remove(&(j, li))
+            && let Some(entry) = groups.get_mut(&g)
+        {
+            if entry.0 == Some((j, li)) {
+                entry.0 = entry.1.take();
+                if let Some((nj, nl)) = entry.0 {
+                    waiting_for_group.retain(|(a, b, _)| !(*a == nj && *b == nl));
+                    let launch = pending
+                        .iter()
+                        .position(|l| l.job == nj && l.leg == nl)
+                        .map(|i| pending.remove(i));
+                    if let Some(l) = launch {
+                        l.spawn(&mut tasks);
+                    }
+                }
+            } else if entry.1 == Some((j, li)) {
+                entry.1 = None;
+            }
+        }
+        let Some(run) = runs.get_mut(&j) else {
+            continue;
+        };
+        let failed_hard = outcome.conclusion == Conclusion::Failure && !outcome.continue_on_error;
+        if !outcome.step_summary.is_empty() {
+            step_summaries
+                .entry(j)
+                .or_default()
+                .push((run.legs[li].name.clone(), outcome.step_summary.clone()));
+        }
+        run.legs[li].outcome = Some(outcome);
+        run.finished_order.push(li);
+        run.pending -= 1;
+        if failed_hard && run.fail_fast && run.legs.len() > 1 {
+            for (k, leg) in run.legs.iter().enumerate() {
+                if k != li && leg.outcome.is_none() {
+                    leg.cancel.soft.cancel();
+                }
+            }
+        }
+        if run.pending == 0 {
+            let (result, outputs) = aggregate(run);
+            let pj = &plan.jobs[j];
+            let job = &wf.jobs[pj.index];
+            let ids = step_ids(&job.steps);
+            let mut entries = Vec::new();
+            for leg in &run.legs {
+                let Some(o) = &leg.outcome else { continue };
+                entries.push(JobSummary {
+                    id: pj.id.clone(),
+                    name: leg.name.clone(),
+                    matrix: if pj.has_matrix {
+                        Some(leg.matrix.to_json())
+                    } else {
+                        None
+                    },
+                    conclusion: o.conclusion,
+                    outputs: o.outputs.clone(),
+                    duration_ms: ms(o.duration),
+                    steps: if o.steps.is_empty() {
+                        skipped_steps(job, &ids)
+                    } else {
+                        o.steps.clone()
+                    },
+                });
+            }
+            summaries.insert(j, entries);
+            state[j] = JobState::Done { result, outputs };
+        }
+    }
+
+    // Anything never started (cannot normally happen: cycles are rejected at load).
+    for (j, st) in state.iter().enumerate() {
+        if matches!(st, JobState::Waiting) && plan.jobs[j].selected {
+            let pj = &plan.jobs[j];
+            let job = &wf.jobs[pj.index];
+            let r = JobRef {
+                id: pj.id.clone(),
+                name: pj.name.clone(),
+                matrix: None,
+            };
+            finish_unstarted(&shared, j, &r, Conclusion::Cancelled, &mut summaries, job);
+        }
+    }
+
+    let mut jobs = Vec::new();
+    let mut summaries_out = Vec::new();
+    let mut any_failure = false;
+    let mut any_cancelled = run_cancel.soft.is_cancelled();
+    for &j in &plan.order {
+        if let Some(entries) = summaries.remove(&j) {
+            jobs.extend(entries);
+        }
+        if let Some(s) = step_summaries.remove(&j) {
+            summaries_out.extend(s);
+        }
+        if let JobState::Done { result, .. } = &state[j] {
+            match result {
+                Conclusion::Failure => any_failure = true,
+                Conclusion::Cancelled => any_cancelled = true,
+                _ => {}
+            }
+        }
+    }
+    let conclusion = if any_failure {
+        Conclusion::Failure
+    } else if any_cancelled {
+        Conclusion::Cancelled
+    } else {
+        Conclusion::Success
+    };
+    RunResult {
+        conclusion,
+        jobs,
+        step_summaries: summaries_out,
+        duration: started.elapsed(),
+    }
+}
+
+struct LegLaunch {
+    shared: Arc<Shared>,
+    spec: LegSpec,
+    cancel: Cancel,
+    global: Arc<Semaphore>,
+    job_sem: Arc<Semaphore>,
+    job: usize,
+    leg: usize,
+}
+
+impl LegLaunch {
+    fn spawn(self, tasks: &mut JoinSet<(usize, usize, LegOutcome)>) {
+        let LegLaunch {
+            shared,
+            spec,
+            cancel,
+            global,
+            job_sem,
+            job,
+            leg,
+        } = self;
+        tasks.spawn(async move {
+            let outcome = run_leg(shared, spec, cancel, global, job_sem).await;
+            (job, leg, outcome)
+        });
+    }
+}
+
+async fn run_leg(
+    shared: Arc<Shared>,
+    spec: LegSpec,
+    cancel: Cancel,
+    global: Arc<Semaphore>,
+    job_sem: Arc<Semaphore>,
+) -> LegOutcome {
+    let cancelled_before_start = |shared: &Shared, spec: &LegSpec| {
+        let job = &shared.workflow.jobs[spec.job_index];
+        let ids = step_ids(&job.steps);
+        shared.reporter.event(&RunEvent::JobFinished {
+            job: spec.job_ref.clone(),
+            conclusion: Conclusion::Cancelled,
+            outputs: IndexMap::new(),
+            duration_ms: 0,
+        });
+        LegOutcome {
+            conclusion: Conclusion::Cancelled,
+            continue_on_error: false,
+            outputs: IndexMap::new(),
+            steps: skipped_steps(job, &ids),
+            step_summary: String::new(),
+            duration: Duration::ZERO,
+        }
+    };
+    let token: CancellationToken = cancel.soft.clone();
+    let _job_permit = tokio::select! {
+        p = job_sem.acquire_owned() => p.ok(),
+        () = token.cancelled() => return cancelled_before_start(&shared, &spec),
+    };
+    let _global_permit = tokio::select! {
+        p = global.acquire_owned() => p.ok(),
+        () = token.cancelled() => return cancelled_before_start(&shared, &spec),
+    };
+    if token.is_cancelled() {
+        return cancelled_before_start(&shared, &spec);
+    }
+    let job = &shared.workflow.jobs[spec.job_index];
+    LegRunner::new(&shared, job, &spec, cancel).run().await
+}
+
+fn skipped_steps(job: &crate::workflow::Job, ids: &[String]) -> Vec<StepSummary> {
+    job.steps
+        .iter()
+        .zip(ids)
+        .map(|(s, id)| StepSummary {
+            id: id.clone(),
+            name: default_step_name(s),
+            outcome: Conclusion::Skipped,
+            conclusion: Conclusion::Skipped,
+            outputs: IndexMap::new(),
+            duration_ms: 0,
+        })
+        .collect()
+}
+
+fn finish_unstarted(
+    shared: &Shared,
+    j: usize,
+    job_ref: &JobRef,
+    conclusion: Conclusion,
+    summaries: &mut HashMap<usize, Vec<JobSummary>>,
+    job: &crate::workflow::Job,
+) {
+    shared.reporter.event(&RunEvent::JobFinished {
+        job: job_ref.clone(),
+        conclusion,
+        outputs: IndexMap::new(),
+        duration_ms: 0,
+    });
+    let ids = step_ids(&job.steps);
+    summaries.insert(
+        j,
+        vec![JobSummary {
+            id: job_ref.id.clone(),
+            name: job_ref.name.clone(),
+            matrix: None,
+            conclusion,
+            outputs: IndexMap::new(),
+            duration_ms: 0,
+            steps: skipped_steps(job, &ids),
+        }],
+    );
+}
+
+/// A job's result as its dependants see it, and its merged outputs.
+fn aggregate(run: &JobRun) -> (Conclusion, IndexMap<String, String>) {
+    let mut any_failed = false;
+    let mut any_cancelled = false;
+    let mut all_skipped = true;
+    for leg in &run.legs {
+        let Some(o) = &leg.outcome else { continue };
+        match o.conclusion {
+            Conclusion::Failure if !o.continue_on_error => any_failed = true,
+            Conclusion::Cancelled => any_cancelled = true,
+            _ => {}
+        }
+        if o.conclusion != Conclusion::Skipped {
+            all_skipped = false;
+        }
+    }
+    let result = if any_failed {
+        Conclusion::Failure
+    } else if any_cancelled {
+        Conclusion::Cancelled
+    } else if all_skipped {
+        Conclusion::Skipped
+    } else {
+        Conclusion::Success
+    };
+    let mut outputs = IndexMap::new();
+    for &li in &run.finished_order {
+        if let Some(o) = &run.legs[li].outcome {
+            for (k, v) in &o.outputs {
+                if !v.is_empty() {
+                    outputs.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    (result, outputs)
+}
+
+fn eval_value(shared: &Shared, y: &YStr, ctx: &Contexts) -> Result<Value, String> {
+    let t = crate::expr::Template::parse(&y.text)
+        .map_err(|e| locate(shared, y, e.offset, e.len, &e.message))?;
+    t.eval(ctx)
+        .map_err(|e| locate(shared, y, e.offset, e.len, &e.message))
+}
+
+fn locate(shared: &Shared, y: &YStr, offset: usize, len: usize, message: &str) -> String {
+    let span = y.span_of(&shared.source, offset..offset + len);
+    locate_span(shared, span, message)
+}
+
+fn locate_span(shared: &Shared, span: crate::source::Span, message: &str) -> String {
+    let lc = shared.source.line_col(span.start);
+    format!(
+        "{}:{}:{}: {message}",
+        shared.source.path().display(),
+        lc.line,
+        lc.col
+    )
+}
