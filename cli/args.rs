@@ -26,8 +26,128 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run workflows locally, exactly as GitHub would.
+    Run(RunArgs),
     /// Check workflow files (and action.yml files) for errors and likely mistakes.
     Validate(ValidateArgs),
+    /// List the jobs and matrix legs a run would have (`--json` prints the plan).
+    List(ListArgs),
+    /// Draw the job graph (ASCII, or Graphviz with `--dot`).
+    Graph(GraphArgs),
+    /// List recorded runs, newest first.
+    Runs(RunsArgs),
+    /// Print the logs of a recorded run.
+    Logs(LogsArgs),
+}
+
+/// Which workflows, jobs and legs (`run`, `list` and `graph` share these).
+#[derive(Debug, Args, Clone)]
+pub struct SelectArgs {
+    /// The workflow file to use (default: every workflow in `.github/workflows/` that the
+    /// event triggers).
+    #[arg(short = 'W', long = "workflow", value_name = "FILE")]
+    pub workflow: Option<PathBuf>,
+    /// The triggering event.
+    #[arg(long, default_value = "push", value_name = "NAME")]
+    pub event: String,
+    /// A JSON file with the event payload (`github.event`).
+    #[arg(long, value_name = "FILE")]
+    pub eventpath: Option<PathBuf>,
+    /// Run only this job (repeatable); the jobs it needs are included.
+    #[arg(short = 'j', long = "job", value_name = "ID")]
+    pub job: Vec<String>,
+    /// With `-j`, do not include the jobs it needs.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Run only the matrix legs where KEY has VALUE (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub matrix: Vec<String>,
+    /// A `workflow_dispatch` input (repeatable).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub input: Vec<String>,
+    /// A configuration variable for the `vars` context (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub var: Vec<String>,
+    /// A dotenv file of variables.
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_file: Vec<PathBuf>,
+}
+
+/// `pipe run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Legs running at once (default: the number of cores).
+    #[arg(short = 'p', long, value_name = "N")]
+    pub parallel: Option<usize>,
+    /// A secret: `NAME=VALUE`, or `NAME` to read it from the environment (repeatable).
+    #[arg(short = 's', long = "secret", value_name = "NAME[=VALUE]")]
+    pub secret: Vec<String>,
+    /// A dotenv file of secrets.
+    #[arg(long = "secret-file", value_name = "FILE")]
+    pub secret_file: Vec<PathBuf>,
+    /// Write the run summary (JSON, schema version 1) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// Stream versioned JSON events on stdout instead of the live view.
+    #[arg(long)]
+    pub json: bool,
+    /// Give each job a fresh copy of the committed tree instead of running in place.
+    #[arg(long)]
+    pub isolate: bool,
+    /// Skip workflows whose branch, tag and path filters would not trigger on GitHub.
+    #[arg(long)]
+    pub respect_filters: bool,
+    /// Run every job on the host.
+    #[arg(long)]
+    pub host: bool,
+    /// Map a runner label to a container image (repeatable).
+    #[arg(short = 'P', long = "platform-map", value_name = "LABEL=IMAGE")]
+    pub platform_map: Vec<String>,
+    /// Live view on a terminal (`auto`) or plain prefixed lines.
+    #[arg(long, value_enum, default_value_t = crate::reporter::ProgressMode::Auto)]
+    pub progress: crate::reporter::ProgressMode,
+}
+
+/// `pipe list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pipe graph`.
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Print Graphviz DOT.
+    #[arg(long)]
+    pub dot: bool,
+}
+
+/// `pipe runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// How many runs to show.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pipe logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The run number (default: the latest), `#N` accepted.
+    pub run: Option<String>,
+    /// A job (display name or id), optionally `/STEP` (index, id or name).
+    pub job: Option<String>,
 }
 
 /// Output format of diagnostics.

@@ -7,6 +7,7 @@ mod args;
 mod commands;
 mod output;
 mod render;
+mod reporter;
 
 use std::process::ExitCode;
 
@@ -30,7 +31,12 @@ fn main() -> ExitCode {
     };
     init_tracing(&cli);
     let code = match &cli.command {
+        Command::Run(a) => commands::run::run(&cli, a),
         Command::Validate(a) => commands::validate::run(&cli, a),
+        Command::List(a) => commands::list::run(&cli, a),
+        Command::Graph(a) => commands::graph::run(&cli, a),
+        Command::Runs(a) => commands::runs::run(&cli, a),
+        Command::Logs(a) => commands::logs::run(&cli, a),
     };
     ExitCode::from(code)
 }

@@ -46,6 +46,10 @@ pub struct JobRef {
     pub name: String,
     /// Matrix values, null for a non-matrix job.
     pub matrix: Option<serde_json::Value>,
+    /// A key unique within the run (the job id, plus `-N` for matrix leg N); names the leg's
+    /// log folder.
+    #[serde(default)]
+    pub key: String,
 }
 
 /// Identifies one step in events.

@@ -392,3 +392,55 @@ mod tests {
         );
     }
 }
+
+/// Records a run's events in its [`RunRecord`]; a write failure becomes one warning.
+pub struct Recording {
+    record: std::sync::Mutex<RunRecord>,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl Recording {
+    /// Wraps an open run.
+    pub fn new(record: RunRecord) -> Self {
+        Recording {
+            record: std::sync::Mutex::new(record),
+            failed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether writing failed at some point.
+    pub fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the record (to write the summary, flush…).
+    pub fn with<R>(&self, f: impl FnOnce(&mut RunRecord) -> R) -> Option<R> {
+        self.record.lock().ok().map(|mut r| f(&mut r))
+    }
+}
+
+impl crate::run::report::Reporter for Recording {
+    fn event(&self, event: &RunEvent) {
+        if let Ok(mut r) = self.record.lock()
+            && r.append(event).is_err()
+        {
+            self.failed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    fn output(&self, _job: &crate::event::JobRef, _step: usize, _lines: &[u8]) {}
+    fn annotation(
+        &self,
+        _job: &crate::event::JobRef,
+        _step: Option<usize>,
+        _annotation: &crate::run::commands::Annotation,
+    ) {
+    }
+    fn notice(
+        &self,
+        _job: Option<&crate::event::JobRef>,
+        _level: crate::run::report::NoticeLevel,
+        _message: &str,
+    ) {
+    }
+}

@@ -8,3 +8,4 @@ pub mod mask;
 pub mod output;
 pub mod report;
 pub mod scheduler;
+pub mod setup;

@@ -241,6 +241,7 @@ mod tests {
             id: "j".into(),
             name: "j".into(),
             matrix: None,
+            key: "j".into(),
         };
         let mut out = StepOutput::new(job, 0, rec.clone(), masker.clone(), None, false);
         out.write(b"hello topsecret\n::add-mask::other\nsee oth");

@@ -201,6 +201,7 @@ pub async fn run_plan(
                     id: pj.id.clone(),
                     name: pj.name.clone(),
                     matrix: None,
+                    key: pj.id.clone(),
                 };
                 match cond {
                     Err(e) => {
@@ -357,11 +358,12 @@ pub async fn run_plan(
                     ]);
                     let spec = LegSpec {
                         job_index: pj.index,
-                        key,
+                        key: key.clone(),
                         job_ref: JobRef {
                             id: pj.id.clone(),
                             name: leg.name.clone(),
                             matrix: matrix_json,
+                            key: key.clone(),
                         },
                         matrix: if pj.has_matrix {
                             leg.matrix.clone()
@@ -534,6 +536,7 @@ pub async fn run_plan(
                 id: pj.id.clone(),
                 name: pj.name.clone(),
                 matrix: None,
+                key: pj.id.clone(),
             };
             finish_unstarted(&shared, j, &r, Conclusion::Cancelled, &mut summaries, job);
         }

@@ -1,0 +1,100 @@
+//! `pipe logs [RUN] [JOB[/STEP]]`: prints a recorded run's step logs.
+
+use pipe_runner::event::RunEvent;
+use pipe_runner::{exit, store};
+
+use crate::args::{Cli, LogsArgs};
+use crate::output;
+
+/// Runs the command and returns its exit code.
+pub fn run(cli: &Cli, args: &LogsArgs) -> u8 {
+    let st = match super::runs::open_store(cli) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let number = match &args.run {
+        Some(r) => match r.trim_start_matches('#').parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => {
+                super::error(
+                    cli,
+                    &format!("`{r}` is not a run number"),
+                    Some("use `pipe runs` to list them"),
+                );
+                return exit::USAGE;
+            }
+        },
+        None => match st.latest() {
+            Ok(Some(n)) => n,
+            _ => {
+                super::error(cli, "no runs recorded yet", None);
+                return exit::USAGE;
+            }
+        },
+    };
+    let dir = st.run_dir(number);
+    let events = match std::fs::read_to_string(dir.join("events.jsonl")) {
+        Ok(t) => t,
+        Err(_) => {
+            super::error(
+                cli,
+                &format!("run #{number} is not recorded"),
+                Some("use `pipe runs` to list them"),
+            );
+            return exit::USAGE;
+        }
+    };
+    let (job_filter, step_filter) = match &args.job {
+        Some(j) => match j.split_once('/') {
+            Some((a, b)) => (Some(a.to_owned()), Some(b.to_owned())),
+            None => (Some(j.clone()), None),
+        },
+        None => (None, None),
+    };
+    // Steps that started, in order, with the folder their logs live in.
+    let mut out = String::new();
+    let mut matched = false;
+    for line in events.lines() {
+        let Ok(ev) = serde_json::from_str::<RunEvent>(line) else {
+            continue;
+        };
+        let RunEvent::StepStarted { job, step } = ev else {
+            continue;
+        };
+        if let Some(f) = &job_filter
+            && job.name != *f
+            && job.id != *f
+        {
+            continue;
+        }
+        if let Some(f) = &step_filter
+            && step.index.to_string() != *f
+            && step.id != *f
+            && step.name != *f
+        {
+            continue;
+        }
+        matched = true;
+        // The log folder is the leg's key: the job id, plus the matrix index for legs.
+        let key = if job.key.is_empty() {
+            job.id.clone()
+        } else {
+            job.key.clone()
+        };
+        let path = dir
+            .join("logs")
+            .join(store::safe_name(&key))
+            .join(format!("{}.log", step.index));
+        out.push_str(&format!("── {} / {} ──\n", job.name, step.name));
+        match std::fs::read_to_string(&path) {
+            Ok(t) => out.push_str(&t),
+            Err(_) => out.push_str("(no output)\n"),
+        }
+    }
+    if !matched {
+        super::error(cli, &format!("run #{number} has no matching step"), None);
+        return exit::USAGE;
+    }
+    let _ = output::stdout_write(out.as_bytes());
+    exit::SUCCESS
+}

@@ -1,0 +1,476 @@
+//! `pipe run`: runs workflows on this machine with GitHub's semantics (decisions.md's local
+//! run model), records them in the state directory and exits with the run's result.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use pipe_runner::event::{Conclusion, RunEvent, SCHEMA_VERSION, Summary};
+use pipe_runner::executor::Cancel;
+use pipe_runner::executor::host::HostExecutor;
+use pipe_runner::expr::{Object, Value};
+use pipe_runner::run::job::Shared;
+use pipe_runner::run::mask::Masker;
+use pipe_runner::run::report::{Fanout, NoticeLevel, Reporter};
+use pipe_runner::run::scheduler::{RunOptions, RunResult, run_plan};
+use pipe_runner::run::setup;
+use pipe_runner::store::{self, Recording, Store};
+use pipe_runner::{dirs, exit};
+
+use super::{Loaded, Project, error, io_reason};
+use crate::args::{Cli, RunArgs};
+use crate::output::{self, Styles};
+use crate::reporter::{ProgressMode, Terminal, human_ms};
+
+/// Runs the command and returns its exit code.
+pub fn run(cli: &Cli, args: &RunArgs) -> u8 {
+    let p = match super::project(cli) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let loaded = match super::load_workflows(cli, &p, &args.select) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let vars = match read_pairs(cli, &args.select.var, &args.select.var_file, "--var") {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let secrets = match read_secrets(cli, args) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    for m in &args.platform_map {
+        if !m.contains('=') {
+            error(cli, &format!("`-P {m}` must be `LABEL=IMAGE`"), None);
+            return exit::USAGE;
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error(cli, &format!("cannot start the async runtime: {e}"), None);
+            return exit::INFRA;
+        }
+    };
+    let signal = Arc::new(AtomicU8::new(0));
+    let cancel = Cancel::default();
+    {
+        let signal = signal.clone();
+        let cancel = cancel.clone();
+        runtime.spawn(async move { watch_signals(signal, cancel).await });
+    }
+    let mut worst = exit::SUCCESS;
+    for l in &loaded {
+        let code = runtime.block_on(run_one(cli, args, &p, l, &vars, &secrets, cancel.clone()));
+        worst = worst.max(code);
+        if cancel.soft.is_cancelled() {
+            break;
+        }
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match signal.load(Ordering::SeqCst) {
+        2 => exit::SIGINT,
+        15 => exit::SIGTERM,
+        _ => worst,
+    }
+}
+
+async fn watch_signals(signal: Arc<AtomicU8>, cancel: Cancel) {
+    use tokio::signal::unix::{SignalKind, signal as sig};
+    let (Ok(mut int), Ok(mut term)) = (sig(SignalKind::interrupt()), sig(SignalKind::terminate()))
+    else {
+        return;
+    };
+    let mut count = 0;
+    loop {
+        let which = tokio::select! {
+            _ = int.recv() => 2u8,
+            _ = term.recv() => 15u8,
+        };
+        count += 1;
+        let _ = signal.compare_exchange(0, which, Ordering::SeqCst, Ordering::SeqCst);
+        if count == 1 {
+            output::stderr_write(
+                b"\ncancelling: stopping running steps (press Ctrl-C again to kill them at once)\n",
+            );
+            cancel.soft.cancel();
+        } else {
+            cancel.hard.cancel();
+        }
+    }
+}
+
+fn read_pairs(cli: &Cli, items: &[String], files: &[PathBuf], flag: &str) -> Result<Value, u8> {
+    let mut o = Object::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|e| {
+            error(
+                cli,
+                &format!("cannot read `{}`: {}", f.display(), io_reason(&e)),
+                None,
+            );
+            exit::USAGE
+        })?;
+        let pairs = setup::parse_dotenv(&text).map_err(|e| {
+            error(cli, &format!("`{}`: {e}", f.display()), None);
+            exit::USAGE
+        })?;
+        for (k, v) in pairs {
+            o.insert(k, Value::str(v));
+        }
+    }
+    for i in items {
+        let Some((k, v)) = i.split_once('=') else {
+            error(cli, &format!("`{flag} {i}` must be `NAME=VALUE`"), None);
+            return Err(exit::USAGE);
+        };
+        o.insert(k.to_owned(), Value::str(v));
+    }
+    Ok(Value::from_object(o))
+}
+
+fn read_secrets(cli: &Cli, args: &RunArgs) -> Result<Vec<(String, String)>, u8> {
+    let mut out = Vec::new();
+    for f in &args.secret_file {
+        let text = std::fs::read_to_string(f).map_err(|e| {
+            error(
+                cli,
+                &format!("cannot read `{}`: {}", f.display(), io_reason(&e)),
+                None,
+            );
+            exit::USAGE
+        })?;
+        out.extend(setup::parse_dotenv(&text).map_err(|e| {
+            error(cli, &format!("`{}`: {e}", f.display()), None);
+            exit::USAGE
+        })?);
+    }
+    for s in &args.secret {
+        match s.split_once('=') {
+            Some((k, v)) => out.push((k.to_owned(), v.to_owned())),
+            None => match std::env::var(s) {
+                Ok(v) => out.push((s.clone(), v)),
+                Err(_) => {
+                    error(
+                        cli,
+                        &format!("secret `{s}` is not set in the environment"),
+                        Some("pass `-s NAME=VALUE`, or export the variable first"),
+                    );
+                    return Err(exit::USAGE);
+                }
+            },
+        }
+    }
+    Ok(out)
+}
+
+fn has_program(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(name).is_file()))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_one(
+    cli: &Cli,
+    args: &RunArgs,
+    p: &Project,
+    l: &Loaded,
+    vars: &Value,
+    secrets: &[(String, String)],
+    cancel: Cancel,
+) -> u8 {
+    let (plan_ctx, inputs, payload) =
+        match super::plan_contexts(cli, p, l, &args.select, vars.clone()) {
+            Ok(x) => x,
+            Err(code) => return code,
+        };
+    let plan = match super::plan_one(cli, l, &args.select, &plan_ctx) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let styles = super::err_styles(cli);
+
+    // The store: a failure to record is a warning, never a failed run.
+    let store = dirs::state_root(&dirs::process_env)
+        .map_err(|e| e.to_string())
+        .and_then(|root| {
+            let canonical = p.root.canonicalize().unwrap_or_else(|_| p.root.clone());
+            Store::open(&dirs::repo_state_dir(&root, &canonical)).map_err(|e| e.to_string())
+        });
+    let (store, record) = match store {
+        Ok(s) => match s.begin_run(&l.path, &args.select.event) {
+            Ok(r) => (Some(s), Some(r)),
+            Err(e) => {
+                warn(cli, &styles, &format!("this run is not recorded: {e}"));
+                (Some(s), None)
+            }
+        },
+        Err(e) => {
+            warn(cli, &styles, &format!("this run is not recorded: {e}"));
+            (None, None)
+        }
+    };
+    let run_number = record.as_ref().map(|r| r.number).unwrap_or(0);
+    let run_dir = record.as_ref().map(|r| r.dir.clone());
+
+    // Scratch space for the run.
+    let run_temp = std::env::temp_dir().join(format!("pipe-{}-{run_number}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&run_temp) {
+        error(
+            cli,
+            &format!("cannot create `{}`: {}", run_temp.display(), io_reason(&e)),
+            None,
+        );
+        return exit::INFRA;
+    }
+    let event_path = run_temp.join("event.json");
+    let _ = std::fs::write(&event_path, payload.to_json_pretty());
+
+    let git = pipe_runner::gitinfo::read(&p.root, &dirs::process_env);
+    let name = l
+        .workflow
+        .name
+        .as_ref()
+        .map(|n| n.text.clone())
+        .unwrap_or_else(|| l.path.clone());
+    let facts = setup::RunFacts {
+        git: &git,
+        event: &args.select.event,
+        payload: &payload,
+        event_path: &event_path,
+        workflow_path: &l.path,
+        workflow_name: &name,
+        run_number,
+        workspace: &p.root,
+    };
+    let github = setup::github_context(&facts);
+    let default_env = setup::default_env(&facts, &github);
+
+    let masker = Masker::new();
+    let mut secrets_obj = Object::new();
+    for (k, v) in secrets {
+        masker.add(v);
+        secrets_obj.insert(k.clone(), Value::str(v));
+    }
+
+    let live = args.progress == ProgressMode::Auto
+        && !args.json
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && !cli.quiet;
+    let terminal = Arc::new(Terminal::new(
+        styles,
+        cli.quiet,
+        cli.verbose > 0,
+        args.json,
+        live,
+    ));
+    let recording = record.map(|r| Arc::new(Recording::new(r)));
+    let mut fan: Vec<Arc<dyn Reporter>> = vec![terminal.clone()];
+    if let Some(r) = &recording {
+        fan.push(r.clone());
+    }
+    let reporter: Arc<dyn Reporter> = Arc::new(Fanout(fan));
+
+    // One notice for labels that run on the host.
+    let mut host_labels: Vec<String> = Vec::new();
+    for job in &l.workflow.jobs {
+        for label in job.runs_on.iter().flat_map(|r| r.labels.iter()) {
+            if label.has_expr() || host_labels.contains(&label.text) {
+                continue;
+            }
+            host_labels.push(label.text.clone());
+        }
+    }
+    if !host_labels.is_empty() && !args.json {
+        let described: Vec<String> = host_labels
+            .iter()
+            .map(|lb| {
+                let lower = lb.to_ascii_lowercase();
+                if lower.starts_with("windows") {
+                    format!("`{lb}` (a Windows label)")
+                } else if lower.starts_with("macos") {
+                    format!("`{lb}` (a macOS label)")
+                } else {
+                    format!("`{lb}`")
+                }
+            })
+            .collect();
+        reporter.notice(
+            None,
+            NoticeLevel::Info,
+            &format!(
+                "runs-on {} ran on this host ({} {})",
+                described.join(", "),
+                pipe_runner::executor::host_os(),
+                pipe_runner::executor::host_arch()
+            ),
+        );
+    }
+
+    let shared = Arc::new(Shared {
+        workflow: l.workflow.clone(),
+        source: l.source.clone(),
+        executor: Arc::new(HostExecutor::new()),
+        reporter: reporter.clone(),
+        masker: masker.clone(),
+        github,
+        vars: vars.clone(),
+        secrets: Value::from_object(secrets_obj),
+        inputs,
+        run_temp: run_temp.clone(),
+        workspace: p.root.clone(),
+        default_env,
+        log_dir: run_dir.as_ref().map(|d| d.join("logs")),
+        debug: cli.verbose > 0,
+        has_bash: has_program("bash"),
+    });
+    reporter.event(&RunEvent::RunStarted {
+        version: SCHEMA_VERSION,
+        run: run_number,
+        workflow: l.path.clone(),
+        name: name.clone(),
+        event: args.select.event.clone(),
+    });
+    let parallel = args.parallel.or(p.config.run.parallel).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let result = run_plan(shared, &plan, &RunOptions { parallel }, cancel).await;
+    reporter.event(&RunEvent::RunFinished {
+        conclusion: result.conclusion,
+        duration_ms: u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX),
+    });
+    terminal.finish();
+    let _ = std::fs::remove_dir_all(&run_temp);
+
+    let summary = Summary {
+        version: SCHEMA_VERSION,
+        run: run_number,
+        workflow: l.path.clone(),
+        event: args.select.event.clone(),
+        conclusion: result.conclusion,
+        jobs: result.jobs.clone(),
+    };
+    let summary_json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
+    if let Some(r) = &recording {
+        let ok = r
+            .with(|rec| {
+                let mut ok = rec.flush().is_ok();
+                ok &= rec.write_file("summary.json", &summary_json).is_ok();
+                for (i, (job, md)) in result.step_summaries.iter().enumerate() {
+                    let name = format!("summaries/{i}-{}.md", store::safe_name(job));
+                    ok &= rec.write_file(&name, md.as_bytes()).is_ok();
+                }
+                ok
+            })
+            .unwrap_or(false);
+        if !ok || r.failed() {
+            warn(
+                cli,
+                &super::err_styles(cli),
+                "the run record could not be written completely",
+            );
+        }
+    }
+    if let Some(s) = &store {
+        let _ = s.finish_run(
+            run_number,
+            result.conclusion,
+            u64::try_from(result.duration.as_millis()).unwrap_or(0),
+        );
+        let _ = s.prune(store::DEFAULT_KEEP);
+    }
+    if let Some(path) = &args.summary
+        && let Err(e) = store::write_atomic(path, &summary_json)
+    {
+        error(
+            cli,
+            &format!("cannot write `{}`: {}", path.display(), io_reason(&e)),
+            None,
+        );
+        return exit::INFRA;
+    }
+    if !args.json && !cli.quiet {
+        print_final(cli, &result, run_number, &l.path);
+    }
+    match result.conclusion {
+        Conclusion::Success => exit::SUCCESS,
+        _ => exit::FAILURE,
+    }
+}
+
+fn warn(cli: &Cli, s: &Styles, message: &str) {
+    if !cli.quiet {
+        output::stderr_write(format!("{} {message}\n", s.paint(s.warning, "warning:")).as_bytes());
+    }
+}
+
+fn print_final(cli: &Cli, result: &RunResult, run: u64, path: &str) {
+    let s = super::err_styles(cli);
+    let mut out = String::new();
+    for (job, md) in &result.step_summaries {
+        out.push_str(&format!(
+            "\n{}\n",
+            s.paint(s.bold, &format!("── summary: {job} ──"))
+        ));
+        out.push_str(md);
+    }
+    let width = result
+        .jobs
+        .iter()
+        .map(|j| j.name.chars().count())
+        .max()
+        .unwrap_or(3)
+        .clamp(3, 60);
+    out.push_str(&format!(
+        "\n{}\n",
+        s.paint(
+            s.bold,
+            &format!("{:<width$}  {:<9}  {}", "JOB", "RESULT", "TIME")
+        )
+    ));
+    let mut counts = [0usize; 4];
+    for j in &result.jobs {
+        let (word, style) = match j.conclusion {
+            Conclusion::Success => ("success", s.success),
+            Conclusion::Failure => ("failure", s.error),
+            Conclusion::Cancelled => ("cancelled", s.warning),
+            Conclusion::Skipped => ("skipped", s.dim),
+        };
+        counts[j.conclusion as usize] += 1;
+        let name: String = j.name.chars().take(width).collect();
+        out.push_str(&format!(
+            "{name:<width$}  {}  {}\n",
+            s.paint(style, &format!("{word:<9}")),
+            human_ms(j.duration_ms)
+        ));
+    }
+    let (word, style) = match result.conclusion {
+        Conclusion::Success => ("succeeded", s.success),
+        Conclusion::Failure => ("failed", s.error),
+        _ => ("was cancelled", s.warning),
+    };
+    let mut parts = Vec::new();
+    for (i, label) in ["succeeded", "failed", "cancelled", "skipped"]
+        .iter()
+        .enumerate()
+    {
+        if counts[i] > 0 {
+            parts.push(format!("{} {label}", counts[i]));
+        }
+    }
+    out.push_str(&format!(
+        "{} {} in {} ({})\n",
+        s.paint(s.bold, &format!("run #{run} of {path}")),
+        s.paint(style, word),
+        human_ms(u64::try_from(result.duration.as_millis()).unwrap_or(0)),
+        parts.join(", ")
+    ));
+    output::stderr_write(out.as_bytes());
+}
