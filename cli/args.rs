@@ -102,9 +102,6 @@ pub struct RunArgs {
     /// Run every job on the host.
     #[arg(long)]
     pub host: bool,
-    /// Map a runner label to a container image (repeatable).
-    #[arg(short = 'P', long = "platform-map", value_name = "LABEL=IMAGE")]
-    pub platform_map: Vec<String>,
     /// Live view on a terminal (`auto`) or plain prefixed lines.
     #[arg(long, value_enum, default_value_t = crate::reporter::ProgressMode::Auto)]
     pub progress: crate::reporter::ProgressMode,

@@ -40,12 +40,6 @@ pub fn run(cli: &Cli, args: &RunArgs) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    for m in &args.platform_map {
-        if !m.contains('=') {
-            error(cli, &format!("`-P {m}` must be `LABEL=IMAGE`"), None);
-            return exit::USAGE;
-        }
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
