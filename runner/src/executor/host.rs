@@ -161,6 +161,9 @@ impl JobHandle for HostJob {
 
         let (reader, writer) =
             std::io::pipe().map_err(|e| ExecError::io("cannot create a pipe", e))?;
+        // A larger pipe buffer means fewer wake-ups when a step prints a lot (the default is
+        // 64 KiB); failure is harmless.
+        let _ = nix::fcntl::fcntl(&reader, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1024 * 1024));
         let writer2 = writer
             .try_clone()
             .map_err(|e| ExecError::io("cannot duplicate a pipe", e))?;
@@ -200,7 +203,7 @@ impl JobHandle for HostJob {
         let mut rx = pipe::Receiver::from_owned_fd(reader.into())
             .map_err(|e| ExecError::io("cannot read step output", e))?;
 
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; 256 * 1024];
         let mut eof = false;
         let mut status = None;
         let mut stopped: Option<StepExit> = None;

@@ -200,6 +200,48 @@ impl StepOutput {
     }
 }
 
+impl StepOutput {
+    /// Plain output lines (no commands among them): masked and batched in one go.
+    fn plain_block(&mut self, block: &[u8]) {
+        if block.is_empty() {
+            return;
+        }
+        if self.masker.is_empty() {
+            self.batch.extend_from_slice(block);
+        } else {
+            self.masker.mask_bytes_into(block, &mut self.batch);
+        }
+    }
+
+    /// Complete lines (`block` ends with `\n`). Only lines whose first non-blank bytes are
+    /// `::` can be commands, so the block is searched for `::` and everything between such
+    /// lines is passed through whole.
+    fn lines_block(&mut self, block: &[u8]) {
+        let finder = memchr::memmem::Finder::new(b"::");
+        let mut start = 0;
+        let mut search = 0;
+        while let Some(rel) = finder.find(&block[search..]) {
+            let hit = search + rel;
+            let line_start = memchr::memrchr(b'\n', &block[..hit]).map_or(0, |i| i + 1);
+            let line_end = memchr::memchr(b'\n', &block[hit..]).map_or(block.len(), |i| hit + i);
+            if line_start >= start
+                && block[line_start..hit]
+                    .iter()
+                    .all(|b| *b == b' ' || *b == b'\t')
+            {
+                self.plain_block(&block[start..line_start]);
+                self.emit_line(&block[line_start..line_end]);
+                start = (line_end + 1).min(block.len());
+            }
+            search = (line_end + 1).min(block.len());
+            if search >= block.len() {
+                break;
+            }
+        }
+        self.plain_block(&block[start..]);
+    }
+}
+
 impl OutputSink for StepOutput {
     fn write(&mut self, bytes: &[u8]) {
         let mut rest = bytes;
@@ -217,12 +259,13 @@ impl OutputSink for StepOutput {
                 }
             }
         }
-        while let Some(i) = memchr::memchr(b'\n', rest) {
-            let (line, tail) = rest.split_at(i);
-            self.emit_line(line);
-            rest = &tail[1..];
+        match memchr::memrchr(b'\n', rest) {
+            Some(last) => {
+                self.lines_block(&rest[..=last]);
+                self.partial.extend_from_slice(&rest[last + 1..]);
+            }
+            None => self.partial.extend_from_slice(rest),
         }
-        self.partial.extend_from_slice(rest);
         self.flush_batch();
     }
 }
@@ -245,7 +288,7 @@ mod tests {
         };
         let mut out = StepOutput::new(job, 0, rec.clone(), masker.clone(), None, false);
         out.write(b"hello topsecret\n::add-mask::other\nsee oth");
-        out.write(b"er\n::error::bad other\n::set-output name=x::1\npartial");
+        out.write(b"er\n::error::bad other\n  ::set-output name=x::1\nnot a ::command\npartial");
         out.finish();
         let text: String = rec
             .output
@@ -254,7 +297,7 @@ mod tests {
             .iter()
             .map(|(_, _, t)| t.clone())
             .collect();
-        assert_eq!(text, "hello ***\nsee ***\npartial\n");
+        assert_eq!(text, "hello ***\nsee ***\nnot a ::command\npartial\n");
         assert_eq!(out.errors, 1);
         assert_eq!(out.outputs.get("x").map(String::as_str), Some("1"));
         let notices = rec.notices.lock().expect("lock").clone();

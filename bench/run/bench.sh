@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Benchmarks of `pipe run` on the host executor against peers measured in the same run
+# (issue "Execution"). Usage: bench/run/bench.sh [--quick]
+#
+# Needs: hyperfine, make, python3; builds pipe in release mode. Fixtures come from
+# ../shared/bench/peers/gen_dag.py (the same DAG as Makefiles and as a workflow).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+PEERS=${PEERS:-$ROOT/../shared/bench/peers}
+WORK=${WORK:-/tmp/pipe-bench-run}
+RUNS=${RUNS:-10}
+[ "${1:-}" = "--quick" ] && RUNS=3
+command -v hyperfine >/dev/null || { echo "hyperfine is required (apt-get install hyperfine)" >&2; exit 2; }
+
+cargo build --release -q
+PIPE=$ROOT/target/release/pipe
+export PIPE_STATE_DIR=$WORK/state
+rm -rf "$WORK" && mkdir -p "$WORK"
+for shape in indep chain layers; do
+  python3 "$PEERS/gen_dag.py" "$shape" "$WORK/$shape" >/dev/null
+  (cd "$WORK/$shape" && git init -q . && git add -A >/dev/null 2>&1 && git -c user.name=b -c user.email=b@b commit -qm f >/dev/null)
+done
+python3 "$PEERS/gen_dag.py" indep "$WORK/indep5000" -n 5000 >/dev/null
+
+echo "## scheduler overhead: pipe run vs make -j2 (same /bin/sh recipe), -p 2"
+for shape in indep chain layers; do
+  (cd "$WORK/$shape" && hyperfine -N -w 1 -r "$RUNS" --export-json "$WORK/$shape.json" \
+    -n "make-sh $shape" "make -s -j2 -f Makefile.sh" \
+    -n "pipe $shape" "$PIPE run -W workflow.yml -p 2 -q --progress plain")
+done
+
+echo "## one-job workflow vs its script run directly"
+mkdir -p "$WORK/one" && cd "$WORK/one"
+printf 'echo hello\n' > script.sh
+cat > one.yml <<'YML'
+on: push
+jobs:
+  one:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo hello
+YML
+hyperfine -N -w 3 -r $((RUNS * 3)) --export-json "$WORK/one.json" \
+  -n "bash -e script.sh" "bash -e script.sh" \
+  -n "pipe run (1 job)" "$PIPE run -W one.yml -q --progress plain"
+
+echo "## capturing 1 GiB of step output vs cat > file"
+cat > big.yml <<'YML'
+on: push
+jobs:
+  big:
+    runs-on: ubuntu-latest
+    steps:
+      - shell: sh
+        run: yes | head -c 1073741824
+YML
+hyperfine -w 1 -r 3 --export-json "$WORK/big.json" \
+  -n "yes | head -c 1G | cat > file" "yes | head -c 1073741824 | cat > $WORK/big.out" \
+  -n "pipe run (1 GiB step)" "$PIPE run -W big.yml -q --progress plain 2>/dev/null"
+
+echo "## peak memory of a 5,000-job run"
+cd "$WORK/indep5000"
+/usr/bin/time -f "pipe 5000 jobs: %e s, max RSS %M KiB" "$PIPE" run -W workflow.yml -p 2 -q --progress plain
+/usr/bin/time -f "make 5000 targets: %e s, max RSS %M KiB" make -s -j2 -f Makefile.sh
