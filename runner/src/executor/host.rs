@@ -107,6 +107,19 @@ struct HostJob {
 
 static SCRIPT_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Finds `program` on `path` (a `PATH` value); a program containing `/` is used as given.
+pub fn find_program(program: &str, path: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    std::env::split_paths(path).find_map(|dir| {
+        let candidate = dir.join(program);
+        let meta = std::fs::metadata(&candidate).ok()?;
+        (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some(candidate)
+    })
+}
+
 fn signal_group(pgid: i32, sig: Signal) {
     // ESRCH (no such group) is the normal case once everything has exited.
     let _ = killpg(Pid::from_raw(pgid), sig);
@@ -159,6 +172,23 @@ impl JobHandle for HostJob {
             )));
         }
 
+        // Resolve the program on the step's PATH ourselves: std only uses the cheap
+        // posix_spawn path (vfork) when the program is a path, not when it searches a PATH that
+        // the command's environment changed.
+        let path_var = step
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str())
+            .or_else(|| self.base_env.get("PATH").map(String::as_str))
+            .unwrap_or("/usr/local/bin:/usr/bin:/bin");
+        let Some(program_path) = find_program(program, path_var) else {
+            let _ = tokio::fs::remove_file(&script).await;
+            return Ok(StepExit::StartFailed(format!(
+                "shell `{program}` is not installed (not found on PATH)"
+            )));
+        };
         let (reader, writer) =
             std::io::pipe().map_err(|e| ExecError::io("cannot create a pipe", e))?;
         // A larger pipe buffer means fewer wake-ups when a step prints a lot (the default is
@@ -167,7 +197,7 @@ impl JobHandle for HostJob {
         let writer2 = writer
             .try_clone()
             .map_err(|e| ExecError::io("cannot duplicate a pipe", e))?;
-        let mut cmd = Command::new(program);
+        let mut cmd = Command::new(&program_path);
         cmd.args(args)
             .env_clear()
             .envs(&self.base_env)
