@@ -502,10 +502,10 @@ impl<'a> Lexer<'a> {
             (k, self.describe(k, s, e))
         });
         let message = match (tok.kind, &last) {
-            (_, None) => format!("unexpected {what} at the start of the expression"),
             (Kind::Wildcard, _) => {
                 "`*` is only allowed in an object filter `.*` or `[*]`".to_owned()
             }
+            (_, None) => format!("unexpected {what} at the start of the expression"),
             (Kind::StartGroup, Some((Kind::PropertyName, l))) => {
                 format!("unexpected `(` after {l}: only built-in functions can be called")
             }
