@@ -125,14 +125,15 @@ impl Res {
     }
 }
 
-/// How an index or property name selects from a collection (GitHub's `IndexHelper`).
+/// How an index or property name selects from a collection (GitHub's `IndexHelper`): objects
+/// by the key's string form, arrays by its number value floored (negative, NaN or beyond
+/// `Int32.MaxValue` selects nothing).
 enum Key<'a> {
-    /// Object key: the string form of a primitive index.
+    /// A property name (`.name` or `['name']`); arrays parse it as a number.
     Str(std::borrow::Cow<'a, str>),
-    /// Array position, from the index's number value, floored; `None` when negative, NaN or
-    /// beyond `Int32.MaxValue`.
+    /// A primitive index value: its string form and its array position.
     Both(std::borrow::Cow<'a, str>, Option<usize>),
-    /// A non-primitive index: selects nothing.
+    /// An array or object used as an index: selects nothing.
     Nothing,
 }
 
