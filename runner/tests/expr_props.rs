@@ -385,3 +385,40 @@ fn exponential_format_is_bounded() {
     let err = eval(&e, &TestCtx::new()).expect_err("grows past the size limit");
     assert!(err.message.contains("maximum size"), "{}", err.message);
 }
+
+/// Parsing uses explicit stacks and the tree depth is capped at 50, so even the worst legal and
+/// illegal inputs fit in a small thread stack (debug builds have large frames; 512 KiB is a
+/// quarter of Rust's default).
+#[test]
+fn fits_in_a_small_stack() {
+    let worker = std::thread::Builder::new()
+        .stack_size(512 * 1024)
+        .spawn(|| {
+            let ctx = TestCtx::new();
+            let deepest = format!("{}true", "!".repeat(49));
+            let e = parse(&deepest).expect("depth 50 is allowed");
+            assert_eq!(eval(&e, &ctx), Ok(Value::Bool(false)));
+            let _ = check(&e, &Scope::default());
+            let _ = e.to_string();
+            let nested_calls = format!("{}1{}", "join(".repeat(49), ")".repeat(49));
+            let e = parse(&nested_calls).expect("depth 50 is allowed");
+            assert!(eval(&e, &ctx).is_ok());
+            let json = format!("fromJSON('{}{}')", "[".repeat(64), "]".repeat(64));
+            let e = parse(&json).expect("parses");
+            let v = eval(&e, &ctx).expect("64 levels of JSON are allowed");
+            let _ = v.to_json_pretty();
+            for s in [
+                "(".repeat(20_000),
+                format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000)),
+                "!".repeat(20_000),
+                "a[".repeat(10_000),
+                format!("fromJSON('{}')", "[".repeat(20_000)),
+            ] {
+                if let Ok(e) = parse(&s) {
+                    let _ = eval(&e, &ctx);
+                }
+            }
+        })
+        .expect("spawns");
+    worker.join().expect("no stack overflow");
+}
