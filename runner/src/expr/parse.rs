@@ -515,9 +515,6 @@ impl<'a> Lexer<'a> {
             ) => format!(
                 "unexpected {what} after {l}: a literal cannot be indexed unless it is in `( )`"
             ),
-            (_, Some((Kind::Operator | Kind::Dereference, l))) if tok.kind != Kind::StartGroup => {
-                format!("unexpected {what} after {l}")
-            }
             (_, Some((_, l))) => format!("unexpected {what} after {l}"),
         };
         ParseError::new(tok.start, len, message)
