@@ -41,6 +41,7 @@ pub mod availability;
 pub mod check;
 pub mod eval;
 mod json;
+mod lexer;
 pub mod number;
 pub mod parse;
 pub mod template;
