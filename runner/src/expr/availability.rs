@@ -8,7 +8,7 @@
 //!
 //! Source: docs.github.com, "Contexts reference" → "Context availability"
 //! (github/docs `content/actions/reference/workflows-and-actions/contexts.md`), as published in
-//! 2026 and checked on 2026-11-25; it agrees with actionlint's generated `availability.go`.
+//! 2026 and checked on 2026-11-26; it agrees with actionlint's generated `availability.go`.
 
 use std::fmt;
 

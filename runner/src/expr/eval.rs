@@ -125,14 +125,15 @@ impl Res {
     }
 }
 
-/// How an index or property name selects from a collection (GitHub's `IndexHelper`).
+/// How an index or property name selects from a collection (GitHub's `IndexHelper`): objects
+/// by the key's string form, arrays by its number value floored (negative, NaN or beyond
+/// `Int32.MaxValue` selects nothing).
 enum Key<'a> {
-    /// Object key: the string form of a primitive index.
+    /// A property name (`.name` or `['name']`); arrays parse it as a number.
     Str(std::borrow::Cow<'a, str>),
-    /// Array position, from the index's number value, floored; `None` when negative, NaN or
-    /// beyond `Int32.MaxValue`.
+    /// A primitive index value: its string form and its array position.
     Both(std::borrow::Cow<'a, str>, Option<usize>),
-    /// A non-primitive index: selects nothing.
+    /// An array or object used as an index: selects nothing.
     Nothing,
 }
 
@@ -205,14 +206,13 @@ impl Evaluator<'_> {
             ExprKind::String(s) => Res::plain(Value::String(Arc::clone(s))),
             ExprKind::Context(name) => match self.ctx.named_value(&name.lower) {
                 Some(v) => Res::plain(v),
-                None => {
-                    return Err(EvalError::at(
-                        e,
-                        format!("unrecognized named-value `{}`", name.text),
-                    ));
-                }
+                None => return Err(unrecognized(e, &name.text)),
             },
             ExprKind::Property { receiver, name } => {
+                let mut root = None;
+                if let Some(found) = self.chain(e, &mut root) {
+                    return Ok(Res::plain(found?.cloned().unwrap_or(Value::Null)));
+                }
                 let recv = self.eval(receiver)?;
                 select(recv, &Key::name(&name.text))
             }
@@ -252,6 +252,35 @@ impl Evaluator<'_> {
             }
             ExprKind::Call(call) => self.call(e, call)?,
         })
+    }
+
+    /// Resolves a chain of property accesses on a context (`github.event.head_commit.id`,
+    /// `steps['x'].outputs.y`) by reference, cloning only the final value: the common case of
+    /// every workflow expression, where cloning each intermediate object would cost a reference
+    /// count update per step. `None` when `e` is not such a chain; the normal path then applies
+    /// (it gives the same result, since a context value is never a filtered array).
+    fn chain<'v>(
+        &self,
+        e: &Expr,
+        root: &'v mut Option<Value>,
+    ) -> Option<Result<Option<&'v Value>, EvalError>> {
+        let (receiver, key) = match &e.kind {
+            ExprKind::Context(name) => {
+                let Some(v) = self.ctx.named_value(&name.lower) else {
+                    return Some(Err(unrecognized(e, &name.text)));
+                };
+                *root = Some(v);
+                return Some(Ok(root.as_ref()));
+            }
+            ExprKind::Property { receiver, name } => (receiver, &*name.text),
+            ExprKind::Index { receiver, index } => match &index.kind {
+                ExprKind::String(s) => (receiver, &**s),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let found = self.chain(receiver, root)?;
+        Some(found.map(|v| v.and_then(|v| step(v, key))))
     }
 
     fn call(&self, e: &Expr, call: &Call) -> Result<Res, EvalError> {
@@ -437,6 +466,19 @@ impl Evaluator<'_> {
             }
         }
         Ok(out)
+    }
+}
+
+fn unrecognized(e: &Expr, name: &str) -> EvalError {
+    EvalError::at(e, format!("unrecognized named-value `{name}`"))
+}
+
+/// One step of a property chain on a plain (not filtered) value, by reference.
+fn step<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
+    match v {
+        Value::Object(o) => o.get(key),
+        Value::Array(a) => a.get(array_position(parse_number(key))?),
+        _ => None,
     }
 }
 

@@ -16,12 +16,32 @@
 //!
 //! Offsets in errors are byte offsets into the string that was parsed; callers map them to file
 //! positions.
+//!
+//! ```
+//! use pipe_runner::expr::{Context, Template, Value, eval, parse};
+//!
+//! struct Ctx(Value);
+//! impl Context for Ctx {
+//!     fn named_value(&self, name: &str) -> Option<Value> {
+//!         (name == "github").then(|| self.0.clone())
+//!     }
+//! }
+//! let ctx = Ctx(Value::object([("event_name", Value::from("push"))]));
+//!
+//! let e = parse("github.event_name == 'PUSH' && 'deploy' || 'skip'")?;
+//! assert_eq!(eval(&e, &ctx)?, Value::from("deploy"));
+//!
+//! let t = Template::parse("event: ${{ github.event_name }}, n=${{ 1.50 }}")?;
+//! assert_eq!(t.eval(&ctx)?, Value::from("event: push, n=1.5"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod ast;
 pub mod availability;
 pub mod check;
 pub mod eval;
 mod json;
+mod lexer;
 pub mod number;
 pub mod parse;
 pub mod template;

@@ -26,6 +26,12 @@ pub fn format_g15(v: f64) -> String {
             "0".to_owned()
         };
     }
+    // Integers below 10^15 print as themselves; that is most numbers in workflows, and it skips
+    // the exact (and slow) decimal expansion below.
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        #[expect(clippy::cast_possible_truncation, reason = "integral and below 10^15")]
+        return (v as i64).to_string();
+    }
     let sci = format!("{:.14e}", v);
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);

@@ -15,6 +15,7 @@
 use std::ops::Range;
 
 use super::ast::{Expr, ExprKind};
+use super::check::{Issue, Scope, check};
 use super::eval::{Context, EvalError, MAX_STRING_BYTES, StatusFn, eval};
 use super::parse::{ParseError, parse};
 use super::value::Value;
@@ -176,6 +177,11 @@ impl Template {
         })
     }
 
+    /// Runs [`check`] on every expression; offsets are relative to the template text.
+    pub fn check(&self, scope: &Scope) -> Vec<Issue> {
+        check_all(self.expressions(), scope)
+    }
+
     /// Evaluates the template: a single expression keeps its value's type; otherwise the result is
     /// the string of the parts joined, each value in GitHub's string form. Error offsets are
     /// relative to the template text.
@@ -303,6 +309,12 @@ impl Condition {
         }
     }
 
+    /// Runs [`check`] on the condition's expressions; offsets are relative to the condition
+    /// text.
+    pub fn check(&self, scope: &Scope) -> Vec<Issue> {
+        check_all(self.expressions().into_iter(), scope)
+    }
+
     /// The span of the whole condition expression, if it is a single expression.
     pub fn span(&self) -> Option<Range<usize>> {
         match &self.kind {
@@ -327,6 +339,17 @@ impl Condition {
             CondKind::Template(t) => t.eval(ctx).map(|v| v.is_truthy()),
         }
     }
+}
+
+fn check_all<'a>(exprs: impl Iterator<Item = (&'a Expr, usize)>, scope: &Scope) -> Vec<Issue> {
+    let mut out = Vec::new();
+    for (expr, offset) in exprs {
+        out.extend(check(expr, scope).into_iter().map(|mut i| {
+            i.offset += offset;
+            i
+        }));
+    }
+    out
 }
 
 #[cfg(test)]

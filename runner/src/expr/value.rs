@@ -103,7 +103,13 @@ impl Object {
 
     /// Looks `key` up: exact match first, then (unless case sensitive) ignoring case.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        if let Some(v) = self.entries.get(key) {
+        // Small objects (most contexts below the top level) are faster to scan than to hash.
+        let exact = if self.entries.len() <= 8 {
+            self.entries.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+        } else {
+            self.entries.get(key)
+        };
+        if let Some(v) = exact {
             return Some(v);
         }
         if self.case_sensitive {
