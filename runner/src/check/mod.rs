@@ -5,6 +5,9 @@
 //! `needs`, malformed `uses`, …), everything else is a lint finding. Passes read local action
 //! metadata and local reusable workflows from disk when present; they never touch the network.
 
+pub mod cron;
+pub mod glob;
+
 use std::path::{Path, PathBuf};
 
 use crate::diag::{Diagnostic, did_you_mean};
@@ -27,6 +30,15 @@ pub struct CheckOptions {
 pub fn check_workflow(wf: &Workflow, source: &SourceFile, opts: &CheckOptions) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     check_needs(wf, &mut out);
+    glob::check_globs(wf, source, &mut out);
+    for t in &wf.on {
+        t.crons
+            .iter()
+            .for_each(|c| cron::check_cron(c, source, &mut out));
+        t.timezones
+            .iter()
+            .for_each(|z| cron::check_timezone(z, &mut out));
+    }
     for job in &wf.jobs {
         check_runs_on(job, opts, &mut out);
         check_matrix(job, &mut out);
@@ -766,6 +778,22 @@ mod tests {
             d[4].starts_with("10:20: workflow command `set-output` is deprecated"),
             "{}",
             d[4]
+        );
+    }
+
+    #[test]
+    fn cron_and_glob_are_wired() {
+        let src = "on:\n  push:\n    branches: ['!main', 'v[0-9']\n    paths: ['./src/**']\n  schedule:\n    - cron: '0 0 * * 8'\n      timezone: Mars/Olympus\n    - cron: '* * * * *'\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: a}]\n";
+        assert_eq!(
+            run(src),
+            vec![
+                "3:16: the first pattern `!main` of `branches` is negated, so it has nothing to exclude [glob]",
+                "3:27: `[` in filter pattern `v[0-9` is never closed [glob]",
+                "4:14: path pattern `./src/**` starts with `./`, but changed paths are relative to the repository root, so it never matches [glob]",
+                "6:22: day of week `8` is out of range: it must be between 0 and 6 in cron `0 0 * * 8` [events]",
+                "7:17: `Mars/Olympus` is not an IANA time zone name [events]",
+                "8:13: schedule `* * * * *` runs every minute, but GitHub runs schedules at most once every 5 minutes [events]",
+            ]
         );
     }
 

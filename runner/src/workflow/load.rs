@@ -580,6 +580,11 @@ impl Loader {
                         }
                         None => self.err(item.span, "`cron` is required in a `schedule` entry"),
                     }
+                    if let Some(z) = item.get("timezone")
+                        && let Some(s) = self.non_empty_str(z, "`timezone`")
+                    {
+                        t.timezones.push(s);
+                    }
                 }
                 return t;
             }
