@@ -374,8 +374,14 @@ enum Frame {
         pending_key: Option<Node>,
         start: usize,
         anchor: usize,
+        /// Key → entry index, built once the mapping is large enough that a linear search
+        /// for duplicates would make loading quadratic (a 10 MB workflow has 40k jobs).
+        index: Option<HashMap<String, usize>>,
     },
 }
+
+/// Mappings up to this many entries look duplicates up linearly (no allocation).
+const LINEAR_KEYS: usize = 32;
 
 struct Builder<'a> {
     file: FileId,
@@ -456,6 +462,7 @@ impl Builder<'_> {
                     pending_key: None,
                     start,
                     anchor,
+                    index: None,
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
@@ -563,6 +570,7 @@ impl Builder<'_> {
             Some(Frame::Map {
                 entries,
                 pending_key,
+                index,
                 ..
             }) => match pending_key.take() {
                 None => *pending_key = Some(node),
@@ -584,9 +592,7 @@ impl Builder<'_> {
                                 )
                                 .with_hint("GitHub rejects merge keys; repeat the keys or use an alias for the whole value"),
                             );
-                        } else if let Some(prev) =
-                            entries.iter().find(|e| e.key.as_str() == Some(k))
-                        {
+                        } else if let Some(prev) = find_key(entries, index, k) {
                             let lc = line_col_of(self.text, prev.key.span.start as usize);
                             diag = Some(Diagnostic::error(
                                 "syntax-check",
@@ -600,12 +606,39 @@ impl Builder<'_> {
                     }
                     match diag {
                         Some(d) => self.diags.push(d),
-                        None => entries.push(Entry { key, value: node }),
+                        None => {
+                            if let (Some(ix), Some(k)) = (index.as_mut(), key.as_str()) {
+                                ix.insert(k.to_owned(), entries.len());
+                            }
+                            entries.push(Entry { key, value: node });
+                        }
                     }
                 }
             },
         }
     }
+}
+
+/// The earlier entry with key `k`, if any: a linear search in small mappings, a hash lookup
+/// (building the index on first need) in large ones.
+fn find_key<'e>(
+    entries: &'e [Entry],
+    index: &mut Option<HashMap<String, usize>>,
+    k: &str,
+) -> Option<&'e Entry> {
+    if entries.len() < LINEAR_KEYS {
+        return entries.iter().find(|e| e.key.as_str() == Some(k));
+    }
+    let ix = index.get_or_insert_with(|| {
+        let mut m = HashMap::with_capacity(entries.len() * 2);
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(key) = e.key.as_str() {
+                m.entry(key.to_owned()).or_insert(i);
+            }
+        }
+        m
+    });
+    ix.get(k).and_then(|&i| entries.get(i))
 }
 
 fn count_nodes(n: &Node) -> usize {

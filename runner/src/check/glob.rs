@@ -481,10 +481,10 @@ fn bad_ref_part(body: &str) -> Option<(Range<usize>, String)> {
         let next = chars.get(i + 1).map(|&(_, c)| c);
         match c {
             '\\' => {
-                // Escaping glob syntax is fine, but `[`, `?` and `*` are not ref characters
+                // Escaping glob syntax is fine, but `[`, `?`, `*` and `\\` are not ref characters
                 // either; any other escaped character is just that character.
                 if let Some(n) = next
-                    && matches!(n, '[' | '?' | '*')
+                    && matches!(n, '[' | '?' | '*' | '\\')
                 {
                     return Some((off..off + 2, format!("a git ref name never contains `{n}`")));
                 }
@@ -576,7 +576,9 @@ fn regex_look_alike(body: &str) -> Option<Range<usize>> {
     {
         return Some(open..open + close + 1);
     }
+    // `{n,m}` counts; `@{` is reported as a ref character instead.
     if let Some(open) = body.find('{')
+        && !body[..open].ends_with('@')
         && let Some(close) = body[open..].find('}')
     {
         let inner = &body[open + 1..open + close];
@@ -794,6 +796,7 @@ mod tests {
         assert!(bad_ref_part("release/").is_some());
         assert!(bad_ref_part("a\\b").is_none());
         assert!(bad_ref_part("a\\*").is_some());
+        assert!(bad_ref_part("a\\\\b").is_some());
         assert!(bad_ref_part("releases/**-alpha").is_none());
         assert!(bad_ref_part("v1.*").is_none());
         assert_eq!(dotdot_segment("src/../x"), Some(4));
