@@ -169,12 +169,35 @@ impl Node {
         let map = |off: usize| align_offset(&s.text, raw, s.style, off);
         match (map(range.start), map(range.end.max(range.start))) {
             (Some(a), Some(b)) => {
+                // The alignment walks bytes, so where decoded and raw text differ (folded
+                // lines, escapes, replacement characters) it can stop inside a character:
+                // widen to whole characters so every span can slice the text.
                 let base = self.span.start as usize;
-                Span::new(self.span.file, base + a, base + b.max(a))
+                let start = floor_char_boundary(source, base + a);
+                let end = ceil_char_boundary(source, base + b.max(a)).max(start);
+                Span::new(self.span.file, start, end)
             }
             _ => self.span,
         }
     }
+}
+
+/// The largest char boundary of `s` at or before `i` (clamped to the text).
+fn floor_char_boundary(s: &str, i: usize) -> usize {
+    let mut i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// The smallest char boundary of `s` at or after `i` (clamped to the text).
+fn ceil_char_boundary(s: &str, i: usize) -> usize {
+    let mut i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
 }
 
 /// Maps a byte offset in a scalar's decoded text to a byte offset in its raw source text by
@@ -765,6 +788,24 @@ mod tests {
         assert_eq!(&src[span.start as usize..span.end as usize], "${{");
         let span = run.text_span(src, 0..4);
         assert_eq!(&src[span.start as usize..span.end as usize], "echo");
+    }
+
+    #[test]
+    fn offsets_stay_on_char_boundaries() {
+        // Found by fuzzing: a folded single-quoted scalar with multi-byte characters made the
+        // byte-wise alignment stop inside a character.
+        let src = "a: 'x\u{d0}\u{d0}\u{d0}- y\n  ]\u{fffd}\u{fffd}z [9-0]'\n";
+        let root = load_str(src).root.expect("root");
+        let n = root.get("a").expect("a");
+        let t = &n.as_scalar().expect("scalar").text;
+        for i in 0..=t.len() {
+            for j in i..=t.len() {
+                let span = n.text_span(src, i..j);
+                assert!(src.is_char_boundary(span.start as usize), "{i}..{j}");
+                assert!(src.is_char_boundary(span.end as usize), "{i}..{j}");
+                assert!(span.start <= span.end && span.end as usize <= src.len());
+            }
+        }
     }
 
     #[test]
