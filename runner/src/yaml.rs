@@ -169,12 +169,35 @@ impl Node {
         let map = |off: usize| align_offset(&s.text, raw, s.style, off);
         match (map(range.start), map(range.end.max(range.start))) {
             (Some(a), Some(b)) => {
+                // The alignment walks bytes, so where decoded and raw text differ (folded
+                // lines, escapes, replacement characters) it can stop inside a character:
+                // widen to whole characters so every span can slice the text.
                 let base = self.span.start as usize;
-                Span::new(self.span.file, base + a, base + b.max(a))
+                let start = floor_char_boundary(source, base + a);
+                let end = ceil_char_boundary(source, base + b.max(a)).max(start);
+                Span::new(self.span.file, start, end)
             }
             _ => self.span,
         }
     }
+}
+
+/// The largest char boundary of `s` at or before `i` (clamped to the text).
+fn floor_char_boundary(s: &str, i: usize) -> usize {
+    let mut i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// The smallest char boundary of `s` at or after `i` (clamped to the text).
+fn ceil_char_boundary(s: &str, i: usize) -> usize {
+    let mut i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
 }
 
 /// Maps a byte offset in a scalar's decoded text to a byte offset in its raw source text by
@@ -374,8 +397,14 @@ enum Frame {
         pending_key: Option<Node>,
         start: usize,
         anchor: usize,
+        /// Key → entry index, built once the mapping is large enough that a linear search
+        /// for duplicates would make loading quadratic (a 10 MB workflow has 40k jobs).
+        index: Option<HashMap<String, usize>>,
     },
 }
+
+/// Mappings up to this many entries look duplicates up linearly (no allocation).
+const LINEAR_KEYS: usize = 32;
 
 struct Builder<'a> {
     file: FileId,
@@ -456,6 +485,7 @@ impl Builder<'_> {
                     pending_key: None,
                     start,
                     anchor,
+                    index: None,
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
@@ -563,6 +593,7 @@ impl Builder<'_> {
             Some(Frame::Map {
                 entries,
                 pending_key,
+                index,
                 ..
             }) => match pending_key.take() {
                 None => *pending_key = Some(node),
@@ -584,9 +615,7 @@ impl Builder<'_> {
                                 )
                                 .with_hint("GitHub rejects merge keys; repeat the keys or use an alias for the whole value"),
                             );
-                        } else if let Some(prev) =
-                            entries.iter().find(|e| e.key.as_str() == Some(k))
-                        {
+                        } else if let Some(prev) = find_key(entries, index, k) {
                             let lc = line_col_of(self.text, prev.key.span.start as usize);
                             diag = Some(Diagnostic::error(
                                 "syntax-check",
@@ -600,12 +629,39 @@ impl Builder<'_> {
                     }
                     match diag {
                         Some(d) => self.diags.push(d),
-                        None => entries.push(Entry { key, value: node }),
+                        None => {
+                            if let (Some(ix), Some(k)) = (index.as_mut(), key.as_str()) {
+                                ix.insert(k.to_owned(), entries.len());
+                            }
+                            entries.push(Entry { key, value: node });
+                        }
                     }
                 }
             },
         }
     }
+}
+
+/// The earlier entry with key `k`, if any: a linear search in small mappings, a hash lookup
+/// (building the index on first need) in large ones.
+fn find_key<'e>(
+    entries: &'e [Entry],
+    index: &mut Option<HashMap<String, usize>>,
+    k: &str,
+) -> Option<&'e Entry> {
+    if entries.len() < LINEAR_KEYS {
+        return entries.iter().find(|e| e.key.as_str() == Some(k));
+    }
+    let ix = index.get_or_insert_with(|| {
+        let mut m = HashMap::with_capacity(entries.len() * 2);
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(key) = e.key.as_str() {
+                m.entry(key.to_owned()).or_insert(i);
+            }
+        }
+        m
+    });
+    ix.get(k).and_then(|&i| entries.get(i))
 }
 
 fn count_nodes(n: &Node) -> usize {
@@ -732,6 +788,24 @@ mod tests {
         assert_eq!(&src[span.start as usize..span.end as usize], "${{");
         let span = run.text_span(src, 0..4);
         assert_eq!(&src[span.start as usize..span.end as usize], "echo");
+    }
+
+    #[test]
+    fn offsets_stay_on_char_boundaries() {
+        // Found by fuzzing: a folded single-quoted scalar with multi-byte characters made the
+        // byte-wise alignment stop inside a character.
+        let src = "a: 'x\u{d0}\u{d0}\u{d0}- y\n  ]\u{fffd}\u{fffd}z [9-0]'\n";
+        let root = load_str(src).root.expect("root");
+        let n = root.get("a").expect("a");
+        let t = &n.as_scalar().expect("scalar").text;
+        for i in 0..=t.len() {
+            for j in i..=t.len() {
+                let span = n.text_span(src, i..j);
+                assert!(src.is_char_boundary(span.start as usize), "{i}..{j}");
+                assert!(src.is_char_boundary(span.end as usize), "{i}..{j}");
+                assert!(span.start <= span.end && span.end as usize <= src.len());
+            }
+        }
     }
 
     #[test]

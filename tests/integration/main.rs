@@ -1,1 +1,11 @@
 //! Integration tests that drive the real `pipe` binary.
+//!
+//! `common` runs the binary and lays out the validation corpus; `corpus` checks pipe against
+//! the expected findings in `tests/validate/` and against actionlint's recorded verdicts;
+//! `snapshots` pins the rendered output of every rule and format; `bad_input` feeds files no
+//! workflow should be.
+
+mod bad_input;
+mod common;
+mod corpus;
+mod snapshots;

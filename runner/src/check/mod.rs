@@ -5,6 +5,9 @@
 //! `needs`, malformed `uses`, …), everything else is a lint finding. Passes read local action
 //! metadata and local reusable workflows from disk when present; they never touch the network.
 
+pub mod cron;
+pub mod glob;
+
 use std::path::{Path, PathBuf};
 
 use crate::diag::{Diagnostic, did_you_mean};
@@ -27,15 +30,28 @@ pub struct CheckOptions {
 pub fn check_workflow(wf: &Workflow, source: &SourceFile, opts: &CheckOptions) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     check_needs(wf, &mut out);
+    glob::check_globs(wf, source, &mut out);
+    for t in &wf.on {
+        t.crons
+            .iter()
+            .for_each(|c| cron::check_cron(c, source, &mut out));
+        t.timezones
+            .iter()
+            .for_each(|z| cron::check_timezone(z, &mut out));
+    }
+    if let Some(shell) = wf.defaults.as_ref().and_then(|d| d.shell.as_ref()) {
+        // Workflow defaults apply to every job, so only a shell no runner has is wrong here.
+        let all_windows = !wf.jobs.is_empty() && wf.jobs.iter().all(job_on_windows);
+        check_shell(shell, all_windows, &mut out);
+    }
     for job in &wf.jobs {
         check_runs_on(job, opts, &mut out);
         check_matrix(job, &mut out);
         check_job_uses(job, opts, &mut out);
-        let windows = job.runs_on.as_ref().is_some_and(|r| {
-            r.labels
-                .iter()
-                .any(|l| l.text.to_ascii_lowercase().starts_with("windows"))
-        });
+        let windows = job_on_windows(job);
+        if let Some(shell) = job.defaults.as_ref().and_then(|d| d.shell.as_ref()) {
+            check_shell(shell, windows, &mut out);
+        }
         for step in &job.steps {
             check_step(step, windows, source, opts, &mut out);
         }
@@ -58,13 +74,24 @@ pub fn check_workflow(wf: &Workflow, source: &SourceFile, opts: &CheckOptions) -
     out
 }
 
+/// Whether a job runs on a Windows runner, judged from its literal `runs-on` labels.
+fn job_on_windows(job: &Job) -> bool {
+    job.runs_on.as_ref().is_some_and(|r| {
+        r.labels
+            .iter()
+            .any(|l| l.text.to_ascii_lowercase().starts_with("windows"))
+    })
+}
+
 /// `needs`: unknown jobs and cycles, reported at the entry (decisions.md).
 pub fn check_needs(wf: &Workflow, out: &mut Vec<Diagnostic>) {
-    let index_of = |name: &str| {
-        wf.jobs
-            .iter()
-            .position(|j| j.id.value.eq_ignore_ascii_case(name))
-    };
+    // Lowercased id → index; the first job wins, as duplicates are reported by the loader.
+    let mut ids: std::collections::HashMap<String, usize> =
+        std::collections::HashMap::with_capacity(wf.jobs.len());
+    for (i, j) in wf.jobs.iter().enumerate() {
+        ids.entry(j.id.value.to_ascii_lowercase()).or_insert(i);
+    }
+    let index_of = |name: &str| ids.get(&name.to_ascii_lowercase()).copied();
     for job in &wf.jobs {
         for n in &job.needs {
             if index_of(&n.value).is_none() {
@@ -160,9 +187,52 @@ pub fn check_needs(wf: &Workflow, out: &mut Vec<Diagnostic>) {
     }
 }
 
+/// `NAME` when `text` is exactly `${{ matrix.NAME }}`.
+fn matrix_ref(text: &str) -> Option<&str> {
+    let inner = text.trim().strip_prefix("${{")?.strip_suffix("}}")?.trim();
+    let name = inner.strip_prefix("matrix.")?;
+    name.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        .then_some(name)
+}
+
+/// The literal scalar values a matrix gives `name`: the vector's values and `include` entries.
+fn matrix_values(job: &Job, name: &str) -> Vec<YStr> {
+    let Some(workflow::Matrix::Map(m)) = job.strategy.as_ref().and_then(|s| s.matrix.as_ref())
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (n, v) in &m.vectors {
+        if let workflow::MatrixVector::Values(items) = v
+            && n.value == name
+        {
+            out.extend(items.iter().filter_map(YStr::from_node));
+        }
+    }
+    if let Some(workflow::MatrixList::Entries(entries)) = &m.include {
+        out.extend(
+            entries
+                .iter()
+                .filter_map(|e| e.get(name))
+                .filter_map(YStr::from_node),
+        );
+    }
+    out
+}
+
 fn check_runs_on(job: &Job, opts: &CheckOptions, out: &mut Vec<Diagnostic>) {
     let Some(r) = &job.runs_on else { return };
+    // `runs-on: ${{ matrix.os }}` takes its labels from the matrix: check those values where
+    // they are written.
+    let mut labels: Vec<YStr> = Vec::new();
     for l in &r.labels {
+        match matrix_ref(&l.text) {
+            Some(name) => labels.extend(matrix_values(job, name)),
+            None => labels.push(l.clone()),
+        }
+    }
+    for l in &labels {
         if l.has_expr() || l.text.is_empty() {
             continue;
         }
@@ -394,12 +464,19 @@ fn check_step(
     opts: &CheckOptions,
     out: &mut Vec<Diagnostic>,
 ) {
-    if let Some(uses) = step.uses.as_ref().filter(|u| !u.has_expr()) {
+    // An empty `uses` is reported by the loader.
+    if let Some(uses) = step
+        .uses
+        .as_ref()
+        .filter(|u| !u.has_expr() && !u.text.is_empty())
+    {
         match parse_uses(&uses.text) {
             Err(msg) => out.push(Diagnostic::error("action", uses.span, msg)),
             Ok(UsesRef::Local(path)) => {
                 if let Some((file, meta)) = read_local_action(&opts.root, &path) {
-                    check_action_inputs(step, &meta, &file, out);
+                    // Name the action file relative to the root: the same words on every machine.
+                    let shown = file.strip_prefix(&opts.root).unwrap_or(&file);
+                    check_action_inputs(step, &meta, shown, out);
                 }
             }
             Ok(_) => {}
@@ -492,7 +569,9 @@ fn check_shell(shell: &YStr, windows: bool, out: &mut Vec<Diagnostic>) {
 
 /// `if:` with text outside `${{ }}` is a non-empty string, so it is always true.
 fn check_if(cond: &YStr, out: &mut Vec<Diagnostic>) {
-    let t = cond.text.trim();
+    // No trimming: GitHub evaluates `if: |` (text plus a newline) as a template, whose result
+    // is a non-empty string, so surrounding whitespace makes the condition always true too.
+    let t = cond.text.as_str();
     if !t.contains("${{") {
         return;
     }
@@ -766,6 +845,22 @@ mod tests {
             d[4].starts_with("10:20: workflow command `set-output` is deprecated"),
             "{}",
             d[4]
+        );
+    }
+
+    #[test]
+    fn cron_and_glob_are_wired() {
+        let src = "on:\n  push:\n    branches: ['!main', 'v[0-9']\n    paths: ['./src/**']\n  schedule:\n    - cron: '0 0 * * 8'\n      timezone: Mars/Olympus\n    - cron: '* * * * *'\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: a}]\n";
+        assert_eq!(
+            run(src),
+            vec![
+                "3:16: the first pattern `!main` of `branches` is negated, so it has nothing to exclude [glob]",
+                "3:27: `[` in filter pattern `v[0-9` is never closed [glob]",
+                "4:14: path pattern `./src/**` starts with `./`, but changed paths are relative to the repository root, so it never matches [glob]",
+                "6:22: day of week `8` is out of range: it must be between 0 and 6 in cron `0 0 * * 8` [events]",
+                "7:17: `Mars/Olympus` is not an IANA time zone name [events]",
+                "8:13: schedule `* * * * *` runs every minute, but GitHub runs schedules at most once every 5 minutes [events]",
+            ]
         );
     }
 

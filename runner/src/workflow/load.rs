@@ -20,6 +20,7 @@ pub fn load(file: FileId, text: &str) -> (Option<Workflow>, Vec<Diagnostic>) {
     let mut l = Loader {
         file,
         diags: loaded.diagnostics,
+        extension_keys: Vec::new(),
     };
     let wf = match &loaded.root {
         Some(root) => l.workflow(root),
@@ -48,6 +49,7 @@ pub fn load_action(file: FileId, text: &str) -> (Option<ActionMeta>, Vec<Diagnos
     let mut l = Loader {
         file,
         diags: loaded.diagnostics,
+        extension_keys: Vec::new(),
     };
     let meta = loaded.root.as_ref().and_then(|root| l.action(root));
     crate::diag::sort_and_dedup(&mut l.diags);
@@ -57,6 +59,8 @@ pub fn load_action(file: FileId, text: &str) -> (Option<ActionMeta>, Vec<Diagnos
 struct Loader {
     file: FileId,
     diags: Vec<Diagnostic>,
+    /// Every pipe extension key met at any level (for `--strict-github`).
+    extension_keys: Vec<Sp<String>>,
 }
 
 fn key_span(e: &Entry) -> Span {
@@ -114,6 +118,7 @@ impl Loader {
             }
             if ext.contains(&k) {
                 ext_seen.push(Sp::new(k.to_owned(), e.key.span));
+                self.extension_keys.push(Sp::new(k.to_owned(), e.key.span));
                 continue;
             }
             let all = allowed.iter().chain(ext.iter()).copied();
@@ -328,7 +333,6 @@ impl Loader {
             "workflow",
             &mut ext,
         );
-        wf.extension_keys = ext;
         let first = entries
             .first()
             .map(key_span)
@@ -349,7 +353,7 @@ impl Loader {
                 }
                 "env" => wf.env = self.env(v, "`env`"),
                 "defaults" => wf.defaults = self.defaults(v),
-                "concurrency" => wf.concurrency = self.concurrency(v),
+                "concurrency" => wf.concurrency = self.concurrency(v, e.key.span),
                 "permissions" => wf.permissions = self.permissions(v),
                 "jobs" => {
                     saw_jobs = true;
@@ -368,6 +372,7 @@ impl Loader {
         if !saw_jobs {
             self.err(first, "`jobs` section is missing in workflow");
         }
+        wf.extension_keys = std::mem::take(&mut self.extension_keys);
         Some(wf)
     }
 
@@ -397,7 +402,8 @@ impl Loader {
         Some(d)
     }
 
-    fn concurrency(&mut self, node: &Node) -> Option<Concurrency> {
+    /// `key` is where a missing `group` is reported (validate.md: at the owning key).
+    fn concurrency(&mut self, node: &Node, key: Span) -> Option<Concurrency> {
         if node.as_scalar().is_some() {
             let group = self.non_empty_str(node, "`concurrency`")?;
             return Some(Concurrency {
@@ -426,7 +432,7 @@ impl Loader {
             }),
             None => {
                 if !entries.iter().any(|e| e.key.as_str() == Some("group")) {
-                    self.err(node.span, "`group` is required in `concurrency`");
+                    self.err(key, "`group` is required in `concurrency`");
                 }
                 None
             }
@@ -495,7 +501,9 @@ impl Loader {
         match &node.kind {
             NodeKind::Scalar(_) => {
                 if let Some(s) = self.non_empty_str(node, "`on`") {
-                    self.check_event_name(&s.text, s.span);
+                    if !s.text.is_empty() {
+                        self.check_event_name(&s.text, s.span);
+                    }
                     out.push(EventTrigger {
                         name: Sp::new(s.text, s.span),
                         ..Default::default()
@@ -580,6 +588,11 @@ impl Loader {
                         }
                         None => self.err(item.span, "`cron` is required in a `schedule` entry"),
                     }
+                    if let Some(z) = item.get("timezone")
+                        && let Some(s) = self.non_empty_str(z, "`timezone`")
+                    {
+                        t.timezones.push(s);
+                    }
                 }
                 return t;
             }
@@ -591,6 +604,16 @@ impl Loader {
                 self.check_keys(entries, &["inputs"], &[], "`workflow_dispatch`", &mut ext);
                 if let Some(inputs) = v.get("inputs") {
                     t.dispatch_inputs = self.dispatch_inputs(inputs);
+                    if t.dispatch_inputs.len() > 25 {
+                        self.push(Diagnostic::error(
+                            "events",
+                            e.key.span,
+                            format!(
+                                "`workflow_dispatch` allows at most 25 inputs, found {}",
+                                t.dispatch_inputs.len()
+                            ),
+                        ));
+                    }
                 }
                 return t;
             }
@@ -785,16 +808,6 @@ impl Loader {
             }
             out.push(input);
         }
-        if out.len() > 25 {
-            self.push(Diagnostic::error(
-                "events",
-                node.span,
-                format!(
-                    "`workflow_dispatch` allows at most 25 inputs, found {}",
-                    out.len()
-                ),
-            ));
-        }
         out
     }
 
@@ -974,6 +987,9 @@ impl Loader {
         if entries.is_empty() {
             self.err(e.key.span, "`jobs` must define at least one job");
         }
+        // Lowercased id → position in `out`: job ids are case-insensitive, and a linear search
+        // would make large workflows quadratic.
+        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         for (index, je) in entries.iter().enumerate() {
             let Some(id) = je.key.as_str() else { continue };
             if !id_ok(id) {
@@ -982,7 +998,7 @@ impl Loader {
                         .with_hint("job ids start with a letter or `_` and contain only letters, digits, `-` and `_`"),
                 );
             }
-            if let Some(prev) = out.iter().find(|j| j.id.value.eq_ignore_ascii_case(id)) {
+            if let Some(prev) = seen.get(&id.to_ascii_lowercase()).and_then(|&i| out.get(i)) {
                 let prev = prev.id.value.clone();
                 self.push(Diagnostic::error(
                     "id",
@@ -992,6 +1008,7 @@ impl Loader {
                 continue;
             }
             let job = self.job(id, index, je);
+            seen.insert(id.to_ascii_lowercase(), out.len());
             out.push(job);
         }
         out
@@ -1049,10 +1066,10 @@ impl Loader {
                 }
                 "if" => job.if_ = self.str(v, "`if`"),
                 "runs-on" => job.runs_on = self.runs_on(v),
-                "environment" => job.environment = self.environment(v),
+                "environment" => job.environment = self.environment(v, e.key.span),
                 "env" => job.env = self.env(v, "`env`"),
                 "defaults" => job.defaults = self.defaults(v),
-                "concurrency" => job.concurrency = self.concurrency(v),
+                "concurrency" => job.concurrency = self.concurrency(v, e.key.span),
                 "permissions" => job.permissions = self.permissions(v),
                 "outputs" => job.outputs = self.str_map(v, "`outputs`"),
                 "timeout-minutes" => {
@@ -1062,7 +1079,7 @@ impl Loader {
                     job.continue_on_error = self.bool_or_expr(v, "`continue-on-error`")
                 }
                 "strategy" => job.strategy = self.strategy(v),
-                "container" => job.container = self.container(v, false, "`container`"),
+                "container" => job.container = self.container(v, e.key.span, false, "`container`"),
                 "services" => {
                     if let Some(svcs) = self.map(v, "`services`", false) {
                         for s in svcs {
@@ -1075,9 +1092,12 @@ impl Loader {
                                 self.err(s.key.span, format!("service `{sid}` is defined twice"));
                                 continue;
                             }
-                            if let Some(c) =
-                                self.container(&s.value, true, &format!("service `{sid}`"))
-                            {
+                            if let Some(c) = self.container(
+                                &s.value,
+                                s.key.span,
+                                true,
+                                &format!("service `{sid}`"),
+                            ) {
                                 if c.image.is_none() {
                                     self.err(
                                         s.key.span,
@@ -1179,7 +1199,7 @@ impl Loader {
         Some(r)
     }
 
-    fn environment(&mut self, node: &Node) -> Option<Environment> {
+    fn environment(&mut self, node: &Node, key: Span) -> Option<Environment> {
         if node.as_scalar().is_some() {
             let name = self.non_empty_str(node, "`environment`")?;
             return Some(Environment { name, url: None });
@@ -1202,7 +1222,7 @@ impl Loader {
         match name {
             Some(name) => Some(Environment { name, url }),
             None => {
-                self.err(node.span, "`name` is required in `environment`");
+                self.err(key, "`name` is required in `environment`");
                 None
             }
         }
@@ -1355,7 +1375,13 @@ impl Loader {
         }
     }
 
-    fn container(&mut self, node: &Node, service: bool, what: &str) -> Option<Container> {
+    fn container(
+        &mut self,
+        node: &Node,
+        key: Span,
+        service: bool,
+        what: &str,
+    ) -> Option<Container> {
         let mut c = Container {
             span: node.span,
             ..Default::default()
@@ -1382,7 +1408,10 @@ impl Loader {
                         c.username = v.get("username").and_then(|u| self.str(u, "`username`"));
                         c.password = v.get("password").and_then(|p| self.str(p, "`password`"));
                         if c.username.is_some() != c.password.is_some() {
-                            self.err(v.span, "`credentials` needs both `username` and `password`");
+                            self.err(
+                                e.key.span,
+                                "`credentials` needs both `username` and `password`",
+                            );
                         }
                     }
                 }
@@ -1408,7 +1437,7 @@ impl Loader {
             }
         }
         if c.image.is_none() && !service {
-            self.err(node.span, format!("`image` is required in {what}"));
+            self.err(key, format!("`image` is required in {what}"));
         }
         Some(c)
     }

@@ -189,6 +189,8 @@ pub struct EventTrigger {
     pub filters: Vec<(Sp<String>, Vec<YStr>)>,
     /// `schedule:` cron entries.
     pub crons: Vec<YStr>,
+    /// `timezone:` values of `schedule:` entries (checked by `pipe validate`).
+    pub timezones: Vec<YStr>,
     /// `workflow_dispatch.inputs`.
     pub dispatch_inputs: Vec<DispatchInput>,
     /// `workflow_call` configuration.
