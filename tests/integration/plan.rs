@@ -192,7 +192,7 @@ fn job_selection_includes_needs_unless_no_deps() {
         r.path(),
         &["list", "-W", w, "-j", "TEST", "--no-deps"],
     ));
-    assert!(!out.contains("build\n"), "{out}");
+    assert!(!out.contains("\n  build\n"), "{out}");
     let out = ok(&pipe(r.path(), &["graph", "-W", w, "-j", "docs"]));
     assert_eq!(
         out,

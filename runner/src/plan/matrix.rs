@@ -54,9 +54,9 @@ const MAX_PRODUCT: usize = 1 << 20;
 pub struct Leg {
     /// The matrix values (an object): vector values in key order, then extras.
     pub values: Value,
-    /// The values shown in the display name, in order (may contain empty strings, which the
-    /// name leaves out).
-    pub shown: Vec<String>,
+    /// What the display name shows after the job name: the non-empty leaves of the shown values,
+    /// joined with `, ` (empty: nothing is appended).
+    pub segments: String,
 }
 
 /// Why a matrix could not be expanded.
@@ -317,13 +317,35 @@ pub fn filter_matches(actual: Option<&Value>, filter: &Value) -> bool {
     }
 }
 
-/// Leaf values of a value in document order, for display names.
-fn leaves(v: &Value, out: &mut Vec<String>) {
+/// Appends the non-empty leaves of a value in document order (GitHub's display-name segments:
+/// strings, booleans and G15 numbers; null and empty strings are left out), `, `-separated.
+fn push_segments(v: &Value, out: &mut String) {
     match v {
-        Value::Array(items) => items.iter().for_each(|i| leaves(i, out)),
-        Value::Object(o) => o.values().for_each(|i| leaves(i, out)),
-        other => out.push(other.as_gh_str().into_owned()),
+        Value::Array(items) => items.iter().for_each(|i| push_segments(i, out)),
+        Value::Object(o) => o.values().for_each(|i| push_segments(i, out)),
+        other => {
+            let s = other.as_gh_str();
+            if !s.is_empty() {
+                if !out.is_empty() {
+                    out.push_str(", ");
+                }
+                out.push_str(&s);
+            }
+        }
     }
+}
+
+/// Joins precomputed segment strings, skipping empty ones.
+fn join_segments<'a>(parts: impl Iterator<Item = &'a str> + Clone) -> String {
+    let len: usize = parts.clone().map(|p| p.len() + 2).sum();
+    let mut out = String::with_capacity(len);
+    for p in parts.filter(|p| !p.is_empty()) {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(p);
+    }
+    out
 }
 
 /// An `include` entry split into filter (vector keys, by vector index) and extras.
@@ -458,16 +480,37 @@ pub fn build(spec: &MatrixSpec) -> Result<Vec<Leg>, MatrixError> {
     }
 
     let keys: Vec<&str> = spec.vectors.iter().map(|(k, _, _)| k.as_str()).collect();
+    // Each vector value's display segments, computed once instead of once per leg.
+    let segments: Vec<Vec<String>> = spec
+        .vectors
+        .iter()
+        .map(|(_, _, values)| {
+            values
+                .iter()
+                .map(|v| {
+                    let mut s = String::new();
+                    push_segments(v, &mut s);
+                    s
+                })
+                .collect()
+        })
+        .collect();
     let mut legs: Vec<Leg> = Vec::with_capacity(product.min(MAX_LEGS) + includes.len());
     let mut count = 0usize;
     let mut combo: Vec<&Value> = Vec::with_capacity(spec.vectors.len());
+    let mut digits: Vec<usize> = Vec::with_capacity(spec.vectors.len());
+    // Extras of the current leg, merged ignoring key case (first spelling and position kept).
+    let mut extra: Vec<(&str, &Value)> = Vec::new();
     for index in 0..product {
         // Mixed-radix digits, first vector most significant (varies slowest).
         combo.clear();
+        digits.clear();
         let mut block = product;
         for (_, _, values) in &spec.vectors {
             block /= values.len();
-            combo.push(&values[(index / block) % values.len()]);
+            let d = (index / block) % values.len();
+            digits.push(d);
+            combo.push(&values[d]);
         }
         let excluded = excludes.iter().any(|f| {
             f.iter()
@@ -479,7 +522,7 @@ pub fn build(spec: &MatrixSpec) -> Result<Vec<Leg>, MatrixError> {
         count += 1;
         let building = count <= MAX_LEGS;
         // Extras of every matching include, later ones overwriting earlier ones.
-        let mut extra = Object::new();
+        extra.clear();
         for inc in &mut includes {
             let fits = inc
                 .filter
@@ -489,7 +532,10 @@ pub fn build(spec: &MatrixSpec) -> Result<Vec<Leg>, MatrixError> {
                 inc.matched = true;
                 if building {
                     for &(k, v) in &inc.extra {
-                        extra.insert_merging_case(k, v.clone());
+                        match extra.iter_mut().find(|(x, _)| x.eq_ignore_ascii_case(k)) {
+                            Some(slot) => slot.1 = v,
+                            None => extra.push((k, v)),
+                        }
                     }
                 }
             }
@@ -497,18 +543,21 @@ pub fn build(spec: &MatrixSpec) -> Result<Vec<Leg>, MatrixError> {
         if !building {
             continue;
         }
-        let mut shown = Vec::with_capacity(combo.len());
         let mut values = Object::new();
         for (k, v) in keys.iter().zip(&combo) {
-            leaves(v, &mut shown);
             values.insert(*k, (*v).clone());
         }
-        for (k, v) in extra.iter() {
+        for &(k, v) in &extra {
             values.insert(k, v.clone());
         }
         legs.push(Leg {
             values: Value::Object(Arc::new(values)),
-            shown,
+            segments: join_segments(
+                digits
+                    .iter()
+                    .zip(&segments)
+                    .map(|(&d, segs)| segs[d].as_str()),
+            ),
         });
     }
     // Entries that matched nothing become legs of their own.
@@ -521,13 +570,13 @@ pub fn build(spec: &MatrixSpec) -> Result<Vec<Leg>, MatrixError> {
         for &(k, v) in inc.filter_pairs.iter().chain(&inc.extra) {
             values.insert_merging_case(k, v.clone());
         }
-        let mut shown = Vec::new();
+        let mut segments = String::new();
         for v in values.values() {
-            leaves(v, &mut shown);
+            push_segments(v, &mut segments);
         }
         legs.push(Leg {
             values: Value::from_object(values),
-            shown,
+            segments,
         });
     }
     if count > MAX_LEGS {
@@ -554,17 +603,14 @@ fn too_many(n: String, span: Span) -> MatrixError {
 /// The display name of a leg: `name (v1, v2)` with empty values left out, the whole name cut to
 /// 100 characters (97 and `...`), as GitHub's `JobNameBuilder` does.
 pub fn display_name(base: &str, leg: &Leg) -> String {
-    let mut name = String::with_capacity(base.len() + 2 + leg.shown.len() * 8);
+    if leg.segments.is_empty() {
+        return truncate_name(base.to_owned());
+    }
+    let mut name = String::with_capacity(base.len() + leg.segments.len() + 3);
     name.push_str(base);
-    let mut first = true;
-    for s in leg.shown.iter().filter(|s| !s.is_empty()) {
-        name.push_str(if first { " (" } else { ", " });
-        first = false;
-        name.push_str(s);
-    }
-    if !first {
-        name.push(')');
-    }
+    name.push_str(" (");
+    name.push_str(&leg.segments);
+    name.push(')');
     truncate_name(name)
 }
 
