@@ -90,7 +90,7 @@ pub fn plans(cli: &Cli, sel: &SelectArgs) -> Result<Vec<Plan>, u8> {
                 },
             })
             .collect();
-        let planned = plan::plan_with(
+        let planned = plan::plan_unchecked(
             &plan::PlanInput {
                 workflow: wf,
                 path: &l.path,
@@ -98,12 +98,16 @@ pub fn plans(cli: &Cli, sel: &SelectArgs) -> Result<Vec<Plan>, u8> {
                 selection: &selection,
             },
             &callee_refs,
-        )
-        .map_err(|e| {
-            super::error(cli, &e.message, None);
-            exit::USAGE
-        })?;
+        );
         out.push(planned);
+    }
+    // The selection is judged across all workflows: `-j deploy` names a job of one of them.
+    plan::check_selection(&out, &selection).map_err(|e| {
+        super::error(cli, &e.message, None);
+        exit::USAGE
+    })?;
+    if !selection.jobs.is_empty() {
+        out.retain(|p| p.jobs.iter().any(|j| j.selected));
     }
     Ok(out)
 }

@@ -107,6 +107,16 @@ fn list_without_w_plans_every_workflow_the_event_triggers() {
         "{out}"
     );
     assert!(!out.contains("nightly"), "{out}");
+    // `-j` names a job of any of them; workflows without a selected job are left out.
+    let out = ok(&pipe(r.path(), &["list", "-j", "o"]));
+    assert_eq!(out, "Other (.github/workflows/push.yml)\n  o\n");
+    let o = pipe(r.path(), &["graph", "-j", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no workflow has a job `nope`"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -337,7 +337,11 @@ pub fn expand_job_matrix(job: &Job, ctx: &Contexts) -> Result<Vec<PlannedLeg>, M
         None => Vec::new(),
     };
     let total = raw.len().max(1);
-    let (fail_fast, max_parallel) = strategy_settings(job, ctx, total);
+    let (fail_fast, mut max_parallel) = strategy_settings(job, ctx, total);
+    if raw.is_empty() {
+        // GitHub's default configuration (no matrix, or every combination excluded) fixes it.
+        max_parallel = 1;
+    }
     let name_template = job.name.as_ref().filter(|n| n.has_expr());
     let leg = |i: usize, leg: Option<&Leg>| {
         let name = match name_template {
@@ -491,12 +495,117 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, SelectionError> {
 }
 
 /// Plans a workflow; jobs calling a local reusable workflow listed in `callees` show the
-/// callee's jobs when the call is simple (see [`plan_call`]).
+/// callee's jobs when the call is simple (see [`plan_call`]). Selection errors are returned as
+/// `Err`, judged for this workflow alone (see [`check_selection`] for several).
 pub fn plan_with(input: &PlanInput<'_>, callees: &[Callee<'_>]) -> Result<Plan, SelectionError> {
-    let mut plan = plan_jobs(input.workflow, input.path, input.contexts, callees, "", "");
-    select_jobs(&mut plan, input)?;
-    select_matrix(&mut plan, &input.selection.matrix)?;
+    let plan = plan_unchecked(input, callees);
+    check_selection(std::slice::from_ref(&plan), input.selection)?;
     Ok(plan)
+}
+
+/// Plans a workflow and applies the selection without judging it: `-j` ids this workflow does
+/// not have select nothing here (when none of them is here, no job is selected) and `--matrix`
+/// keys its legs lack filter nothing. For several workflows at once, plan each like this and
+/// call [`check_selection`] on them together.
+pub fn plan_unchecked(input: &PlanInput<'_>, callees: &[Callee<'_>]) -> Plan {
+    let mut plan = plan_jobs(input.workflow, input.path, input.contexts, callees, "", "");
+    select_jobs(&mut plan, input.selection);
+    select_matrix(&mut plan, &input.selection.matrix);
+    plan
+}
+
+/// Whether the selection names only things that exist in these plans: every `-j` id is a job of
+/// one of them, and every `--matrix` key is a matrix key of a selected job (not checked while a
+/// selected matrix is still dynamic). Errors carry a did-you-mean where one helps.
+pub fn check_selection(plans: &[Plan], sel: &Selection) -> Result<(), SelectionError> {
+    for id in &sel.jobs {
+        let found = plans
+            .iter()
+            .any(|p| p.jobs.iter().any(|j| j.id.eq_ignore_ascii_case(id)));
+        if found {
+            continue;
+        }
+        let mut message = match plans {
+            [one] => format!("workflow `{}` has no job `{id}`", one.workflow),
+            _ => format!("no workflow has a job `{id}`"),
+        };
+        let all = plans
+            .iter()
+            .flat_map(|p| p.jobs.iter().map(|j| j.id.as_str()));
+        if let Some(s) = did_you_mean(id, all) {
+            message.push_str(&format!("; did you mean `{s}`?"));
+        }
+        return Err(SelectionError { message });
+    }
+    if sel.matrix.is_empty() {
+        return Ok(());
+    }
+    let mut keys: Vec<&str> = Vec::new();
+    let mut dynamic = false;
+    for p in plans {
+        visit_jobs(p, &mut |job| {
+            if !job.selected {
+                return;
+            }
+            match &job.legs {
+                Legs::Expanded { legs } => {
+                    for l in legs {
+                        if let Value::Object(o) = &l.matrix {
+                            for k in o.keys() {
+                                if !keys.contains(&k) {
+                                    keys.push(k);
+                                }
+                            }
+                        }
+                    }
+                }
+                Legs::Dynamic => dynamic = true,
+                Legs::Error { .. } => {}
+            }
+        });
+    }
+    if dynamic {
+        return Ok(());
+    }
+    for (key, _) in &sel.matrix {
+        let found = plans.iter().any(|p| {
+            let mut hit = false;
+            visit_jobs(p, &mut |job| {
+                hit |=
+                    job.selected && all_legs(job).any(|l| matrix_lookup(&l.matrix, key).is_some());
+            });
+            hit
+        });
+        if found {
+            continue;
+        }
+        let mut message = format!("no selected job has a matrix key `{key}`");
+        if let Some(s) = did_you_mean(key, keys.iter().copied()) {
+            message.push_str(&format!("; did you mean `{s}`?"));
+        } else if keys.is_empty() {
+            message.push_str("; no selected job has a matrix");
+        }
+        return Err(SelectionError { message });
+    }
+    Ok(())
+}
+
+fn all_legs(job: &PlannedJob) -> impl Iterator<Item = &PlannedLeg> {
+    let legs: &[PlannedLeg] = match &job.legs {
+        Legs::Expanded { legs } => legs,
+        _ => &[],
+    };
+    legs.iter()
+}
+
+/// Calls `f` on every job, including the jobs of called workflows.
+fn visit_jobs<'p>(plan: &'p Plan, f: &mut dyn FnMut(&'p PlannedJob)) {
+    for job in &plan.jobs {
+        f(job);
+        if let Some(sub) = job.call.as_ref().and_then(|c| c.plan.as_ref()) {
+            visit_jobs(sub, f);
+        }
+    }
 }
 
 /// Lowercase id → index (GitHub job ids are ASCII, `needs` match them ignoring case).
@@ -690,27 +799,16 @@ fn plan_call(
     call
 }
 
-/// Applies `-j` and `--no-deps`.
-fn select_jobs(plan: &mut Plan, input: &PlanInput<'_>) -> Result<(), SelectionError> {
-    let sel = input.selection;
+/// Applies `-j` and `--no-deps`; ids this workflow lacks are ignored (see [`check_selection`]).
+fn select_jobs(plan: &mut Plan, sel: &Selection) {
     if sel.jobs.is_empty() {
-        return Ok(());
+        return;
     }
-    let ids = id_index(input.workflow);
-    let mut chosen = vec![false; plan.jobs.len()];
-    for id in &sel.jobs {
-        match ids.get(&id.to_ascii_lowercase()) {
-            Some(&i) => chosen[i] = true,
-            None => {
-                let all = input.workflow.jobs.iter().map(|j| j.id.value.as_str());
-                let mut message = format!("workflow `{}` has no job `{id}`", input.path);
-                if let Some(s) = did_you_mean(id, all) {
-                    message.push_str(&format!("; did you mean `{s}`?"));
-                }
-                return Err(SelectionError { message });
-            }
-        }
-    }
+    let mut chosen: Vec<bool> = plan
+        .jobs
+        .iter()
+        .map(|j| sel.jobs.iter().any(|id| j.id.eq_ignore_ascii_case(id)))
+        .collect();
     if !sel.no_deps {
         let mut stack: Vec<usize> = (0..plan.jobs.len()).filter(|&i| chosen[i]).collect();
         while let Some(i) = stack.pop() {
@@ -725,56 +823,19 @@ fn select_jobs(plan: &mut Plan, input: &PlanInput<'_>) -> Result<(), SelectionEr
     for (j, c) in plan.jobs.iter_mut().zip(chosen) {
         j.selected = c;
     }
-    Ok(())
 }
 
-/// Applies `--matrix` to every expanded job (and called workflows' jobs). A key that no selected
-/// job's legs have is an error unless some selected matrix is still dynamic.
-fn select_matrix(plan: &mut Plan, filters: &[(String, String)]) -> Result<(), SelectionError> {
+/// Applies `--matrix` to every expanded job, including the jobs of called workflows (which are
+/// selected with their caller).
+fn select_matrix(plan: &mut Plan, filters: &[(String, String)]) {
     plan.matrix_filter = filters.to_vec();
-    if filters.is_empty() {
-        return Ok(());
-    }
-    let mut known_keys: Vec<String> = Vec::new();
-    let mut dynamic = false;
-    let mut found = vec![false; filters.len()];
     visit_jobs_mut(plan, &mut |job| {
-        if !job.selected {
-            return;
-        }
-        match &mut job.legs {
-            Legs::Expanded { legs } => {
-                for (f, (k, _)) in found.iter_mut().zip(filters) {
-                    *f |= legs.iter().any(|l| matrix_lookup(&l.matrix, k).is_some());
-                }
-                for l in legs.iter() {
-                    if let Value::Object(o) = &l.matrix {
-                        for k in o.keys() {
-                            if !known_keys.iter().any(|x| x == k) {
-                                known_keys.push(k.to_owned());
-                            }
-                        }
-                    }
-                }
-                select_legs(legs, filters);
-            }
-            Legs::Dynamic => dynamic = true,
-            Legs::Error { .. } => {}
+        if let Legs::Expanded { legs } = &mut job.legs
+            && !filters.is_empty()
+        {
+            select_legs(legs, filters);
         }
     });
-    if dynamic {
-        return Ok(());
-    }
-    if let Some(((key, _), _)) = filters.iter().zip(&found).find(|(_, f)| !**f) {
-        let mut message = format!("no selected job has a matrix key `{key}`");
-        if let Some(s) = did_you_mean(key, known_keys.iter().map(String::as_str)) {
-            message.push_str(&format!("; did you mean `{s}`?"));
-        } else if known_keys.is_empty() {
-            message.push_str("; no selected job has a matrix");
-        }
-        return Err(SelectionError { message });
-    }
-    Ok(())
 }
 
 /// Calls `f` on every job, including the jobs of called workflows.
