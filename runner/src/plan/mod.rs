@@ -608,13 +608,30 @@ fn visit_jobs<'p>(plan: &'p Plan, f: &mut dyn FnMut(&'p PlannedJob)) {
     }
 }
 
-/// Lowercase id → index (GitHub job ids are ASCII, `needs` match them ignoring case).
-fn id_index(wf: &Workflow) -> HashMap<String, usize> {
-    let mut m = HashMap::with_capacity(wf.jobs.len());
-    for (i, j) in wf.jobs.iter().enumerate() {
-        m.entry(j.id.value.to_ascii_lowercase()).or_insert(i);
+/// Finds jobs by id ignoring case, as GitHub matches `needs` (job ids are ASCII). Ids as written
+/// are tried first so the common exact spelling costs no allocation.
+struct JobIds<'w> {
+    exact: HashMap<&'w str, usize>,
+    lower: HashMap<String, usize>,
+}
+
+impl<'w> JobIds<'w> {
+    fn new(wf: &'w Workflow) -> Self {
+        let mut exact = HashMap::with_capacity(wf.jobs.len());
+        let mut lower = HashMap::with_capacity(wf.jobs.len());
+        for (i, j) in wf.jobs.iter().enumerate() {
+            exact.entry(j.id.value.as_str()).or_insert(i);
+            lower.entry(j.id.value.to_ascii_lowercase()).or_insert(i);
+        }
+        JobIds { exact, lower }
     }
-    m
+
+    fn get(&self, id: &str) -> Option<usize> {
+        self.exact
+            .get(id)
+            .or_else(|| self.lower.get(&id.to_ascii_lowercase()))
+            .copied()
+    }
 }
 
 /// Plans every job; ids get `id_prefix` and names `name_prefix` (for a called workflow's jobs).
@@ -626,14 +643,18 @@ fn plan_jobs(
     id_prefix: &str,
     name_prefix: &str,
 ) -> Plan {
-    let ids = id_index(wf);
+    let ids = JobIds::new(wf);
     let mut jobs: Vec<PlannedJob> = Vec::with_capacity(wf.jobs.len());
-    for job in &wf.jobs {
+    // `seen[i] == k + 1` while planning job `k` marks job `i` as already among its needs, so
+    // duplicates are dropped in constant time even for jobs with hundreds of needs.
+    let mut seen: Vec<usize> = vec![0; wf.jobs.len()];
+    for (k, job) in wf.jobs.iter().enumerate() {
         let mut needs: Vec<usize> = Vec::with_capacity(job.needs.len());
         for n in &job.needs {
-            if let Some(&i) = ids.get(&n.value.to_ascii_lowercase())
-                && !needs.contains(&i)
+            if let Some(i) = ids.get(&n.value)
+                && seen[i] != k + 1
             {
+                seen[i] = k + 1;
                 needs.push(i);
             }
         }
@@ -662,11 +683,11 @@ fn plan_jobs(
             .map(|u| plan_call(job, &u.text, ctx, callees, has_matrix));
         jobs.push(PlannedJob {
             index: job.index,
-            id: format!("{id_prefix}{}", job.id.value),
-            name: format!("{name_prefix}{}", job.display_name()),
+            id: prefixed(id_prefix, &job.id.value),
+            name: prefixed(name_prefix, job.display_name()),
             needs_ids: needs
                 .iter()
-                .map(|&i| format!("{id_prefix}{}", wf.jobs[i].id.value))
+                .map(|&i| prefixed(id_prefix, &wf.jobs[i].id.value))
                 .collect(),
             needs,
             selected: true,
@@ -699,6 +720,13 @@ fn plan_jobs(
         order,
         matrix_filter: Vec::new(),
     }
+}
+
+fn prefixed(prefix: &str, s: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + s.len());
+    out.push_str(prefix);
+    out.push_str(s);
+    out
 }
 
 /// Plans a job's call of a reusable workflow. The callee's jobs are shown (as
