@@ -76,6 +76,21 @@ pub fn plans(cli: &Cli, sel: &SelectArgs) -> Result<Vec<Plan>, u8> {
                 .iter()
                 .map(|(k, v)| (k.clone(), Value::str(v)))
                 .collect();
+            for input in &call.inputs {
+                let name = &input.id.value;
+                if input.required
+                    && input.default.is_none()
+                    && !given.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
+                {
+                    warn(
+                        cli,
+                        &format!(
+                            "`{}`: input `{name}` is required and has no default; planned as empty (pass `--input {name}=VALUE`)",
+                            l.path
+                        ),
+                    );
+                }
+            }
             let inputs = plan::call_inputs(call, &given, &ctx);
             ctx.set("inputs", inputs);
         }
@@ -110,6 +125,15 @@ pub fn plans(cli: &Cli, sel: &SelectArgs) -> Result<Vec<Plan>, u8> {
         out.retain(|p| p.jobs.iter().any(|j| j.selected));
     }
     Ok(out)
+}
+
+/// Prints `warning: message` on stderr (not with `-q`).
+fn warn(cli: &Cli, message: &str) {
+    if cli.quiet {
+        return;
+    }
+    let s = super::err_styles(cli);
+    output::stderr_write(format!("{} {message}\n", s.paint(s.warning, "warning:")).as_bytes());
 }
 
 /// A local reusable workflow read from disk for the plan.

@@ -446,3 +446,24 @@ fn matrix_errors_are_listed_not_fatal() {
         "{out}"
     );
 }
+
+#[test]
+fn required_callee_input_without_default_warns() {
+    let callee = CALLEE.replace(
+        "        type: string\n        default: '[\"linux\"]'",
+        "        type: string\n        required: true",
+    );
+    let r = repo(&[(".github/workflows/build.yml", &callee)]);
+    let o = pipe(r.path(), &["list", "-W", ".github/workflows/build.yml"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("warning: `.github/workflows/build.yml`: input `targets` is required and has no default; planned as empty (pass `--input targets=VALUE`)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stdout(&o).contains("  compile  [matrix error]\n"),
+        "{}",
+        stdout(&o)
+    );
+}
