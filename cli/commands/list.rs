@@ -1,90 +1,204 @@
 //! `pipe list`: the jobs and matrix legs a run would have, with their display names and needs;
-//! `--json` prints the plan.
+//! `--json` prints the plan (schema in `pipe_runner::plan`).
+//!
+//! With `-W`, every workflow GitHub accepts can be listed: a callee-only `on: workflow_call`
+//! file is planned with its input defaults (overridable with `--input`), a job calling a local
+//! reusable workflow shows the callee's jobs as `caller/callee` when the call is simple, and a
+//! remote one is one opaque job. This module also does the loading and planning that
+//! `pipe graph` shares.
+
+use std::path::Path;
+use std::sync::Arc;
 
 use pipe_runner::exit;
-use pipe_runner::plan::Legs;
+use pipe_runner::expr::{Object, Value};
+use pipe_runner::plan::{self, Callee, Plan, Selection};
+use pipe_runner::project;
+use pipe_runner::source::FileId;
+use pipe_runner::workflow::{self, Workflow};
 
-use crate::args::{Cli, ListArgs};
+use crate::args::{Cli, ListArgs, SelectArgs};
 use crate::output;
 
 /// Runs the command and returns its exit code.
 pub fn run(cli: &Cli, args: &ListArgs) -> u8 {
-    let p = match super::project(cli) {
+    let plans = match plans(cli, &args.select) {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let loaded = match super::load_workflows(cli, &p, &args.select) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let mut plans = Vec::new();
-    for l in &loaded {
-        let vars =
-            pipe_runner::expr::Value::object(Vec::<(String, pipe_runner::expr::Value)>::new());
-        let (ctx, _, _) = match super::plan_contexts(cli, &p, l, &args.select, vars) {
-            Ok(x) => x,
-            Err(code) => return code,
-        };
-        match super::plan_one(cli, l, &args.select, &ctx) {
-            Ok(plan) => plans.push(plan),
-            Err(code) => return code,
-        }
-    }
     let text = if args.json {
         let v = if plans.len() == 1 {
-            serde_json::to_value(&plans[0])
+            serde_json::to_string_pretty(&plans[0])
         } else {
-            serde_json::to_value(&plans)
+            serde_json::to_string_pretty(&plans)
         };
-        format!(
-            "{}\n",
-            serde_json::to_string_pretty(&v.unwrap_or_default()).unwrap_or_default()
-        )
-    } else {
-        let s = super::err_styles(cli);
-        let mut out = String::new();
-        for plan in &plans {
-            out.push_str(&format!("{} ({})\n", plan.name, plan.workflow));
-            for &i in &plan.order {
-                let job = &plan.jobs[i];
-                if !job.selected {
-                    continue;
-                }
-                let needs = if job.needs_ids.is_empty() {
-                    String::new()
-                } else {
-                    format!("  needs: {}", job.needs_ids.join(", "))
-                };
-                let cond = job
-                    .condition
-                    .as_ref()
-                    .map(|c| format!("  if: {c}"))
-                    .unwrap_or_default();
-                out.push_str(&format!("  {}{needs}{cond}\n", job.id));
-                match &job.legs {
-                    Legs::Expanded { legs } => {
-                        if job.has_matrix || legs.iter().any(|l| l.name != job.id) {
-                            for leg in legs.iter().filter(|l| l.selected) {
-                                out.push_str(&format!("    {}\n", leg.name));
-                            }
-                        }
-                    }
-                    Legs::Dynamic => {
-                        out.push_str("    (matrix expanded when its needs have run)\n")
-                    }
-                    Legs::Error { message, .. } => {
-                        out.push_str(&format!(
-                            "    {} {message}\n",
-                            s.paint(s.error, "matrix error:")
-                        ));
-                    }
-                }
+        match v {
+            Ok(s) => s + "\n",
+            Err(e) => {
+                super::error(cli, &format!("cannot write the plan as JSON: {e}"), None);
+                return exit::INFRA;
             }
         }
-        out
+    } else {
+        plans
+            .iter()
+            .map(plan::render::list)
+            .collect::<Vec<_>>()
+            .join("\n")
     };
-    if output::stdout_write(text.as_bytes()).is_err() {
-        return exit::SUCCESS;
-    }
+    // A closed stdout (`pipe list | head`) is not an error.
+    let _ = output::stdout_write(text.as_bytes());
     exit::SUCCESS
+}
+
+/// Loads the selected workflows and plans each, with the contexts known before a run and the
+/// local reusable workflows their jobs call. Problems are printed; the error is the exit code.
+pub fn plans(cli: &Cli, sel: &SelectArgs) -> Result<Vec<Plan>, u8> {
+    let p = super::project(cli)?;
+    let loaded = super::load_workflows(cli, &p, sel)?;
+    let vars = read_vars(cli, sel)?;
+    let given = super::inputs(cli, sel)?;
+    let selection = Selection {
+        jobs: sel.job.clone(),
+        no_deps: sel.no_deps,
+        matrix: super::matrix_filters(cli, sel)?,
+    };
+    let mut out = Vec::with_capacity(loaded.len());
+    for l in &loaded {
+        let wf: &Workflow = &l.workflow;
+        let (mut ctx, _, _) = super::plan_contexts(cli, &p, l, sel, vars.clone())?;
+        // A callee-only workflow runs only when called: its inputs are the declared defaults
+        // (and `--input`), as a caller passing nothing would get.
+        if wf.trigger(&sel.event).is_none()
+            && let Some(call) = wf.workflow_call()
+        {
+            let given: Vec<(String, Value)> = given
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::str(v)))
+                .collect();
+            for input in &call.inputs {
+                let name = &input.id.value;
+                if input.required
+                    && input.default.is_none()
+                    && !given.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
+                {
+                    warn(
+                        cli,
+                        &format!(
+                            "`{}`: input `{name}` is required and has no default; planned as empty (pass `--input {name}=VALUE`)",
+                            l.path
+                        ),
+                    );
+                }
+            }
+            let inputs = plan::call_inputs(call, &given, &ctx);
+            ctx.set("inputs", inputs);
+        }
+        let callees = read_callees(&p.root, wf);
+        let callee_refs: Vec<Callee<'_>> = callees
+            .iter()
+            .map(|c| Callee {
+                uses: &c.uses,
+                workflow: match &c.workflow {
+                    Ok((path, wf)) => Ok((path.as_str(), &**wf)),
+                    Err(e) => Err(e.clone()),
+                },
+            })
+            .collect();
+        let planned = plan::plan_unchecked(
+            &plan::PlanInput {
+                workflow: wf,
+                path: &l.path,
+                contexts: &ctx,
+                selection: &selection,
+            },
+            &callee_refs,
+        );
+        out.push(planned);
+    }
+    // The selection is judged across all workflows: `-j deploy` names a job of one of them.
+    plan::check_selection(&out, &selection).map_err(|e| {
+        super::error(cli, &e.message, None);
+        exit::USAGE
+    })?;
+    if !selection.jobs.is_empty() {
+        out.retain(|p| p.jobs.iter().any(|j| j.selected));
+    }
+    Ok(out)
+}
+
+/// Prints `warning: message` on stderr (not with `-q`).
+fn warn(cli: &Cli, message: &str) {
+    if cli.quiet {
+        return;
+    }
+    let s = super::err_styles(cli);
+    output::stderr_write(format!("{} {message}\n", s.paint(s.warning, "warning:")).as_bytes());
+}
+
+/// A local reusable workflow read from disk for the plan.
+struct ReadCallee {
+    uses: String,
+    workflow: Result<(String, Arc<Workflow>), String>,
+}
+
+/// Reads the local reusable workflows the jobs call (`./path` or `$/path`, relative to the
+/// repository root). Problems become reasons shown on the opaque job, never errors: the caller
+/// itself is valid, and `pipe validate` reports the callee.
+fn read_callees(root: &Path, wf: &Workflow) -> Vec<ReadCallee> {
+    let mut out: Vec<ReadCallee> = Vec::new();
+    for job in &wf.jobs {
+        let Some(uses) = &job.uses else { continue };
+        let uses = uses.text.as_str();
+        if !plan::is_local_call(uses) || out.iter().any(|c| c.uses == uses) {
+            continue;
+        }
+        let rel = &uses[2..];
+        let workflow = match std::fs::read_to_string(root.join(rel)) {
+            Err(e) => Err(format!("`{rel}` cannot be read: {}", super::io_reason(&e))),
+            Ok(text) => match workflow::load(FileId(0), &text) {
+                (Some(callee), diags) if !diags.iter().any(|d| d.is_error()) => {
+                    Ok((rel.to_owned(), Arc::new(callee)))
+                }
+                _ => Err(format!(
+                    "`{rel}` is invalid (`pipe validate {rel}` shows why)"
+                )),
+            },
+        };
+        out.push(ReadCallee {
+            uses: uses.to_owned(),
+            workflow,
+        });
+    }
+    out
+}
+
+/// `--var` and `--var-file` as the `vars` context (later values win).
+fn read_vars(cli: &Cli, sel: &SelectArgs) -> Result<Value, u8> {
+    let mut o = Object::new();
+    for f in &sel.var_file {
+        let text = project::read_text(f).map_err(|e| {
+            super::error(
+                cli,
+                &format!("cannot read `{}`: {}", f.display(), super::io_reason(&e)),
+                None,
+            );
+            exit::USAGE
+        })?;
+        let pairs = pipe_runner::run::setup::parse_dotenv(&text.text).map_err(|e| {
+            super::error(cli, &format!("`{}`: {e}", f.display()), None);
+            exit::USAGE
+        })?;
+        for (k, v) in pairs {
+            o.insert(k, Value::str(v));
+        }
+    }
+    for i in &sel.var {
+        let Some((k, v)) = i.split_once('=') else {
+            super::error(cli, &format!("`--var {i}` must be `NAME=VALUE`"), None);
+            return Err(exit::USAGE);
+        };
+        o.insert(k.to_owned(), Value::str(v));
+    }
+    Ok(Value::from_object(o))
 }

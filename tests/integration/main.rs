@@ -3,9 +3,10 @@
 //! `common` runs the binary and lays out the validation corpus; `corpus` checks pipe against
 //! the expected findings in `tests/validate/` and against actionlint's recorded verdicts;
 //! `snapshots` pins the rendered output of every rule and format; `bad_input` feeds files no
-//! workflow should be.
+//! workflow should be; `plan` drives `list` and `graph`.
 
 mod bad_input;
 mod common;
 mod corpus;
+mod plan;
 mod snapshots;
