@@ -612,3 +612,344 @@ fn conformance_suite() {
         failures.join("\n\n")
     );
 }
+
+// ── Interrupts ─────────────────────────────────────────────────────────────────────────────
+
+/// A small deterministic generator (xorshift), so a failing sequence can be replayed with
+/// `PIPE_INTERRUPT_SEED`.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Workflows whose steps are running when the signal comes. `MARKER` is replaced by a value
+/// unique to the run, put in the workflow env so every process of the run carries it.
+const INTERRUPT_WORKFLOWS: &[(&str, &str)] = &[
+    (
+        "sleep",
+        "on: push\nenv:\n  PIPE_TEST_MARKER: MARKER\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n      - run: sleep 30\n",
+    ),
+    (
+        "background-children",
+        "on: push\nenv:\n  PIPE_TEST_MARKER: MARKER\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          sleep 40 &\n          (while true; do sleep 1; done) &\n          nohup sleep 50 >/dev/null 2>&1 &\n          sleep 30\n",
+    ),
+    (
+        "daemon",
+        "on: push\nenv:\n  PIPE_TEST_MARKER: MARKER\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          setsid sleep 60 </dev/null >/dev/null 2>&1 &\n          setsid sh -c 'sleep 70' </dev/null >/dev/null 2>&1 &\n          sleep 30\n",
+    ),
+    (
+        "ignores-sigterm",
+        "on: push\nenv:\n  PIPE_TEST_MARKER: MARKER\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          trap '' TERM\n          sleep 30 &\n          sleep 30\n",
+    ),
+    (
+        "traps-sigterm",
+        "on: push\nenv:\n  PIPE_TEST_MARKER: MARKER\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          trap 'echo stopping; exit 0' TERM\n          sleep 30 &\n          wait\n",
+    ),
+    (
+        "matrix-and-needs",
+        "on: push\nenv:\n  PIPE_TEST_MARKER: MARKER\njobs:\n  m:\n    runs-on: ubuntu-latest\n    strategy:\n      matrix:\n        n: [1, 2, 3]\n    steps:\n      - run: sleep 30 & sleep 30\n      - if: always()\n        run: echo cleanup\n  after:\n    needs: m\n    runs-on: ubuntu-latest\n    steps: [{run: sleep 30}]\n  report:\n    needs: m\n    if: always()\n    runs-on: ubuntu-latest\n    steps: [{run: sleep 0.2}]\n",
+    ),
+];
+
+/// Processes whose environment holds `PIPE_TEST_MARKER=marker`, as `pid cmdline`.
+fn processes_with_marker(marker: &str) -> Vec<String> {
+    let needle = format!("PIPE_TEST_MARKER={marker}");
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+            let cmdline = std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .unwrap_or_default();
+            found.push(format!("{pid} {}", cmdline.trim()));
+        }
+    }
+    found
+}
+
+/// Leftovers of a run: processes with its marker that are still there after a short grace
+/// (SIGKILLed processes take a moment to disappear from `/proc`).
+fn leftovers(marker: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let found = processes_with_marker(marker);
+        if found.is_empty() || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Interrupted {
+    code: Option<i32>,
+    stderr: String,
+    elapsed: Duration,
+    summary: Option<Value>,
+}
+
+/// Runs `workflow` and sends `signal` (`INT` or `TERM`) `delay` after the run printed its first
+/// line (by then the signal handlers are installed).
+fn run_and_interrupt(
+    tpl: &Template,
+    workflow: &str,
+    signal: &str,
+    delay: Duration,
+    wait_for: &str,
+) -> Interrupted {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo = tmp.path().join("repo");
+    copy_dir(&tpl.repo, &repo);
+    std::fs::write(repo.join("wf.yml"), workflow).expect("write workflow");
+    let summary = tmp.path().join("summary.json");
+    let mut cmd = pipe_command(tmp.path(), &repo);
+    cmd.args([
+        "run",
+        "-W",
+        "wf.yml",
+        "-p",
+        "8",
+        "--progress",
+        "plain",
+        "--summary",
+    ])
+    .arg(&summary)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("pipe starts");
+    let pid = child.id();
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    // Wait for the awaited line (or any line when it is empty).
+    let ready_by = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < ready_by {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(line) if line.contains(wait_for) => break,
+            Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    std::thread::sleep(delay);
+    let _ = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status();
+    // A run must stop within the grace period plus a margin.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let elapsed = started.elapsed();
+    let stderr = reader.join().unwrap_or_default();
+    let summary = std::fs::read_to_string(&summary)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    Interrupted {
+        code: status.and_then(|s| s.code()),
+        stderr,
+        elapsed,
+        summary,
+    }
+}
+
+/// 100 runs interrupted by SIGINT or SIGTERM at random moments: each exits 130 or 143 and
+/// leaves no process of the run behind (background children, `setsid` daemons and steps that
+/// ignore SIGTERM included).
+#[test]
+fn interrupts_leave_no_process_behind() {
+    if !cfg!(target_os = "linux") {
+        eprintln!("skipped: the leftover check reads /proc");
+        return;
+    }
+    let runs: u64 = std::env::var("PIPE_INTERRUPT_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let seed: u64 = std::env::var("PIPE_INTERRUPT_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+                | 1
+        });
+    eprintln!("interrupts: {runs} runs, PIPE_INTERRUPT_SEED={seed}");
+    let tpl = Arc::new(template());
+    let mut rng = Rng(seed);
+    // The plan of every run, drawn up front so the sequence depends only on the seed.
+    let plan: Vec<(usize, &str, Duration)> = (0..runs)
+        .map(|_| {
+            let w = rng.below(INTERRUPT_WORKFLOWS.len() as u64) as usize;
+            let sig = if rng.below(2) == 0 { "INT" } else { "TERM" };
+            let delay = Duration::from_millis(rng.below(700));
+            (w, sig, delay)
+        })
+        .collect();
+    let queue = Arc::new(Mutex::new(
+        plan.into_iter().enumerate().collect::<VecDeque<_>>(),
+    ));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stats = Arc::new(Mutex::new((0usize, Duration::ZERO)));
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (queue, failures, tpl, stats) =
+                (queue.clone(), failures.clone(), tpl.clone(), stats.clone());
+            std::thread::spawn(move || {
+                loop {
+                    let next = queue.lock().expect("lock").pop_front();
+                    let Some((i, (w, sig, delay))) = next else {
+                        break;
+                    };
+                    let (name, text) = INTERRUPT_WORKFLOWS[w];
+                    let marker = format!(
+                        "conformance-{}-{i}-{}",
+                        std::process::id(),
+                        Instant::now().elapsed().as_nanos()
+                    );
+                    let wf = text.replace("MARKER", &marker);
+                    // Wait until a step is running, then for the random delay.
+                    let r = run_and_interrupt(&tpl, &wf, sig, delay, "] ");
+                    let want = if sig == "INT" { 130 } else { 143 };
+                    let mut problems = Vec::new();
+                    if r.code != Some(want) {
+                        problems.push(format!("exit code {:?}, expected {want}", r.code));
+                    }
+                    let left = leftovers(&marker);
+                    if !left.is_empty() {
+                        problems.push(format!("left behind: {}", left.join("; ")));
+                        for l in &left {
+                            if let Some(pid) = l.split(' ').next() {
+                                let _ = Command::new("kill").args(["-KILL", pid]).status();
+                            }
+                        }
+                    }
+                    {
+                        let mut st = stats.lock().expect("lock");
+                        st.0 += 1;
+                        st.1 = st.1.max(r.elapsed);
+                    }
+                    if !problems.is_empty() {
+                        failures.lock().expect("lock").push(format!(
+                            "run {i} ({name}, SIG{sig} after {}ms): {}\nstderr:\n{}",
+                            delay.as_millis(),
+                            problems.join("; "),
+                            r.stderr
+                        ));
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("worker");
+    }
+    let failures = failures.lock().expect("lock");
+    let (done, slowest) = *stats.lock().expect("lock");
+    eprintln!(
+        "interrupts: {done} runs, {} with problems, slowest {}ms",
+        failures.len(),
+        slowest.as_millis()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} interrupted runs went wrong (seed {seed}):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// A cancelled run behaves like GitHub's "cancel workflow": the running job is cancelled, a
+/// job waiting for it is cancelled without running, an `always()` job still runs, and the
+/// run's conclusion is `cancelled` (exit 130 for SIGINT).
+#[test]
+fn interrupt_cancels_the_run_like_github() {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let tpl = template();
+    let wf = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - id: slow\n        run: sleep 30\n      - id: cleanup\n        if: always()\n        run: echo cleanup\n      - id: default\n        run: echo never\n  b:\n    needs: a\n    runs-on: ubuntu-latest\n    steps: [{run: echo never}]\n  c:\n    needs: a\n    if: always()\n    runs-on: ubuntu-latest\n    outputs:\n      a: ${{ needs.a.result }}\n    steps: [{run: echo report}]\n";
+    let r = run_and_interrupt(&tpl, wf, "INT", Duration::from_millis(200), "sleep 30");
+    assert_eq!(r.code, Some(130), "stderr:\n{}", r.stderr);
+    let s = r
+        .summary
+        .expect("a summary is written for an interrupted run");
+    let brief: Vec<String> = s["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| {
+            let steps: Vec<String> = j["steps"]
+                .as_array()
+                .expect("steps")
+                .iter()
+                .map(|st| {
+                    format!(
+                        "{}={}",
+                        st["id"].as_str().unwrap_or(""),
+                        st["conclusion"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            format!(
+                "{}:{}:{}:[{}]",
+                j["id"].as_str().unwrap_or(""),
+                j["conclusion"].as_str().unwrap_or(""),
+                j["outputs"],
+                steps.join(",")
+            )
+        })
+        .collect();
+    assert_eq!(s["conclusion"], "cancelled");
+    assert_eq!(
+        brief,
+        vec![
+            "a:cancelled:{}:[slow=cancelled,cleanup=success,default=skipped]".to_owned(),
+            "b:cancelled:{}:[__run=skipped]".to_owned(),
+            "c:success:{\"a\":\"cancelled\"}:[__run=success]".to_owned(),
+        ]
+    );
+}

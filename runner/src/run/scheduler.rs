@@ -336,8 +336,16 @@ pub async fn run_plan(
                 max_parallel_of.insert(j, max_parallel.max(1));
                 let mut slots = Vec::with_capacity(selected.len());
                 for (li, leg) in selected.iter().enumerate() {
+                    // A job whose condition held although the run is cancelled (`always()`)
+                    // runs as on GitHub: the run's cancellation does not stop it, only a hard
+                    // cancel does.
+                    let soft = if run_cancel.soft.is_cancelled() {
+                        CancellationToken::new()
+                    } else {
+                        run_cancel.soft.child_token()
+                    };
                     let cancel = Cancel {
-                        soft: run_cancel.soft.child_token(),
+                        soft,
                         hard: run_cancel.hard.clone(),
                     };
                     slots.push(LegSlot {
