@@ -706,6 +706,8 @@ fn leftovers(marker: &str) -> Vec<String> {
 
 struct Interrupted {
     code: Option<i32>,
+    /// Scratch folders (`RUNNER_TEMP` parents) left in the run's `TMPDIR`.
+    temp_left: Vec<String>,
     stderr: String,
     elapsed: Duration,
     summary: Option<Value>,
@@ -786,7 +788,16 @@ fn run_and_interrupt(
     let summary = std::fs::read_to_string(&summary)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
+    let temp_left = std::fs::read_dir(tmp.path().join("tmp"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("pipe-"))
+                .collect()
+        })
+        .unwrap_or_default();
     Interrupted {
+        temp_left,
         code: status.and_then(|s| s.code()),
         stderr,
         elapsed,
@@ -857,6 +868,9 @@ fn interrupts_leave_no_process_behind() {
                     let mut problems = Vec::new();
                     if r.code != Some(want) {
                         problems.push(format!("exit code {:?}, expected {want}", r.code));
+                    }
+                    if !r.temp_left.is_empty() {
+                        problems.push(format!("temp folders left: {}", r.temp_left.join(", ")));
                     }
                     let left = leftovers(&marker);
                     if !left.is_empty() {
@@ -951,5 +965,82 @@ fn interrupt_cancels_the_run_like_github() {
             "b:cancelled:{}:[__run=skipped]".to_owned(),
             "c:success:{\"a\":\"cancelled\"}:[__run=success]".to_owned(),
         ]
+    );
+}
+
+/// `--json` prints only JSON on stdout: one versioned event a line, `run_started` first and
+/// `run_finished` last, every step between its job's start and finish.
+#[test]
+fn json_stream_shape() {
+    let tpl = template();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo = tmp.path().join("repo");
+    copy_dir(&tpl.repo, &repo);
+    std::fs::write(
+        repo.join("wf.yml"),
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo one\n      - run: echo two\n  b:\n    needs: a\n    runs-on: ubuntu-latest\n    strategy:\n      matrix:\n        n: [1, 2]\n    steps: [{run: echo leg}]\n  c:\n    if: false\n    runs-on: ubuntu-latest\n    steps: [{run: echo never}]\n",
+    )
+    .expect("write");
+    let mut cmd = pipe_command(tmp.path(), &repo);
+    cmd.args(["run", "-W", "wf.yml", "--json"]);
+    let r = run_with_timeout(cmd, Duration::from_secs(60));
+    assert_eq!(r.code, Some(0), "stderr:\n{}", r.stderr);
+    let events: Vec<Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    for e in &events {
+        assert_eq!(e["version"], 1, "{e}");
+        assert!(e["event"].is_string(), "{e}");
+    }
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"run_started"));
+    assert_eq!(kinds.last(), Some(&"run_finished"));
+    assert_eq!(
+        events.last().map(|e| &e["conclusion"]),
+        Some(&Value::from("success"))
+    );
+    // Per leg: job_started, then its steps (started before finished), then job_finished.
+    let mut open: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut finished_jobs = Vec::new();
+    for e in &events {
+        let key = e["job"]["key"].as_str().unwrap_or("").to_owned();
+        match e["event"].as_str().unwrap_or("") {
+            "job_started" => {
+                assert!(!open.contains_key(&key), "{key} started twice");
+                open.insert(key, Vec::new());
+            }
+            "step_started" => open
+                .get_mut(&key)
+                .unwrap_or_else(|| panic!("step of {key} outside its job"))
+                .push(e["step"]["id"].as_str().unwrap_or("").to_owned()),
+            "step_finished" | "log" => assert!(open.contains_key(&key), "{e} outside its job"),
+            "job_finished" => {
+                finished_jobs.push((key, e["conclusion"].as_str().unwrap_or("").to_owned()))
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(open.get("a").map(Vec::len), Some(2));
+    // Every leg finishes once (their order depends on timing).
+    finished_jobs.sort();
+    assert_eq!(
+        finished_jobs,
+        vec![
+            ("a".to_owned(), "success".to_owned()),
+            ("b-0".to_owned(), "success".to_owned()),
+            ("b-1".to_owned(), "success".to_owned()),
+            ("c".to_owned(), "skipped".to_owned()),
+        ]
+    );
+    let logs: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "log")
+        .filter_map(|e| e["line"].as_str())
+        .collect();
+    assert!(
+        logs.contains(&"one") && logs.contains(&"two") && logs.contains(&"leg"),
+        "{logs:?}"
     );
 }
