@@ -1,11 +1,13 @@
 //! Running one job leg: GitHub's step semantics (gha-semantics §5.3, §5.5–§5.8).
 //!
-//! For each step: the `if:` condition (implicit `success() &&`), the step env evaluated with
-//! the env context as it was before the step, then `run`/`shell`/`working-directory` with the
-//! step env; the command runs through the executor with fresh per-step OUTPUT/ENV/PATH/
-//! STEP_SUMMARY/STATE files, which are applied even when the step failed; outcome and
-//! conclusion follow `continue-on-error`. Job outputs are evaluated at the end, even after a
-//! failure. Evaluation errors carry the expression's file, line and column.
+//! For each step, in the runner's order (StepsRunner): the step env evaluated with the env
+//! context as it was before the step, then the `if:` condition (implicit `success() &&`), which
+//! already sees the step env, then the display name and `run`/`shell`/`working-directory`. The
+//! command runs through the executor with fresh per-step OUTPUT/ENV/PATH/STEP_SUMMARY/STATE
+//! files, which are applied even when the step failed; `continue-on-error` is evaluated after a
+//! failure. A cancelled job stops the running step unless its condition still holds with the
+//! cancelled status (`always()`). Job outputs are evaluated at the end, even after a failure.
+//! Evaluation errors carry the expression's file, line and column.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
