@@ -54,9 +54,17 @@ pub fn run(cli: &Cli, args: &RunArgs) -> u8 {
     let signal = Arc::new(AtomicU8::new(0));
     let cancel = Cancel::default();
     {
+        // Register the handlers now, before anything runs: registered inside the task they
+        // could miss a signal that arrives before the task is first polled.
+        use tokio::signal::unix::{SignalKind, signal as sig};
+        let _guard = runtime.enter();
+        let handlers =
+            sig(SignalKind::interrupt()).and_then(|i| Ok((i, sig(SignalKind::terminate())?)));
         let signal = signal.clone();
         let cancel = cancel.clone();
-        runtime.spawn(async move { watch_signals(signal, cancel).await });
+        if let Ok((int, term)) = handlers {
+            runtime.spawn(async move { watch_signals(int, term, signal, cancel).await });
+        }
     }
     let mut worst = exit::SUCCESS;
     for l in &loaded {
@@ -74,12 +82,12 @@ pub fn run(cli: &Cli, args: &RunArgs) -> u8 {
     }
 }
 
-async fn watch_signals(signal: Arc<AtomicU8>, cancel: Cancel) {
-    use tokio::signal::unix::{SignalKind, signal as sig};
-    let (Ok(mut int), Ok(mut term)) = (sig(SignalKind::interrupt()), sig(SignalKind::terminate()))
-    else {
-        return;
-    };
+async fn watch_signals(
+    mut int: tokio::signal::unix::Signal,
+    mut term: tokio::signal::unix::Signal,
+    signal: Arc<AtomicU8>,
+    cancel: Cancel,
+) {
     let mut count = 0;
     loop {
         let which = tokio::select! {

@@ -360,49 +360,6 @@ fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()
     std::fs::rename(&tmp, path)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_increase_and_prune_keeps_newest() {
-        let t = tempfile::tempdir().expect("tmp");
-        let store = Store::open(t.path()).expect("open");
-        let a = store.begin_run("ci.yml", "push").expect("run");
-        let b = store.begin_run("ci.yml", "push").expect("run");
-        assert!(b.number > a.number);
-        store
-            .finish_run(a.number, Conclusion::Success, 5)
-            .expect("finish");
-        // A second process on the same store gets the next number.
-        let other = Store::open(t.path()).expect("open");
-        let c = other.begin_run("x.yml", "pull_request").expect("run");
-        assert_eq!(c.number, b.number + 1);
-        let runs = store.list(10).expect("list");
-        assert_eq!(
-            runs.iter().map(|r| r.number).collect::<Vec<_>>(),
-            vec![3, 2, 1]
-        );
-        assert_eq!(runs[2].conclusion, Some(Conclusion::Success));
-        assert_eq!(store.prune(2).expect("prune"), 1);
-        assert!(!store.run_dir(1).exists());
-        assert_eq!(store.latest().expect("latest"), Some(3));
-    }
-
-    #[test]
-    fn atomic_write_replaces() {
-        let t = tempfile::tempdir().expect("tmp");
-        let p = t.path().join("a/b.json");
-        write_atomic(&p, b"1").expect("write");
-        write_atomic(&p, b"2").expect("write");
-        assert_eq!(std::fs::read(&p).expect("read"), b"2");
-        assert_eq!(
-            std::fs::read_dir(t.path().join("a")).expect("dir").count(),
-            1
-        );
-    }
-}
-
 /// Records a run's events in its [`RunRecord`]; a write failure becomes one warning.
 pub struct Recording {
     record: std::sync::Mutex<RunRecord>,
@@ -452,5 +409,48 @@ impl crate::run::report::Reporter for Recording {
         _level: crate::run::report::NoticeLevel,
         _message: &str,
     ) {
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_increase_and_prune_keeps_newest() {
+        let t = tempfile::tempdir().expect("tmp");
+        let store = Store::open(t.path()).expect("open");
+        let a = store.begin_run("ci.yml", "push").expect("run");
+        let b = store.begin_run("ci.yml", "push").expect("run");
+        assert!(b.number > a.number);
+        store
+            .finish_run(a.number, Conclusion::Success, 5)
+            .expect("finish");
+        // A second process on the same store gets the next number.
+        let other = Store::open(t.path()).expect("open");
+        let c = other.begin_run("x.yml", "pull_request").expect("run");
+        assert_eq!(c.number, b.number + 1);
+        let runs = store.list(10).expect("list");
+        assert_eq!(
+            runs.iter().map(|r| r.number).collect::<Vec<_>>(),
+            vec![3, 2, 1]
+        );
+        assert_eq!(runs[2].conclusion, Some(Conclusion::Success));
+        assert_eq!(store.prune(2).expect("prune"), 1);
+        assert!(!store.run_dir(1).exists());
+        assert_eq!(store.latest().expect("latest"), Some(3));
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let t = tempfile::tempdir().expect("tmp");
+        let p = t.path().join("a/b.json");
+        write_atomic(&p, b"1").expect("write");
+        write_atomic(&p, b"2").expect("write");
+        assert_eq!(std::fs::read(&p).expect("read"), b"2");
+        assert_eq!(
+            std::fs::read_dir(t.path().join("a")).expect("dir").count(),
+            1
+        );
     }
 }

@@ -3,10 +3,12 @@
 //! `common` runs the binary and lays out the validation corpus; `corpus` checks pipe against
 //! the expected findings in `tests/validate/` and against actionlint's recorded verdicts;
 //! `snapshots` pins the rendered output of every rule and format; `bad_input` feeds files no
-//! workflow should be; `plan` drives `list` and `graph`.
+//! workflow should be; `plan` drives `list` and `graph`; `conformance` runs the end-to-end
+//! workflows of `tests/conformance/` and the interrupt tests.
 
 mod bad_input;
 mod common;
+mod conformance;
 mod corpus;
 mod plan;
 mod snapshots;

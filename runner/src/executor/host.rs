@@ -5,7 +5,9 @@
 //! a grace period, then SIGKILL; a hard cancel kills at once. A step's shell may leave
 //! background processes behind: the step ends when the shell exits (as on GitHub), its output
 //! is drained briefly, and the group is killed when the job is cleaned up ("cleaning up orphan
-//! processes").
+//! processes"). Like the runner's `RUNNER_TRACKING_ID`, every step process carries a per-job
+//! marker in its environment, so cleanup also finds processes that left the group (`setsid`,
+//! daemons); a step that sets the variable itself opts out, as on GitHub.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,6 +29,8 @@ use super::{
 
 /// How long a step gets between SIGTERM and SIGKILL.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// The environment variable marking a job's processes.
+pub const TRACKING_VAR: &str = "RUNNER_TRACKING_ID";
 /// How long output is still read after the shell exited (background processes may hold the
 /// pipe open; their later output is not part of the step).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
@@ -80,7 +84,9 @@ impl Executor for HostExecutor {
         tokio::fs::create_dir_all(&temp)
             .await
             .map_err(|e| ExecError::io(format!("cannot create `{}`", temp.display()), e))?;
+        let n = JOB_COUNTER.fetch_add(1, Ordering::Relaxed);
         Ok(Box::new(HostJob {
+            tracking_id: format!("pipe_{}_{n}", std::process::id()),
             paths: JobPaths {
                 temp_host: temp.clone(),
                 temp_exec: temp,
@@ -97,6 +103,8 @@ impl Executor for HostExecutor {
 }
 
 struct HostJob {
+    /// The value of [`TRACKING_VAR`] in this job's steps.
+    tracking_id: String,
     paths: JobPaths,
     base_env: HashMap<String, String>,
     grace: Duration,
@@ -106,6 +114,45 @@ struct HostJob {
 }
 
 static SCRIPT_COUNTER: AtomicU64 = AtomicU64::new(0);
+static JOB_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Kills every process whose environment holds `TRACKING_VAR=id` (Linux: read from `/proc`).
+/// Passes repeat while they find something, since a process may fork during a scan.
+fn kill_tracked(id: &str) {
+    #[cfg(target_os = "linux")]
+    {
+        let needle = format!("{TRACKING_VAR}={id}");
+        let me = std::process::id();
+        for _ in 0..5 {
+            let Ok(entries) = std::fs::read_dir("/proc") else {
+                return;
+            };
+            let mut found = false;
+            for e in entries.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                    continue;
+                };
+                if pid == me {
+                    continue;
+                }
+                let Ok(environ) = std::fs::read(e.path().join("environ")) else {
+                    continue;
+                };
+                if environ.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
+                    && let Ok(raw) = i32::try_from(pid)
+                {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(raw), Signal::SIGKILL);
+                    found = true;
+                }
+            }
+            if !found {
+                return;
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = id;
+}
 
 /// Finds `program` on `path` (a `PATH` value); a program containing `/` is used as given.
 pub fn find_program(program: &str, path: &str) -> Option<PathBuf> {
@@ -201,6 +248,7 @@ impl JobHandle for HostJob {
         cmd.args(args)
             .env_clear()
             .envs(&self.base_env)
+            .env(TRACKING_VAR, &self.tracking_id)
             .envs(step.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&step.cwd)
             .stdin(Stdio::null())
@@ -321,6 +369,7 @@ impl JobHandle for HostJob {
         for pgid in self.groups.drain(..) {
             signal_group(pgid, Signal::SIGKILL);
         }
+        kill_tracked(&self.tracking_id);
         match tokio::fs::remove_dir_all(&self.paths.temp_host).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -338,6 +387,9 @@ impl Drop for HostJob {
         // processes behind.
         for pgid in &self.groups {
             signal_group(*pgid, Signal::SIGKILL);
+        }
+        if !self.cleaned {
+            kill_tracked(&self.tracking_id);
         }
     }
 }
@@ -454,6 +506,43 @@ mod tests {
         assert_eq!(exit, StepExit::Exited(0));
         assert!(started.elapsed() < Duration::from_secs(5));
         j.cleanup().await.expect("cleanup");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn cleanup_kills_processes_that_left_the_group() {
+        let t = tempfile::tempdir().expect("tmp");
+        let mut j = job(t.path()).await;
+        let pidfile = t.path().join("daemon.pid");
+        let script = format!(
+            "setsid sh -c 'echo $$ > {}; exec sleep 30' </dev/null >/dev/null 2>&1 &\nwhile [ ! -s {} ]; do sleep 0.01; done",
+            pidfile.display(),
+            pidfile.display()
+        );
+        let exit = j
+            .run(
+                &step(&script, t.path()),
+                &mut Vec::new(),
+                &Cancel::default(),
+            )
+            .await
+            .expect("run");
+        assert_eq!(exit, StepExit::Exited(0));
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("pid");
+        let alive = |pid: i32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+        };
+        assert!(alive(pid), "the daemon runs after its step");
+        j.cleanup().await.expect("cleanup");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while alive(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!alive(pid), "cleanup killed the daemon");
     }
 
     #[tokio::test]

@@ -34,8 +34,11 @@ pub enum Command {
         /// Value.
         value: String,
     },
-    /// Disabled `::set-env` / `::add-path` (kept so the runner can explain).
+    /// Disabled `::set-env` / `::add-path` (kept so the runner can explain); fails the step.
     Disabled(&'static str),
+    /// A known command that cannot be processed (`::set-output` without a name, `::echo::maybe`):
+    /// the runner reports it and fails the step (`ActionCommandManager.TryProcessCommand`).
+    Invalid(String),
 }
 
 /// Annotation level.
@@ -136,15 +139,23 @@ pub fn parse(line: &str) -> Option<Command> {
         "echo" => match data.trim().to_ascii_lowercase().as_str() {
             "on" => Command::Echo(true),
             "off" => Command::Echo(false),
-            _ => return None,
+            other => Command::Invalid(format!(
+                "invalid `echo` command value `{other}`: use `on` or `off`"
+            )),
         },
-        "set-output" => Command::SetOutput {
-            name: prop("name")?,
-            value: data_s(),
+        "set-output" => match prop("name") {
+            Some(name) => Command::SetOutput {
+                name,
+                value: data_s(),
+            },
+            None => Command::Invalid("the `set-output` command needs a `name`".to_owned()),
         },
-        "save-state" => Command::SaveState {
-            name: prop("name")?,
-            value: data_s(),
+        "save-state" => match prop("name") {
+            Some(name) => Command::SaveState {
+                name,
+                value: data_s(),
+            },
+            None => Command::Invalid("the `save-state` command needs a `name`".to_owned()),
         },
         "set-env" => Command::Disabled("set-env"),
         "add-path" => Command::Disabled("add-path"),
@@ -216,7 +227,11 @@ mod tests {
         assert_eq!(parse("echo ::error::x"), None);
         assert_eq!(parse("::unknown::x"), None);
         assert_eq!(parse("::error"), None);
-        assert_eq!(parse("::set-output::no-name"), None);
+        assert!(matches!(
+            parse("::set-output::no-name"),
+            Some(Command::Invalid(_))
+        ));
+        assert!(matches!(parse("::echo::maybe"), Some(Command::Invalid(_))));
     }
 
     #[test]

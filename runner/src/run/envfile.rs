@@ -1,11 +1,14 @@
 //! Parsing of the per-step environment files: `GITHUB_OUTPUT`, `GITHUB_ENV`, `GITHUB_STATE`
 //! and `GITHUB_PATH` (gha-semantics §5.7), exactly as the GitHub runner reads them.
 //!
-//! Lines end with LF or CRLF; empty lines are ignored. If `=` comes before any `<<`, the line is
-//! `NAME=VALUE` split at the first `=` (the value is kept verbatim). Otherwise it is
-//! `NAME<<DELIM`: the value is every following line up to one exactly equal to `DELIM`, joined
-//! with LF. An empty name or delimiter, a missing delimiter, or a line of neither form is an
-//! error that fails the step. Later writes to the same name win.
+//! Lines end with LF: off Windows the runner does not treat CRLF specially, so a `\r` stays
+//! part of names, values and delimiters (`EnvFileKeyValuePairs.ReadLine`). Empty lines are
+//! ignored. If `=` comes before any `<<`, the line is `NAME=VALUE` split at the first `=` (the
+//! value is kept verbatim). Otherwise it is `NAME<<DELIM`: the value is every following line up
+//! to one exactly equal to `DELIM`, joined with LF. An empty name or delimiter, a missing
+//! delimiter, or a line of neither form is an error that fails the step; the pairs before the
+//! bad line still apply, because the runner applies them as it reads. Later writes to the same
+//! name win.
 
 use indexmap::IndexMap;
 
@@ -53,11 +56,31 @@ pub fn parse_key_values(
     content: &str,
     file: &'static str,
 ) -> Result<IndexMap<String, String>, EnvFileError> {
+    match parse_key_values_partial(content, file) {
+        (out, None) => Ok(out),
+        (_, Some(e)) => Err(e),
+    }
+}
+
+/// Like [`parse_key_values`], but also returns the pairs read before an error: the runner
+/// applies each pair as it reads it, so they take effect even when a later line is malformed.
+pub fn parse_key_values_partial(
+    content: &str,
+    file: &'static str,
+) -> (IndexMap<String, String>, Option<EnvFileError>) {
     let mut out = IndexMap::new();
-    let lines: Vec<&str> = content
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .collect();
+    match parse_into(content, file, &mut out) {
+        Ok(()) => (out, None),
+        Err(e) => (out, Some(e)),
+    }
+}
+
+fn parse_into(
+    content: &str,
+    file: &'static str,
+    out: &mut IndexMap<String, String>,
+) -> Result<(), EnvFileError> {
+    let lines: Vec<&str> = content.split('\n').collect();
     // A trailing newline produces one empty last element, which is skipped like any empty line.
     let mut i = 0;
     while i < lines.len() {
@@ -125,7 +148,7 @@ pub fn parse_key_values(
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Parses `GITHUB_PATH`: each non-empty line is a directory, in the order written.
@@ -177,14 +200,30 @@ mod tests {
             vec![("x".into(), "l1\nl2".into())]
         );
         assert_eq!(kv("x<<EOF\nEOF\n"), vec![("x".into(), "".into())]);
+        // CRLF is not special off Windows: `\r` belongs to the delimiter and the values.
         assert_eq!(
             kv("x<<EOF\r\nl1\r\n\r\nEOF\r\n"),
-            vec![("x".into(), "l1\n".into())]
+            vec![("x".into(), "l1\r\n\r".into())]
         );
+        assert_eq!(kv("a=1\r\n"), vec![("a".into(), "1\r".into())]);
         // `=` before `<<` means a plain value containing `<<`.
         assert_eq!(kv("a=b<<c\n"), vec![("a".into(), "b<<c".into())]);
         // `<<` before `=` is a heredoc whose delimiter contains `=`.
         assert_eq!(kv("a<<d=e\nv\nd=e\n"), vec![("a".into(), "v".into())]);
+    }
+
+    #[test]
+    fn pairs_before_an_error_are_kept() {
+        let (kv, err) = parse_key_values_partial("a=1\nbad\nb=2\n", "GITHUB_OUTPUT");
+        assert_eq!(kv.get("a").map(String::as_str), Some("1"));
+        assert!(!kv.contains_key("b"));
+        assert_eq!(
+            err,
+            Some(EnvFileError::InvalidLine {
+                file: "GITHUB_OUTPUT",
+                line: 2
+            })
+        );
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Running one job leg: GitHub's step semantics (gha-semantics §5.3, §5.5–§5.8).
 //!
-//! For each step: the `if:` condition (implicit `success() &&`), the step env evaluated with
-//! the env context as it was before the step, then `run`/`shell`/`working-directory` with the
-//! step env; the command runs through the executor with fresh per-step OUTPUT/ENV/PATH/
-//! STEP_SUMMARY/STATE files, which are applied even when the step failed; outcome and
-//! conclusion follow `continue-on-error`. Job outputs are evaluated at the end, even after a
-//! failure. Evaluation errors carry the expression's file, line and column.
+//! For each step, in the runner's order (StepsRunner): the step env evaluated with the env
+//! context as it was before the step, then the `if:` condition (implicit `success() &&`), which
+//! already sees the step env, then the display name and `run`/`shell`/`working-directory`. The
+//! command runs through the executor with fresh per-step OUTPUT/ENV/PATH/STEP_SUMMARY/STATE
+//! files, which are applied even when the step failed; `continue-on-error` is evaluated after a
+//! failure. A cancelled job stops the running step unless its condition still holds with the
+//! cancelled status (`always()`). Job outputs are evaluated at the end, even after a failure.
+//! Evaluation errors carry the expression's file, line and column.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use crate::run::output::StepOutput;
 use crate::run::report::{NoticeLevel, Reporter};
 use crate::source::SourceFile;
 use crate::workflow::{Env, Job, Step, Workflow, YStr};
+use crate::yaml::ScalarValue;
 
 /// Job timeout when `timeout-minutes` is not set (GitHub's default).
 pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(360 * 60);
@@ -111,11 +114,13 @@ pub fn generated_step_id(step: &Step) -> String {
             if t.starts_with("./") || t.starts_with("$/") {
                 "__self".to_owned()
             } else if let Some(img) = t.strip_prefix("docker://") {
-                let name = img.split([':', '@']).next().unwrap_or(img);
-                format!("__{}", sanitize(name))
+                // The whole image reference, tag included (`__alpine_3_19`).
+                format!("__{}", sanitize(img))
             } else {
-                let repo = t.split('@').next().unwrap_or(t);
-                format!("__{}", sanitize(repo))
+                // `owner/repo` only: the path inside the repository is not part of the id.
+                let reference = t.split('@').next().unwrap_or(t);
+                let repo: Vec<&str> = reference.splitn(3, '/').take(2).collect();
+                format!("__{}", sanitize(&repo.join("/")))
             }
         }
     }
@@ -159,21 +164,25 @@ pub fn step_ids(steps: &[Step]) -> Vec<String> {
     out
 }
 
-/// The display name of a step: `name:`, else `Run <first line>` or `Run <action>`.
+/// The display name of a step before evaluation: `name:`, else `Run <first line>` or
+/// `Run <action>` (the runner's `FormatStepName`).
 pub fn default_step_name(step: &Step) -> String {
     if let Some(n) = &step.name {
-        return n.text.clone();
+        return first_line(&n.text);
     }
     if let Some(u) = &step.uses {
         return format!("Run {}", u.text);
     }
-    let first = step
-        .run
-        .as_ref()
-        .and_then(|r| r.text.lines().find(|l| !l.trim().is_empty()))
-        .unwrap_or("")
-        .trim();
-    format!("Run {first}")
+    format!(
+        "Run {}",
+        first_line(step.run.as_ref().map(|r| r.text.as_str()).unwrap_or(""))
+    )
+}
+
+/// Leading blanks and line breaks removed, then everything up to the next line break.
+fn first_line(text: &str) -> String {
+    let t = text.trim_start_matches([' ', '\t', '\r', '\n']);
+    t.split(['\r', '\n']).next().unwrap_or("").to_owned()
 }
 
 /// Resolves a shell name (or custom template) to an invocation, as GitHub does on Linux.
@@ -268,6 +277,17 @@ pub struct LegRunner<'a> {
     steps_ctx: Object,
     status: Status,
     summaries: String,
+}
+
+/// The typed value of a YAML boolean, number or null (`continue-on-error: false` is the
+/// boolean false, not the truthy string `'false'`); `None` for strings, which are templates.
+pub fn literal(y: &YStr) -> Option<Value> {
+    match y.value {
+        ScalarValue::Bool(b) => Some(Value::Bool(b)),
+        ScalarValue::Number(n) => Some(Value::Number(n)),
+        ScalarValue::Null => Some(Value::Null),
+        ScalarValue::Str => None,
+    }
 }
 
 fn obj(pairs: Vec<(&str, Value)>) -> Value {
@@ -381,13 +401,21 @@ impl<'a> LegRunner<'a> {
                 ("services", Value::object(Vec::<(String, Value)>::new())),
             ]),
         );
-        c.status = self.status;
+        // One job status at a time, as `job.status`: once the job is cancelled, `failure()` is
+        // false even if a step failed before.
+        c.status = Status {
+            failed: self.status.failed && !self.status.cancelled,
+            ..self.status
+        };
         c.workspace = Some(self.shared.workspace.clone());
         c
     }
 
     /// Evaluates a templated value, with errors located in the file.
     fn eval(&self, y: &YStr, ctx: &Contexts) -> Result<Value, String> {
+        if let Some(v) = literal(y) {
+            return Ok(v);
+        }
         let t =
             Template::parse(&y.text).map_err(|e| self.locate(y, e.offset, e.len, &e.message))?;
         t.eval(ctx)
@@ -571,6 +599,11 @@ impl<'a> LegRunner<'a> {
                 let r = self.run_step(h.as_mut(), step, i, &ids[i]).await;
                 step_results[i] = r;
             }
+            // A cancellation during the last step (one that ran on, like `always()`) still
+            // cancels the job.
+            if job_cancel.soft.is_cancelled() || job_cancel.hard.is_cancelled() {
+                self.status.cancelled = true;
+            }
         }
 
         // Job outputs: evaluated at the end, even after a failure.
@@ -672,35 +705,57 @@ impl<'a> LegRunner<'a> {
         let shared = self.shared;
         let paths = h.paths().clone();
         let started = Instant::now();
-        let mut name = default_step_name(step);
         let mut summary = StepSummary {
             id: id.to_owned(),
-            name: name.clone(),
+            name: default_step_name(step),
             outcome: Conclusion::Skipped,
             conclusion: Conclusion::Skipped,
             outputs: IndexMap::new(),
             duration_ms: 0,
-        };
-        // The condition sees the env context and the job status so far.
-        let ctx = self.step_contexts(id, &self.env, &paths);
-        let cond_ok = match &step.if_ {
-            None => Ok(!self.status.failed && !self.status.cancelled),
-            Some(c) => match parse_condition(&c.text) {
-                Ok(cond) => cond
-                    .eval(&ctx)
-                    .map_err(|e| self.locate(c, e.offset, e.len, &e.message)),
-                Err(e) => Err(self.locate(c, e.offset, e.len, &e.message)),
-            },
         };
         let step_ref = |name: &str| StepRef {
             id: id.to_owned(),
             name: name.to_owned(),
             index,
         };
+
+        // As in the runner's StepsRunner, the step's env comes first: it is evaluated with the
+        // env context as it was before the step, and the condition already sees the result. An
+        // error here fails the step without consulting its condition or continue-on-error.
+        let ctx = self.step_contexts(id, &self.env, &paths);
+        let mut step_env = self.env.clone();
+        if let Err(e) = self.eval_env(&step.env, &ctx, &mut step_env) {
+            let name = summary.name.clone();
+            shared.reporter.event(&RunEvent::StepStarted {
+                job: self.spec.job_ref.clone(),
+                step: step_ref(&name),
+            });
+            self.error_annotation(Some(index), &e);
+            return self.finish_step(
+                summary,
+                step_ref(&name),
+                Conclusion::Failure,
+                false,
+                IndexMap::new(),
+                started,
+                Some(e),
+            );
+        }
+        let sctx = self.step_contexts(id, &step_env, &paths);
+        let cond_ok = match &step.if_ {
+            None => Ok(!self.status.failed && !self.status.cancelled),
+            Some(c) => match parse_condition(&c.text) {
+                Ok(cond) => cond
+                    .eval(&sctx)
+                    .map_err(|e| self.locate(c, e.offset, e.len, &e.message)),
+                Err(e) => Err(self.locate(c, e.offset, e.len, &e.message)),
+            },
+        };
         let run_it = match cond_ok {
             Ok(b) => b,
             Err(e) => {
                 // A failing condition fails the step without consulting continue-on-error.
+                let name = summary.name.clone();
                 shared.reporter.event(&RunEvent::StepStarted {
                     job: self.spec.job_ref.clone(),
                     step: step_ref(&name),
@@ -717,6 +772,8 @@ impl<'a> LegRunner<'a> {
                 );
             }
         };
+        let name = self.display_name(step, &sctx);
+        summary.name = name.clone();
         if !run_it {
             self.record_step(
                 id,
@@ -726,9 +783,10 @@ impl<'a> LegRunner<'a> {
             );
             return summary;
         }
-        // A step that runs after cancellation (`always()`, `cancelled()`) gets its own soft
-        // token; a hard cancel still stops it.
-        let cancel = if self.cancel.soft.is_cancelled() {
+        // When the job is cancelled, the runner re-evaluates the running step's condition with
+        // the cancelled status and stops the step only if it is false: an `always()` step runs
+        // on. Such a step gets its own soft token; a hard cancel still stops it.
+        let cancel = if self.survives_cancellation(step, &sctx) {
             Cancel {
                 soft: tokio_util::sync::CancellationToken::new(),
                 hard: self.cancel.hard.clone(),
@@ -736,64 +794,22 @@ impl<'a> LegRunner<'a> {
         } else {
             self.cancel.clone()
         };
-
-        if let Some(n) = &step.name
-            && n.has_expr()
-            && let Ok(v) = self.eval_string(n, &ctx)
-        {
-            name = v;
-        }
-        summary.name = name.clone();
         shared.reporter.event(&RunEvent::StepStarted {
             job: self.spec.job_ref.clone(),
             step: step_ref(&name),
         });
-
-        // Step env: evaluated with the env context as it was before the step.
-        let mut step_env = self.env.clone();
-        if let Err(e) = self.eval_env(&step.env, &ctx, &mut step_env) {
-            self.error_annotation(Some(index), &e);
-            return self.finish_step(
-                summary,
-                step_ref(&name),
-                Conclusion::Failure,
-                false,
-                IndexMap::new(),
-                started,
-                Some(e),
-            );
-        }
-        let sctx = self.step_contexts(id, &step_env, &paths);
-
-        let mut continue_on_error = false;
-        if let Some(c) = &step.continue_on_error {
-            match self.eval(c, &sctx) {
-                Ok(v) => continue_on_error = v.is_truthy(),
-                Err(e) => {
-                    self.error_annotation(Some(index), &e);
-                    return self.finish_step(
-                        summary,
-                        step_ref(&name),
-                        Conclusion::Failure,
-                        false,
-                        IndexMap::new(),
-                        started,
-                        Some(e),
-                    );
-                }
-            }
-        }
 
         let prepared = self.prepare_command(step, &sctx, &step_env, &paths, id, index);
         let (command, files) = match prepared {
             Ok(x) => x,
             Err(e) => {
                 self.error_annotation(Some(index), &e);
+                let coe = self.continue_on_error(step, &sctx, index);
                 return self.finish_step(
                     summary,
                     step_ref(&name),
                     Conclusion::Failure,
-                    continue_on_error,
+                    coe,
                     IndexMap::new(),
                     started,
                     Some(e),
@@ -829,10 +845,10 @@ impl<'a> LegRunner<'a> {
             Ok(StepExit::TimedOut) => {
                 error = Some(format!(
                     "the step has timed out after {} minutes",
-                    step.timeout_minutes
-                        .as_ref()
-                        .map(|t| t.text.as_str())
-                        .unwrap_or("?")
+                    command
+                        .timeout
+                        .map(|t| crate::expr::number::format_g15(t.as_secs_f64() / 60.0))
+                        .unwrap_or_else(|| "?".to_owned())
                 ));
                 Conclusion::Failure
             }
@@ -850,6 +866,13 @@ impl<'a> LegRunner<'a> {
             sink.runner_line(&format!("Error: {e}"));
         }
         sink.finish();
+        // A workflow command that could not be processed fails the step.
+        if let Some(e) = sink.command_error.take()
+            && outcome == Conclusion::Success
+        {
+            outcome = Conclusion::Failure;
+            error = Some(e);
+        }
         // Environment files apply even when the step failed.
         let mut outputs = sink.outputs.clone();
         match self.apply_files(&files, &mut outputs) {
@@ -866,15 +889,76 @@ impl<'a> LegRunner<'a> {
         {
             self.error_annotation(Some(index), e);
         }
+        // continue-on-error is evaluated after a failure, as the runner does; an error while
+        // evaluating it counts as false.
+        let coe = outcome == Conclusion::Failure && self.continue_on_error(step, &sctx, index);
         self.finish_step(
             summary,
             step_ref(&name),
             outcome,
-            continue_on_error,
+            coe,
             outputs,
             started,
             error,
         )
+    }
+
+    /// The step's display name, as the runner makes it: `name:` evaluated, else `Run ` and the
+    /// first line of the evaluated script (or the action); the raw text when evaluation fails;
+    /// masked.
+    fn display_name(&self, step: &Step, ctx: &Contexts) -> String {
+        let evaluated = match (&step.name, &step.run) {
+            (Some(n), _) if n.has_expr() => self.eval_string(n, ctx).ok().map(|v| first_line(&v)),
+            (None, Some(r)) if r.has_expr() => self
+                .eval_string(r, ctx)
+                .ok()
+                .map(|v| format!("Run {}", first_line(&v))),
+            _ => None,
+        };
+        self.shared
+            .masker
+            .mask(&evaluated.unwrap_or_else(|| default_step_name(step)))
+    }
+
+    /// Whether the step's condition still holds once the job is cancelled.
+    fn survives_cancellation(&self, step: &Step, ctx: &Contexts) -> bool {
+        let Some(c) = &step.if_ else {
+            return false;
+        };
+        let Ok(cond) = parse_condition(&c.text) else {
+            return false;
+        };
+        let mut ctx = ctx.clone();
+        ctx.status = Status {
+            failed: false,
+            cancelled: true,
+            skipped_ancestor: false,
+        };
+        ctx.set(
+            "job",
+            obj(vec![
+                ("status", Value::str("cancelled")),
+                ("services", Value::object(Vec::<(String, Value)>::new())),
+            ]),
+        );
+        cond.eval(&ctx).unwrap_or(false)
+    }
+
+    /// The step's `continue-on-error`; an evaluation error is reported and counts as false.
+    fn continue_on_error(&self, step: &Step, ctx: &Contexts, index: usize) -> bool {
+        let Some(c) = &step.continue_on_error else {
+            return false;
+        };
+        match self.eval(c, ctx) {
+            Ok(v) => v.is_truthy(),
+            Err(e) => {
+                self.error_annotation(
+                    Some(index),
+                    &format!("cannot evaluate `continue-on-error`: {e}"),
+                );
+                false
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -899,6 +983,11 @@ impl<'a> LegRunner<'a> {
             _ => {}
         }
         self.record_step(&summary.id, outcome, conclusion, &outputs);
+        // Later steps read the real values; what leaves the job (events, the summary) is masked.
+        let outputs: IndexMap<String, String> = outputs
+            .into_iter()
+            .map(|(k, v)| (k, self.shared.masker.mask(&v)))
+            .collect();
         summary.outcome = outcome;
         summary.conclusion = conclusion;
         summary.outputs = outputs.clone();
@@ -1046,27 +1135,28 @@ impl<'a> LegRunner<'a> {
         files: &StepFiles,
         outputs: &mut IndexMap<String, String>,
     ) -> Result<(), String> {
-        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let read = |p: &Path| {
+            std::fs::read(p)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        };
         let mut errors = Vec::new();
-        match envfile::parse_key_values(&read(&files.output), "GITHUB_OUTPUT") {
-            Ok(kv) => outputs.extend(kv),
-            Err(e) => errors.push(e.to_string()),
-        }
-        match envfile::parse_key_values(&read(&files.env), "GITHUB_ENV") {
-            Ok(kv) => {
-                for (k, v) in kv {
-                    if k == "NODE_OPTIONS" {
-                        self.notice(
-                            NoticeLevel::Warning,
-                            "`NODE_OPTIONS` cannot be set through `GITHUB_ENV`",
-                        );
-                        continue;
-                    }
-                    set_env(&mut self.env, &k, v);
-                }
+        // Pairs before a malformed line apply: the runner applies them as it reads.
+        let (kv, err) = envfile::parse_key_values_partial(&read(&files.output), "GITHUB_OUTPUT");
+        outputs.extend(kv);
+        errors.extend(err.map(|e| e.to_string()));
+        let (kv, err) = envfile::parse_key_values_partial(&read(&files.env), "GITHUB_ENV");
+        for (k, v) in kv {
+            if k == "NODE_OPTIONS" {
+                self.notice(
+                    NoticeLevel::Warning,
+                    "`NODE_OPTIONS` cannot be set through `GITHUB_ENV`",
+                );
+                continue;
             }
-            Err(e) => errors.push(e.to_string()),
+            set_env(&mut self.env, &k, v);
         }
+        errors.extend(err.map(|e| e.to_string()));
         let added = envfile::parse_path_file(&read(&files.path));
         envfile::prepend_paths(&mut self.path_additions, &added);
         let summary = read(&files.summary);

@@ -35,6 +35,9 @@ pub struct StepOutput {
     pub state: IndexMap<String, String>,
     /// Whether a `::error` annotation was printed.
     pub errors: usize,
+    /// Why a workflow command could not be processed, if one could not: that fails the step
+    /// (the runner's `CommandResult = Failed`).
+    pub command_error: Option<String>,
 }
 
 impl StepOutput {
@@ -60,6 +63,7 @@ impl StepOutput {
             outputs: IndexMap::new(),
             state: IndexMap::new(),
             errors: 0,
+            command_error: None,
         }
     }
 
@@ -152,21 +156,35 @@ impl StepOutput {
                 );
                 self.state.insert(name, value);
             }
-            Command::Disabled(name) => {
-                let a = Annotation {
-                    level: Level::Error,
-                    message: format!(
-                        "the `{name}` command is disabled; use the environment files (`$GITHUB_ENV`, `$GITHUB_PATH`) instead"
-                    ),
-                    file: None,
-                    line: None,
-                    end_line: None,
-                    col: None,
-                    end_col: None,
-                    title: None,
-                };
-                self.reporter.annotation(&self.job, Some(self.step), &a);
-            }
+            Command::Disabled(name) => self.command_failed(
+                raw,
+                format!(
+                    "the `{name}` command is disabled; use the environment files (`$GITHUB_ENV`, `$GITHUB_PATH`) instead"
+                ),
+            ),
+            Command::Invalid(why) => self.command_failed(raw, why),
+        }
+    }
+
+    /// A command that could not be processed: reported as an error, and the step fails.
+    fn command_failed(&mut self, raw: &str, why: String) {
+        let message = self.masker.mask(&format!(
+            "unable to process command `{}`: {why}",
+            raw.trim()
+        ));
+        let a = Annotation {
+            level: Level::Error,
+            message: message.clone(),
+            file: None,
+            line: None,
+            end_line: None,
+            col: None,
+            end_col: None,
+            title: None,
+        };
+        self.reporter.annotation(&self.job, Some(self.step), &a);
+        if self.command_error.is_none() {
+            self.command_error = Some(message);
         }
     }
 

@@ -11,12 +11,11 @@
 //! - Job-level `concurrency` groups: at most one running and one pending job per group; a newer
 //!   pending job cancels the older pending one; `cancel-in-progress` cancels the running one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -96,8 +95,18 @@ pub async fn run_plan(
     let mut runs: HashMap<usize, JobRun> = HashMap::new();
     let mut summaries: HashMap<usize, Vec<JobSummary>> = HashMap::new();
     let mut step_summaries: HashMap<usize, Vec<(String, String)>> = HashMap::new();
-    let global = Arc::new(Semaphore::new(opts.parallel.max(1)));
-    let mut tasks: JoinSet<(usize, usize, LegOutcome)> = JoinSet::new();
+    // Legs waiting for a slot, in the order they became ready (plan order, then job-index):
+    // the scheduler starts them itself, so legs start in GitHub's order and a queued leg never
+    // starts before fail-fast had its say.
+    let mut queue: VecDeque<LegLaunch> = VecDeque::new();
+    let parallel = opts.parallel.max(1);
+    let mut running_global = 0usize;
+    let mut running_per_job: HashMap<usize, usize> = HashMap::new();
+    let mut max_parallel_of: HashMap<usize, usize> = HashMap::new();
+    // Legs that took a slot when they started.
+    let mut holding_slot: std::collections::HashSet<(usize, usize)> =
+        std::collections::HashSet::new();
+    let mut tasks: JoinSet<LegDone> = JoinSet::new();
     // Concurrency groups: group -> (running leg, pending leg).
     let mut groups: HashMap<String, GroupSlots> = HashMap::new();
     let mut waiting_for_group: Vec<(usize, usize, String)> = Vec::new();
@@ -324,11 +333,19 @@ pub async fn run_plan(
                     .filter(|v| *v >= 1.0 && v.is_finite())
                     .map(|v| v as usize)
                     .unwrap_or(total);
-                let job_sem = Arc::new(Semaphore::new(max_parallel.max(1)));
+                max_parallel_of.insert(j, max_parallel.max(1));
                 let mut slots = Vec::with_capacity(selected.len());
                 for (li, leg) in selected.iter().enumerate() {
+                    // A job whose condition held although the run is cancelled (`always()`)
+                    // runs as on GitHub: the run's cancellation does not stop it, only a hard
+                    // cancel does.
+                    let soft = if run_cancel.soft.is_cancelled() {
+                        CancellationToken::new()
+                    } else {
+                        run_cancel.soft.child_token()
+                    };
                     let cancel = Cancel {
-                        soft: run_cancel.soft.child_token(),
+                        soft,
                         hard: run_cancel.hard.clone(),
                     };
                     slots.push(LegSlot {
@@ -394,19 +411,17 @@ pub async fn run_plan(
                         shared: shared.clone(),
                         spec,
                         cancel,
-                        global: global.clone(),
-                        job_sem: job_sem.clone(),
                         job: j,
                         leg: li,
                     };
                     match group {
-                        None => launch.spawn(&mut tasks),
+                        None => queue.push_back(launch),
                         Some((g, cancel_running)) => {
                             leg_group.insert((j, li), g.clone());
                             let entry = groups.entry(g.clone()).or_insert((None, None));
                             if entry.0.is_none() {
                                 entry.0 = Some((j, li));
-                                launch.spawn(&mut tasks);
+                                queue.push_back(launch);
                             } else {
                                 if let Some((pj_, pl)) = entry.1.take() {
                                     // The older pending leg is cancelled.
@@ -421,7 +436,7 @@ pub async fn run_plan(
                                     {
                                         let l = pending.remove(i);
                                         l.cancel.soft.cancel();
-                                        l.spawn(&mut tasks);
+                                        queue.push_back(l);
                                     }
                                 }
                                 if cancel_running
@@ -450,12 +465,49 @@ pub async fn run_plan(
             }
         }
 
+        // Start queued legs while there are slots; cancelled ones end at once without a slot.
+        let mut k = 0;
+        while k < queue.len() {
+            let (qj, qleg, cancelled) = {
+                let l = &queue[k];
+                (l.job, l.leg, l.cancel.soft.is_cancelled())
+            };
+            let job_running = running_per_job.get(&qj).copied().unwrap_or(0);
+            let job_limit = max_parallel_of.get(&qj).copied().unwrap_or(1);
+            if cancelled {
+                if let Some(l) = queue.remove(k) {
+                    l.spawn(&mut tasks);
+                }
+            } else if running_global < parallel && job_running < job_limit {
+                if let Some(l) = queue.remove(k) {
+                    running_global += 1;
+                    *running_per_job.entry(qj).or_default() += 1;
+                    holding_slot.insert((qj, qleg));
+                    l.spawn(&mut tasks);
+                }
+            } else {
+                k += 1;
+            }
+        }
         let Some(joined) = tasks.join_next().await else {
             break;
         };
-        let Ok((j, li, outcome)) = joined else {
+        let Ok(LegDone {
+            job: j,
+            leg: li,
+            outcome,
+        }) = joined
+        else {
             continue;
         };
+        // Its slot frees up once this iteration is done with it (the queue is looked at only
+        // after fail-fast below had its say).
+        if holding_slot.remove(&(j, li)) {
+            running_global = running_global.saturating_sub(1);
+            if let Some(n) = running_per_job.get_mut(&j) {
+                *n = n.saturating_sub(1);
+            }
+        }
         // Concurrency: a finished leg frees its group for the pending one.
         if let Some(g) = leg_group.remove(&(j, li))
             && let Some(entry) = groups.get_mut(&g)
@@ -580,37 +632,34 @@ struct LegLaunch {
     shared: Arc<Shared>,
     spec: LegSpec,
     cancel: Cancel,
-    global: Arc<Semaphore>,
-    job_sem: Arc<Semaphore>,
     job: usize,
     leg: usize,
 }
 
+/// A finished leg.
+struct LegDone {
+    job: usize,
+    leg: usize,
+    outcome: LegOutcome,
+}
+
 impl LegLaunch {
-    fn spawn(self, tasks: &mut JoinSet<(usize, usize, LegOutcome)>) {
+    fn spawn(self, tasks: &mut JoinSet<LegDone>) {
         let LegLaunch {
             shared,
             spec,
             cancel,
-            global,
-            job_sem,
             job,
             leg,
         } = self;
         tasks.spawn(async move {
-            let outcome = run_leg(shared, spec, cancel, global, job_sem).await;
-            (job, leg, outcome)
+            let outcome = run_leg(shared, spec, cancel).await;
+            LegDone { job, leg, outcome }
         });
     }
 }
 
-async fn run_leg(
-    shared: Arc<Shared>,
-    spec: LegSpec,
-    cancel: Cancel,
-    global: Arc<Semaphore>,
-    job_sem: Arc<Semaphore>,
-) -> LegOutcome {
+async fn run_leg(shared: Arc<Shared>, spec: LegSpec, cancel: Cancel) -> LegOutcome {
     let cancelled_before_start = |shared: &Shared, spec: &LegSpec| {
         let job = &shared.workflow.jobs[spec.job_index];
         let ids = step_ids(&job.steps);
@@ -630,14 +679,6 @@ async fn run_leg(
         }
     };
     let token: CancellationToken = cancel.soft.clone();
-    let _job_permit = tokio::select! {
-        p = job_sem.acquire_owned() => p.ok(),
-        () = token.cancelled() => return cancelled_before_start(&shared, &spec),
-    };
-    let _global_permit = tokio::select! {
-        p = global.acquire_owned() => p.ok(),
-        () = token.cancelled() => return cancelled_before_start(&shared, &spec),
-    };
     if token.is_cancelled() {
         return cancelled_before_start(&shared, &spec);
     }
@@ -728,6 +769,10 @@ fn aggregate(run: &JobRun) -> (Conclusion, IndexMap<String, String>) {
 }
 
 fn eval_value(shared: &Shared, y: &YStr, ctx: &Contexts) -> Result<Value, String> {
+    // `fail-fast: false` is the boolean false, not the truthy string 'false'.
+    if let Some(v) = crate::run::job::literal(y) {
+        return Ok(v);
+    }
     let t = crate::expr::Template::parse(&y.text)
         .map_err(|e| locate(shared, y, e.offset, e.len, &e.message))?;
     t.eval(ctx)
