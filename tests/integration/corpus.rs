@@ -112,7 +112,6 @@ fn err_corpus_matches_expected_lines() {
 }
 
 #[test]
-#[ignore = "expression checks are not wired into `pipe validate` yet; enable when the expression engine (branch `expr`) lands"]
 fn expr_corpus_matches_expected_lines() {
     check_expected("expr");
 }

@@ -6,6 +6,7 @@
 //! metadata and local reusable workflows from disk when present; they never touch the network.
 
 pub mod cron;
+pub mod exprs;
 pub mod glob;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ pub struct CheckOptions {
 pub fn check_workflow(wf: &Workflow, source: &SourceFile, opts: &CheckOptions) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     check_needs(wf, &mut out);
+    exprs::check_expressions(wf, source, &mut out);
     glob::check_globs(wf, source, &mut out);
     for t in &wf.on {
         t.crons

@@ -27,6 +27,10 @@ pub struct Issue {
     pub message: String,
     /// Rule id (`expression`).
     pub rule: &'static str,
+    /// Whether GitHub itself rejects the workflow for it when loading (unknown context or
+    /// function, wrong arity, a context or function not available at that key); otherwise it is
+    /// a lint finding (it evaluates, but probably not as meant).
+    pub error: bool,
 }
 
 /// A job known by id, with its outputs if they are known.
@@ -270,11 +274,20 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn issue(&mut self, e: &Expr, message: String) {
+        self.push(e, message, false);
+    }
+
+    fn error(&mut self, e: &Expr, message: String) {
+        self.push(e, message, true);
+    }
+
+    fn push(&mut self, e: &Expr, message: String, error: bool) {
         self.issues.push(Issue {
             offset: e.span.start,
             len: e.span.end - e.span.start,
             message,
             rule: "expression",
+            error,
         });
     }
 
@@ -376,7 +389,7 @@ impl Checker<'_> {
                 _ => "",
             };
             let all = list(ContextName::ALL.iter().map(|c| c.as_str()));
-            self.issue(
+            self.error(
                 e,
                 format!("unknown context `{name}`{hint}; available contexts are {all}"),
             );
@@ -394,7 +407,7 @@ impl Checker<'_> {
             } else {
                 format!("available contexts here are {}", list(avail.into_iter()))
             };
-            self.issue(e, format!("context `{c}` is not allowed here; {tail}"));
+            self.error(e, format!("context `{c}` is not allowed here; {tail}"));
         }
         self.context_ty(c)
     }
@@ -422,7 +435,7 @@ impl Checker<'_> {
     fn call(&mut self, e: &Expr, call: &Call) {
         let Some(func) = call.func else {
             let all = list(Func::ALL.iter().map(|f| f.name()));
-            self.issue(
+            self.error(
                 e,
                 format!(
                     "unknown function `{}`; available functions are {all}",
@@ -433,7 +446,7 @@ impl Checker<'_> {
         };
         let n = call.args.len();
         if n < func.min_args() || n > func.max_args() {
-            self.issue(e, arity_message(func, n));
+            self.error(e, arity_message(func, n));
             return;
         }
         let special = match func {
@@ -448,7 +461,7 @@ impl Checker<'_> {
             && !self.scope.functions.contains(sf)
         {
             let keys = list(keys_allowing(sf).map(|k| k.as_str()));
-            self.issue(
+            self.error(
                 e,
                 format!(
                     "function `{}` is not allowed here; it can only be used in {keys}",
@@ -457,7 +470,7 @@ impl Checker<'_> {
             );
         }
         match func {
-            Func::Case if n.is_multiple_of(2) => self.issue(
+            Func::Case if n.is_multiple_of(2) => self.error(
                 e,
                 format!(
                     "`case` needs an odd number of arguments (predicate and value pairs, then a default), got {n}"
