@@ -150,7 +150,7 @@ fn matrix_keys(job: &Job) -> Option<Vec<String>> {
                 Some(MatrixList::Expr(_)) => return None,
                 Some(MatrixList::Entries(entries)) => {
                     for e in entries {
-                        let Some(map) = e.as_map() else { return None };
+                        let map = e.as_map()?;
                         for kv in map {
                             let k = kv.key.as_str().unwrap_or_default();
                             if k.contains("${{") {
