@@ -283,7 +283,7 @@ mod tests {
         };
         assert!(racy(&st(Duration::from_millis(5), 1), now));
         assert!(!racy(&st(Duration::from_millis(100), 1), now));
-        assert!(racy(&st(Duration::from_millis(1500), 0), now));
+        assert!(racy(&st(Duration::from_millis(500), 0), now));
         assert!(!racy(&st(Duration::from_secs(5), 0), now));
     }
 }
