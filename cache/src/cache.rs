@@ -299,7 +299,11 @@ impl Cache {
     /// Restores a hit's files under `root` (see [`LocalStore::restore`]). A corrupt or
     /// missing blob is reported as an error with [`RestoreError::is_miss`]; the caller then
     /// runs the work as on a miss.
-    pub fn restore(&self, manifest: &Manifest, root: &std::path::Path) -> Result<RestoreReport, RestoreError> {
+    pub fn restore(
+        &self,
+        manifest: &Manifest,
+        root: &std::path::Path,
+    ) -> Result<RestoreReport, RestoreError> {
         let r = self.local.restore(manifest, root);
         if let Err(e) = &r
             && e.is_miss()

@@ -100,7 +100,10 @@ impl TempFile {
                 true
             }
         };
-        if created && sync && let Some(parent) = dest.parent() {
+        if created
+            && sync
+            && let Some(parent) = dest.parent()
+        {
             sync_dir(parent);
         }
         Ok(created)
@@ -132,7 +135,9 @@ pub fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8], sync: bool) -> io
 
 /// Seconds since the epoch of a time, 0 before it.
 pub fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Milliseconds since the epoch, now.

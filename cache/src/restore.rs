@@ -68,7 +68,10 @@ impl RestoreError {
     /// Whether this is a cache miss (missing or corrupt content) rather than a failure to
     /// write the destination.
     pub fn is_miss(&self) -> bool {
-        matches!(self, RestoreError::MissingBlob(_) | RestoreError::Corrupt(_))
+        matches!(
+            self,
+            RestoreError::MissingBlob(_) | RestoreError::Corrupt(_)
+        )
     }
 }
 
@@ -306,19 +309,28 @@ impl LocalStore {
                         Ok(0) => break,
                         Ok(n) => n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(io_err("cannot read", &self.blob_path(&blob.digest))(e)),
+                        Err(e) => {
+                            return Err(io_err("cannot read", &self.blob_path(&blob.digest))(e));
+                        }
                     };
                     h.update(&buf[..n]);
-                    out.write_all(&buf[..n]).map_err(io_err("cannot write", &tmp))?;
+                    out.write_all(&buf[..n])
+                        .map_err(io_err("cannot write", &tmp))?;
                 }
                 h.finish()
             }
         };
         if digest != blob.digest {
             if blob.inline.is_none() {
-                self.quarantine(&self.blob_path(&blob.digest), "blob content does not match its digest");
+                self.quarantine(
+                    &self.blob_path(&blob.digest),
+                    "blob content does not match its digest",
+                );
             } else {
-                tracing::warn!("cache: inline blob `{}` is corrupt; treating as a miss", blob.digest);
+                tracing::warn!(
+                    "cache: inline blob `{}` is corrupt; treating as a miss",
+                    blob.digest
+                );
             }
             return Err(RestoreError::Corrupt(blob.digest));
         }
@@ -332,7 +344,11 @@ impl LocalStore {
     }
 
     /// Reads an attachment (e.g. a step log), verified; `None` if absent or corrupt.
-    pub fn read_attachment(&self, m: &Manifest, name: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
+    pub fn read_attachment(
+        &self,
+        m: &Manifest,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
         match m.attachment(name) {
             Some(a) => self.read_ref(&a.blob),
             None => Ok(None),
@@ -402,15 +418,27 @@ mod tests {
         b.add_path(&src, "out").expect("add");
         let m = b.finish();
         s.put_entry(&m).expect("put");
-        let m = s.get_entry(&EntryKey::new("step", "k")).expect("get").expect("hit");
+        let m = s
+            .get_entry(&EntryKey::new("step", "k"))
+            .expect("get")
+            .expect("hit");
 
         let dst = dir.path().join("dst");
         let r = s.restore(&m, &dst).expect("restore");
         assert_eq!(r.written, 4, "{r:?}");
-        assert_eq!(fs::read(dst.join("out/sub/big.bin")).expect("read").len(), 100_000);
-        assert_eq!(fs::read_link(dst.join("out/link")).expect("link"), Path::new("sub/big.bin"));
+        assert_eq!(
+            fs::read(dst.join("out/sub/big.bin")).expect("read").len(),
+            100_000
+        );
+        assert_eq!(
+            fs::read_link(dst.join("out/link")).expect("link"),
+            Path::new("sub/big.bin")
+        );
         assert!(dst.join("out/empty").is_dir());
-        let mode = fs::metadata(dst.join("out/run.sh")).expect("meta").permissions().mode();
+        let mode = fs::metadata(dst.join("out/run.sh"))
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o755);
         // Again: nothing to write.
         let r = s.restore(&m, &dst).expect("restore");
@@ -446,7 +474,11 @@ mod tests {
         let err = s.restore(&m, &dst).expect_err("corrupt");
         assert!(err.is_miss(), "{err}");
         assert!(!dst.join("one").exists(), "nothing was restored");
-        assert_eq!(fs::read_dir(&dst).expect("ls").count(), 0, "no temp files left");
+        assert_eq!(
+            fs::read_dir(&dst).expect("ls").count(),
+            0,
+            "no temp files left"
+        );
         let err = s.restore(&m, &dst).expect_err("now missing");
         assert!(matches!(err, RestoreError::MissingBlob(_)));
     }

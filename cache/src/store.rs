@@ -356,7 +356,8 @@ impl LocalStore {
             return Ok(());
         }
         let tmp_dir = self.tmp_dir();
-        let mut t = TempFile::new_in(&tmp_dir).map_err(io_err("cannot create temp in", &tmp_dir))?;
+        let mut t =
+            TempFile::new_in(&tmp_dir).map_err(io_err("cannot create temp in", &tmp_dir))?;
         let tp = t.path().to_path_buf();
         t.file()
             .and_then(|f| f.write_all(bytes))
@@ -378,7 +379,8 @@ impl LocalStore {
         let len = f.metadata().map_err(io_err("cannot stat", path))?.len();
         if len <= IN_MEMORY_MAX {
             let mut buf = Vec::with_capacity(len as usize + 1);
-            f.read_to_end(&mut buf).map_err(io_err("cannot read", path))?;
+            f.read_to_end(&mut buf)
+                .map_err(io_err("cannot read", path))?;
             let digest = Digest::of(&buf);
             let size = buf.len() as u64;
             if buf.len() <= inline_max {
@@ -411,7 +413,8 @@ impl LocalStore {
         expected: Option<&Digest>,
     ) -> Result<(Digest, u64), StoreError> {
         let tmp_dir = self.tmp_dir();
-        let mut t = TempFile::new_in(&tmp_dir).map_err(io_err("cannot create temp in", &tmp_dir))?;
+        let mut t =
+            TempFile::new_in(&tmp_dir).map_err(io_err("cannot create temp in", &tmp_dir))?;
         let tp = t.path().to_path_buf();
         let mut h = Hasher::new();
         let mut buf = vec![0u8; 1 << 20];
@@ -426,7 +429,8 @@ impl LocalStore {
                     Err(e) => return Err(io_err("cannot read blob source for", &tp)(e)),
                 };
                 h.update(&buf[..n]);
-                f.write_all(&buf[..n]).map_err(io_err("cannot write", &tp))?;
+                f.write_all(&buf[..n])
+                    .map_err(io_err("cannot write", &tp))?;
                 total += n as u64;
             }
         }
@@ -445,7 +449,11 @@ impl LocalStore {
 
     /// Stores what `reader` yields as the blob `expected`, verifying the digest first (for
     /// downloads: a poisoned blob never enters the store).
-    pub fn put_verified(&self, expected: &Digest, reader: &mut dyn Read) -> Result<u64, StoreError> {
+    pub fn put_verified(
+        &self,
+        expected: &Digest,
+        reader: &mut dyn Read,
+    ) -> Result<u64, StoreError> {
         let _lock = self.lock_shared()?;
         self.put_stream(reader, Some(expected)).map(|(_, n)| n)
     }
@@ -484,7 +492,10 @@ impl LocalStore {
         match &blob.inline {
             Some(b) if Digest::of(b) == blob.digest => Ok(Some(b.clone())),
             Some(_) => {
-                tracing::warn!("cache: inline blob `{}` is corrupt; treating as a miss", blob.digest);
+                tracing::warn!(
+                    "cache: inline blob `{}` is corrupt; treating as a miss",
+                    blob.digest
+                );
                 Ok(None)
             }
             None => self.read_blob(&blob.digest),
@@ -503,7 +514,10 @@ impl LocalStore {
 
     /// Removes a corrupt file and warns: a corrupt entry is a miss plus a warning.
     pub(crate) fn quarantine(&self, path: &Path, why: &str) {
-        tracing::warn!("cache: {why}; removing `{}` (a miss, not an error)", path.display());
+        tracing::warn!(
+            "cache: {why}; removing `{}` (a miss, not an error)",
+            path.display()
+        );
         let _ = fs::remove_file(path);
     }
 
@@ -600,7 +614,10 @@ impl LocalStore {
             if m.namespace != namespace || !m.key.starts_with(prefix) {
                 continue;
             }
-            if best.as_ref().is_some_and(|(b, _)| b.created_ms >= m.created_ms) {
+            if best
+                .as_ref()
+                .is_some_and(|(b, _)| b.created_ms >= m.created_ms)
+            {
                 continue;
             }
             if self.blobs_present(&m, &p) {
@@ -697,7 +714,10 @@ impl LocalStore {
     fn maybe_auto_gc(&self) {
         let stamp = self.root.join("gc-stamp");
         let due = match fs::metadata(&stamp).and_then(|m| m.modified()) {
-            Ok(t) => t.elapsed().map(|e| e >= self.opts.gc_interval).unwrap_or(false),
+            Ok(t) => t
+                .elapsed()
+                .map(|e| e >= self.opts.gc_interval)
+                .unwrap_or(false),
             Err(_) => {
                 // A new store: start the clock instead of collecting right away.
                 let _ = fs::write(&stamp, b"");
@@ -1038,7 +1058,9 @@ impl EntryBuilder<'_> {
                 self.add_path(root, &c)?;
             }
         } else if ft.is_file() {
-            let blob = self.store.blob_from_file(&full, self.store.opts.inline_max)?;
+            let blob = self
+                .store
+                .blob_from_file(&full, self.store.opts.inline_max)?;
             self.manifest.files.push(FileEntry {
                 path: rel,
                 kind: FileKind::File {
@@ -1047,13 +1069,21 @@ impl EntryBuilder<'_> {
                 },
             });
         } else {
-            tracing::warn!("cache: skipping `{}`: not a file, folder or link", full.display());
+            tracing::warn!(
+                "cache: skipping `{}`: not a file, folder or link",
+                full.display()
+            );
         }
         Ok(self)
     }
 
     /// Adds a file with the given content.
-    pub fn add_bytes(&mut self, rel: &str, mode: u32, bytes: &[u8]) -> Result<&mut Self, StoreError> {
+    pub fn add_bytes(
+        &mut self,
+        rel: &str,
+        mode: u32,
+        bytes: &[u8],
+    ) -> Result<&mut Self, StoreError> {
         let rel = crate::restore::check_rel_path(rel)
             .map_err(|_| StoreError::UnsafePath(rel.to_owned()))?;
         let blob = self.blob_from_bytes(bytes)?;
@@ -1097,7 +1127,9 @@ impl EntryBuilder<'_> {
 
     /// Attaches a file's content under a name.
     pub fn attach_file(&mut self, name: &str, path: &Path) -> Result<&mut Self, StoreError> {
-        let blob = self.store.blob_from_file(path, self.store.opts.inline_max)?;
+        let blob = self
+            .store
+            .blob_from_file(path, self.store.opts.inline_max)?;
         self.manifest.attachments.retain(|a| a.name != name);
         self.manifest.attachments.push(Attachment {
             name: name.to_owned(),
@@ -1194,7 +1226,11 @@ mod tests {
         assert_eq!(s.blob_files().expect("ls").len(), 1);
         assert_eq!(s.read_blob(&a).expect("read"), Some(b"hello".to_vec()));
         fs::write(s.blob_path(&a), b"hellO").expect("corrupt");
-        assert_eq!(s.read_blob(&a).expect("read"), None, "corrupt blob is a miss");
+        assert_eq!(
+            s.read_blob(&a).expect("read"),
+            None,
+            "corrupt blob is a miss"
+        );
         assert!(!s.blob_path(&a).exists(), "and is removed");
         let err = s
             .put_verified(&Digest::of(b"x"), &mut &b"y"[..])
@@ -1207,9 +1243,12 @@ mod tests {
     fn entries_round_trip_and_lookup_by_prefix() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = store(dir.path());
-        let mut b = s.builder(&EntryKey::new("actions", "linux-deps-1")).expect("b");
+        let mut b = s
+            .builder(&EntryKey::new("actions", "linux-deps-1"))
+            .expect("b");
         b.add_bytes("small", 0o644, b"tiny").expect("add");
-        b.add_bytes("big", 0o755, b"more than eight bytes").expect("add");
+        b.add_bytes("big", 0o755, b"more than eight bytes")
+            .expect("add");
         b.metadata(b"meta");
         let mut m1 = b.finish();
         m1.created_ms = 1000;
@@ -1224,10 +1263,17 @@ mod tests {
             .expect("hit");
         assert_eq!(got, m1);
         assert_eq!(got.cas_blobs().count(), 1);
-        let newest = s.find_prefix("actions", "linux-").expect("find").expect("hit");
+        let newest = s
+            .find_prefix("actions", "linux-")
+            .expect("find")
+            .expect("hit");
         assert_eq!(newest.key, "linux-deps-2");
         assert!(s.find_prefix("actions", "mac-").expect("find").is_none());
-        assert!(s.get_entry(&EntryKey::new("step", "linux-deps-1")).expect("get").is_none());
+        assert!(
+            s.get_entry(&EntryKey::new("step", "linux-deps-1"))
+                .expect("get")
+                .is_none()
+        );
         assert!(matches!(
             s.get_entry(&EntryKey::new("Bad NS", "k")),
             Err(StoreError::Namespace(_))
@@ -1235,7 +1281,11 @@ mod tests {
         // Losing a blob turns the entry into a miss.
         let big = got.cas_blobs().next().expect("blob").digest;
         fs::remove_file(s.blob_path(&big)).expect("rm");
-        assert!(s.get_entry(&EntryKey::new("actions", "linux-deps-1")).expect("get").is_none());
+        assert!(
+            s.get_entry(&EntryKey::new("actions", "linux-deps-1"))
+                .expect("get")
+                .is_none()
+        );
         let v = s.verify(false).expect("verify");
         assert_eq!(v.problems.len(), 2, "{v:?}");
     }
@@ -1264,7 +1314,9 @@ mod tests {
         let s = store(dir.path());
         let payload = vec![7u8; 1000];
         for i in 0..5u8 {
-            let mut b = s.builder(&EntryKey::new("step", &format!("k{i}"))).expect("b");
+            let mut b = s
+                .builder(&EntryKey::new("step", &format!("k{i}")))
+                .expect("b");
             let mut data = payload.clone();
             data[0] = i;
             b.add_bytes("f", 0o644, &data).expect("add");
@@ -1280,7 +1332,9 @@ mod tests {
         }
         s.put_bytes(&[9u8; 100]).expect("orphan");
         // k0 is the least recently used; using it makes k1 the oldest.
-        s.get_entry(&EntryKey::new("step", "k0")).expect("get").expect("hit");
+        s.get_entry(&EntryKey::new("step", "k0"))
+            .expect("get")
+            .expect("hit");
         let manifest_len = fs::metadata(s.entry_path(&EntryKey::new("step", "k0")))
             .expect("meta")
             .len();
@@ -1294,9 +1348,21 @@ mod tests {
             .expect("gc");
         assert_eq!(r.blobs_removed, 3, "{r:?}");
         assert_eq!(r.entries_removed, 2, "{r:?}");
-        assert!(s.get_entry(&EntryKey::new("step", "k0")).expect("get").is_some());
-        assert!(s.get_entry(&EntryKey::new("step", "k1")).expect("get").is_none());
-        assert!(s.get_entry(&EntryKey::new("step", "k2")).expect("get").is_none());
+        assert!(
+            s.get_entry(&EntryKey::new("step", "k0"))
+                .expect("get")
+                .is_some()
+        );
+        assert!(
+            s.get_entry(&EntryKey::new("step", "k1"))
+                .expect("get")
+                .is_none()
+        );
+        assert!(
+            s.get_entry(&EntryKey::new("step", "k2"))
+                .expect("get")
+                .is_none()
+        );
         assert!(r.bytes_kept <= budget);
         let r = s
             .gc(GcLimits {
@@ -1304,7 +1370,10 @@ mod tests {
                 max_age: Duration::from_secs(1),
             })
             .expect("gc");
-        assert_eq!(r.entries_kept, 1, "only the entry used just now survives: {r:?}");
+        assert_eq!(
+            r.entries_kept, 1,
+            "only the entry used just now survives: {r:?}"
+        );
         assert!(s.verify(false).expect("verify").problems.is_empty());
         s.clear().expect("clear");
         assert_eq!(s.usage().expect("usage"), Usage::default());

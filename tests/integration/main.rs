@@ -1,1 +1,3 @@
 //! Integration tests that drive the real `pipe` binary.
+
+mod cache;

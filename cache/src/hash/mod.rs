@@ -267,14 +267,16 @@ impl TreeHasher {
             // Forget records of files that are gone, so the cache tracks the tree.
             let live: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
             cache.records.retain(|k, _| live.contains(k.as_str()));
-            let tmp = dir.parent().map(|p| p.join("tmp")).unwrap_or_else(|| dir.clone());
+            let tmp = dir
+                .parent()
+                .map(|p| p.join("tmp"))
+                .unwrap_or_else(|| dir.clone());
             let tmp = if tmp.is_dir() { tmp } else { dir.clone() };
             match fs::create_dir_all(dir).and_then(|_| cache.save(cf, &tmp)) {
                 Ok(()) => stats.saved = true,
-                Err(e) => tracing::warn!(
-                    "cache: cannot save the stat cache `{}`: {e}",
-                    cf.display()
-                ),
+                Err(e) => {
+                    tracing::warn!("cache: cannot save the stat cache `{}`: {e}", cf.display())
+                }
             }
         }
         Ok(TreeSnapshot { files, stats })
@@ -387,9 +389,8 @@ impl TreeHasher {
                             let path = self.root.join(&f.rel);
                             let read_at = SystemTime::now();
                             let r = if f.symlink {
-                                fs::read_link(&path).map(|t| {
-                                    Digest::of(t.as_os_str().as_encoded_bytes())
-                                })
+                                fs::read_link(&path)
+                                    .map(|t| Digest::of(t.as_os_str().as_encoded_bytes()))
                             } else {
                                 digest::hash_file_with(&path, &mut buf).map(|(d, _)| d)
                             };

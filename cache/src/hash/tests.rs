@@ -41,11 +41,21 @@ fn digests_match_content_and_ignore_rules_apply() {
     std::os::unix::fs::symlink("a.txt", root.join("link")).expect("link");
     let snap = TreeHasher::new(&root).git(false).hash().expect("hash");
     let paths: Vec<&str> = snap.files.iter().map(|f| f.path.as_str()).collect();
-    assert_eq!(paths, [".gitignore", ".hidden", "a.txt", "link", "sub/b.txt"]);
+    assert_eq!(
+        paths,
+        [".gitignore", ".hidden", "a.txt", "link", "sub/b.txt"]
+    );
     assert_eq!(snap.get("sub/b.txt").expect("b").digest, Digest::of(b"b"));
     let link = snap.get("link").expect("link");
-    assert_eq!((link.mode, link.digest), (SYMLINK_MODE, Digest::of(b"a.txt")));
-    let all = TreeHasher::new(&root).git(false).gitignore(false).hash().expect("hash");
+    assert_eq!(
+        (link.mode, link.digest),
+        (SYMLINK_MODE, Digest::of(b"a.txt"))
+    );
+    let all = TreeHasher::new(&root)
+        .git(false)
+        .gitignore(false)
+        .hash()
+        .expect("hash");
     assert!(all.get("target/out").is_some());
     assert!(all.get(".git/HEAD").is_none());
 }
@@ -56,7 +66,11 @@ fn stat_cache_fast_path_and_refresh_after_touch() {
     let root = dir.path().join("tree");
     let stat = dir.path().join("stat");
     for i in 0..200 {
-        write(&root, &format!("d{}/f{i}", i % 7), format!("{i}").as_bytes());
+        write(
+            &root,
+            &format!("d{}/f{i}", i % 7),
+            format!("{i}").as_bytes(),
+        );
         age(&root, &format!("d{}/f{i}", i % 7));
     }
     let h = TreeHasher::new(&root).git(false).stat_cache(&stat);
@@ -91,7 +105,10 @@ fn stat_cache_fast_path_and_refresh_after_touch() {
     fs::remove_file(root.join("d1/f1")).expect("rm");
     let edited = h.hash().expect("hash");
     assert_eq!(edited.stats.hashed, 1);
-    assert_eq!(edited.get("d0/f0").expect("f0").digest, Digest::of(b"changed"));
+    assert_eq!(
+        edited.get("d0/f0").expect("f0").digest,
+        Digest::of(b"changed")
+    );
     assert!(edited.get("d1/f1").is_none());
     assert_eq!(edited.files.len(), 199);
 }
@@ -135,7 +152,11 @@ fn git_index_reuses_digests_after_a_fresh_checkout() {
         return;
     }
     for i in 0..50 {
-        write(&root, &format!("src/f{i}.txt"), format!("file {i}").as_bytes());
+        write(
+            &root,
+            &format!("src/f{i}.txt"),
+            format!("file {i}").as_bytes(),
+        );
         age(&root, &format!("src/f{i}.txt"));
     }
     write(&root, "untracked.txt", b"u");
@@ -175,6 +196,8 @@ fn git_index_reuses_digests_after_a_fresh_checkout() {
 #[test]
 fn missing_root_is_an_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let err = TreeHasher::new(&dir.path().join("nope")).hash().expect_err("missing");
+    let err = TreeHasher::new(&dir.path().join("nope"))
+        .hash()
+        .expect_err("missing");
     assert!(err.to_string().contains("nope"), "{err}");
 }

@@ -99,10 +99,12 @@ impl HttpRemote {
 
 fn map_err(url: &str, e: ureq::Error) -> RemoteError {
     match e {
-        ureq::Error::Timeout(_) => RemoteError::Timeout { url: url.to_owned() },
-        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
-            RemoteError::Timeout { url: url.to_owned() }
-        }
+        ureq::Error::Timeout(_) => RemoteError::Timeout {
+            url: url.to_owned(),
+        },
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => RemoteError::Timeout {
+            url: url.to_owned(),
+        },
         other => RemoteError::Transport {
             url: url.to_owned(),
             message: other.to_string(),
@@ -140,10 +142,11 @@ impl Remote for HttpRemote {
                     });
                 }
             };
-            out.write_all(&buf[..n]).map_err(|e| RemoteError::Transport {
-                url: url.clone(),
-                message: format!("cannot store the download: {e}"),
-            })?;
+            out.write_all(&buf[..n])
+                .map_err(|e| RemoteError::Transport {
+                    url: url.clone(),
+                    message: format!("cannot store the download: {e}"),
+                })?;
         }
         Ok(true)
     }
