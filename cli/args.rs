@@ -255,8 +255,8 @@ pub enum CacheCommand {
         /// Check instead of write: every hit must restore exactly the expected content.
         #[arg(long)]
         check: bool,
-        /// Include a 1 MiB blob per entry.
-        #[arg(long)]
-        big: bool,
+        /// Entry shape: `mixed`, `big` (adds a 1 MiB blob) or `step` (one tiny output and a log).
+        #[arg(long, default_value = "mixed")]
+        shape: String,
     },
 }

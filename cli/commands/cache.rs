@@ -61,8 +61,8 @@ pub fn run(cli: &Cli, args: &CacheArgs) -> u8 {
             count,
             seed,
             check,
-            big,
-        } => torture(cli, &store, *count, *seed, *check, *big),
+            shape,
+        } => torture(cli, &store, *count, *seed, *check, shape),
     };
     match r {
         Ok(code) => code,
@@ -458,14 +458,15 @@ fn hash(
     print(&out)
 }
 
-/// Deterministic content for torture entry `i`: sizes cycle through inline, small CAS and
-/// 1 MiB blobs (with `big`), and the content is derived from the key so `--check` can tell
-/// a wrong hit from a right one.
-fn torture_content(seed: u64, i: u64, big: bool) -> Vec<Vec<u8>> {
-    let sizes: &[usize] = if big {
-        &[100, 40_000, 1 << 20]
-    } else {
-        &[100, 40_000, 300]
+/// Deterministic content for torture entry `i`, derived from the key so `--check` can tell
+/// a wrong hit from a right one. Shapes: `mixed` (100 B and 300 B inline, 40 KB in the CAS),
+/// `big` (adds a 1 MiB blob), `step` (one 5-byte output and a 3-line log, like a small build
+/// step of performance.md §C).
+fn torture_content(seed: u64, i: u64, shape: &str) -> Vec<Vec<u8>> {
+    let sizes: &[usize] = match shape {
+        "big" => &[100, 40_000, 1 << 20],
+        "step" => &[5],
+        _ => &[100, 40_000, 300],
     };
     sizes
         .iter()
@@ -483,8 +484,16 @@ fn torture(
     count: u64,
     seed: u64,
     check: bool,
-    big: bool,
+    shape: &str,
 ) -> Result<u8, String> {
+    if !matches!(shape, "mixed" | "big" | "step") {
+        super::error(
+            cli,
+            &format!("unknown shape `{shape}`"),
+            Some("use `mixed`, `big` or `step`"),
+        );
+        return Ok(exit::USAGE);
+    }
     if check {
         let tmp = std::env::temp_dir().join(pipe_cache::fsutil::unique_name("pipe-torture-"));
         let mut hits = 0;
@@ -511,7 +520,8 @@ fn torture(
                 Err(err) => return Err(err.to_string()),
             }
             hits += 1;
-            let want = torture_content(s, i, m.metadata == b"big");
+            let shape = String::from_utf8_lossy(&m.metadata).into_owned();
+            let want = torture_content(s, i, &shape);
             for (j, w) in want.iter().enumerate() {
                 let got = std::fs::read(dest.join(format!("f{j}"))).unwrap_or_default();
                 if got != *w {
@@ -535,11 +545,15 @@ fn torture(
     for i in 0..count {
         let key = EntryKey::new(TORTURE_NS, &format!("{seed}/{i}"));
         let mut b = store.builder(&key).map_err(|e| e.to_string())?;
-        for (j, data) in torture_content(seed, i, big).iter().enumerate() {
+        for (j, data) in torture_content(seed, i, shape).iter().enumerate() {
             b.add_bytes(&format!("f{j}"), 0o644, data)
                 .map_err(|e| e.to_string())?;
         }
-        b.metadata(if big { b"big" } else { b"small" });
+        if shape == "step" {
+            let log = format!("step {i} starting\nbuilding out/{i}.txt\nstep {i} done\n");
+            b.attach("log", log.as_bytes()).map_err(|e| e.to_string())?;
+        }
+        b.metadata(shape.as_bytes());
         let m = b.finish();
         store.put_entry(&m).map_err(|e| e.to_string())?;
     }

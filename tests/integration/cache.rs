@@ -183,7 +183,9 @@ fn kill_9_during_writes_never_leaves_a_corrupt_hit() {
     let mut killed_mid_write = 0;
     for round in 0..8u64 {
         let mut child = pipe(&c)
-            .args(["cache", "torture", "--count", "100", "--big", "--seed"])
+            .args([
+                "cache", "torture", "--count", "100", "--shape", "big", "--seed",
+            ])
             .arg(round.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

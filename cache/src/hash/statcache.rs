@@ -8,10 +8,10 @@
 //! file was clean in git's index, so a fresh checkout of the same commit can reuse digests
 //! without reading files.
 //!
-//! Format (little-endian): `PIPESTC1`, u64 count, records, then the SHA-256 of everything
-//! before it; a file that fails the check is ignored (the tree is re-hashed, never misread).
+//! Format (little-endian): `PIPESTC2`, u64 count, records sorted by path, then a 64-bit
+//! checksum of everything before it; a file that fails the check is ignored (the tree is
+//! re-hashed, never misread).
 
-use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::digest::Digest;
 use crate::fsutil;
 
-const MAGIC: &[u8; 8] = b"PIPESTC1";
+const MAGIC: &[u8; 8] = b"PIPESTC2";
 
 /// The stat fields a record must match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,11 +90,30 @@ pub struct Record {
     pub oid: Option<[u8; 20]>,
 }
 
-/// A loaded stat cache.
+/// A 64-bit checksum of the file body (FxHash-style over 8-byte words). The file is a hint
+/// written by atomic rename; the checksum only has to catch damage, and SHA-256 of 8 MB was a
+/// visible share of the unchanged-tree check.
+fn checksum(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let mut h: u64 = bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    for &b in chunks.remainder() {
+        h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+    }
+    h
+}
+
+/// A loaded stat cache: records sorted by path, paths kept in the file's own buffer (no
+/// allocation per record).
 #[derive(Debug, Default)]
 pub struct StatCache {
-    /// Records by path relative to the tree root.
-    pub records: HashMap<String, Record>,
+    buf: Vec<u8>,
+    recs: Vec<(u32, u16, Record)>,
 }
 
 /// The stat cache file of a tree: `<dir>/<16 hex digits of the root's digest>.bin`.
@@ -108,7 +127,9 @@ impl StatCache {
     /// Loads a stat cache; a missing, foreign or damaged file gives an empty cache.
     pub fn load(path: &Path) -> StatCache {
         match fs::read(path) {
-            Ok(bytes) => match Self::decode(&bytes) {
+            // Another format version: rebuilt silently.
+            Ok(bytes) if !bytes.starts_with(MAGIC) => StatCache::default(),
+            Ok(bytes) => match Self::decode(bytes) {
                 Some(c) => c,
                 None => {
                     tracing::warn!(
@@ -122,20 +143,59 @@ impl StatCache {
         }
     }
 
-    fn decode(bytes: &[u8]) -> Option<StatCache> {
-        if bytes.len() < 8 + 8 + 32 || &bytes[..8] != MAGIC {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.recs.len()
+    }
+
+    /// Whether there are no records.
+    pub fn is_empty(&self) -> bool {
+        self.recs.is_empty()
+    }
+
+    /// The path of record `i`.
+    pub fn path(&self, i: usize) -> &[u8] {
+        let (off, len, _) = self.recs[i];
+        &self.buf[off as usize..off as usize + len as usize]
+    }
+
+    /// Record `i`.
+    pub fn record(&self, i: usize) -> &Record {
+        &self.recs[i].2
+    }
+
+    /// The record of a path (binary search).
+    pub fn get(&self, path: &str) -> Option<&Record> {
+        let i = self
+            .recs
+            .binary_search_by(|(off, len, _)| {
+                self.buf[*off as usize..*off as usize + *len as usize].cmp(path.as_bytes())
+            })
+            .ok()?;
+        Some(&self.recs[i].2)
+    }
+
+    fn decode(bytes: Vec<u8>) -> Option<StatCache> {
+        if bytes.len() < 8 + 8 + 8 || &bytes[..8] != MAGIC {
             return None;
         }
-        let (body, sum) = bytes.split_at(bytes.len() - 32);
-        if Digest::of(body).as_bytes() != sum {
+        let (body, sum) = bytes.split_at(bytes.len() - 8);
+        if checksum(body).to_le_bytes() != sum {
             return None;
         }
         let mut r = Reader { b: body, at: 8 };
         let count = r.u64()? as usize;
-        let mut records = HashMap::with_capacity(count.min(1 << 24));
-        for _ in 0..count {
-            let len = r.u16()? as usize;
-            let path = std::str::from_utf8(r.take(len)?).ok()?.to_owned();
+        let mut recs = Vec::with_capacity(count.min(1 << 24));
+        let mut prev: &[u8] = &[];
+        for n in 0..count {
+            let len = r.u16()?;
+            let off = r.at;
+            let path = r.take(len as usize)?;
+            // Sorted and unique, or it is not a file we wrote.
+            if n > 0 && path <= prev {
+                return None;
+            }
+            prev = path;
             let stat = Stat {
                 size: r.u64()?,
                 mtime_s: r.u64()? as i64,
@@ -155,28 +215,40 @@ impl StatCache {
             };
             let mut d = [0u8; 32];
             d.copy_from_slice(r.take(32)?);
-            records.insert(
-                path,
+            recs.push((
+                u32::try_from(off).ok()?,
+                len,
                 Record {
                     stat,
                     digest: Digest::from_bytes(d),
                     oid,
                 },
-            );
+            ));
         }
-        Some(StatCache { records })
+        Some(StatCache { buf: bytes, recs })
     }
 
-    /// Writes the cache atomically (through a temp file in `tmp_dir`).
-    pub fn save(&self, path: &Path, tmp_dir: &Path) -> std::io::Result<()> {
-        let mut out = Vec::with_capacity(16 + self.records.len() * 120);
+    /// Encodes records, which must be sorted by path, and writes them atomically (through a
+    /// temp file in `tmp_dir`).
+    pub fn save<'a>(
+        path: &Path,
+        tmp_dir: &Path,
+        count: usize,
+        records: impl Iterator<Item = (&'a str, &'a Record)>,
+    ) -> std::io::Result<()> {
+        let mut out = Vec::with_capacity(16 + count * 120);
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&(self.records.len() as u64).to_le_bytes());
-        for (path, rec) in &self.records {
+        out.extend_from_slice(&0u64.to_le_bytes());
+        let mut n = 0u64;
+        for (path, rec) in records {
             let p = path.as_bytes();
-            let len = u16::try_from(p.len()).unwrap_or(u16::MAX);
+            // Paths longer than 64 KiB are not recorded (they are simply re-hashed).
+            let Ok(len) = u16::try_from(p.len()) else {
+                continue;
+            };
+            n += 1;
             out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(&p[..len as usize]);
+            out.extend_from_slice(p);
             let s = &rec.stat;
             out.extend_from_slice(&s.size.to_le_bytes());
             out.extend_from_slice(&(s.mtime_s as u64).to_le_bytes());
@@ -194,8 +266,9 @@ impl StatCache {
             }
             out.extend_from_slice(rec.digest.as_bytes());
         }
-        let sum = Digest::of(&out);
-        out.extend_from_slice(sum.as_bytes());
+        out[8..16].copy_from_slice(&n.to_le_bytes());
+        let sum = checksum(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
         // A stat cache is a hint: no fsync, a torn file fails its checksum and is ignored.
         fsutil::write_atomic(tmp_dir, path, &out, false)
     }
@@ -230,7 +303,6 @@ mod tests {
     #[test]
     fn round_trip_and_damage() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut c = StatCache::default();
         let stat = Stat {
             size: 5,
             mtime_s: 1_700_000_000,
@@ -240,30 +312,31 @@ mod tests {
             ino: 42,
             mode: 0o100644,
         };
-        c.records.insert(
-            "a/b".into(),
-            Record {
-                stat,
-                digest: Digest::of(b"x"),
-                oid: Some([9; 20]),
-            },
-        );
-        c.records.insert(
-            "c".into(),
-            Record {
-                stat,
-                digest: Digest::of(b"y"),
-                oid: None,
-            },
-        );
+        let a = Record {
+            stat,
+            digest: Digest::of(b"x"),
+            oid: Some([9; 20]),
+        };
+        let c = Record {
+            stat,
+            digest: Digest::of(b"y"),
+            oid: None,
+        };
         let p = dir.path().join("s.bin");
-        c.save(&p, dir.path()).expect("save");
+        StatCache::save(&p, dir.path(), 2, [("a/b", &a), ("c", &c)].into_iter()).expect("save");
         let back = StatCache::load(&p);
-        assert_eq!(back.records, c.records);
+        assert_eq!(back.len(), 2);
+        assert_eq!(back.get("a/b"), Some(&a));
+        assert_eq!(back.get("c"), Some(&c));
+        assert_eq!(back.get("b"), None);
+        assert_eq!(back.path(1), b"c");
         let mut bytes = fs::read(&p).expect("read");
         bytes[20] ^= 1;
         fs::write(&p, &bytes).expect("write");
-        assert!(StatCache::load(&p).records.is_empty());
+        assert!(StatCache::load(&p).is_empty());
+        // Unsorted input is not a file we wrote.
+        StatCache::save(&p, dir.path(), 2, [("c", &c), ("a/b", &a)].into_iter()).expect("save");
+        assert!(StatCache::load(&p).is_empty());
     }
 
     #[test]
