@@ -322,7 +322,8 @@ mod tests {
     #[test]
     fn every_part_matters() {
         let k = base().finish().digest;
-        let variants: Vec<Box<dyn Fn(&mut KeyBuilder)>> = vec![
+        type Variant = Box<dyn Fn(&mut KeyBuilder)>;
+        let variants: Vec<Variant> = vec![
             Box::new(|b| {
                 b.definition(b"run: make all");
             }),

@@ -752,8 +752,10 @@ impl LocalStore {
     }
 
     fn gc_locked(&self, limits: GcLimits) -> Result<GcReport, StoreError> {
-        let mut report = GcReport::default();
-        report.temp_removed = self.remove_temps(STALE_TEMP)?;
+        let mut report = GcReport {
+            temp_removed: self.remove_temps(STALE_TEMP)?,
+            ..GcReport::default()
+        };
         let now = SystemTime::now();
         struct Ent {
             path: PathBuf,
@@ -911,13 +913,13 @@ impl LocalStore {
                     let named = self.entry_path(&EntryKey::new(&m.namespace, &m.key));
                     if named != p {
                         Some("entry is stored under another key's name".to_owned())
-                    } else if let Some(b) = m.blobs().find(|b| match &b.inline {
-                        Some(bytes) => Digest::of(bytes) != b.digest,
-                        None => !good_blobs.contains(&b.digest),
-                    }) {
-                        Some(format!("blob `{}` is missing or corrupt", b.digest))
                     } else {
-                        None
+                        m.blobs()
+                            .find(|b| match &b.inline {
+                                Some(bytes) => Digest::of(bytes) != b.digest,
+                                None => !good_blobs.contains(&b.digest),
+                            })
+                            .map(|b| format!("blob `{}` is missing or corrupt", b.digest))
                     }
                 }
             };
@@ -967,7 +969,7 @@ impl LocalStore {
                 out.push((m, p));
             }
         }
-        out.sort_by(|a, b| b.0.created_ms.cmp(&a.0.created_ms));
+        out.sort_by_key(|b| std::cmp::Reverse(b.0.created_ms));
         Ok(out)
     }
 }

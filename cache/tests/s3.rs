@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pipe_cache::remote::{self, RemoteConfig};
+use pipe_cache::remote::{self, Body, Kind, RemoteConfig};
 use pipe_cache::store::{LocalStore, StoreOptions};
 use pipe_cache::{Cache, EntryKey, Lookup, RemoteMode, Source};
 
@@ -104,14 +104,23 @@ fn s3_round_trip_and_poisoned_blob() {
     reader.restore(&manifest, &dest).expect("restore");
     assert_eq!(std::fs::read(dest.join("out/big.bin")).expect("read"), big);
     assert_eq!(
-        reader.local().read_attachment(&manifest, "log").expect("log"),
+        reader
+            .local()
+            .read_attachment(&manifest, "log")
+            .expect("log"),
         Some(b"hello from s3\n".to_vec())
     );
 
     // Poison the log blob on the server: a fresh reader rejects the entry.
     let log = manifest.attachment("log").expect("log").blob.digest;
-    let url = format!("http://127.0.0.1:{}/pipe-cache/ci/cas/{}", moto.port, log.hex());
-    ureq::put(&url).send(&b"forged log"[..]).expect("poison");
+    // The raw backend does not check what it uploads: it plays the attacker here.
+    let mut cfg = RemoteConfig::new("s3://pipe-cache/ci");
+    cfg.s3_endpoint = Some(format!("http://127.0.0.1:{}", moto.port));
+    cfg.s3_credentials = Some(("testing".into(), "testing".into()));
+    remote::open(&cfg)
+        .expect("remote")
+        .put(Kind::Cas, &log, Body::Bytes(b"forged log"))
+        .expect("poison");
     let victim = cache(&dir.path().join("v"), moto.port, RemoteMode::ReadOnly);
     assert!(matches!(victim.lookup(&key), Lookup::Miss { .. }));
     assert!(!victim.local().has_blob(&log));

@@ -211,7 +211,10 @@ impl TreeHasher {
             while j < cache.len() && cache.path(j) < f.rel.as_bytes() {
                 j += 1;
             }
-            if j < cache.len() && cache.path(j) == f.rel.as_bytes() && cache.record(j).stat == f.stat {
+            if j < cache.len()
+                && cache.path(j) == f.rel.as_bytes()
+                && cache.record(j).stat == f.stat
+            {
                 stats.stat_hits += 1;
                 digests[i] = Some(cache.record(j).digest);
                 records[i] = Some(*cache.record(j));
@@ -268,7 +271,10 @@ impl TreeHasher {
         }
         let t_match = t0.elapsed();
         if changed && let (Some(cf), Some(dir)) = (&cache_file, &self.stat_dir) {
-            let tmp = dir.parent().map(|p| p.join("tmp")).unwrap_or_else(|| dir.clone());
+            let tmp = dir
+                .parent()
+                .map(|p| p.join("tmp"))
+                .unwrap_or_else(|| dir.clone());
             let tmp = if tmp.is_dir() { tmp } else { dir.clone() };
             let count = records.iter().filter(|r| r.is_some()).count();
             let items = found
@@ -277,10 +283,9 @@ impl TreeHasher {
                 .filter_map(|(f, r)| r.as_ref().map(|r| (f.rel.as_str(), r)));
             match fs::create_dir_all(dir).and_then(|_| StatCache::save(cf, &tmp, count, items)) {
                 Ok(()) => stats.saved = true,
-                Err(e) => tracing::warn!(
-                    "cache: cannot save the stat cache `{}`: {e}",
-                    cf.display()
-                ),
+                Err(e) => {
+                    tracing::warn!("cache: cannot save the stat cache `{}`: {e}", cf.display())
+                }
             }
         }
         // Files deleted between the walk and their read have no digest: they are left out.
@@ -315,19 +320,17 @@ impl TreeHasher {
 
     /// Reads and hashes `found[i]` for each item on all threads; returns each with the time
     /// its read began. Files deleted since the walk are left out.
-    #[allow(clippy::type_complexity)]
     fn hash_files(
         &self,
         found: &[Found],
         items: Vec<(usize, Option<[u8; 20]>)>,
-    ) -> Result<Vec<(usize, Option<[u8; 20]>, Digest, SystemTime)>, HashError> {
+    ) -> Result<Vec<Hashed>, HashError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
         let next = AtomicUsize::new(0);
         let threads = self.threads.min(items.len().div_ceil(64)).max(1);
-        let results: Mutex<Vec<(usize, Option<[u8; 20]>, Digest, SystemTime)>> =
-            Mutex::new(Vec::with_capacity(items.len()));
+        let results: Mutex<Vec<Hashed>> = Mutex::new(Vec::with_capacity(items.len()));
         let failure: Mutex<Option<HashError>> = Mutex::new(None);
         std::thread::scope(|s| {
             for _ in 0..threads {
@@ -374,6 +377,9 @@ impl TreeHasher {
         Ok(results.into_inner().unwrap_or_default())
     }
 }
+
+/// A hashed file: index into the walk, git blob id, digest, and when its read began.
+type Hashed = (usize, Option<[u8; 20]>, Digest, SystemTime);
 
 fn file_digest(f: Found, digest: Digest) -> FileDigest {
     let mode = if f.symlink {

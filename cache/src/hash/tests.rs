@@ -167,7 +167,9 @@ fn git_index_reuses_digests_after_a_fresh_checkout() {
     let first = h.hash().expect("hash");
     assert_eq!(first.stats.hashed, 51);
     let sc = StatCache::load(&statcache::file_for(&stat, &root));
-    let with_oid = (0..sc.len()).filter(|&i| sc.record(i).oid.is_some()).count();
+    let with_oid = (0..sc.len())
+        .filter(|&i| sc.record(i).oid.is_some())
+        .count();
     assert_eq!(with_oid, 50);
     // Rewrite every tracked file with the same content (new times, maybe a new inode),
     // with mtimes in another second (git compares whole seconds only), and let git refresh

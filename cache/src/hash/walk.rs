@@ -50,7 +50,10 @@ fn is_ignored(stack: &Option<Arc<Ignores>>, path: &Path, is_dir: bool) -> bool {
 fn push_ignore(stack: &Option<Arc<Ignores>>, dir: &Path, file: &Path) -> Option<Arc<Ignores>> {
     let mut b = GitignoreBuilder::new(dir);
     if b.add(file).is_some() {
-        tracing::debug!("cache: `{}` has errors; using the valid lines", file.display());
+        tracing::debug!(
+            "cache: `{}` has errors; using the valid lines",
+            file.display()
+        );
     }
     match b.build() {
         Ok(gi) if !gi.is_empty() => Some(Arc::new(Ignores {
@@ -109,7 +112,11 @@ struct Queue {
 
 /// Walks `root` (absolute) on `threads` threads.
 pub fn walk(root: &Path, threads: usize, gitignore: bool) -> Result<Vec<Found>, String> {
-    let ignores = if gitignore { ancestor_ignores(root) } else { None };
+    let ignores = if gitignore {
+        ancestor_ignores(root)
+    } else {
+        None
+    };
     let queue = Mutex::new(Queue {
         jobs: vec![Job {
             rel: String::new(),
@@ -165,7 +172,9 @@ pub fn walk(root: &Path, threads: usize, gitignore: bool) -> Result<Vec<Found>, 
             });
         }
     });
-    let q = queue.into_inner().map_err(|_| "walker thread panicked".to_owned())?;
+    let q = queue
+        .into_inner()
+        .map_err(|_| "walker thread panicked".to_owned())?;
     if let Some(e) = q.error {
         return Err(e);
     }
@@ -253,7 +262,9 @@ fn walk_dir(
         let Ok(name_str) = name.to_str() else {
             tracing::warn!(
                 "cache: skipping `{}`: its name is not UTF-8",
-                dir_path.join(String::from_utf8_lossy(name.to_bytes()).as_ref()).display()
+                dir_path
+                    .join(String::from_utf8_lossy(name.to_bytes()).as_ref())
+                    .display()
             );
             continue;
         };

@@ -170,6 +170,8 @@ impl Remote for S3Remote {
                     .runtime
                     .block_on(self.store.put_multipart(&path))
                     .map_err(|e| self.err(&path, e))?;
+                // `WriteMultipart` spawns its part uploads onto the current runtime.
+                let _enter = self.runtime.enter();
                 let mut w = WriteMultipart::new(upload);
                 let mut buf = vec![0u8; 1 << 20];
                 loop {
