@@ -22,8 +22,8 @@ mod walk;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -89,15 +89,38 @@ pub struct HashStats {
 }
 
 /// The digests of a tree.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct TreeSnapshot {
     /// Files sorted by path.
     pub files: Vec<FileDigest>,
     /// How they were obtained.
     pub stats: HashStats,
+    /// The root the paths are relative to.
+    #[serde(skip)]
+    root: PathBuf,
+    /// Each file's `lstat` when it was hashed (same order as `files`).
+    #[serde(skip)]
+    stat_of: Vec<statcache::Stat>,
 }
 
 impl TreeSnapshot {
+    /// Paths whose `lstat` differs from when they were hashed, or that are gone: a caller
+    /// that ran work on these inputs must not cache its result if any changed during the
+    /// work (bazel#3360, "guard against concurrent changes").
+    pub fn changed_files(&self) -> Vec<String> {
+        self.files
+            .iter()
+            .zip(&self.stat_of)
+            .filter(
+                |(f, st)| match fs::symlink_metadata(self.root.join(&f.path)) {
+                    Ok(m) => statcache::Stat::of(&m) != **st,
+                    Err(_) => true,
+                },
+            )
+            .map(|(f, _)| f.path.clone())
+            .collect()
+    }
+
     /// The entry for a path.
     pub fn get(&self, path: &str) -> Option<&FileDigest> {
         self.files
@@ -120,14 +143,32 @@ impl TreeSnapshot {
     }
 }
 
+/// Decides which paths (relative, `/`-separated) a hash covers; the flag says whether the
+/// path is a folder (return `false` to skip it and everything in it).
+pub type PathFilter = Arc<dyn Fn(&str, bool) -> bool + Send + Sync>;
+
 /// Hashes a tree; see the module docs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TreeHasher {
     root: PathBuf,
     stat_dir: Option<PathBuf>,
     git: bool,
     gitignore: bool,
     threads: usize,
+    filter: Option<PathFilter>,
+}
+
+impl std::fmt::Debug for TreeHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TreeHasher")
+            .field("root", &self.root)
+            .field("stat_dir", &self.stat_dir)
+            .field("git", &self.git)
+            .field("gitignore", &self.gitignore)
+            .field("threads", &self.threads)
+            .field("filter", &self.filter.is_some())
+            .finish()
+    }
 }
 
 impl TreeHasher {
@@ -142,7 +183,15 @@ impl TreeHasher {
             threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            filter: None,
         }
+    }
+
+    /// Hashes only the paths `filter` accepts (e.g. a step's `inputs` globs); folders it
+    /// rejects are not entered. Stat records of other paths are kept.
+    pub fn filter(mut self, filter: impl Fn(&str, bool) -> bool + Send + Sync + 'static) -> Self {
+        self.filter = Some(Arc::new(filter));
+        self
     }
 
     /// Keeps a stat cache in `dir` (normally [`crate::LocalStore::stat_dir`]).
@@ -276,12 +325,26 @@ impl TreeHasher {
                 .map(|p| p.join("tmp"))
                 .unwrap_or_else(|| dir.clone());
             let tmp = if tmp.is_dir() { tmp } else { dir.clone() };
-            let count = records.iter().filter(|r| r.is_some()).count();
-            let items = found
+            let fresh: Vec<(&str, &Record)> = found
                 .iter()
                 .zip(&records)
-                .filter_map(|(f, r)| r.as_ref().map(|r| (f.rel.as_str(), r)));
-            match fs::create_dir_all(dir).and_then(|_| StatCache::save(cf, &tmp, count, items)) {
+                .filter_map(|(f, r)| r.as_ref().map(|r| (f.rel.as_str(), r)))
+                .collect();
+            // With a filter the walk saw only part of the tree: keep the other records.
+            let kept: Vec<(&str, &Record)> = match &self.filter {
+                Some(keep_out) => (0..cache.len())
+                    .filter_map(|i| {
+                        let p = std::str::from_utf8(cache.path(i)).ok()?;
+                        (!keep_out(p, false)).then(|| (p, cache.record(i)))
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            let count = fresh.len() + kept.len();
+            let merged = merge_sorted(fresh, kept);
+            match fs::create_dir_all(dir)
+                .and_then(|_| StatCache::save(cf, &tmp, count, merged.into_iter()))
+            {
                 Ok(()) => stats.saved = true,
                 Err(e) => {
                     tracing::warn!("cache: cannot save the stat cache `{}`: {e}", cf.display())
@@ -289,10 +352,15 @@ impl TreeHasher {
             }
         }
         // Files deleted between the walk and their read have no digest: they are left out.
+        let mut stat_of = Vec::with_capacity(found.len());
         let files: Vec<FileDigest> = found
             .into_iter()
             .zip(digests)
-            .filter_map(|(f, d)| d.map(|d| file_digest(f, d)))
+            .filter_map(|(f, d)| {
+                let d = d?;
+                stat_of.push(f.stat);
+                Some(file_digest(f, d))
+            })
             .collect();
         stats.files = files.len();
         tracing::debug!(
@@ -303,7 +371,12 @@ impl TreeHasher {
             t_match - t_sort,
             t0.elapsed()
         );
-        Ok(TreeSnapshot { files, stats })
+        Ok(TreeSnapshot {
+            files,
+            stats,
+            root: self.root.clone(),
+            stat_of,
+        })
     }
 
     /// Lists files and symlinks with their stat, in parallel.
@@ -312,9 +385,11 @@ impl TreeHasher {
             path: self.root.clone(),
             source,
         })?;
-        walk::walk(&abs, self.threads, self.gitignore).map_err(|message| HashError::Walk {
-            path: self.root.clone(),
-            message,
+        walk::walk(&abs, self.threads, self.gitignore, self.filter.as_ref()).map_err(|message| {
+            HashError::Walk {
+                path: self.root.clone(),
+                message,
+            }
         })
     }
 
@@ -376,6 +451,36 @@ impl TreeHasher {
         }
         Ok(results.into_inner().unwrap_or_default())
     }
+}
+
+/// Merges two path-sorted lists of records (the fresh ones win on equal paths; the filtered
+/// and the unfiltered paths never overlap, so that cannot happen in practice).
+fn merge_sorted<'a>(
+    a: Vec<(&'a str, &'a Record)>,
+    b: Vec<(&'a str, &'a Record)>,
+) -> Vec<(&'a str, &'a Record)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(b[j].0) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 /// A hashed file: index into the walk, git blob id, digest, and when its read began.

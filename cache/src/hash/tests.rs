@@ -203,3 +203,45 @@ fn missing_root_is_an_error() {
         .expect_err("missing");
     assert!(err.to_string().contains("nope"), "{err}");
 }
+
+#[test]
+fn filters_limit_the_walk_and_keep_other_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("tree");
+    let stat = dir.path().join("stat");
+    for rel in ["src/a.rs", "src/b.rs", "docs/x.md", "build/out.o"] {
+        write(&root, rel, rel.as_bytes());
+        age(&root, rel);
+    }
+    let all = TreeHasher::new(&root).git(false).stat_cache(&stat);
+    assert_eq!(all.hash().expect("hash").stats.hashed, 4);
+    let only_src = TreeHasher::new(&root)
+        .git(false)
+        .stat_cache(&stat)
+        .filter(|p, is_dir| {
+            if is_dir {
+                p == "src"
+            } else {
+                p.starts_with("src/")
+            }
+        });
+    let snap = only_src.hash().expect("hash");
+    let paths: Vec<&str> = snap.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["src/a.rs", "src/b.rs"]);
+    assert_eq!(snap.stats.stat_hits, 2);
+    // The records of the other files survived the filtered run.
+    assert_eq!(all.hash().expect("hash").stats.stat_hits, 4);
+}
+
+#[test]
+fn changed_files_reports_edits_after_hashing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("tree");
+    write(&root, "a", b"1");
+    write(&root, "b", b"2");
+    let snap = TreeHasher::new(&root).git(false).hash().expect("hash");
+    assert!(snap.changed_files().is_empty());
+    write(&root, "a", b"11");
+    fs::remove_file(root.join("b")).expect("rm");
+    assert_eq!(snap.changed_files(), ["a", "b"]);
+}

@@ -111,7 +111,12 @@ struct Queue {
 }
 
 /// Walks `root` (absolute) on `threads` threads.
-pub fn walk(root: &Path, threads: usize, gitignore: bool) -> Result<Vec<Found>, String> {
+pub fn walk(
+    root: &Path,
+    threads: usize,
+    gitignore: bool,
+    filter: Option<&super::PathFilter>,
+) -> Result<Vec<Found>, String> {
     let ignores = if gitignore {
         ancestor_ignores(root)
     } else {
@@ -156,7 +161,7 @@ pub fn walk(root: &Path, threads: usize, gitignore: bool) -> Result<Vec<Found>, 
                         break;
                     };
                     let mut subdirs = Vec::new();
-                    let r = walk_dir(root, &job, gitignore, &mut out, &mut subdirs);
+                    let r = walk_dir(root, &job, gitignore, filter, &mut out, &mut subdirs);
                     if let Ok(mut q) = queue.lock() {
                         q.busy -= 1;
                         if let Err(e) = r {
@@ -215,6 +220,7 @@ fn walk_dir(
     root: &Path,
     job: &Job,
     gitignore: bool,
+    filter: Option<&super::PathFilter>,
     out: &mut Vec<Found>,
     subdirs: &mut Vec<Job>,
 ) -> Result<(), String> {
@@ -286,6 +292,11 @@ fn walk_dir(
             continue;
         }
         let rel = format!("{}{name_str}", job.rel);
+        if let Some(f) = filter
+            && !f(&rel, is_dir)
+        {
+            continue;
+        }
         if is_dir {
             subdirs.push(Job {
                 rel: rel + "/",
