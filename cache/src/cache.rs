@@ -417,3 +417,15 @@ impl std::io::Write for LimitedWriter<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Cache>();
+        shared::<LocalStore>();
+    }
+}

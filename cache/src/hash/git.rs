@@ -5,6 +5,12 @@
 //!
 //! The index is read only when the stat cache missed some files, so an unchanged tree never
 //! pays for it.
+//!
+//! Git's "clean" means the file matches the blob *after* git's filters (end-of-line
+//! conversion, LFS and other smudge filters), so the same blob id can stand for different
+//! bytes under another configuration. The fast path is therefore off in repositories that
+//! convert content (`core.autocrlf`, or `filter`/`eol`/`text`/`working-tree-encoding` in the
+//! top-level `.gitattributes`), and a reused digest also needs the recorded size to match.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -30,6 +36,10 @@ impl GitIndex {
         let mut prefix = rel.to_str()?.to_owned();
         if !prefix.is_empty() {
             prefix.push('/');
+        }
+        if converts_content(&repo, &workdir) {
+            tracing::debug!("cache: git filters or eol conversion in use; not using git's index");
+            return None;
         }
         let index_mtime = std::fs::metadata(repo.path().join("index"))
             .and_then(|m| m.modified())
@@ -73,5 +83,21 @@ impl GitIndex {
         let mut out = [0u8; 20];
         out.copy_from_slice(e.id.as_bytes());
         Some(out)
+    }
+}
+
+/// Whether checkouts of this repository may differ from the blobs (see the module docs).
+fn converts_content(repo: &git2::Repository, workdir: &Path) -> bool {
+    if let Ok(cfg) = repo.config()
+        && let Ok(v) = cfg.get_string("core.autocrlf")
+        && !v.eq_ignore_ascii_case("false")
+    {
+        return true;
+    }
+    match std::fs::read_to_string(workdir.join(".gitattributes")) {
+        Ok(text) => ["filter", "eol", "text", "working-tree-encoding", "ident"]
+            .iter()
+            .any(|w| text.contains(w)),
+        Err(_) => false,
     }
 }

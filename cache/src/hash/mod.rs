@@ -288,6 +288,7 @@ impl TreeHasher {
                 };
                 if let (Some(o), Some(rec)) = (oid, cache.get(&f.rel))
                     && rec.oid == Some(o)
+                    && rec.stat.size == f.stat.size
                 {
                     stats.git_hits += 1;
                     digests[i] = Some(rec.digest);

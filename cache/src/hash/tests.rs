@@ -245,3 +245,23 @@ fn changed_files_reports_edits_after_hashing() {
     fs::remove_file(root.join("b")).expect("rm");
     assert_eq!(snap.changed_files(), ["a", "b"]);
 }
+
+#[test]
+fn git_fast_path_is_off_when_checkouts_convert_content() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("repo");
+    fs::create_dir_all(&root).expect("mkdir");
+    if !git(&root, &["init", "-q"]) {
+        eprintln!("skipping: git is not installed");
+        return;
+    }
+    write(&root, ".gitattributes", b"*.txt text eol=crlf\n");
+    write(&root, "a.txt", b"x");
+    assert!(git(&root, &["add", "."]));
+    assert!(git(&root, &["commit", "-qm", "x"]));
+    assert!(git::GitIndex::open(&root).is_none());
+    fs::remove_file(root.join(".gitattributes")).expect("rm");
+    assert!(git::GitIndex::open(&root).is_some());
+    assert!(git(&root, &["config", "core.autocrlf", "input"]));
+    assert!(git::GitIndex::open(&root).is_none());
+}
