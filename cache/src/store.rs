@@ -106,6 +106,56 @@ pub struct StoreOptions {
     pub fsync: bool,
 }
 
+/// Environment variable with the size budget (`500M`, `10G`).
+pub const ENV_MAX_SIZE: &str = "PIPE_CACHE_MAX_SIZE";
+/// Environment variable with the age budget (`12h`, `30d`).
+pub const ENV_MAX_AGE: &str = "PIPE_CACHE_MAX_AGE";
+
+/// Parses a size: `10G`, `500M`, `64K`, `1T` (powers of 1024) or plain bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        (i, 'T' | 't') => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// Parses an age: `14d`, `12h`, `30m`, `90s`.
+pub fn parse_age(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (i, unit) = s.char_indices().last()?;
+    let n: u64 = s[..i].parse().ok()?;
+    let secs = match unit {
+        'd' => n.checked_mul(86400)?,
+        'h' => n.checked_mul(3600)?,
+        'm' => n.checked_mul(60)?,
+        's' => n,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+impl StoreOptions {
+    /// The defaults with [`ENV_MAX_SIZE`] and [`ENV_MAX_AGE`] applied; `Err` names the bad
+    /// variable and value.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mut o = StoreOptions::default();
+        if let Some(v) = env(ENV_MAX_SIZE).filter(|v| !v.is_empty()) {
+            o.max_size =
+                parse_size(&v).ok_or_else(|| format!("`{ENV_MAX_SIZE}={v}` is not a size"))?;
+        }
+        if let Some(v) = env(ENV_MAX_AGE).filter(|v| !v.is_empty()) {
+            o.max_age =
+                parse_age(&v).ok_or_else(|| format!("`{ENV_MAX_AGE}={v}` is not a duration"))?;
+        }
+        Ok(o)
+    }
+}
+
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
@@ -1227,6 +1277,30 @@ mod tests {
             },
         )
         .expect("open")
+    }
+
+    #[test]
+    fn limits_parse_from_the_environment() {
+        assert_eq!(parse_size("10G"), Some(10 << 30));
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("1.5G"), None);
+        assert_eq!(parse_age("14d"), Some(Duration::from_secs(14 * 86400)));
+        assert_eq!(parse_age("12"), None);
+        let env = |k: &str| match k {
+            ENV_MAX_SIZE => Some("2M".to_owned()),
+            ENV_MAX_AGE => Some("1h".to_owned()),
+            _ => None,
+        };
+        let o = StoreOptions::from_env(&env).expect("parse");
+        assert_eq!(
+            (o.max_size, o.max_age),
+            (2 << 20, Duration::from_secs(3600))
+        );
+        let bad = |k: &str| (k == ENV_MAX_AGE).then(|| "soon".to_owned());
+        assert_eq!(
+            StoreOptions::from_env(&bad).expect_err("bad"),
+            "`PIPE_CACHE_MAX_AGE=soon` is not a duration"
+        );
     }
 
     #[test]

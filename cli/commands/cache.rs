@@ -7,10 +7,9 @@
 //! error (exit 3); `verify` exits 3 when it finds corruption.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use pipe_cache::hash::TreeHasher;
-use pipe_cache::store::{GcLimits, LocalStore, StoreOptions};
+use pipe_cache::store::{GcLimits, LocalStore, StoreOptions, parse_age, parse_size};
 use pipe_cache::{Digest, EntryKey, Manifest};
 use pipe_runner::exit;
 
@@ -75,60 +74,14 @@ pub fn run(cli: &Cli, args: &CacheArgs) -> u8 {
 
 /// Limits from `PIPE_CACHE_MAX_SIZE` / `PIPE_CACHE_MAX_AGE` over the defaults.
 fn store_options(cli: &Cli) -> Result<StoreOptions, u8> {
-    let mut o = StoreOptions::default();
-    if let Ok(v) = std::env::var("PIPE_CACHE_MAX_SIZE")
-        && !v.is_empty()
-    {
-        o.max_size = parse_size(&v).ok_or_else(|| {
-            super::error(
-                cli,
-                &format!("`PIPE_CACHE_MAX_SIZE={v}` is not a size"),
-                Some("e.g. `10G`, `500M`"),
-            );
-            exit::USAGE
-        })?;
-    }
-    if let Ok(v) = std::env::var("PIPE_CACHE_MAX_AGE")
-        && !v.is_empty()
-    {
-        o.max_age = parse_age(&v).ok_or_else(|| {
-            super::error(
-                cli,
-                &format!("`PIPE_CACHE_MAX_AGE={v}` is not a duration"),
-                Some("e.g. `14d`, `12h`"),
-            );
-            exit::USAGE
-        })?;
-    }
-    Ok(o)
-}
-
-/// `10G`, `500M`, `64K`, `1024` (bytes).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
-        (i, 'M' | 'm') => (&s[..i], 1 << 20),
-        (i, 'G' | 'g') => (&s[..i], 1 << 30),
-        (i, 'T' | 't') => (&s[..i], 1 << 40),
-        _ => (s, 1),
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mult)
-}
-
-/// `14d`, `12h`, `30m`, `90s`.
-pub fn parse_age(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (i, unit) = s.char_indices().last()?;
-    let n: u64 = s[..i].parse().ok()?;
-    let secs = match unit {
-        'd' => n * 86400,
-        'h' => n * 3600,
-        'm' => n * 60,
-        's' => n,
-        _ => return None,
-    };
-    Some(Duration::from_secs(secs))
+    StoreOptions::from_env(&pipe_runner::dirs::process_env).map_err(|message| {
+        super::error(
+            cli,
+            &message,
+            Some("e.g. `PIPE_CACHE_MAX_SIZE=10G`, `PIPE_CACHE_MAX_AGE=14d`"),
+        );
+        exit::USAGE
+    })
 }
 
 fn human_size(n: u64) -> String {
@@ -558,18 +511,4 @@ fn torture(
         store.put_entry(&m).map_err(|e| e.to_string())?;
     }
     Ok(exit::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_and_ages_parse() {
-        assert_eq!(parse_size("10G"), Some(10 << 30));
-        assert_eq!(parse_size("512"), Some(512));
-        assert_eq!(parse_size("1.5G"), None);
-        assert_eq!(parse_age("14d"), Some(Duration::from_secs(14 * 86400)));
-        assert_eq!(parse_age("12"), None);
-    }
 }
