@@ -12,6 +12,9 @@
 //!   enter the local store; only then is the hit reported.
 //!
 //! Every warning is also logged with `tracing::warn!`.
+//!
+//! Everything here blocks (file I/O, HTTP, S3 on a private runtime): async callers use
+//! `tokio::task::spawn_blocking`. A `Cache` is `Send + Sync`; share one per process.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
