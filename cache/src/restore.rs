@@ -14,7 +14,7 @@
 //! Restored files are not fsynced: they are outputs that can be restored again, and fsync
 //! per file would dominate the cost of replaying small entries (performance.md G6).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -361,14 +361,6 @@ fn same_content(path: &Path, want: &Digest, buf: &mut Vec<u8>) -> bool {
         Ok((d, _)) => d == *want,
         Err(_) => false,
     }
-}
-
-/// Reads a whole file (helper for tests and callers that restore into memory).
-pub fn read_all(path: &Path) -> io::Result<Vec<u8>> {
-    let mut f = File::open(path)?;
-    let mut v = Vec::new();
-    f.read_to_end(&mut v)?;
-    Ok(v)
 }
 
 #[cfg(test)]
