@@ -38,6 +38,8 @@ pub enum Command {
     Runs(RunsArgs),
     /// Print the logs of a recorded run.
     Logs(LogsArgs),
+    /// Inspect and maintain the content-addressed cache (`$PIPE_CACHE_DIR`).
+    Cache(CacheArgs),
 }
 
 /// Which workflows, jobs and legs (`run`, `list` and `graph` share these).
@@ -170,4 +172,91 @@ pub struct ValidateArgs {
     /// Also report pipe's extension keys, which GitHub rejects.
     #[arg(long)]
     pub strict_github: bool,
+}
+
+/// `pipe cache`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+/// The `pipe cache` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List entries, most recently used first.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Only this namespace (`step`, `actions`, …).
+        #[arg(long, value_name = "NS")]
+        namespace: Option<String>,
+    },
+    /// Show one entry: files, attachments, metadata size.
+    Show {
+        /// A key, a key prefix, or a prefix of the entry id.
+        key: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evict old and least recently used entries and unreferenced blobs.
+    Gc {
+        /// Size budget (default `PIPE_CACHE_MAX_SIZE` or 10G).
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<String>,
+        /// Age budget since last use (default `PIPE_CACHE_MAX_AGE` or 14d).
+        #[arg(long, value_name = "AGE")]
+        max_age: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every blob and check every entry (exit 3 on corruption).
+    Verify {
+        /// Remove corrupt files, broken entries and unfinished writes.
+        #[arg(long)]
+        repair: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove every entry, blob and stat cache.
+    Clear,
+    /// Debugging aid: print SHA-256 digests of files and trees as the step cache sees them.
+    #[command(hide = true)]
+    Hash {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Do not use or update the stat cache.
+        #[arg(long)]
+        no_stat_cache: bool,
+        /// Do not use git's index.
+        #[arg(long)]
+        no_git: bool,
+        /// Print only the tree digest, not one line per file.
+        #[arg(long)]
+        summary: bool,
+    },
+    /// Fault-test aid: write COUNT deterministic entries, or `--check` every one.
+    #[command(hide = true)]
+    Torture {
+        /// Entries to write.
+        #[arg(long, default_value_t = 100)]
+        count: u64,
+        /// Seed of the keys and contents.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Check instead of write: every hit must restore exactly the expected content.
+        #[arg(long)]
+        check: bool,
+        /// Entry shape: `mixed`, `big` (adds a 1 MiB blob) or `step` (one tiny output and a log).
+        #[arg(long, default_value = "mixed")]
+        shape: String,
+    },
 }

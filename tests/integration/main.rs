@@ -4,9 +4,11 @@
 //! the expected findings in `tests/validate/` and against actionlint's recorded verdicts;
 //! `snapshots` pins the rendered output of every rule and format; `bad_input` feeds files no
 //! workflow should be; `plan` drives `list` and `graph`; `conformance` runs the end-to-end
-//! workflows of `tests/conformance/` and the interrupt tests.
+//! workflows of `tests/conformance/` and the interrupt tests; `cache` drives `pipe cache` and
+//! its fault tests.
 
 mod bad_input;
+mod cache;
 mod common;
 mod conformance;
 mod corpus;

@@ -1,0 +1,528 @@
+//! Restoring an entry's files into a folder, safely.
+//!
+//! Rules (Turborepo's restore code had to learn each of them):
+//! - a path must be relative, `/`-separated, without `..`, `.` or empty components;
+//! - no file is ever written *through* a symlink: every existing parent component must be a
+//!   real folder;
+//! - a symlink is restored only if its target, resolved lexically from the link's folder,
+//!   stays inside the root (absolute targets are refused), and symlinks come last;
+//! - every blob is re-hashed while it is copied into a temp file beside its destination; only
+//!   when *all* files verified are the temp files renamed into place, so a corrupt or missing
+//!   blob makes the whole restore a miss and leaves the folder as it was;
+//! - a file already present with the same content and mode is not rewritten.
+//!
+//! Restored files are not fsynced: they are outputs that can be restored again, and fsync
+//! per file would dominate the cost of replaying small entries (performance.md G6).
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use crate::digest::{Digest, Hasher};
+use crate::fsutil::{self, TEMP_PREFIX};
+use crate::manifest::{BlobRef, FileKind, Manifest};
+use crate::store::LocalStore;
+
+/// Restoring failed; the destination is unchanged except for folders it created.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// A path in the entry is absolute, has `..`, or would be written through a symlink.
+    #[error("refusing to restore `{path}`: {reason}")]
+    Unsafe {
+        /// The entry's path.
+        path: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A blob is not in the store.
+    #[error("blob `{0}` is missing from the cache")]
+    MissingBlob(Digest),
+    /// A blob does not hash to its digest (it has been removed from the store).
+    #[error("blob `{0}` is corrupt")]
+    Corrupt(Digest),
+    /// A folder is in the way of a file, or the reverse.
+    #[error("cannot restore `{path}`: a {found} is in the way")]
+    Conflict {
+        /// The path.
+        path: String,
+        /// What is there.
+        found: &'static str,
+    },
+    /// A file operation failed.
+    #[error("{what} `{path}`: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl RestoreError {
+    /// Whether this is a cache miss (missing or corrupt content) rather than a failure to
+    /// write the destination.
+    pub fn is_miss(&self) -> bool {
+        matches!(
+            self,
+            RestoreError::MissingBlob(_) | RestoreError::Corrupt(_)
+        )
+    }
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> RestoreError + 'a {
+    move |source| RestoreError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What a restore did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RestoreReport {
+    /// Files (and links) written.
+    pub written: usize,
+    /// Files already present with the same content.
+    pub unchanged: usize,
+    /// Folders created.
+    pub dirs: usize,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+/// Checks a relative path and returns it normalised (no trailing `/`).
+pub fn check_rel_path(p: &str) -> Result<String, &'static str> {
+    if p.is_empty() {
+        return Err("empty path");
+    }
+    if p.starts_with('/') {
+        return Err("absolute path");
+    }
+    if p.contains('\0') || p.contains('\\') {
+        return Err("path contains NUL or a backslash");
+    }
+    let trimmed = p.trim_end_matches('/');
+    for c in trimmed.split('/') {
+        match c {
+            "" | "." => return Err("empty or `.` component"),
+            ".." => return Err("`..` component"),
+            _ => {}
+        }
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Whether a symlink at `link` (relative to the root) pointing at `target` stays inside the
+/// root, resolving `..` lexically.
+fn link_stays_inside(link: &str, target: &str) -> bool {
+    if target.is_empty() || Path::new(target).is_absolute() {
+        return false;
+    }
+    let mut depth: Vec<&str> = link.split('/').collect();
+    depth.pop();
+    for c in Path::new(target).components() {
+        match c {
+            Component::Normal(n) => depth.push(n.to_str().unwrap_or("?")),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if depth.pop().is_none() {
+                    return false;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+/// Creates the folders leading to `rel` under `root`, refusing to pass through a symlink or
+/// a non-folder.
+fn make_parents(root: &Path, rel: &str, report: &mut RestoreReport) -> Result<(), RestoreError> {
+    let mut cur = root.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        cur.push(part);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(RestoreError::Unsafe {
+                    path: rel.to_owned(),
+                    reason: "a parent folder is a symlink",
+                });
+            }
+            Ok(_) => {
+                return Err(RestoreError::Conflict {
+                    path: rel.to_owned(),
+                    found: "file",
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match fs::create_dir(&cur) {
+                    Ok(()) => report.dirs += 1,
+                    // A concurrent restore made it: fine if it is a folder (checked next time).
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io_err("cannot create", &cur)(e)),
+                }
+            }
+            Err(e) => return Err(io_err("cannot stat", &cur)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// A verified temp file waiting to be renamed into place.
+struct Staged {
+    tmp: PathBuf,
+    dest: PathBuf,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl LocalStore {
+    /// Restores the entry's files under `root` (see the module docs for the rules).
+    pub fn restore(&self, m: &Manifest, root: &Path) -> Result<RestoreReport, RestoreError> {
+        let mut report = RestoreReport::default();
+        // Check every path before touching anything.
+        for f in &m.files {
+            let p = check_rel_path(&f.path).map_err(|reason| RestoreError::Unsafe {
+                path: f.path.clone(),
+                reason,
+            })?;
+            if let FileKind::Symlink { target } = &f.kind
+                && !link_stays_inside(&p, target)
+            {
+                return Err(RestoreError::Unsafe {
+                    path: f.path.clone(),
+                    reason: "the link points outside the restore folder",
+                });
+            }
+        }
+        fs::create_dir_all(root).map_err(io_err("cannot create", root))?;
+        let _lock = self.lock_shared()?;
+        let mut staged: Vec<Staged> = Vec::new();
+        let mut buf = Vec::new();
+        for f in &m.files {
+            let dest = root.join(&f.path);
+            match &f.kind {
+                FileKind::Dir => {
+                    make_parents(root, &format!("{}/x", f.path), &mut report)?;
+                }
+                FileKind::Symlink { .. } => {}
+                FileKind::File { mode, blob } => {
+                    make_parents(root, &f.path, &mut report)?;
+                    match fs::symlink_metadata(&dest) {
+                        Ok(meta) if meta.file_type().is_dir() => {
+                            return Err(RestoreError::Conflict {
+                                path: f.path.clone(),
+                                found: "folder",
+                            });
+                        }
+                        Ok(meta)
+                            if meta.file_type().is_file()
+                                && meta.len() == blob.size
+                                && crate::store::mode_of(&meta) == *mode
+                                && same_content(&dest, &blob.digest, &mut buf) =>
+                        {
+                            report.unchanged += 1;
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    let tmp = self.stage(blob, &dest, *mode)?;
+                    report.bytes += blob.size;
+                    staged.push(Staged { tmp, dest });
+                }
+            }
+        }
+        // Everything verified: move into place.
+        for mut s in staged {
+            fs::rename(&s.tmp, &s.dest).map_err(io_err("cannot write", &s.dest))?;
+            s.tmp = PathBuf::new();
+            report.written += 1;
+        }
+        for f in &m.files {
+            if let FileKind::Symlink { target } = &f.kind {
+                make_parents(root, &f.path, &mut report)?;
+                let dest = root.join(&f.path);
+                if let Ok(cur) = fs::read_link(&dest)
+                    && cur == Path::new(target)
+                {
+                    report.unchanged += 1;
+                    continue;
+                }
+                if let Ok(meta) = fs::symlink_metadata(&dest) {
+                    if meta.is_dir() {
+                        return Err(RestoreError::Conflict {
+                            path: f.path.clone(),
+                            found: "folder",
+                        });
+                    }
+                    fs::remove_file(&dest).map_err(io_err("cannot replace", &dest))?;
+                }
+                std::os::unix::fs::symlink(target, &dest)
+                    .map_err(io_err("cannot create link", &dest))?;
+                report.written += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Copies a blob into a temp file beside `dest`, hashing as it goes.
+    fn stage(&self, blob: &BlobRef, dest: &Path, mode: u32) -> Result<PathBuf, RestoreError> {
+        let dir = dest.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(fsutil::unique_name(TEMP_PREFIX));
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io_err("cannot create", &tmp))?;
+        let guard = Staged {
+            tmp: tmp.clone(),
+            dest: dest.to_path_buf(),
+        };
+        let digest = match &blob.inline {
+            Some(bytes) => {
+                out.write_all(bytes).map_err(io_err("cannot write", &tmp))?;
+                Digest::of(bytes)
+            }
+            None => {
+                let Some(mut src) = self.open_blob(&blob.digest)? else {
+                    return Err(RestoreError::MissingBlob(blob.digest));
+                };
+                let mut h = Hasher::new();
+                let mut buf = vec![0u8; (blob.size as usize).clamp(1, 1 << 20)];
+                loop {
+                    let n = match src.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            return Err(io_err("cannot read", &self.blob_path(&blob.digest))(e));
+                        }
+                    };
+                    h.update(&buf[..n]);
+                    out.write_all(&buf[..n])
+                        .map_err(io_err("cannot write", &tmp))?;
+                }
+                h.finish()
+            }
+        };
+        if digest != blob.digest {
+            if blob.inline.is_none() {
+                self.quarantine(
+                    &self.blob_path(&blob.digest),
+                    "blob content does not match its digest",
+                );
+            } else {
+                tracing::warn!(
+                    "cache: inline blob `{}` is corrupt; treating as a miss",
+                    blob.digest
+                );
+            }
+            return Err(RestoreError::Corrupt(blob.digest));
+        }
+        // The umask may have cleared bits of `mode`; set them exactly.
+        out.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(io_err("cannot chmod", &tmp))?;
+        drop(out);
+        let mut guard = guard;
+        guard.tmp = PathBuf::new();
+        Ok(tmp)
+    }
+
+    /// Reads an attachment (e.g. a step log), verified; `None` if absent or corrupt.
+    pub fn read_attachment(
+        &self,
+        m: &Manifest,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
+        match m.attachment(name) {
+            Some(a) => self.read_ref(&a.blob),
+            None => Ok(None),
+        }
+    }
+}
+
+fn same_content(path: &Path, want: &Digest, buf: &mut Vec<u8>) -> bool {
+    match crate::digest::hash_file_with(path, buf) {
+        Ok((d, _)) => d == *want,
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::FileEntry;
+    use crate::store::{EntryKey, StoreOptions};
+
+    fn store(dir: &Path) -> LocalStore {
+        LocalStore::open(
+            dir,
+            StoreOptions {
+                fsync: false,
+                inline_max: 4,
+                ..StoreOptions::default()
+            },
+        )
+        .expect("open")
+    }
+
+    #[test]
+    fn paths_are_checked() {
+        assert_eq!(check_rel_path("a/b/"), Ok("a/b".into()));
+        for bad in ["", "/etc/passwd", "a/../b", "..", "./a", "a//b", "a\\b"] {
+            assert!(check_rel_path(bad).is_err(), "{bad}");
+        }
+        assert!(link_stays_inside("a/l", "b"));
+        assert!(link_stays_inside("a/l", "../b"));
+        assert!(!link_stays_inside("a/l", "../../b"));
+        assert!(!link_stays_inside("l", "/etc"));
+    }
+
+    #[test]
+    fn capture_and_restore_a_tree() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = store(&dir.path().join("cache"));
+        let src = dir.path().join("src");
+        fs::create_dir_all(src.join("out/sub")).expect("mkdir");
+        fs::create_dir_all(src.join("out/empty")).expect("mkdir");
+        fs::write(src.join("out/a.txt"), b"a").expect("write");
+        fs::write(src.join("out/sub/big.bin"), vec![3u8; 100_000]).expect("write");
+        fs::write(src.join("out/run.sh"), b"#!/bin/sh\n").expect("write");
+        fs::set_permissions(src.join("out/run.sh"), fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        std::os::unix::fs::symlink("sub/big.bin", src.join("out/link")).expect("link");
+        let mut b = s.builder(&EntryKey::new("step", "k")).expect("builder");
+        b.add_path(&src, "out").expect("add");
+        let m = b.finish();
+        s.put_entry(&m).expect("put");
+        let m = s
+            .get_entry(&EntryKey::new("step", "k"))
+            .expect("get")
+            .expect("hit");
+
+        let dst = dir.path().join("dst");
+        let r = s.restore(&m, &dst).expect("restore");
+        assert_eq!(r.written, 4, "{r:?}");
+        assert_eq!(
+            fs::read(dst.join("out/sub/big.bin")).expect("read").len(),
+            100_000
+        );
+        assert_eq!(
+            fs::read_link(dst.join("out/link")).expect("link"),
+            Path::new("sub/big.bin")
+        );
+        assert!(dst.join("out/empty").is_dir());
+        let mode = fs::metadata(dst.join("out/run.sh"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        // Again: nothing to write.
+        let r = s.restore(&m, &dst).expect("restore");
+        assert_eq!((r.written, r.unchanged), (0, 4), "{r:?}");
+        // A changed file is rewritten.
+        fs::write(dst.join("out/a.txt"), b"b").expect("write");
+        let r = s.restore(&m, &dst).expect("restore");
+        assert_eq!(r.written, 1);
+        assert_eq!(fs::read(dst.join("out/a.txt")).expect("read"), b"a");
+        // No temp files are left behind.
+        let leftovers = fs::read_dir(dst.join("out"))
+            .expect("ls")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+            .count();
+        assert_eq!(leftovers, 0);
+    }
+
+    #[test]
+    fn corrupt_blob_restores_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = store(&dir.path().join("cache"));
+        let mut b = s.builder(&EntryKey::new("step", "k")).expect("builder");
+        b.add_bytes("one", 0o644, b"first file").expect("add");
+        b.add_bytes("two", 0o644, b"second file").expect("add");
+        let m = b.finish();
+        let second = match &m.files[1].kind {
+            FileKind::File { blob, .. } => blob.digest,
+            _ => unreachable!(),
+        };
+        fs::write(s.blob_path(&second), b"second filE").expect("corrupt");
+        let dst = dir.path().join("dst");
+        let err = s.restore(&m, &dst).expect_err("corrupt");
+        assert!(err.is_miss(), "{err}");
+        assert!(!dst.join("one").exists(), "nothing was restored");
+        assert_eq!(
+            fs::read_dir(&dst).expect("ls").count(),
+            0,
+            "no temp files left"
+        );
+        let err = s.restore(&m, &dst).expect_err("now missing");
+        assert!(matches!(err, RestoreError::MissingBlob(_)));
+    }
+
+    #[test]
+    fn unsafe_entries_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = store(&dir.path().join("cache"));
+        let dst = dir.path().join("dst");
+        fs::create_dir_all(&dst).expect("mkdir");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(&outside).expect("mkdir");
+        std::os::unix::fs::symlink(&outside, dst.join("escape")).expect("link");
+        let file = |path: &str| FileEntry {
+            path: path.into(),
+            kind: FileKind::File {
+                mode: 0o644,
+                blob: BlobRef {
+                    digest: Digest::of(b"x"),
+                    size: 1,
+                    inline: Some(b"x".to_vec()),
+                },
+            },
+        };
+        for (entry, why) in [
+            (file("../x"), "dotdot"),
+            (file("/tmp/x"), "absolute"),
+            (file("escape/x"), "through a symlink"),
+            (
+                FileEntry {
+                    path: "l".into(),
+                    kind: FileKind::Symlink {
+                        target: "/etc/passwd".into(),
+                    },
+                },
+                "absolute link",
+            ),
+            (
+                FileEntry {
+                    path: "a/l".into(),
+                    kind: FileKind::Symlink {
+                        target: "../../x".into(),
+                    },
+                },
+                "escaping link",
+            ),
+        ] {
+            let mut m = Manifest::new("step", "k");
+            m.files.push(entry);
+            let err = s.restore(&m, &dst).expect_err(why);
+            assert!(matches!(err, RestoreError::Unsafe { .. }), "{why}: {err}");
+        }
+        assert_eq!(fs::read_dir(&outside).expect("ls").count(), 0);
+    }
+}
