@@ -262,20 +262,33 @@ pub fn inputs(cli: &Cli, sel: &SelectArgs) -> Result<Vec<(String, String)>, u8> 
         .collect()
 }
 
-/// Plans a loaded workflow with the contexts known before the run.
+/// Plans a loaded workflow with the contexts known before the run; the selection is checked
+/// across all planned workflows with [`check_selection`].
 pub fn plan_one(cli: &Cli, l: &Loaded, sel: &SelectArgs, contexts: &Contexts) -> Result<Plan, u8> {
     let selection = Selection {
         jobs: sel.job.clone(),
         no_deps: sel.no_deps,
         matrix: matrix_filters(cli, sel)?,
     };
-    plan::plan(&plan::PlanInput {
-        workflow: &l.workflow,
-        path: &l.path,
-        contexts,
-        selection: &selection,
-    })
-    .map_err(|e| {
+    Ok(plan::plan_unchecked(
+        &plan::PlanInput {
+            workflow: &l.workflow,
+            path: &l.path,
+            contexts,
+            selection: &selection,
+        },
+        &[],
+    ))
+}
+
+/// Checks `-j` and `--matrix` against every planned workflow (exit 2 with a hint).
+pub fn check_selection(cli: &Cli, sel: &SelectArgs, plans: &[Plan]) -> Result<(), u8> {
+    let selection = Selection {
+        jobs: sel.job.clone(),
+        no_deps: sel.no_deps,
+        matrix: matrix_filters(cli, sel)?,
+    };
+    plan::check_selection(plans, &selection).map_err(|e| {
         error(cli, &e.message, None);
         exit::USAGE
     })

@@ -9,6 +9,7 @@ use pipe_runner::event::{Conclusion, RunEvent, SCHEMA_VERSION, Summary};
 use pipe_runner::executor::Cancel;
 use pipe_runner::executor::host::HostExecutor;
 use pipe_runner::expr::{Object, Value};
+use pipe_runner::plan::Plan;
 use pipe_runner::run::job::Shared;
 use pipe_runner::run::mask::Masker;
 use pipe_runner::run::report::{Fanout, NoticeLevel, Reporter};
@@ -66,9 +67,44 @@ pub fn run(cli: &Cli, args: &RunArgs) -> u8 {
             runtime.spawn(async move { watch_signals(int, term, signal, cancel).await });
         }
     }
-    let mut worst = exit::SUCCESS;
+    // Plan every selected workflow first: `-j` and `--matrix` are judged across all of them
+    // (`-j deploy` names a job of one workflow), and a workflow with no selected job is left out.
+    let mut planned = Vec::with_capacity(loaded.len());
     for l in &loaded {
-        let code = runtime.block_on(run_one(cli, args, &p, l, &vars, &secrets, cancel.clone()));
+        let (ctx, inputs, payload) =
+            match super::plan_contexts(cli, &p, l, &args.select, vars.clone()) {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+        let plan = match super::plan_one(cli, l, &args.select, &ctx) {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
+        planned.push((l, plan, inputs, payload));
+    }
+    let plans: Vec<Plan> = planned.iter().map(|(_, p, _, _)| p.clone()).collect();
+    if let Err(code) = super::check_selection(cli, &args.select, &plans) {
+        return code;
+    }
+    if !args.select.job.is_empty() {
+        planned.retain(|(_, p, _, _)| p.jobs.iter().any(|j| j.selected));
+    }
+    let mut worst = exit::SUCCESS;
+    for (l, plan, inputs, payload) in planned {
+        let code = runtime.block_on(run_one(
+            cli,
+            args,
+            &p,
+            RunInput {
+                l,
+                plan,
+                inputs,
+                payload,
+            },
+            &vars,
+            &secrets,
+            cancel.clone(),
+        ));
         worst = worst.max(code);
         if cancel.soft.is_cancelled() {
             break;
@@ -177,24 +213,29 @@ fn has_program(name: &str) -> bool {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// One planned workflow to run.
+struct RunInput<'a> {
+    l: &'a Loaded,
+    plan: Plan,
+    inputs: Value,
+    payload: Value,
+}
+
 async fn run_one(
     cli: &Cli,
     args: &RunArgs,
     p: &Project,
-    l: &Loaded,
+    input: RunInput<'_>,
     vars: &Value,
     secrets: &[(String, String)],
     cancel: Cancel,
 ) -> u8 {
-    let (plan_ctx, inputs, payload) =
-        match super::plan_contexts(cli, p, l, &args.select, vars.clone()) {
-            Ok(x) => x,
-            Err(code) => return code,
-        };
-    let plan = match super::plan_one(cli, l, &args.select, &plan_ctx) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let RunInput {
+        l,
+        plan,
+        inputs,
+        payload,
+    } = input;
     let styles = super::err_styles(cli);
 
     // The store: a failure to record is a warning, never a failed run.

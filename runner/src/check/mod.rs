@@ -627,7 +627,8 @@ fn check_job_uses(job: &Job, opts: &CheckOptions, out: &mut Vec<Diagnostic>) {
         return;
     }
     let text = uses.text.as_str();
-    if let Some(local) = text.strip_prefix("./") {
+    // `$/path` names a workflow of the calling repository itself, like `./path`.
+    if let Some(local) = text.strip_prefix("./").or_else(|| text.strip_prefix("$/")) {
         if text.contains('@') {
             out.push(
                 Diagnostic::error(

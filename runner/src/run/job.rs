@@ -528,6 +528,12 @@ impl<'a> LegRunner<'a> {
         // Job-level values.
         let jctx = self.job_contexts();
         let mut setup_error: Option<String> = None;
+        if let Some(uses) = &job.uses {
+            setup_error = Some(format!(
+                "job `{}` calls reusable workflow `{}`, which `pipe run` cannot run yet",
+                job.id.value, uses.text
+            ));
+        }
         let mut continue_on_error = false;
         if let Some(c) = &job.continue_on_error {
             match self.eval(c, &jctx) {

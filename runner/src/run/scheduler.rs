@@ -247,29 +247,31 @@ pub async fn run_plan(
                     }
                     Ok(true) => {}
                 }
-                // Legs: planned, or expanded now for dynamic matrices.
+                // Legs: planned, or expanded now for dynamic matrices and for names that read
+                // `needs` (the plan could only show those as written).
+                let name_reads_needs = job
+                    .name
+                    .as_ref()
+                    .is_some_and(|n| crate::plan::mentions_context(&n.text, "needs"));
+                let expand_now = || {
+                    let sctx = Contexts::new()
+                        .with("github", shared.github.clone())
+                        .with("needs", needs.clone())
+                        .with("vars", shared.vars.clone())
+                        .with("inputs", shared.inputs.clone());
+                    expand_job_matrix(job, &sctx)
+                        .map(|mut legs| {
+                            if !plan.matrix_filter.is_empty() {
+                                crate::plan::select_legs(&mut legs, &plan.matrix_filter);
+                            }
+                            legs
+                        })
+                        .map_err(|e| locate_span(&shared, e.span, &e.message))
+                };
                 let legs: Result<Vec<PlannedLeg>, String> = match &pj.legs {
+                    Legs::Expanded { .. } if name_reads_needs => expand_now(),
                     Legs::Expanded { legs } => Ok(legs.clone()),
-                    Legs::Dynamic => {
-                        let sctx = Contexts::new()
-                            .with("github", shared.github.clone())
-                            .with("needs", needs.clone())
-                            .with("vars", shared.vars.clone())
-                            .with("inputs", shared.inputs.clone());
-                        expand_job_matrix(job, &sctx)
-                            .map(|mut legs| {
-                                if !plan.matrix_filter.is_empty() {
-                                    for l in &mut legs {
-                                        l.selected = crate::plan::leg_matches(
-                                            &l.matrix,
-                                            &plan.matrix_filter,
-                                        );
-                                    }
-                                }
-                                legs
-                            })
-                            .map_err(|e| locate_span(&shared, e.span, &e.message))
-                    }
+                    Legs::Dynamic => expand_now(),
                     Legs::Error { message, span } => Err(locate_span(&shared, *span, message)),
                 };
                 let legs = match legs {
