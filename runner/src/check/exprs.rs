@@ -76,10 +76,7 @@ impl Walker<'_> {
         }
     }
 
-    fn container(&mut self, c: &Container, base: &Scope, service: bool) {
-        let at = |k| Scope {
-            ..with_key(base, k)
-        };
+    fn container(&mut self, c: &Container, scope: &mut Scope, service: bool) {
         let (image_key, env_key, cred_key) = if service {
             (
                 WorkflowKey::JobServices,
@@ -99,33 +96,32 @@ impl Walker<'_> {
             WorkflowKey::JobContainer
         };
         if let Some(i) = &c.image {
-            self.template(i, &at(image_key));
+            self.template(i, at(scope, image_key));
         }
         for y in [&c.username, &c.password].into_iter().flatten() {
-            self.template(y, &at(cred_key));
+            self.template(y, at(scope, cred_key));
         }
-        self.env(&c.env, &at(env_key));
+        self.env(&c.env, at(scope, env_key));
         for y in c.ports.iter().chain(&c.volumes) {
-            self.template(y, &at(other_key));
+            self.template(y, at(scope, other_key));
         }
         for y in [&c.options, &c.command, &c.entrypoint, &c.platform]
             .into_iter()
             .flatten()
         {
-            self.template(y, &at(other_key));
+            self.template(y, at(scope, other_key));
         }
     }
 }
 
-/// The scope at `key`, keeping what `base` knows about steps, needs, matrix and inputs.
-fn with_key(base: &Scope, key: WorkflowKey) -> Scope {
-    let mut s = Scope::at(key);
-    s.steps = base.steps.clone();
-    s.needs = base.needs.clone();
-    s.jobs = base.jobs.clone();
-    s.matrix = base.matrix.clone();
-    s.inputs = base.inputs.clone();
-    s
+/// Points `scope` at `key` (contexts and functions from the availability table), keeping what
+/// it knows about steps, needs, matrix and inputs. One scope is reused and re-keyed for every
+/// value: cloning its lists per value made large workflows allocation-bound.
+fn at(scope: &mut Scope, key: WorkflowKey) -> &Scope {
+    let (contexts, functions) = crate::expr::availability(key);
+    scope.contexts = contexts;
+    scope.functions = functions;
+    scope
 }
 
 /// Matrix keys known statically (vectors and literal include keys); `None` when an expression
@@ -187,43 +183,49 @@ pub fn check_expressions(wf: &Workflow, source: &SourceFile, out: &mut Vec<Diagn
             inputs.extend(c.inputs.iter().map(|i| i.id.value.clone()));
         }
     }
-    let base = Scope {
+    let mut sc = Scope {
         inputs: Some(inputs),
         ..Scope::default()
     };
-    let at = |k| with_key(&base, k);
 
     if let Some(y) = &wf.run_name {
-        w.template(y, &at(WorkflowKey::RunName));
+        w.template(y, at(&mut sc, WorkflowKey::RunName));
     }
-    w.env(&wf.env, &at(WorkflowKey::Env));
+    w.env(&wf.env, at(&mut sc, WorkflowKey::Env));
     if let Some(c) = &wf.concurrency {
-        w.template(&c.group, &at(WorkflowKey::Concurrency));
+        w.template(&c.group, at(&mut sc, WorkflowKey::Concurrency));
         if let Some(y) = &c.cancel_in_progress {
-            w.template(y, &at(WorkflowKey::Concurrency));
+            w.template(y, at(&mut sc, WorkflowKey::Concurrency));
         }
     }
     if let Some(call) = wf.workflow_call() {
         for i in &call.inputs {
             if let Some(d) = &i.default {
-                w.template(d, &at(WorkflowKey::WorkflowCallInputDefault));
+                w.template(d, at(&mut sc, WorkflowKey::WorkflowCallInputDefault));
             }
         }
-        let mut s = at(WorkflowKey::WorkflowCallOutputValue);
-        s.jobs = Some(wf.jobs.iter().map(job_ref).collect());
+        sc.jobs = Some(wf.jobs.iter().map(job_ref).collect());
         for o in &call.outputs {
-            w.template(&o.value, &s);
+            w.template(&o.value, at(&mut sc, WorkflowKey::WorkflowCallOutputValue));
         }
+        sc.jobs = None;
     }
     if let Some(Permissions::All(y)) = &wf.permissions {
-        w.template(y, &at(WorkflowKey::Env));
+        w.template(y, at(&mut sc, WorkflowKey::Env));
     }
 
+    // Job lookup by lower-case id (`needs` matches case-insensitively); a linear search per
+    // entry would make large workflows quadratic.
+    let by_id: std::collections::HashMap<String, &Job> = wf
+        .jobs
+        .iter()
+        .map(|j| (j.id.value.to_ascii_lowercase(), j))
+        .collect();
     for job in &wf.jobs {
         let needs: Vec<JobRef> = job
             .needs
             .iter()
-            .filter_map(|n| wf.job(&n.value))
+            .filter_map(|n| by_id.get(&n.value.to_ascii_lowercase()).copied())
             .map(|j| {
                 let mut r = job_ref(j);
                 // `needs.<id>` is matched case-insensitively; report names as written.
@@ -231,65 +233,64 @@ pub fn check_expressions(wf: &Workflow, source: &SourceFile, out: &mut Vec<Diagn
                 r
             })
             .collect();
-        let mut jbase = base.clone();
-        jbase.needs = Some(needs);
-        jbase.matrix = matrix_keys(job);
-        let jat = |k| with_key(&jbase, k);
+        sc.needs = Some(needs);
+        sc.matrix = matrix_keys(job);
+        sc.steps = None;
 
         if let Some(y) = &job.name {
-            w.template(y, &jat(WorkflowKey::JobName));
+            w.template(y, at(&mut sc, WorkflowKey::JobName));
         }
         if let Some(y) = &job.if_ {
-            w.condition(y, &jat(WorkflowKey::JobIf));
+            w.condition(y, at(&mut sc, WorkflowKey::JobIf));
         }
         if let Some(r) = &job.runs_on {
             for y in r.labels.iter().chain(&r.group) {
-                w.template(y, &jat(WorkflowKey::JobRunsOn));
+                w.template(y, at(&mut sc, WorkflowKey::JobRunsOn));
             }
         }
         if let Some(e) = &job.environment {
-            w.template(&e.name, &jat(WorkflowKey::JobEnvironment));
+            w.template(&e.name, at(&mut sc, WorkflowKey::JobEnvironment));
             if let Some(u) = &e.url {
-                w.template(u, &jat(WorkflowKey::JobEnvironmentUrl));
+                w.template(u, at(&mut sc, WorkflowKey::JobEnvironmentUrl));
             }
         }
-        w.env(&job.env, &jat(WorkflowKey::JobEnv));
+        w.env(&job.env, at(&mut sc, WorkflowKey::JobEnv));
         if let Some(d) = &job.defaults {
             for y in [&d.shell, &d.working_directory].into_iter().flatten() {
-                w.template(y, &jat(WorkflowKey::JobDefaultsRun));
+                w.template(y, at(&mut sc, WorkflowKey::JobDefaultsRun));
             }
         }
         if let Some(c) = &job.concurrency {
-            w.template(&c.group, &jat(WorkflowKey::JobConcurrency));
+            w.template(&c.group, at(&mut sc, WorkflowKey::JobConcurrency));
             if let Some(y) = &c.cancel_in_progress {
-                w.template(y, &jat(WorkflowKey::JobConcurrency));
+                w.template(y, at(&mut sc, WorkflowKey::JobConcurrency));
             }
         }
         if let Some(y) = &job.timeout_minutes {
-            w.template(y, &jat(WorkflowKey::JobTimeoutMinutes));
+            w.template(y, at(&mut sc, WorkflowKey::JobTimeoutMinutes));
         }
         if let Some(y) = &job.continue_on_error {
-            w.template(y, &jat(WorkflowKey::JobContinueOnError));
+            w.template(y, at(&mut sc, WorkflowKey::JobContinueOnError));
         }
         if let Some(s) = &job.strategy {
-            let sat = jat(WorkflowKey::JobStrategy);
+            at(&mut sc, WorkflowKey::JobStrategy);
             for y in [&s.fail_fast, &s.max_parallel].into_iter().flatten() {
-                w.template(y, &sat);
+                w.template(y, &sc);
             }
             match &s.matrix {
-                Some(Matrix::Expr(y)) => w.template(y, &sat),
+                Some(Matrix::Expr(y)) => w.template(y, &sc),
                 Some(Matrix::Map(m)) => {
                     let mut nodes: Vec<&crate::yaml::Node> = Vec::new();
                     for (_, v) in &m.vectors {
                         match v {
                             crate::workflow::MatrixVector::Values(items) => nodes.extend(items),
-                            crate::workflow::MatrixVector::Expr(y) => w.template(y, &sat),
+                            crate::workflow::MatrixVector::Expr(y) => w.template(y, &sc),
                         }
                     }
                     for l in [&m.include, &m.exclude].into_iter().flatten() {
                         match l {
                             MatrixList::Entries(items) => nodes.extend(items),
-                            MatrixList::Expr(y) => w.template(y, &sat),
+                            MatrixList::Expr(y) => w.template(y, &sc),
                         }
                     }
                     let mut stack = nodes;
@@ -297,7 +298,7 @@ pub fn check_expressions(wf: &Workflow, source: &SourceFile, out: &mut Vec<Diagn
                         match &n.kind {
                             crate::yaml::NodeKind::Scalar(_) => {
                                 if let Some(y) = YStr::from_node(n) {
-                                    w.template(&y, &sat);
+                                    w.template(&y, &sc);
                                 }
                             }
                             crate::yaml::NodeKind::Seq(items) => stack.extend(items),
@@ -311,19 +312,19 @@ pub fn check_expressions(wf: &Workflow, source: &SourceFile, out: &mut Vec<Diagn
             }
         }
         if let Some(c) = &job.container {
-            w.container(c, &jbase, false);
+            w.container(c, &mut sc, false);
         }
         for (_, c) in &job.services {
-            w.container(c, &jbase, true);
+            w.container(c, &mut sc, true);
         }
         for (_, node) in &job.with {
             if let Some(y) = YStr::from_node(node) {
-                w.template(&y, &jat(WorkflowKey::JobWith));
+                w.template(&y, at(&mut sc, WorkflowKey::JobWith));
             }
         }
         if let Some(crate::workflow::CallSecrets::Map(m)) = &job.secrets {
             for (_, y) in m.values() {
-                w.template(y, &jat(WorkflowKey::JobSecrets));
+                w.template(y, at(&mut sc, WorkflowKey::JobSecrets));
             }
         }
         // Job outputs see every step.
@@ -332,40 +333,36 @@ pub fn check_expressions(wf: &Workflow, source: &SourceFile, out: &mut Vec<Diagn
             .iter()
             .filter_map(|s| s.id.as_ref().map(|i| i.value.clone()))
             .collect();
-        let mut oat = jat(WorkflowKey::JobOutputs);
-        oat.steps = Some(all_steps);
+        sc.steps = Some(all_steps);
         for (_, y) in job.outputs.values() {
-            w.template(y, &oat);
+            w.template(y, at(&mut sc, WorkflowKey::JobOutputs));
         }
         // Steps see the steps before them.
-        let mut before: Vec<String> = Vec::new();
+        sc.steps = Some(Vec::new());
         for step in &job.steps {
-            let mut sbase = jbase.clone();
-            sbase.steps = Some(before.clone());
-            let sat = |k| with_key(&sbase, k);
             if let Some(y) = &step.if_ {
-                w.condition(y, &sat(WorkflowKey::StepIf));
+                w.condition(y, at(&mut sc, WorkflowKey::StepIf));
             }
             if let Some(y) = &step.name {
-                w.template(y, &sat(WorkflowKey::StepName));
+                w.template(y, at(&mut sc, WorkflowKey::StepName));
             }
-            w.env(&step.env, &sat(WorkflowKey::StepEnv));
+            w.env(&step.env, at(&mut sc, WorkflowKey::StepEnv));
             for (_, y) in step.with.values() {
-                w.template(y, &sat(WorkflowKey::StepWith));
+                w.template(y, at(&mut sc, WorkflowKey::StepWith));
             }
             for y in [&step.run, &step.shell].into_iter().flatten() {
-                w.template(y, &sat(WorkflowKey::StepRun));
+                w.template(y, at(&mut sc, WorkflowKey::StepRun));
             }
             if let Some(y) = &step.working_directory {
-                w.template(y, &sat(WorkflowKey::StepWorkingDirectory));
+                w.template(y, at(&mut sc, WorkflowKey::StepWorkingDirectory));
             }
             if let Some(y) = &step.continue_on_error {
-                w.template(y, &sat(WorkflowKey::StepContinueOnError));
+                w.template(y, at(&mut sc, WorkflowKey::StepContinueOnError));
             }
             if let Some(y) = &step.timeout_minutes {
-                w.template(y, &sat(WorkflowKey::StepTimeoutMinutes));
+                w.template(y, at(&mut sc, WorkflowKey::StepTimeoutMinutes));
             }
-            if let Some(id) = &step.id {
+            if let (Some(id), Some(before)) = (&step.id, sc.steps.as_mut()) {
                 before.push(id.value.clone());
             }
         }
