@@ -38,6 +38,8 @@ pub enum Command {
     Runs(RunsArgs),
     /// Print the logs of a recorded run.
     Logs(LogsArgs),
+    /// Scan dependencies for known vulnerabilities, offline (`fs`, `db import`, `db status`).
+    Scan(crate::commands::scan::ScanArgs),
 }
 
 /// Which workflows, jobs and legs (`run`, `list` and `graph` share these).
