@@ -216,9 +216,22 @@ fn merge_aliases(
         s
     };
     let sets: Vec<BTreeSet<String>> = found.iter().map(|(h, _, _)| ids(h)).collect();
+    // Records of one database stay apart even when they share an alias (RustSec has
+    // several advisories naming one CVE, and cargo-audit reports each); records of
+    // different databases describing the same vulnerability merge.
+    let source = |k: usize| {
+        found[k]
+            .0
+            .advisory
+            .id
+            .split('-')
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    };
     for a in 0..n {
         for b in (a + 1)..n {
-            if !sets[a].is_disjoint(&sets[b]) {
+            if source(a) != source(b) && !sets[a].is_disjoint(&sets[b]) {
                 let (ga, gb) = (group[a], group[b]);
                 for g in group.iter_mut() {
                     if *g == gb {
