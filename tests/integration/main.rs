@@ -1,1 +1,2 @@
 //! Integration tests that drive the real `pipe` binary.
+mod scan;

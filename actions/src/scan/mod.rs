@@ -448,14 +448,15 @@ pub fn import_hint(dir: &Path) -> String {
 }
 
 /// Opens the database for a scan, checking its age; errors are exit 3.
-fn open_db(opts: &ScanOptions, now: i64) -> Result<Db, ScanOutcome> {
-    let dir = db_dir(opts.db.as_deref()).map_err(|e| ScanOutcome::error(exit::INFRA, e, None))?;
+fn open_db(opts: &ScanOptions, now: i64) -> Result<Db, Box<ScanOutcome>> {
+    let dir = db_dir(opts.db.as_deref())
+        .map_err(|e| Box::new(ScanOutcome::error(exit::INFRA, e, None)))?;
     let db = Db::open(&db::file_in(&dir)).map_err(|e| {
         let hint = match &e {
             DbError::Missing(_) | DbError::Corrupt { .. } => Some(import_hint(&dir)),
             _ => None,
         };
-        ScanOutcome::error(exit::INFRA, e.to_string(), hint)
+        Box::new(ScanOutcome::error(exit::INFRA, e.to_string(), hint))
     })?;
     if let Some(max) = opts.db_max_age {
         let newest = db
@@ -465,7 +466,7 @@ fn open_db(opts: &ScanOptions, now: i64) -> Result<Db, ScanOutcome> {
             .and_then(time::parse_rfc3339);
         let stale = newest.is_none_or(|n| now - n > max);
         if stale {
-            return Err(ScanOutcome::error(
+            return Err(Box::new(ScanOutcome::error(
                 exit::INFRA,
                 format!(
                     "the advisory database is stale: its newest advisory is from {}, more than {} ago",
@@ -479,7 +480,7 @@ fn open_db(opts: &ScanOptions, now: i64) -> Result<Db, ScanOutcome> {
                     "import fresh advisories with `pipe scan db import`, or raise `--db-max-age` (database `{}`)",
                     db.path.display()
                 )),
-            ));
+            )));
         }
     }
     Ok(db)
@@ -534,7 +535,7 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
     }
     let db = match open_db(opts, now) {
         Ok(db) => db,
-        Err(outcome) => return outcome,
+        Err(outcome) => return *outcome,
     };
     let usage = |e: policy::PolicyError| ScanOutcome::error(exit::USAGE, e.to_string(), None);
     // Policy inputs.

@@ -20,7 +20,7 @@ pub fn json(report: &Report) -> String {
     s
 }
 
-fn shown<'a>(report: &'a Report) -> Vec<&'a Finding> {
+fn shown(report: &Report) -> Vec<&Finding> {
     report
         .findings
         .iter()

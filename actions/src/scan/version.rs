@@ -655,8 +655,9 @@ mod tests {
                 "v1.0.3",
                 "1.0.4-0.20180125103619-43913f2f4fbd",
                 "v1.0.4",
-                "v1.1.0-pre.0.20190101000000-abcdefabcdef",
+                // A pseudo-version made after a pre-release tag sorts after that tag.
                 "v1.1.0-pre",
+                "v1.1.0-pre.0.20190101000000-abcdefabcdef",
                 "v1.1.0",
             ],
         );

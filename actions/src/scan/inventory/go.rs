@@ -27,6 +27,10 @@ fn unquote(s: &str) -> &str {
     s.trim().trim_matches('"').trim_matches('`')
 }
 
+/// `replace` directives: (path, version or `None` for all) → new (path, version), or `None`
+/// for a local directory.
+type Replaces = HashMap<(String, Option<String>), Option<(String, String)>>;
+
 /// `go.mod`.
 pub(super) fn go_mod(text: &str, ctx: &FileCtx<'_>) -> Result<Vec<Package>, ParseError> {
     struct Req {
@@ -38,7 +42,7 @@ pub(super) fn go_mod(text: &str, ctx: &FileCtx<'_>) -> Result<Vec<Package>, Pars
     let mut reqs: Vec<Req> = Vec::new();
     // replace: (path, Some(version) | None for all versions) → Some((new path, new version))
     // or None for a local directory.
-    let mut replaces: HashMap<(String, Option<String>), Option<(String, String)>> = HashMap::new();
+    let mut replaces: Replaces = HashMap::new();
     let mut toolchain: Option<(String, u32)> = None;
     let mut block: Option<String> = None;
     for (i, raw) in text.lines().enumerate() {

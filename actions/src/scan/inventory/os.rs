@@ -9,7 +9,7 @@ use super::{FileCtx, Origin, Package, ParseError, purl_enc};
 use crate::scan::Warning;
 
 /// The root of an OS tree holding `rel` (the path up to `var/lib/dpkg` or `lib/apk`).
-fn os_root<'a>(root: &'a Path, rel: &str, marker: &str) -> std::path::PathBuf {
+fn os_root(root: &Path, rel: &str, marker: &str) -> std::path::PathBuf {
     let prefix = match rel.find(marker) {
         Some(i) => &rel[..i],
         None => "",
