@@ -746,3 +746,83 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
     outcome.report = Some(rep);
     outcome
 }
+
+#[cfg(test)]
+mod advisory_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn action_inputs_mirror_the_flags() {
+        let o = ScanOptions::from_inputs(&inputs(&[
+            ("path", "services/api"),
+            ("fail-on", "critical"),
+            ("fail-on-kind", "unsound, unmaintained"),
+            ("severity", "medium"),
+            ("ignore-unfixed", "true"),
+            ("db-max-age", "7d"),
+            ("vex", "a.openvex.json\nb.openvex.json"),
+            ("skip-dirs", "vendor,testdata"),
+            ("output", "table\njson=pipe-scan.json\nmarkdown=summary.md"),
+            ("max-file-size", "10MiB"),
+        ]))
+        .expect("valid inputs");
+        assert_eq!(o.target, PathBuf::from("services/api"));
+        assert_eq!(o.fail_on, Some(Severity::Critical));
+        assert_eq!(o.fail_on_kind, [Kind::Unsound, Kind::Unmaintained]);
+        assert_eq!(o.severity, Severity::Medium);
+        assert!(o.ignore_unfixed);
+        assert_eq!(o.db_max_age, Some(7 * 86_400));
+        assert_eq!(o.vex.len(), 2);
+        assert_eq!(o.skip_dirs, ["vendor", "testdata"]);
+        assert_eq!(o.outputs.len(), 3);
+        assert_eq!(o.outputs[1].format, Format::Json);
+        assert_eq!(o.max_file_size, 10 * 1024 * 1024);
+        assert_eq!(
+            ScanOptions::from_inputs(&inputs(&[("fail-on", "none")]))
+                .expect("none")
+                .fail_on,
+            None
+        );
+        for bad in [
+            ("fail-on", "severe"),
+            ("fail-on-kind", "vulnerability"),
+            ("ignore-unfixed", "yes"),
+            ("output", "xml"),
+            ("typo", "x"),
+        ] {
+            assert!(
+                ScanOptions::from_inputs(&inputs(&[bad])).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn run_scan_without_database_exits_3() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let o = run_scan(&ScanOptions {
+            target: tmp.path().to_path_buf(),
+            db: Some(tmp.path().join("no-db")),
+            ..ScanOptions::default()
+        });
+        assert_eq!(o.exit_code, exit::INFRA);
+        assert!(o.report.is_none());
+        assert!(o.messages[0].text.starts_with("no advisory database at"));
+        assert!(
+            o.messages[0]
+                .hint
+                .as_deref()
+                .is_some_and(|h| h.contains("pipe scan db import"))
+        );
+    }
+}
