@@ -228,7 +228,20 @@ fn fs(cli: &Cli, a: &FsArgs) -> u8 {
     for m in &outcome.messages {
         print_message(cli, m.level, &m.text, m.hint.as_deref());
     }
-    data(&outcome.stdout, outcome.exit_code)
+    let written = {
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+        outcome
+            .write_stdout(&mut out)
+            .and_then(|()| std::io::Write::flush(&mut out))
+    };
+    let code = match written {
+        Ok(()) => outcome.exit_code,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => outcome.exit_code,
+        Err(_) => exit::INFRA,
+    };
+    // The process ends now: freeing the report piece by piece would only cost time.
+    std::mem::forget(outcome);
+    code
 }
 
 fn db_dir(cli: &Cli, db: Option<&std::path::Path>) -> Result<PathBuf, u8> {

@@ -7,7 +7,7 @@
 //! into one finding per package, under the ecosystem-native id.
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::db::{Db, DbError, Hit};
 use super::inventory::{Origin, Package};
@@ -121,6 +121,73 @@ fn describe(evs: &[(Option<Version>, Ev, String)]) -> Vec<String> {
     out
 }
 
+/// An affected entry with its events parsed and described once, for all the installed
+/// versions it is checked against (a lockfile holds one crate in several versions, and
+/// parsing versions was most of the matching time).
+pub struct Prepared<'a> {
+    entry: &'a AffectedEntry,
+    ranges: Vec<Vec<(Option<Version>, Ev, String)>>,
+    described: Vec<String>,
+}
+
+impl<'a> Prepared<'a> {
+    /// Parses an entry's ranges for a scheme (`GIT` ranges and ranges with an event that does
+    /// not parse are left out).
+    pub fn new(scheme: Scheme, entry: &'a AffectedEntry) -> Prepared<'a> {
+        let ranges: Vec<_> = entry
+            .ranges
+            .iter()
+            .filter(|r| r.kind != "GIT")
+            .filter_map(|r| events(scheme, r))
+            .collect();
+        let mut described: Vec<String> = ranges.iter().flat_map(|e| describe(e)).collect();
+        if described.is_empty() && !entry.versions.is_empty() {
+            described.push(format!("{} listed versions", entry.versions.len()));
+        }
+        Prepared {
+            entry,
+            ranges,
+            described,
+        }
+    }
+
+    /// `Some((fixed versions above the installed one, ranges in words))` when the installed
+    /// version is affected.
+    pub fn evaluate(&self, scheme: Scheme, installed: &str) -> Option<(Vec<String>, Vec<String>)> {
+        let v = scheme.parse(installed);
+        let listed = || {
+            self.entry.versions.iter().any(|x| {
+                x == installed
+                    || v.as_ref()
+                        .is_some_and(|v| scheme.parse(x).is_some_and(|x| x == *v))
+            })
+        };
+        let in_ranges = v
+            .as_ref()
+            .is_some_and(|v| self.ranges.iter().any(|evs| in_range(v, evs)));
+        if !in_ranges && !listed() {
+            return None;
+        }
+        let mut fixed: Vec<(&Version, &String)> = Vec::new();
+        if let Some(v) = &v {
+            for (ev_v, kind, text) in self.ranges.iter().flatten() {
+                if *kind == Ev::Fixed
+                    && let Some(f) = ev_v
+                    && f > v
+                {
+                    fixed.push((f, text));
+                }
+            }
+        }
+        fixed.sort_by(|a, b| a.0.cmp(b.0));
+        fixed.dedup_by(|a, b| a.0.cmp(b.0) == Ordering::Equal);
+        Some((
+            fixed.into_iter().map(|f| f.1.clone()).collect(),
+            self.described.clone(),
+        ))
+    }
+}
+
 /// Evaluates one affected entry for an installed version: `Some((fixed, ranges))` when it
 /// matches.
 pub fn evaluate(
@@ -128,42 +195,19 @@ pub fn evaluate(
     installed: &str,
     entry: &AffectedEntry,
 ) -> Option<(Vec<String>, Vec<String>)> {
-    let v = scheme.parse(installed);
-    let mut hit = entry.versions.iter().any(|x| {
-        x == installed
-            || v.as_ref()
-                .is_some_and(|v| scheme.parse(x).is_some_and(|x| x == *v))
-    });
-    let mut fixed: Vec<(Version, String)> = Vec::new();
-    let mut ranges = Vec::new();
-    if let Some(v) = &v {
-        for r in entry.ranges.iter().filter(|r| r.kind != "GIT") {
-            let Some(evs) = events(scheme, r) else {
-                continue;
-            };
-            if in_range(v, &evs) {
-                hit = true;
-            }
-            ranges.extend(describe(&evs));
-            for (ev_v, kind, text) in &evs {
-                if *kind == Ev::Fixed
-                    && let Some(f) = ev_v
-                    && f > v
-                {
-                    fixed.push((f.clone(), text.clone()));
-                }
-            }
-        }
+    Prepared::new(scheme, entry).evaluate(scheme, installed)
+}
+
+/// Sorts and dedups version strings in the scheme's order (text order for what does not
+/// parse).
+fn sort_versions(scheme: Scheme, v: &mut Vec<String>) {
+    if v.len() > 1 {
+        v.sort_by(|a, b| match (scheme.parse(a), scheme.parse(b)) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            _ => a.cmp(b),
+        });
+        v.dedup();
     }
-    if !hit {
-        return None;
-    }
-    if ranges.is_empty() && !entry.versions.is_empty() {
-        ranges.push(format!("{} listed versions", entry.versions.len()));
-    }
-    fixed.sort_by(|a, b| a.0.cmp(&b.0));
-    fixed.dedup_by(|a, b| a.0.cmp(&b.0) == Ordering::Equal);
-    Some((fixed.into_iter().map(|f| f.1).collect(), ranges))
 }
 
 /// Ecosystem-native ids win over GHSA and CVE when records are merged.
@@ -175,16 +219,45 @@ fn id_rank(id: &str) -> (u8, &str) {
 /// Matches every registry package against the database.
 pub fn match_all(db: &Db, packages: &[Package]) -> Result<Vec<Match>, DbError> {
     let mut out = Vec::new();
+    // One query per ecosystem for every name in it (a lockfile often holds one crate in
+    // several versions, a monorepo one package in many lockfiles).
+    let mut by_eco: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for p in packages.iter().filter(|p| p.origin == Origin::Registry) {
+        by_eco
+            .entry(p.ecosystem.as_str())
+            .or_default()
+            .push(p.match_key().0);
+    }
+    let mut hits_of: HashMap<&str, HashMap<String, Vec<Hit>>> = HashMap::new();
+    for (eco, names) in by_eco {
+        hits_of.insert(eco, db.lookup_many(eco, &names)?);
+    }
+    let prepared: HashMap<(&str, &str), Vec<(&Hit, Prepared<'_>)>> = hits_of
+        .iter()
+        .flat_map(|(eco, m)| {
+            let scheme = Scheme::for_ecosystem(eco);
+            m.iter().map(move |(name, hits)| {
+                let p = hits
+                    .iter()
+                    .map(|h| (h, Prepared::new(scheme, &h.entry)))
+                    .collect();
+                ((*eco, name.as_str()), p)
+            })
+        })
+        .collect();
     for (i, p) in packages.iter().enumerate() {
         if p.origin != Origin::Registry {
             continue;
         }
         let scheme = Scheme::for_ecosystem(&p.ecosystem);
         let (name, version) = p.match_key();
-        let hits = db.lookup(&p.ecosystem, name)?;
-        let mut found: Vec<(Hit, Vec<String>, Vec<String>)> = Vec::new();
-        for hit in hits {
-            if let Some((fixed, ranges)) = evaluate(scheme, version, &hit.entry) {
+        let key = super::db::normalize_name(&p.ecosystem, name);
+        let Some(hits) = prepared.get(&(p.ecosystem.as_str(), key.as_str())) else {
+            continue;
+        };
+        let mut found: Vec<(&Hit, Vec<String>, Vec<String>)> = Vec::new();
+        for (hit, prep) in hits {
+            if let Some((fixed, ranges)) = prep.evaluate(scheme, version) {
                 // Several affected entries of one record for the same package: merge them.
                 if let Some(prev) = found
                     .iter_mut()
@@ -205,7 +278,7 @@ pub fn match_all(db: &Db, packages: &[Package]) -> Result<Vec<Match>, DbError> {
 fn merge_aliases(
     package: usize,
     scheme: Scheme,
-    found: Vec<(Hit, Vec<String>, Vec<String>)>,
+    found: Vec<(&Hit, Vec<String>, Vec<String>)>,
 ) -> Vec<Match> {
     // Union-find over the small set of hits of one package.
     let n = found.len();
@@ -215,20 +288,35 @@ fn merge_aliases(
         s.insert(h.advisory.id.clone());
         s
     };
-    let sets: Vec<BTreeSet<String>> = found.iter().map(|(h, _, _)| ids(h)).collect();
     // Records of one database stay apart even when they share an alias (RustSec has
     // several advisories naming one CVE, and cargo-audit reports each); records of
     // different databases describing the same vulnerability merge.
-    let source = |k: usize| {
-        found[k]
-            .0
-            .advisory
-            .id
-            .split('-')
-            .next()
-            .unwrap_or("")
-            .to_owned()
-    };
+    let source = |k: usize| found[k].0.advisory.id.split('-').next().unwrap_or("");
+    if (1..n).all(|k| source(k) == source(0)) {
+        // One database, the common case: nothing can merge.
+        return found
+            .into_iter()
+            .map(|(hit, mut fixed, mut affected)| {
+                sort_versions(scheme, &mut fixed);
+                affected.dedup();
+                Match {
+                    package,
+                    advisory: hit.advisory.clone(),
+                    aliases: hit.advisory.aliases.clone(),
+                    kind: hit.entry.kind,
+                    severity: hit
+                        .entry
+                        .severity
+                        .clone()
+                        .unwrap_or(hit.advisory.severity.clone()),
+                    fixed,
+                    affected,
+                    platform: hit.entry.platform.clone(),
+                }
+            })
+            .collect();
+    }
+    let sets: Vec<BTreeSet<String>> = found.iter().map(|(h, _, _)| ids(h)).collect();
     for a in 0..n {
         for b in (a + 1)..n {
             if source(a) != source(b) && !sets[a].is_disjoint(&sets[b]) {
@@ -276,11 +364,7 @@ fn merge_aliases(
             }
         }
         aliases.remove(&hit.advisory.id);
-        fixed.sort_by(|a, b| match (scheme.parse(a), scheme.parse(b)) {
-            (Some(x), Some(y)) => x.cmp(&y),
-            _ => a.cmp(b),
-        });
-        fixed.dedup();
+        sort_versions(scheme, &mut fixed);
         affected.dedup();
         out.push(Match {
             package,

@@ -405,8 +405,11 @@ pub struct ScanOutcome {
     pub exit_code: u8,
     /// The report, when the scan ran.
     pub report: Option<Report>,
-    /// What goes to stdout (the output without a file).
-    pub stdout: String,
+    /// The output without a file, rendered on demand by [`ScanOutcome::write_stdout`]
+    /// (streamed, so a large report is never held as one string).
+    pub stdout: Option<Format>,
+    /// Colour for a stdout table.
+    pub color: bool,
     /// Messages for stderr.
     pub messages: Vec<Message>,
     /// Files written, by format.
@@ -414,11 +417,20 @@ pub struct ScanOutcome {
 }
 
 impl ScanOutcome {
+    /// Writes the stdout output (if any) to `w`, e.g. the terminal or a step log.
+    pub fn write_stdout(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        match (&self.report, self.stdout) {
+            (Some(r), Some(f)) => render::write(f, r, self.color, w),
+            _ => Ok(()),
+        }
+    }
+
     fn error(code: u8, text: String, hint: Option<String>) -> ScanOutcome {
         ScanOutcome {
             exit_code: code,
             report: None,
-            stdout: String::new(),
+            stdout: None,
+            color: false,
             messages: vec![Message {
                 level: Level::Error,
                 text,
@@ -533,6 +545,7 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
             None,
         );
     }
+    let started = std::time::Instant::now();
     let db = match open_db(opts, now) {
         Ok(db) => db,
         Err(outcome) => return *outcome,
@@ -582,6 +595,7 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
         skip_files: opts.skip_files.clone(),
         max_file_size: opts.max_file_size,
     };
+    tracing::debug!(elapsed = ?started.elapsed(), "database and policy inputs loaded");
     let inv = match inventory::collect(&target, &walk) {
         Ok(i) => i,
         Err(e) => return ScanOutcome::error(exit::USAGE, e.to_string(), None),
@@ -611,6 +625,7 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
             ),
         ));
     }
+    tracing::debug!(elapsed = ?started.elapsed(), packages = inv.packages.len(), "inventory read");
     let matches = match matcher::match_all(&db, &inv.packages) {
         Ok(m) => m,
         Err(e) => {
@@ -635,7 +650,8 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
         baseline: baseline.as_ref(),
         today,
     };
-    let findings = report::findings(&inv.packages, &matches, &inputs, &mut warnings);
+    tracing::debug!(elapsed = ?started.elapsed(), matches = matches.len(), "packages matched");
+    let findings = report::findings(&inv.packages, matches, &inputs, &mut warnings);
     warnings.sort();
     warnings.dedup();
     let summary = report::summarize(inv.packages.len(), &findings);
@@ -681,7 +697,8 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
             exit::SUCCESS
         },
         report: None,
-        stdout: String::new(),
+        stdout: None,
+        color: opts.color,
         messages: rep
             .warnings
             .iter()
@@ -694,15 +711,8 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
         written: Vec::new(),
     };
     for o in &outputs {
-        let text = match o.format {
-            Format::Table => render::table(&rep, opts.color && o.path.is_none()),
-            Format::Json => render::json(&rep),
-            Format::Sarif => render::sarif(&rep),
-            Format::Markdown => render::markdown(&rep),
-            Format::Cyclonedx => render::cyclonedx(&rep),
-        };
         match &o.path {
-            None => outcome.stdout = text,
+            None => outcome.stdout = Some(o.format),
             Some(p) => {
                 let full = policy::resolve(&cwd, p);
                 let res = full
@@ -714,7 +724,11 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
                             std::fs::create_dir_all(d)
                         }
                     })
-                    .and_then(|()| std::fs::write(&full, text.as_bytes()));
+                    .and_then(|()| {
+                        let mut f = std::io::BufWriter::new(std::fs::File::create(&full)?);
+                        render::write(o.format, &rep, false, &mut f)?;
+                        std::io::Write::flush(&mut f)
+                    });
                 match res {
                     Ok(()) => outcome.written.push((o.format, full)),
                     Err(e) => {
@@ -743,6 +757,7 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
         });
         outcome.exit_code = exit::USAGE;
     }
+    tracing::debug!(elapsed = ?started.elapsed(), "outputs written");
     outcome.report = Some(rep);
     outcome
 }

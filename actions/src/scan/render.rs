@@ -13,11 +13,33 @@ use super::osv::Kind;
 use super::report::{Finding, Report};
 use super::severity::Severity;
 
+/// Renders one output format into a writer.
+pub fn write(
+    format: super::Format,
+    report: &Report,
+    color: bool,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    use super::Format;
+    match format {
+        // The report streams straight into the writer: no string of several hundred
+        // kilobytes is built (measurable in the whole-process time of a scan).
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *w, report).map_err(std::io::Error::other)?;
+            w.write_all(b"\n")
+        }
+        Format::Table => w.write_all(table(report, color).as_bytes()),
+        Format::Sarif => w.write_all(sarif(report).as_bytes()),
+        Format::Markdown => w.write_all(markdown(report).as_bytes()),
+        Format::Cyclonedx => w.write_all(cyclonedx(report).as_bytes()),
+    }
+}
+
 /// The JSON report, pretty-printed with a final newline.
 pub fn json(report: &Report) -> String {
-    let mut s = serde_json::to_string_pretty(report).unwrap_or_else(|_| "{}".into());
-    s.push('\n');
-    s
+    let mut buf = Vec::new();
+    let _ = write(super::Format::Json, report, false, &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
 }
 
 fn shown(report: &Report) -> Vec<&Finding> {

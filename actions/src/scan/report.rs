@@ -323,7 +323,7 @@ fn fingerprint(kind: Kind, id: &str, p: &Package) -> String {
 /// ignore rules as warnings.
 pub fn findings(
     packages: &[Package],
-    matches: &[Match],
+    matches: Vec<Match>,
     inputs: &PolicyInputs<'_>,
     warnings: &mut Vec<Warning>,
 ) -> Vec<Finding> {
@@ -337,16 +337,13 @@ pub fn findings(
         let mut f = Finding {
             fingerprint: fingerprint(m.kind, &m.advisory.id, p),
             kind: m.kind,
-            id: m.advisory.id.clone(),
-            aliases: m.aliases.clone(),
-            summary: m.advisory.summary.clone(),
+            id: m.advisory.id,
+            aliases: m.aliases,
+            summary: m.advisory.summary,
             severity: m.severity.severity,
-            severity_source: m.severity.source.clone(),
-            cvss: match (&m.severity.vector, m.severity.score) {
-                (Some(v), Some(s)) => Some(Cvss {
-                    vector: v.clone(),
-                    score: s,
-                }),
+            severity_source: m.severity.source,
+            cvss: match (m.severity.vector, m.severity.score) {
+                (Some(vector), Some(score)) => Some(Cvss { vector, score }),
                 _ => None,
             },
             package: PackageRef {
@@ -357,9 +354,9 @@ pub fn findings(
                 direct: p.direct,
                 dev: p.dev,
             },
-            fixed: m.fixed.clone(),
-            affected: m.affected.clone(),
-            platform: m.platform.clone(),
+            fixed: m.fixed,
+            affected: m.affected,
+            platform: m.platform,
             location: Location {
                 path: p.source_file.clone(),
                 start_line: p.line,

@@ -118,27 +118,36 @@ impl Version {
 // ---------------------------------------------------------------------------------------------
 // SemVer
 
-/// A numeric identifier kept as its digits without leading zeros, so that any length compares
-/// correctly (length first, then lexically) without overflow.
+/// A numeric identifier of any length: a `u64` when it fits (no allocation on the hot path),
+/// otherwise its digits without leading zeros, which are then larger than any `u64`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Num(String);
+enum Num {
+    Small(u64),
+    Big(String),
+}
 
 impl Num {
+    const ZERO: Num = Num::Small(0);
+
     fn parse(s: &str) -> Option<Num> {
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let t = s.trim_start_matches('0');
-        Some(Num(if t.is_empty() { "0".into() } else { t.into() }))
+        Some(match s.parse::<u64>() {
+            Ok(n) => Num::Small(n),
+            Err(_) => Num::Big(s.trim_start_matches('0').to_owned()),
+        })
     }
 }
 
 impl Ord for Num {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.0
-            .len()
-            .cmp(&other.0.len())
-            .then_with(|| self.0.cmp(&other.0))
+        match (self, other) {
+            (Num::Small(a), Num::Small(b)) => a.cmp(b),
+            (Num::Small(_), Num::Big(_)) => Ordering::Less,
+            (Num::Big(_), Num::Small(_)) => Ordering::Greater,
+            (Num::Big(a), Num::Big(b)) => a.len().cmp(&b.len()).then_with(|| a.cmp(b)),
+        }
     }
 }
 
@@ -411,7 +420,7 @@ impl ApkVersion {
         let t = text.trim();
         let (body, revision) = match t.rsplit_once("-r") {
             Some((b, r)) => (b, Num::parse(r)?),
-            None => (t, Num("0".into())),
+            None => (t, Num::ZERO),
         };
         let (head, suffix_text) = match body.split_once('_') {
             Some((h, s)) => (h, Some(s)),
@@ -433,7 +442,7 @@ impl ApkVersion {
                     .unwrap_or(part.len());
                 let (word, n) = part.split_at(digits);
                 let n = if n.is_empty() {
-                    Num("0".into())
+                    Num::ZERO
                 } else {
                     Num::parse(n)?
                 };
@@ -455,11 +464,10 @@ fn apk_number_cmp(first: bool, a: &str, b: &str) -> Ordering {
     if !first && (a.starts_with('0') || b.starts_with('0')) {
         return a.cmp(b);
     }
-    let (na, nb) = (
-        Num(a.trim_start_matches('0').into()),
-        Num(b.trim_start_matches('0').into()),
-    );
-    na.cmp(&nb)
+    match (Num::parse(a), Num::parse(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        _ => a.cmp(b),
+    }
 }
 
 impl Ord for ApkVersion {
@@ -476,7 +484,7 @@ impl Ord for ApkVersion {
             .then_with(|| self.letter.cmp(&other.letter))
             .then_with(|| {
                 let n = self.suffixes.len().max(other.suffixes.len());
-                let none = (0i8, Num("0".into()));
+                let none = (0i8, Num::ZERO);
                 for k in 0..n {
                     let a = self.suffixes.get(k).unwrap_or(&none);
                     let b = other.suffixes.get(k).unwrap_or(&none);
@@ -550,11 +558,11 @@ impl GemVersion {
             .unwrap_or(segments.len());
         let (release, pre) = segments.split_at(first_str);
         let mut release = release.to_vec();
-        while release.len() > 1 && release.last() == Some(&GemSeg::Num(Num("0".into()))) {
+        while release.len() > 1 && release.last() == Some(&GemSeg::Num(Num::ZERO)) {
             release.pop();
         }
         let mut pre = pre.to_vec();
-        while pre.last() == Some(&GemSeg::Num(Num("0".into()))) {
+        while pre.last() == Some(&GemSeg::Num(Num::ZERO)) {
             pre.pop();
         }
         release.extend(pre);
@@ -571,7 +579,7 @@ fn gem_seg(s: &str) -> GemSeg {
 
 impl Ord for GemVersion {
     fn cmp(&self, other: &Self) -> Ordering {
-        let zero = GemSeg::Num(Num("0".into()));
+        let zero = GemSeg::Num(Num::ZERO);
         let n = self.segments.len().max(other.segments.len());
         for k in 0..n {
             let a = self.segments.get(k).unwrap_or(&zero);

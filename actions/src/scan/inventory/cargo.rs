@@ -17,6 +17,10 @@ struct Lock {
     package: Vec<Pkg>,
 }
 
+struct Parsed {
+    package: Vec<Entry>,
+}
+
 #[derive(Deserialize)]
 struct Pkg {
     name: toml::Spanned<String>,
@@ -41,7 +45,99 @@ fn origin(source: Option<&str>) -> Origin {
     }
 }
 
-pub(super) fn parse(text: &str, ctx: &FileCtx<'_>) -> Result<Vec<Package>, ParseError> {
+/// A package as the parsers see it: name, its line, version, source, dependencies.
+struct Entry {
+    name: String,
+    line: u32,
+    version: String,
+    source: Option<String>,
+    dependencies: Vec<String>,
+}
+
+/// Reads Cargo's own layout line by line (about ten times faster than a TOML parser, which
+/// matters for the whole-process time of a scan). Anything it does not expect — comments in
+/// odd places, inline tables, escapes, a hand-edited file — makes it give up, and the TOML
+/// parser reads the file instead.
+fn fast(text: &str) -> Option<Vec<Entry>> {
+    let mut out: Vec<Entry> = Vec::new();
+    let mut in_package = false;
+    let mut in_deps = false;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_end();
+        if in_deps {
+            if line == "]" {
+                in_deps = false;
+            } else {
+                let dep = line.trim().strip_prefix('"')?.strip_suffix("\",")?;
+                if dep.contains(['"', '\\']) {
+                    return None;
+                }
+                out.last_mut()?.dependencies.push(dep.to_owned());
+            }
+            continue;
+        }
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line == "[[package]]" {
+            in_package = true;
+            out.push(Entry {
+                name: String::new(),
+                line: 0,
+                version: String::new(),
+                source: None,
+                dependencies: Vec::new(),
+            });
+            continue;
+        }
+        if line.starts_with('[') {
+            // `[metadata]` (v1 checksums) and anything after it is not about packages.
+            in_package = false;
+            if line != "[metadata]" {
+                return None;
+            }
+            continue;
+        }
+        let (key, value) = line.split_once(" = ")?;
+        if !in_package {
+            // Top level `version = N`, or `[metadata]` checksum lines.
+            continue;
+        }
+        let p = out.last_mut()?;
+        if key == "dependencies" {
+            match value {
+                "[" => in_deps = true,
+                "[]" => {}
+                _ => return None,
+            }
+            continue;
+        }
+        let v = value.strip_prefix('"')?.strip_suffix('"')?;
+        if v.contains(['"', '\\']) {
+            return None;
+        }
+        match key {
+            "name" => {
+                p.name = v.to_owned();
+                p.line = i as u32 + 1;
+            }
+            "version" => p.version = v.to_owned(),
+            "source" => p.source = Some(v.to_owned()),
+            "checksum" | "replace" => {}
+            _ => return None,
+        }
+    }
+    if in_deps
+        || out
+            .iter()
+            .any(|p| p.name.is_empty() || p.version.is_empty())
+    {
+        return None;
+    }
+    Some(out)
+}
+
+fn with_toml(text: &str) -> Result<Vec<Entry>, ParseError> {
     let lines = Lines::new(text);
     let lock: Lock = toml::from_str(text).map_err(|e| {
         ParseError::at(
@@ -49,13 +145,29 @@ pub(super) fn parse(text: &str, ctx: &FileCtx<'_>) -> Result<Vec<Package>, Parse
             e.message().trim().to_owned(),
         )
     })?;
+    Ok(lock
+        .package
+        .into_iter()
+        .map(|p| Entry {
+            line: lines.line(p.name.span().start),
+            name: p.name.into_inner(),
+            version: p.version,
+            source: p.source,
+            dependencies: p.dependencies,
+        })
+        .collect())
+}
+
+pub(super) fn parse(text: &str, ctx: &FileCtx<'_>) -> Result<Vec<Package>, ParseError> {
+    let packages = match fast(text) {
+        Some(p) => p,
+        None => with_toml(text)?,
+    };
+    let lock = Parsed { package: packages };
     // Index by name for resolving dependency strings.
     let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, p) in lock.package.iter().enumerate() {
-        by_name
-            .entry(p.name.get_ref().as_str())
-            .or_default()
-            .push(i);
+        by_name.entry(p.name.as_str()).or_default().push(i);
     }
     let resolve = |dep: &str| -> Option<usize> {
         let mut parts = dep.split(' ');
@@ -86,8 +198,8 @@ pub(super) fn parse(text: &str, ctx: &FileCtx<'_>) -> Result<Vec<Package>, Parse
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let name = p.name.get_ref();
-            let line = lines.line(p.name.span().start);
+            let name = &p.name;
+            let line = p.line;
             ctx.package(
                 "crates.io",
                 name,
