@@ -229,7 +229,8 @@ fn fs(cli: &Cli, a: &FsArgs) -> u8 {
         print_message(cli, m.level, &m.text, m.hint.as_deref());
     }
     let written = {
-        let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+        // Rendering buffers by itself.
+        let mut out = std::io::stdout().lock();
         outcome
             .write_stdout(&mut out)
             .and_then(|()| std::io::Write::flush(&mut out))

@@ -15,6 +15,22 @@
 //!
 //! Exit codes: 0 pass, 1 policy failed, 2 usage or configuration error, 3 advisory database
 //! missing, unusable or stale.
+//!
+//! # As the built-in action `uses: pipe/scan@v1`
+//!
+//! The action registry (a later issue) needs to:
+//!
+//! 1. build options with [`ScanOptions::from_inputs`] from the step's `with:` map (input
+//!    names are [`ACTION_INPUTS`], each mirroring the flag of the same name; lists are comma-
+//!    or newline-separated), then set `cwd` to the job's workspace and `color: false`;
+//! 2. append `markdown=$GITHUB_STEP_SUMMARY` and `json=<evidence path>` to `outputs`
+//!    (the JSON, `pipe.scan/v1`, is the scan evidence promotion gates read: it carries the
+//!    database digest, policy and every finding);
+//! 3. call [`run_scan`], write [`ScanOutcome::messages`] to the step log as warnings/errors
+//!    and [`ScanOutcome::write_stdout`] (a table unless configured otherwise) to the log;
+//! 4. map [`ScanOutcome::exit_code`] to the step outcome: 0 success, 1 failure (policy),
+//!    2 and 3 failure with the message as the error annotation;
+//! 5. record the paths in [`ScanOutcome::written`] as the run's scan evidence.
 
 pub mod db;
 pub mod inventory;

@@ -5,6 +5,7 @@
 //! the evidence promotion gates read.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -25,8 +26,12 @@ pub fn write(
         // The report streams straight into the writer: no string of several hundred
         // kilobytes is built (measurable in the whole-process time of a scan).
         Format::Json => {
-            serde_json::to_writer_pretty(&mut *w, report).map_err(std::io::Error::other)?;
-            w.write_all(b"\n")
+            // A buffer of our own: serde_json writes token by token, and through `dyn Write`
+            // each token would be a dynamic call.
+            let mut buf = std::io::BufWriter::with_capacity(64 * 1024, w);
+            serde_json::to_writer_pretty(&mut buf, report).map_err(std::io::Error::other)?;
+            buf.write_all(b"\n")?;
+            buf.flush()
         }
         Format::Table => w.write_all(table(report, color).as_bytes()),
         Format::Sarif => w.write_all(sarif(report).as_bytes()),
