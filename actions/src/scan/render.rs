@@ -124,39 +124,28 @@ pub fn table(report: &Report, color: bool) -> String {
     }
     let mut out = String::new();
     if !rows.is_empty() {
-        let line = |cells: &[String]| -> String {
+        // Pads by the plain text width, then paints: colour codes take no columns.
+        let line = |cells: &[String], paint: &dyn Fn(usize, &str) -> String| -> String {
             let mut s = String::new();
             for (k, c) in cells.iter().enumerate() {
-                if k + 1 == cells.len() {
-                    s.push_str(c);
-                } else {
-                    let pad = widths[k].saturating_sub(c.chars().count());
-                    s.push_str(c);
-                    s.push_str(&" ".repeat(pad + 2));
+                s.push_str(&paint(k, c));
+                if k + 1 < cells.len() {
+                    s.push_str(&" ".repeat(widths[k].saturating_sub(c.chars().count()) + 2));
                 }
             }
             s.trim_end().to_owned()
         };
         let h: Vec<String> = header.iter().map(|s| (*s).to_owned()).collect();
-        let _ = writeln!(out, "{}", p.wrap("1", &line(&h)));
+        let _ = writeln!(out, "{}", line(&h, &|_, c| p.wrap("1", c)));
         for (r, f) in rows.iter().zip(shown(report)) {
-            let mut cells = r.to_vec();
-            let pad = widths[4].saturating_sub(cells[4].chars().count());
-            cells[4] = format!("{}{}", p.severity(f, &cells[4]), " ".repeat(pad));
-            // Padding was added by hand for the coloured cell; keep the column aligned.
-            let mut s = String::new();
-            for (k, c) in cells.iter().enumerate() {
-                if k + 1 == cells.len() {
-                    s.push_str(c);
-                } else if k == 4 {
-                    s.push_str(c);
-                    s.push_str("  ");
+            let paint = |k: usize, c: &str| {
+                if k == 4 {
+                    p.severity(f, c)
                 } else {
-                    s.push_str(c);
-                    s.push_str(&" ".repeat(widths[k].saturating_sub(c.chars().count()) + 2));
+                    c.to_owned()
                 }
-            }
-            let _ = writeln!(out, "{}", s.trim_end());
+            };
+            let _ = writeln!(out, "{}", line(r, &paint));
         }
         out.push('\n');
     }
@@ -350,7 +339,10 @@ pub fn sarif(report: &Report) -> String {
                     f.package.name, f.package.version, f.id, sev_text(f)
                 )},
                 "locations": [{"physicalLocation": {
-                    "artifactLocation": {"uri": f.location.path, "uriBaseId": "%SRCROOT%"},
+                    "artifactLocation": {
+                        "uri": sarif_uri(&report.target.path, &f.location.path),
+                        "uriBaseId": "%SRCROOT%",
+                    },
                     "region": {"startLine": f.location.start_line, "endLine": f.location.end_line},
                 }}],
                 "partialFingerprints": {"pipeScan/v1": f.fingerprint},
@@ -368,7 +360,9 @@ pub fn sarif(report: &Report) -> String {
                 "informationUri": "https://github.com/pipe-ci/pipe",
                 "rules": rules,
             }},
-            "automationDetails": {"id": format!("pipe-scan/vuln/{}/", report.target.path.trim_end_matches('/'))},
+            // One category per scanned directory, so runs over different targets do not
+            // replace each other's alerts.
+            "automationDetails": {"id": format!("pipe-scan/vuln/{}", sarif_uri(&report.target.path, ""))},
             "originalUriBaseIds": {"%SRCROOT%": {"description": {"text": "the scanned directory"}}},
             "results": results,
         }],
@@ -376,6 +370,21 @@ pub fn sarif(report: &Report) -> String {
     let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
     s.push('\n');
     s
+}
+
+/// A finding's file as SARIF wants it: relative to the checkout. Locations in the report
+/// are relative to the scanned directory, so a relative target (`services/api`) is put in
+/// front; run pipe from the repository root for GitHub to find the files.
+fn sarif_uri(target: &str, path: &str) -> String {
+    let t = target.trim_start_matches("./").trim_end_matches('/');
+    if t.is_empty() || t == "." || t.starts_with('/') {
+        return path.to_owned();
+    }
+    // A single lockfile as the target: its location path is its own name.
+    if t == path || t.ends_with(&format!("/{path}")) {
+        return t.to_owned();
+    }
+    format!("{t}/{path}")
 }
 
 fn level(f: &Finding) -> &'static str {
@@ -450,4 +459,19 @@ pub fn cyclonedx(report: &Report) -> String {
     let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
     s.push('\n');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sarif_uri;
+
+    #[test]
+    fn sarif_uris_are_relative_to_where_pipe_ran() {
+        assert_eq!(sarif_uri(".", "a/Cargo.lock"), "a/Cargo.lock");
+        assert_eq!(sarif_uri("./svc/", "Cargo.lock"), "svc/Cargo.lock");
+        assert_eq!(sarif_uri("svc/Cargo.lock", "Cargo.lock"), "svc/Cargo.lock");
+        assert_eq!(sarif_uri("/abs/dir", "Cargo.lock"), "Cargo.lock");
+        assert_eq!(sarif_uri(".", ""), "");
+        assert_eq!(sarif_uri("svc", ""), "svc/");
+    }
 }

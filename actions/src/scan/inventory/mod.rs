@@ -319,7 +319,6 @@ pub fn collect(root: &Path, opts: &WalkOptions) -> Result<Inventory, WalkError> 
             dir: path.parent().unwrap_or(&base),
             root: &base,
         };
-        let before = inv.packages.len();
         let result = parse(kind, text, &ctx, &mut inv.warnings);
         match result {
             Ok(pkgs) => inv.packages.extend(pkgs),
@@ -330,7 +329,6 @@ pub fn collect(root: &Path, opts: &WalkOptions) -> Result<Inventory, WalkError> 
                 format!("cannot parse: {message}; skipped"),
             )),
         }
-        let _ = before;
         inv.files.push(rel);
     }
     inv.packages.sort_by(|a, b| {
@@ -435,11 +433,7 @@ fn parse(
 /// 1-based line of a byte offset.
 pub fn line_of(bytes: &[u8], offset: usize) -> u32 {
     let end = offset.min(bytes.len());
-    memchr_count(&bytes[..end]) + 1
-}
-
-fn memchr_count(b: &[u8]) -> u32 {
-    b.iter().filter(|&&c| c == b'\n').count() as u32
+    memchr::memchr_iter(b'\n', &bytes[..end]).count() as u32 + 1
 }
 
 /// Percent-encodes a purl name segment (keeps `/` out of names, `@` of scopes encoded).
@@ -464,7 +458,7 @@ impl Lines {
     /// Indexes a text.
     pub fn new(text: &str) -> Lines {
         let mut starts = vec![0];
-        starts.extend(memchr_positions(text.as_bytes()).map(|i| i + 1));
+        starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
         Lines { starts }
     }
 
@@ -475,11 +469,4 @@ impl Lines {
             Err(i) => i as u32,
         }
     }
-}
-
-fn memchr_positions(b: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    b.iter()
-        .enumerate()
-        .filter(|(_, c)| **c == b'\n')
-        .map(|(i, _)| i)
 }
