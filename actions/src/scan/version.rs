@@ -747,6 +747,24 @@ mod tests {
         assert_order(Scheme::Alpine, &["3.0.9-r0", "3.0.10-r0", "3.1.0-r0"]);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics_and_orders_consistently(
+            a in "[0-9a-z.+~:_!-]{0,24}",
+            b in "[0-9a-z.+~:_!-]{0,24}",
+        ) {
+            for scheme in [
+                Scheme::SemVer, Scheme::Go, Scheme::Pep440, Scheme::Debian, Scheme::Alpine,
+                Scheme::RubyGems, Scheme::Unknown,
+            ] {
+                if let Some(o) = scheme.compare(&a, &b) {
+                    proptest::prop_assert_eq!(scheme.compare(&b, &a), Some(o.reverse()));
+                    proptest::prop_assert_eq!(scheme.compare(&a, &a), Some(Ordering::Equal));
+                }
+            }
+        }
+    }
+
     #[test]
     fn rubygems() {
         assert_order(

@@ -470,3 +470,62 @@ impl Lines {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Parsers never panic: every kind of file, fed garbage and every truncation of a real
+    //! fixture, returns packages or an error.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const KINDS: [(Kind, &str); 13] = [
+        (Kind::CargoLock, "rust/Cargo.lock"),
+        (Kind::PackageLock, "node-v3/package-lock.json"),
+        (Kind::YarnLock, "yarn-classic/yarn.lock"),
+        (Kind::PnpmLock, "pnpm-v9/pnpm-lock.yaml"),
+        (Kind::Requirements, "python/requirements.txt"),
+        (Kind::PoetryLock, "poetry/poetry.lock"),
+        (Kind::PipfileLock, "pipenv/Pipfile.lock"),
+        (Kind::UvLock, "uv/uv.lock"),
+        (Kind::GoMod, "go/go.mod"),
+        (Kind::GoSum, "go-sum-only/go.sum"),
+        (Kind::GemfileLock, "ruby/Gemfile.lock"),
+        (Kind::Dpkg, "debian/var/lib/dpkg/status"),
+        (Kind::Apk, "alpine/lib/apk/db/installed"),
+    ];
+
+    fn fixtures() -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/scan/fixtures/project")
+    }
+
+    fn run(kind: Kind, text: &str) {
+        let dir = std::env::temp_dir();
+        let ctx = FileCtx {
+            rel: "x",
+            dir: &dir,
+            root: &dir,
+        };
+        let mut w = Vec::new();
+        let _ = parse(kind, text, &ctx, &mut w);
+    }
+
+    #[test]
+    fn every_truncation_of_every_fixture() {
+        for (kind, rel) in KINDS {
+            let text = std::fs::read_to_string(fixtures().join(rel)).expect("fixture");
+            for (i, _) in text.char_indices() {
+                run(kind, &text[..i]);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics(text in "(\\PC|\n|\"|@|/|=|:| |\\[|\\]|\\{|\\}){0,200}") {
+            for (kind, _) in KINDS {
+                run(kind, &text);
+            }
+        }
+    }
+}

@@ -185,7 +185,7 @@ fn unquote(s: &str) -> &str {
 
 /// Splits `name@range` at the version `@` (not a scope's leading `@`).
 fn split_at_version(spec: &str) -> Option<(&str, &str)> {
-    let i = spec[1..].find('@')? + 1;
+    let (i, _) = spec.char_indices().skip(1).find(|(_, c)| *c == '@')?;
     Some((&spec[..i], &spec[i + 1..]))
 }
 
