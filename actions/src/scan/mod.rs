@@ -524,6 +524,52 @@ fn human_duration(secs: i64) -> String {
     }
 }
 
+/// The ignore file (given, or `.pipe/scan-ignore.yaml` of the target when present), VEX
+/// documents and the baseline; any problem in them is a configuration error.
+fn load_policy_files(
+    opts: &ScanOptions,
+    cwd: &Path,
+    target: &Path,
+) -> Result<(Option<Ignores>, Vec<Vex>, Option<Baseline>), policy::PolicyError> {
+    let shown = |p: &Path| p.display().to_string();
+    let ignores = match &opts.ignore_file {
+        Some(p) => Some(Ignores::load(&policy::resolve(cwd, p), &shown(p))?),
+        None => {
+            let dir = if target.is_dir() {
+                target
+            } else {
+                target.parent().unwrap_or(target)
+            };
+            let p = dir.join(DEFAULT_IGNORE_FILE);
+            if p.is_file() {
+                Some(Ignores::load(&p, DEFAULT_IGNORE_FILE)?)
+            } else {
+                None
+            }
+        }
+    };
+    let vex = opts
+        .vex
+        .iter()
+        .map(|p| Vex::load(&policy::resolve(cwd, p), &shown(p)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let baseline = match &opts.baseline {
+        Some(p) => Some(Baseline::load(&policy::resolve(cwd, p), &shown(p))?),
+        None => None,
+    };
+    Ok((ignores, vex, baseline))
+}
+
+/// Writes one output file, creating its directory.
+fn write_output(path: &Path, format: Format, report: &Report) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    render::write(format, report, false, &mut f)?;
+    std::io::Write::flush(&mut f)
+}
+
 /// Runs a scan: inventory, match, policy, outputs. Never prints, never exits.
 pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
     let cwd = opts
@@ -566,43 +612,9 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
         Ok(db) => db,
         Err(outcome) => return *outcome,
     };
-    let usage = |e: policy::PolicyError| ScanOutcome::error(exit::USAGE, e.to_string(), None);
-    // Policy inputs.
-    let ignores = match &opts.ignore_file {
-        Some(p) => match Ignores::load(&policy::resolve(&cwd, p), &p.display().to_string()) {
-            Ok(i) => Some(i),
-            Err(e) => return usage(e),
-        },
-        None => {
-            let dir = if target.is_dir() {
-                target.clone()
-            } else {
-                target.parent().map(Path::to_path_buf).unwrap_or_default()
-            };
-            let p = dir.join(DEFAULT_IGNORE_FILE);
-            if p.is_file() {
-                match Ignores::load(&p, DEFAULT_IGNORE_FILE) {
-                    Ok(i) => Some(i),
-                    Err(e) => return usage(e),
-                }
-            } else {
-                None
-            }
-        }
-    };
-    let mut vex = Vec::new();
-    for p in &opts.vex {
-        match Vex::load(&policy::resolve(&cwd, p), &p.display().to_string()) {
-            Ok(v) => vex.push(v),
-            Err(e) => return usage(e),
-        }
-    }
-    let baseline = match &opts.baseline {
-        Some(p) => match Baseline::load(&policy::resolve(&cwd, p), &p.display().to_string()) {
-            Ok(b) => Some(b),
-            Err(e) => return usage(e),
-        },
-        None => None,
+    let (ignores, vex, baseline) = match load_policy_files(opts, &cwd, &target) {
+        Ok(files) => files,
+        Err(e) => return ScanOutcome::error(exit::USAGE, e.to_string(), None),
     };
     // Inventory.
     let walk = WalkOptions {
@@ -731,21 +743,7 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
             None => outcome.stdout = Some(o.format),
             Some(p) => {
                 let full = policy::resolve(&cwd, p);
-                let res = full
-                    .parent()
-                    .map_or(Ok(()), |d| {
-                        if d.as_os_str().is_empty() {
-                            Ok(())
-                        } else {
-                            std::fs::create_dir_all(d)
-                        }
-                    })
-                    .and_then(|()| {
-                        let mut f = std::io::BufWriter::new(std::fs::File::create(&full)?);
-                        render::write(o.format, &rep, false, &mut f)?;
-                        std::io::Write::flush(&mut f)
-                    });
-                match res {
+                match write_output(&full, o.format, &rep) {
                     Ok(()) => outcome.written.push((o.format, full)),
                     Err(e) => {
                         outcome.messages.push(Message {
