@@ -524,13 +524,16 @@ fn human_duration(secs: i64) -> String {
     }
 }
 
+/// The ignore file, the VEX documents and the baseline.
+type PolicyFiles = (Option<Ignores>, Vec<Vex>, Option<Baseline>);
+
 /// The ignore file (given, or `.pipe/scan-ignore.yaml` of the target when present), VEX
 /// documents and the baseline; any problem in them is a configuration error.
 fn load_policy_files(
     opts: &ScanOptions,
     cwd: &Path,
     target: &Path,
-) -> Result<(Option<Ignores>, Vec<Vex>, Option<Baseline>), policy::PolicyError> {
+) -> Result<PolicyFiles, policy::PolicyError> {
     let shown = |p: &Path| p.display().to_string();
     let ignores = match &opts.ignore_file {
         Some(p) => Some(Ignores::load(&policy::resolve(cwd, p), &shown(p))?),
