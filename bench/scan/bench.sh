@@ -30,6 +30,7 @@ echo "== Cargo.lock with $(grep -c '^\[\[package' "$LOCK") packages: pipe vs car
 hyperfine --warmup 3 --runs 30 -N -i \
   --export-json "$OUT/cargo-lock.json" --export-markdown "$OUT/cargo-lock.md" \
   -n "cargo audit" "cargo audit --db $TMP/rustsec --no-fetch --no-yanked --stale --json --file $LOCK" \
+  -n "cargo-audit (binary, no cargo wrapper)" "$(command -v cargo-audit) audit --db $TMP/rustsec --no-fetch --no-yanked --stale --json --file $LOCK" \
   -n "pipe scan" "$PIPE scan fs $LOCK --db $TMP/pipe-db --output json"
 
 echo "== this repository, end to end"

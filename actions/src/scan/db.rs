@@ -2,16 +2,17 @@
 //! (ecosystem, package name), so a scan opens it in about a millisecond and reads only the
 //! rows of the packages it has instead of parsing thousands of JSON files.
 //!
-//! Layout (`pipe.scan.db/v1`), in `DIR/osv.db` where DIR is `--db` or
+//! Layout (`pipe.scan.db/v2`), in `DIR/osv.db` where DIR is `--db` or
 //! `$PIPE_CACHE_DIR/scan-db` by default:
 //!
 //! - `meta(key, value)`: `schema`, `digest` (SHA-256 of the content in a canonical order, so
 //!   the same advisories give the same digest whatever the import order or file layout),
 //!   `records`, `withdrawn`, `newest_modified`, `imported_at`, `sources`.
-//! - `advisory(id, record)`: the shared part of each record (aliases, summary, rated
-//!   severity) as compact JSON.
-//! - `affected(ecosystem, name, id, entry)`: one row per affected package, the name
-//!   normalized for its ecosystem (PEP 503 for PyPI); withdrawn records have no rows.
+//! - `affected(ecosystem, name, id, seq, record, entry)`: one row per affected package,
+//!   clustered by that key so a lookup reads adjacent rows; the name is normalized for its
+//!   ecosystem (PEP 503 for PyPI); `record` is the shared part of the advisory (aliases,
+//!   summary, rated severity) and `entry` the package's ranges, both compact JSON;
+//!   withdrawn records have no rows.
 //! - `ecosystem(name, records, withdrawn)`: counts for `db status`.
 //!
 //! The database is rebuilt whole on every import into a temporary file that is renamed into
@@ -30,7 +31,7 @@ use super::osv::{Advisory, AffectedEntry, Record};
 use super::time;
 
 /// The database schema version.
-pub const SCHEMA: &str = "pipe.scan.db/v1";
+pub const SCHEMA: &str = "pipe.scan.db/v2";
 /// The database file name inside the database directory.
 pub const FILE_NAME: &str = "osv.db";
 
@@ -245,35 +246,6 @@ impl Db {
         })
     }
 
-    /// The affected entries of a package (name normalized by the caller's ecosystem rules),
-    /// sorted by advisory id.
-    pub fn lookup(&self, ecosystem: &str, name: &str) -> Result<Vec<Hit>, DbError> {
-        let key = normalize_name(ecosystem, name);
-        let mut st = self
-            .conn
-            .prepare_cached(
-                // Rows of one key come in rowid order, which is insertion order, which is
-                // advisory id order: no ORDER BY (and no temporary b-tree per lookup).
-                "SELECT v.record, a.entry FROM affected a JOIN advisory v ON v.id = a.id \
-                 WHERE a.ecosystem = ?1 AND a.name = ?2",
-            )
-            .map_err(|e| corrupt(&self.path, e))?;
-        let rows = st
-            .query_map(params![ecosystem, key], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(|e| corrupt(&self.path, e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (rec, entry) = row.map_err(|e| corrupt(&self.path, e))?;
-            out.push(Hit {
-                advisory: serde_json::from_str(&rec).map_err(|e| corrupt(&self.path, e))?,
-                entry: serde_json::from_str(&entry).map_err(|e| corrupt(&self.path, e))?,
-            });
-        }
-        Ok(out)
-    }
-
     /// The affected entries of many packages of one ecosystem in one query (names are
     /// normalized here), keyed by normalized name. One statement for a whole lockfile instead
     /// of one per package: most packages have no advisory, and a round trip per package was
@@ -290,8 +262,10 @@ impl Db {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT a.name, v.record, a.entry FROM affected a JOIN advisory v ON v.id = a.id \
-                 WHERE a.ecosystem = ?1 AND a.name IN (SELECT value FROM json_each(?2))",
+                // The table is clustered by (ecosystem, name, id, seq): the rows of one
+                // package are adjacent, in advisory id order, one b-tree descent each.
+                "SELECT name, record, entry FROM affected \
+                 WHERE ecosystem = ?1 AND name IN (SELECT value FROM json_each(?2))",
             )
             .map_err(|e| corrupt(&self.path, e))?;
         let rows = st
@@ -310,10 +284,6 @@ impl Db {
                 advisory: serde_json::from_str(&rec).map_err(|e| corrupt(&self.path, e))?,
                 entry: serde_json::from_str(&entry).map_err(|e| corrupt(&self.path, e))?,
             });
-        }
-        // Same order as `lookup`: by advisory id, then entry order.
-        for hits in out.values_mut() {
-            hits.sort_by(|a, b| a.advisory.id.cmp(&b.advisory.id));
         }
         Ok(out)
     }
@@ -543,9 +513,9 @@ fn write(
     conn.execute_batch(
         "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA page_size = 4096;
          CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-         CREATE TABLE advisory (id TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
          CREATE TABLE affected (ecosystem TEXT NOT NULL, name TEXT NOT NULL, id TEXT NOT NULL,
-                                entry TEXT NOT NULL);
+                                seq INTEGER NOT NULL, record TEXT NOT NULL, entry TEXT NOT NULL,
+                                PRIMARY KEY (ecosystem, name, id, seq)) WITHOUT ROWID;
          CREATE TABLE ecosystem (name TEXT PRIMARY KEY, records INTEGER NOT NULL,
                                  withdrawn INTEGER NOT NULL) WITHOUT ROWID;",
     )
@@ -557,12 +527,10 @@ fn write(
     {
         let tx = conn.transaction().map_err(|e| werr(&e))?;
         {
-            let mut ins_adv = tx
-                .prepare("INSERT INTO advisory (id, record) VALUES (?1, ?2)")
-                .map_err(|e| werr(&e))?;
             let mut ins_aff = tx
                 .prepare(
-                    "INSERT INTO affected (ecosystem, name, id, entry) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO affected (ecosystem, name, id, seq, record, entry) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(|e| werr(&e))?;
             for (id, rec) in records {
@@ -586,12 +554,11 @@ fn write(
                     withdrawn += 1;
                     continue;
                 }
-                ins_adv.execute(params![id, json]).map_err(|e| werr(&e))?;
-                for (eco, name, entry) in &rec.affected {
+                for (seq, (eco, name, entry)) in rec.affected.iter().enumerate() {
                     let ej = serde_json::to_string(entry).map_err(|e| werr(&e))?;
                     hasher.update(format!("P\t{eco}\t{name}\t{ej}\n").as_bytes());
                     ins_aff
-                        .execute(params![eco, name, id, ej])
+                        .execute(params![eco, name, id, seq as i64, json, ej])
                         .map_err(|e| werr(&e))?;
                 }
             }
@@ -604,8 +571,6 @@ fn write(
                     .map_err(|e| werr(&e))?;
             }
         }
-        tx.execute_batch("CREATE INDEX affected_key ON affected (ecosystem, name);")
-            .map_err(|e| werr(&e))?;
         let status = Status {
             schema: SCHEMA.into(),
             digest: format!("sha256:{}", hex::encode(hasher.finalize())),

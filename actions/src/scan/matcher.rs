@@ -154,7 +154,17 @@ impl<'a> Prepared<'a> {
     /// `Some((fixed versions above the installed one, ranges in words))` when the installed
     /// version is affected.
     pub fn evaluate(&self, scheme: Scheme, installed: &str) -> Option<(Vec<String>, Vec<String>)> {
-        let v = scheme.parse(installed);
+        self.evaluate_parsed(scheme, installed, &scheme.parse(installed))
+    }
+
+    /// [`Prepared::evaluate`] with the installed version parsed by the caller (once per
+    /// package, not once per advisory).
+    fn evaluate_parsed(
+        &self,
+        scheme: Scheme,
+        installed: &str,
+        v: &Option<Version>,
+    ) -> Option<(Vec<String>, Vec<String>)> {
         let listed = || {
             self.entry.versions.iter().any(|x| {
                 x == installed
@@ -169,7 +179,7 @@ impl<'a> Prepared<'a> {
             return None;
         }
         let mut fixed: Vec<(&Version, &String)> = Vec::new();
-        if let Some(v) = &v {
+        if let Some(v) = v {
             for (ev_v, kind, text) in self.ranges.iter().flatten() {
                 if *kind == Ev::Fixed
                     && let Some(f) = ev_v
@@ -255,9 +265,10 @@ pub fn match_all(db: &Db, packages: &[Package]) -> Result<Vec<Match>, DbError> {
         let Some(hits) = prepared.get(&(p.ecosystem.as_str(), key.as_str())) else {
             continue;
         };
+        let parsed = scheme.parse(version);
         let mut found: Vec<(&Hit, Vec<String>, Vec<String>)> = Vec::new();
         for (hit, prep) in hits {
-            if let Some((fixed, ranges)) = prep.evaluate(scheme, version) {
+            if let Some((fixed, ranges)) = prep.evaluate_parsed(scheme, version, &parsed) {
                 // Several affected entries of one record for the same package: merge them.
                 if let Some(prev) = found
                     .iter_mut()
