@@ -5,13 +5,13 @@
 #
 # Needs: a release build of pipe (`cargo build --release`), cargo-audit
 # (`cargo install cargo-audit --locked`), hyperfine (`apt-get install hyperfine`), and
-# ../shared/advisory-db beside the repository. Writes bench/scan/results/*.{json,md}.
+# ../shared/advisory-db beside the repository. Writes the hyperfine exports to $OUT (default target/bench-scan/).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 SHARED="$ROOT/../shared/advisory-db"
 PIPE="${PIPE:-${CARGO_TARGET_DIR:-$ROOT/target}/release/pipe}"
-OUT="$ROOT/bench/scan/results"
+OUT="${OUT:-$ROOT/target/bench-scan}"
 LOCK="$ROOT/tests/scan/cargo-audit/lockfiles/24-500-packages/Cargo.lock"
 mkdir -p "$OUT"
 for tool in hyperfine cargo-audit; do
