@@ -53,16 +53,23 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
-/// The database every test shares (imported once per test process).
+/// The database every test shares: imported into cargo's per-target temporary directory and
+/// reused while the `pipe` binary is the same (a stamp records which), so test processes do
+/// not each import 8600 advisories or leave copies behind. Concurrent imports are safe: the
+/// import renames a finished file into place.
 fn db() -> Option<&'static Path> {
     static DB: OnceLock<PathBuf> = OnceLock::new();
     let shared = shared()?;
     Some(DB.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("pipe-scan-db-")
-            .tempdir()
-            .expect("temp dir")
-            .keep();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("scan-db");
+        let bin = std::fs::metadata(env!("CARGO_BIN_EXE_pipe")).expect("pipe binary");
+        let stamp = format!("{:?} {}", bin.modified().ok(), bin.len());
+        let stamp_file = dir.join("stamp");
+        if std::fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str())
+            && dir.join("osv.db").is_file()
+        {
+            return dir;
+        }
         let o = pipe()
             .args(["scan", "db", "import"])
             .arg(shared.join("osv"))
@@ -72,6 +79,7 @@ fn db() -> Option<&'static Path> {
             .output()
             .expect("runs");
         assert!(o.status.success(), "import failed: {:?}", text(&o));
+        std::fs::write(&stamp_file, stamp).expect("stamp");
         dir
     }))
 }
