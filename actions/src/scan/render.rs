@@ -55,6 +55,15 @@ fn shown(report: &Report) -> Vec<&Finding> {
         .collect()
 }
 
+/// `1 file`, `2 files`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 fn fixed_text(f: &Finding) -> String {
     if f.fixed.is_empty() {
         "no fix".into()
@@ -157,10 +166,10 @@ pub fn table(report: &Report, color: bool) -> String {
         .count();
     let _ = write!(
         out,
-        "{} packages in {} files; {} findings ({} suppressed",
-        s.packages,
-        report.files.len(),
-        s.findings,
+        "{} in {}; {} ({} suppressed",
+        count(s.packages, "package"),
+        count(report.files.len(), "file"),
+        count(s.findings, "finding"),
         s.suppressed
     );
     if hidden > 0 {
@@ -194,10 +203,10 @@ pub fn markdown(report: &Report) -> String {
     let _ = writeln!(out, "## {icon} pipe scan: {}\n", report.result);
     let _ = writeln!(
         out,
-        "{} packages in {} files · {} findings · {} suppressed · {} fail the policy (`fail-on: {}`)\n",
-        s.packages,
-        report.files.len(),
-        s.findings,
+        "{} in {} · {} · {} suppressed · {} fail the policy (`fail-on: {}`)\n",
+        count(s.packages, "package"),
+        count(report.files.len(), "file"),
+        count(s.findings, "finding"),
         s.suppressed,
         s.gated,
         report.policy.fail_on.map_or("none", |x| x.as_str())
