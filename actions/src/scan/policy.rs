@@ -78,6 +78,26 @@ pub struct PolicyError {
     pub message: String,
 }
 
+impl PolicyError {
+    /// A constructor of errors in one file.
+    fn in_file(shown: &str) -> impl Fn(u32, String) -> PolicyError + '_ {
+        move |line, message| PolicyError {
+            path: shown.to_owned(),
+            line,
+            message,
+        }
+    }
+}
+
+/// Reads a JSON policy input (VEX document, baseline report).
+fn read_json(path: &Path, shown: &str) -> Result<(Vec<u8>, serde_json::Value), PolicyError> {
+    let err = PolicyError::in_file(shown);
+    let bytes = std::fs::read(path).map_err(|e| err(0, super::io_reason(&e)))?;
+    let v = serde_json::from_slice(&bytes)
+        .map_err(|e| err(e.line() as u32, format!("not JSON: {e}")))?;
+    Ok((bytes, v))
+}
+
 fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
@@ -85,11 +105,7 @@ fn digest(bytes: &[u8]) -> String {
 impl Ignores {
     /// Loads an ignore file.
     pub fn load(path: &Path, shown: &str) -> Result<Ignores, PolicyError> {
-        let err = |line: u32, message: String| PolicyError {
-            path: shown.to_owned(),
-            line,
-            message,
-        };
+        let err = PolicyError::in_file(shown);
         let bytes = std::fs::read(path).map_err(|e| err(0, super::io_reason(&e)))?;
         let text = std::str::from_utf8(&bytes).map_err(|_| err(0, "not valid UTF-8".into()))?;
         let file: IgnoreFile = serde_saphyr::from_str(text).map_err(|e| {
@@ -220,14 +236,8 @@ pub struct VexVerdict {
 impl Vex {
     /// Loads an OpenVEX JSON document.
     pub fn load(path: &Path, shown: &str) -> Result<Vex, PolicyError> {
-        let err = |line: u32, message: String| PolicyError {
-            path: shown.to_owned(),
-            line,
-            message,
-        };
-        let bytes = std::fs::read(path).map_err(|e| err(0, super::io_reason(&e)))?;
-        let v: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| err(e.line() as u32, format!("not JSON: {e}")))?;
+        let err = PolicyError::in_file(shown);
+        let (bytes, v) = read_json(path, shown)?;
         if !v
             .get("@context")
             .and_then(|c| c.as_str())
@@ -360,14 +370,8 @@ pub struct Baseline {
 impl Baseline {
     /// Loads a `pipe.scan/v1` report.
     pub fn load(path: &Path, shown: &str) -> Result<Baseline, PolicyError> {
-        let err = |line: u32, message: String| PolicyError {
-            path: shown.to_owned(),
-            line,
-            message,
-        };
-        let bytes = std::fs::read(path).map_err(|e| err(0, super::io_reason(&e)))?;
-        let v: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| err(e.line() as u32, format!("not JSON: {e}")))?;
+        let err = PolicyError::in_file(shown);
+        let (_, v) = read_json(path, shown)?;
         if v.get("schema").and_then(|s| s.as_str()) != Some(super::report::SCHEMA) {
             return Err(err(1, format!("not a `{}` report", super::report::SCHEMA)));
         }
