@@ -40,6 +40,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Inspect and maintain the content-addressed cache (`$PIPE_CACHE_DIR`).
     Cache(CacheArgs),
+    /// Scan dependencies for known vulnerabilities, offline (`fs`, `db import`, `db status`).
+    Scan(crate::commands::scan::ScanArgs),
 }
 
 /// Which workflows, jobs and legs (`run`, `list` and `graph` share these).

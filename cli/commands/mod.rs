@@ -7,6 +7,7 @@ pub mod list;
 pub mod logs;
 pub mod run;
 pub mod runs;
+pub mod scan;
 pub mod validate;
 
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! `snapshots` pins the rendered output of every rule and format; `bad_input` feeds files no
 //! workflow should be; `plan` drives `list` and `graph`; `conformance` runs the end-to-end
 //! workflows of `tests/conformance/` and the interrupt tests; `cache` drives `pipe cache` and
-//! its fault tests.
+//! its fault tests; `scan` drives `pipe scan`.
 
 mod bad_input;
 mod cache;
@@ -13,4 +13,5 @@ mod common;
 mod conformance;
 mod corpus;
 mod plan;
+mod scan;
 mod snapshots;
