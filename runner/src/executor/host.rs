@@ -5,9 +5,14 @@
 //! a grace period, then SIGKILL; a hard cancel kills at once. A step's shell may leave
 //! background processes behind: the step ends when the shell exits (as on GitHub), its output
 //! is drained briefly, and the group is killed when the job is cleaned up ("cleaning up orphan
-//! processes"). Like the runner's `RUNNER_TRACKING_ID`, every step process carries a per-job
-//! marker in its environment, so cleanup also finds processes that left the group (`setsid`,
-//! daemons); a step that sets the variable itself opts out, as on GitHub.
+//! processes").
+//!
+//! Like the runner's `RUNNER_TRACKING_ID`, every step process carries a per-job marker in its
+//! environment, so cleanup also finds processes that left the group (`setsid`, daemons); a step
+//! that sets the variable itself opts out, as on GitHub.
+//!
+//! File operations here are small metadata calls on local disk and use `std::fs` directly: a
+//! `tokio::fs` call is a hop to the blocking pool and back, which costs more than the call.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -81,8 +86,7 @@ impl Executor for HostExecutor {
 
     async fn prepare(&self, setup: &JobSetup) -> Result<Box<dyn JobHandle>, ExecError> {
         let temp = setup.run_temp.join(&setup.key);
-        tokio::fs::create_dir_all(&temp)
-            .await
+        std::fs::create_dir_all(&temp)
             .map_err(|e| ExecError::io(format!("cannot create `{}`", temp.display()), e))?;
         let n = JOB_COUNTER.fetch_add(1, Ordering::Relaxed);
         Ok(Box::new(HostJob {
@@ -116,42 +120,127 @@ struct HostJob {
 static SCRIPT_COUNTER: AtomicU64 = AtomicU64::new(0);
 static JOB_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Kills every process whose environment holds `TRACKING_VAR=id` (Linux: read from `/proc`).
-/// Passes repeat while they find something, since a process may fork during a scan.
+/// Step shells this process spawned and has not waited for yet: they are our children too,
+/// and an orphan sweep must neither kill nor reap them.
+static ACTIVE: std::sync::Mutex<std::collections::BTreeSet<i32>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Whether this process is a child subreaper (set once, on first use).
+fn subreaper() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        #[cfg(target_os = "linux")]
+        {
+            nix::sys::prctl::set_child_subreaper(true).is_ok()
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            false
+        }
+    })
+}
+
+/// Removes a spawned step's pid from [`ACTIVE`] once it has been waited for (or given up).
+struct ActiveGuard(i32);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        if let Ok(mut a) = ACTIVE.lock() {
+            a.remove(&self.0);
+        }
+    }
+}
+
+fn has_marker(pid: i32, needle: &[u8]) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == needle))
+}
+
+/// Kills every leftover process whose environment holds `TRACKING_VAR=id`, like the GitHub
+/// runner's orphan cleanup.
+///
+/// pipe is a child subreaper, so a process that left its step's group and was orphaned (a
+/// `setsid` daemon, a double fork) is re-parented to pipe: only pipe's own children need
+/// looking at, not every process of the machine, which keeps the per-job cost to a few small
+/// reads. Orphans that already exited are reaped here. Without subreaper support the whole of
+/// `/proc` is scanned.
 fn kill_tracked(id: &str) {
     #[cfg(target_os = "linux")]
     {
         let needle = format!("{TRACKING_VAR}={id}");
         let me = std::process::id();
-        for _ in 0..5 {
-            let Ok(entries) = std::fs::read_dir("/proc") else {
-                return;
-            };
+        for pass in 0..6 {
             let mut found = false;
-            for e in entries.flatten() {
-                let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-                    continue;
-                };
-                if pid == me {
-                    continue;
+            if subreaper() {
+                // Hold the lock so no step is spawned (and mistaken for an orphan) meanwhile.
+                let Ok(active) = ACTIVE.lock() else { return };
+                for pid in own_children() {
+                    if active.contains(&pid) {
+                        continue;
+                    }
+                    let state =
+                        std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                    let zombie = state
+                        .rsplit_once(')')
+                        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+                    if zombie {
+                        // An orphan that already exited: reap it (nobody else will).
+                        let _ = nix::sys::wait::waitpid(
+                            Pid::from_raw(pid),
+                            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                        );
+                    } else if has_marker(pid, needle.as_bytes()) {
+                        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                        found = true;
+                    }
                 }
-                let Ok(environ) = std::fs::read(e.path().join("environ")) else {
-                    continue;
+            } else {
+                let Ok(entries) = std::fs::read_dir("/proc") else {
+                    return;
                 };
-                if environ.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
-                    && let Ok(raw) = i32::try_from(pid)
-                {
-                    let _ = nix::sys::signal::kill(Pid::from_raw(raw), Signal::SIGKILL);
-                    found = true;
+                for e in entries.flatten() {
+                    let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok())
+                    else {
+                        continue;
+                    };
+                    if u32::try_from(pid).is_ok_and(|p| p == me) {
+                        continue;
+                    }
+                    if has_marker(pid, needle.as_bytes()) {
+                        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                        found = true;
+                    }
                 }
             }
             if !found {
                 return;
             }
+            // Killed processes' own children are re-parented to us when they die: look again.
+            std::thread::sleep(Duration::from_millis(2 << pass.min(4)));
         }
     }
     #[cfg(not(target_os = "linux"))]
     let _ = id;
+}
+
+/// The pids of this process's children (all threads).
+#[cfg(target_os = "linux")]
+fn own_children() -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Finds `program` on `path` (a `PATH` value); a program containing `/` is used as given.
@@ -197,8 +286,7 @@ impl JobHandle for HostJob {
             return Ok(StepExit::Cancelled);
         }
         let script = self.script_path(step.shell.ext);
-        tokio::fs::write(&script, step.script.as_bytes())
-            .await
+        std::fs::write(&script, step.script.as_bytes())
             .map_err(|e| ExecError::io(format!("cannot write `{}`", script.display()), e))?;
         let script_s = script.to_string_lossy().into_owned();
         let argv: Vec<String> = step
@@ -231,7 +319,7 @@ impl JobHandle for HostJob {
             .or_else(|| self.base_env.get("PATH").map(String::as_str))
             .unwrap_or("/usr/local/bin:/usr/bin:/bin");
         let Some(program_path) = find_program(program, path_var) else {
-            let _ = tokio::fs::remove_file(&script).await;
+            let _ = std::fs::remove_file(&script);
             return Ok(StepExit::StartFailed(format!(
                 "shell `{program}` is not installed (not found on PATH)"
             )));
@@ -256,19 +344,34 @@ impl JobHandle for HostJob {
             .stderr(writer2)
             .process_group(0)
             .kill_on_drop(true);
-        let spawned = cmd.spawn();
+        let _ = subreaper();
+        let (spawned, _active) = {
+            let mut active = ACTIVE
+                .lock()
+                .map_err(|_| ExecError::Other("process table lock poisoned".to_owned()))?;
+            let spawned = cmd.spawn();
+            let pid = spawned
+                .as_ref()
+                .ok()
+                .and_then(|c| c.id())
+                .and_then(|p| i32::try_from(p).ok());
+            if let Some(pid) = pid {
+                active.insert(pid);
+            }
+            (spawned, pid.map(ActiveGuard))
+        };
         // Our copies of the write end must go, or the pipe never reports end of file.
         drop(cmd);
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let _ = tokio::fs::remove_file(&script).await;
+                let _ = std::fs::remove_file(&script);
                 return Ok(StepExit::StartFailed(format!(
                     "shell `{program}` is not installed (not found on PATH)"
                 )));
             }
             Err(e) => {
-                let _ = tokio::fs::remove_file(&script).await;
+                let _ = std::fs::remove_file(&script);
                 return Ok(StepExit::StartFailed(format!(
                     "cannot start `{program}`: {e}"
                 )));
@@ -346,7 +449,7 @@ impl JobHandle for HostJob {
                 }
             }
         }
-        let _ = tokio::fs::remove_file(&script).await;
+        let _ = std::fs::remove_file(&script);
         if let Some(s) = stopped {
             // Anything still alive in the group goes now.
             signal_group(pgid, Signal::SIGKILL);
@@ -370,7 +473,7 @@ impl JobHandle for HostJob {
             signal_group(pgid, Signal::SIGKILL);
         }
         kill_tracked(&self.tracking_id);
-        match tokio::fs::remove_dir_all(&self.paths.temp_host).await {
+        match std::fs::remove_dir_all(&self.paths.temp_host) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(ExecError::io(
