@@ -3,25 +3,29 @@
 //! Layout under the repository's state folder (`dirs::repo_state_dir`):
 //!
 //! ```text
-//! store.sqlite            index of runs (number, workflow, event, conclusion, times)
+//! runs/.counter          the last run number handed out (under an exclusive `flock`)
+//! runs/<N>/run.json       the run's index entry (workflow, event, start, conclusion, time)
 //! runs/<N>/events.jsonl   the run's event stream (log lines excluded)
 //! runs/<N>/logs/<job>/<step>.log   one file per step, masked
 //! runs/<N>/summary.json   the `--summary` document
 //! runs/<N>/summaries/<job>.md      step summaries (GITHUB_STEP_SUMMARY) per job
 //! ```
 //!
-//! Run numbers come from SQLite (`AUTOINCREMENT`), so concurrent `pipe` processes of one
-//! repository never get the same number. Recording is best effort: a store failure is a warning
-//! for the caller, never a failed run (nextest's recording design). Only the last
-//! [`DEFAULT_KEEP`] runs are kept.
+//! Run numbers come from a counter file read and rewritten under an exclusive `flock`, so
+//! concurrent `pipe` processes of one repository never get the same number; a lock dies with
+//! its process. Why not SQLite for this index: opening a database costs several milliseconds
+//! of a run whose whole budget, for a one-job workflow, is about as long as running its script
+//! (the index is a counter and one small JSON file per run). Recording is best effort: a store
+//! failure is a warning for the caller, never a failed run (nextest's recording design). Only
+//! the last [`DEFAULT_KEEP`] runs are kept.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
 
 use crate::event::{Conclusion, RunEvent, Summary};
 
@@ -41,13 +45,13 @@ pub enum StoreError {
         /// The error.
         source: std::io::Error,
     },
-    /// The database failed.
-    #[error("run index `{path}`: {source}")]
-    Db {
-        /// The database file.
+    /// The run counter could not be locked.
+    #[error("cannot lock the run counter `{path}`: {source}")]
+    Lock {
+        /// The counter file.
         path: PathBuf,
         /// The error.
-        source: rusqlite::Error,
+        source: nix::Error,
     },
     /// A record is malformed.
     #[error("run record `{path}` is corrupt: {message}")]
@@ -60,7 +64,7 @@ pub enum StoreError {
 }
 
 /// One run in the index.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
     /// Run number.
     pub number: u64,
@@ -80,8 +84,6 @@ pub struct RunInfo {
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
-    db_path: PathBuf,
-    conn: Connection,
 }
 
 fn now_secs() -> u64 {
@@ -99,41 +101,14 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         })?;
-        let db_path = dir.join("store.sqlite");
-        let db = |source| StoreError::Db {
-            path: db_path.clone(),
-            source,
-        };
-        let conn = Connection::open(&db_path).map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(db)?;
-        // The index is a convenience over the run folders: losing its newest rows to a power
-        // cut is acceptable, an fsync per run (15 ms on slow disks) is not.
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = OFF;
-             CREATE TABLE IF NOT EXISTS runs (
-                 number INTEGER PRIMARY KEY AUTOINCREMENT,
-                 workflow TEXT NOT NULL,
-                 event TEXT NOT NULL,
-                 conclusion TEXT,
-                 started INTEGER NOT NULL,
-                 duration_ms INTEGER
-             );",
-        )
-        .map_err(db)?;
         Ok(Store {
             dir: dir.to_path_buf(),
-            db_path,
-            conn,
         })
     }
 
-    fn db_err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Db {
-            path: self.db_path.clone(),
-            source,
-        }
+    /// The store's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The folder of run `n`.
@@ -141,33 +116,87 @@ impl Store {
         self.dir.join("runs").join(n.to_string())
     }
 
+    fn io<'p>(
+        what: &'static str,
+        path: &'p Path,
+    ) -> impl FnOnce(std::io::Error) -> StoreError + 'p {
+        move |source| StoreError::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Hands out the next run number.
+    fn next_number(&self) -> Result<u64, StoreError> {
+        use std::io::{Read, Seek};
+        let path = self.dir.join("runs").join(".counter");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(Self::io("cannot open", &path))?;
+        let mut lock =
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, source)| StoreError::Lock {
+                path: path.clone(),
+                source,
+            })?;
+        let mut text = String::new();
+        lock.read_to_string(&mut text)
+            .map_err(Self::io("cannot read", &path))?;
+        // A missing or damaged counter restarts above the newest run folder.
+        let last = match text.trim().parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => self.numbers()?.into_iter().max().unwrap_or(0),
+        };
+        let next = last + 1;
+        lock.set_len(0).map_err(Self::io("cannot write", &path))?;
+        lock.rewind().map_err(Self::io("cannot write", &path))?;
+        lock.write_all(next.to_string().as_bytes())
+            .map_err(Self::io("cannot write", &path))?;
+        Ok(next)
+    }
+
+    /// Numbers of the recorded runs, in no particular order.
+    fn numbers(&self) -> Result<Vec<u64>, StoreError> {
+        let runs = self.dir.join("runs");
+        let rd = std::fs::read_dir(&runs).map_err(Self::io("cannot read", &runs))?;
+        Ok(rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()))
+            .collect())
+    }
+
     /// Allocates the next run number and creates its folder.
     pub fn begin_run(&self, workflow: &str, event: &str) -> Result<RunRecord, StoreError> {
-        let number: u64 = self
-            .conn
-            .query_row(
-                "INSERT INTO runs (workflow, event, started) VALUES (?1, ?2, ?3) RETURNING number",
-                params![workflow, event, now_secs() as i64],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(|e| self.db_err(e))? as u64;
+        let number = self.next_number()?;
         let dir = self.run_dir(number);
-        std::fs::create_dir_all(dir.join("logs")).map_err(|source| StoreError::Io {
-            what: "cannot create",
-            path: dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir.join("logs")).map_err(Self::io("cannot create", &dir))?;
+        let info = RunInfo {
+            number,
+            workflow: workflow.to_owned(),
+            event: event.to_owned(),
+            conclusion: None,
+            started: now_secs(),
+            duration_ms: None,
+        };
+        let meta = serde_json::to_vec(&info).unwrap_or_default();
+        write_replace(&dir.join("run.json"), &meta, false)
+            .map_err(Self::io("cannot write", &dir))?;
         let events_path = dir.join("events.jsonl");
-        let events = File::create(&events_path).map_err(|source| StoreError::Io {
-            what: "cannot create",
-            path: events_path,
-            source,
-        })?;
+        let events = File::create(&events_path).map_err(Self::io("cannot create", &events_path))?;
         Ok(RunRecord {
             number,
             dir,
             events: Some(BufWriter::new(events)),
         })
+    }
+
+    fn info(&self, number: u64) -> Option<RunInfo> {
+        let bytes = std::fs::read(self.run_dir(number).join("run.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 
     /// Records a run's end.
@@ -177,68 +206,46 @@ impl Store {
         conclusion: Conclusion,
         duration_ms: u64,
     ) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE runs SET conclusion = ?1, duration_ms = ?2 WHERE number = ?3",
-                params![conclusion.as_str(), duration_ms as i64, number as i64],
-            )
-            .map_err(|e| self.db_err(e))?;
-        Ok(())
+        let path = self.run_dir(number).join("run.json");
+        let mut info = self.info(number).ok_or_else(|| StoreError::Corrupt {
+            path: path.clone(),
+            message: "missing or unreadable".to_owned(),
+        })?;
+        info.conclusion = Some(conclusion);
+        info.duration_ms = Some(duration_ms);
+        let meta = serde_json::to_vec(&info).unwrap_or_default();
+        write_replace(&path, &meta, false).map_err(Self::io("cannot write", &path))
     }
 
     /// Runs, newest first.
     pub fn list(&self, limit: usize) -> Result<Vec<RunInfo>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT number, workflow, event, conclusion, started, duration_ms FROM runs
-                 ORDER BY number DESC LIMIT ?1",
-            )
-            .map_err(|e| self.db_err(e))?;
-        let rows = stmt
-            .query_map(params![limit as i64], |r| {
-                let conclusion: Option<String> = r.get(3)?;
-                Ok(RunInfo {
-                    number: r.get::<_, i64>(0)? as u64,
-                    workflow: r.get(1)?,
-                    event: r.get(2)?,
-                    conclusion: conclusion.and_then(|c| parse_conclusion(&c)),
-                    started: r.get::<_, i64>(4)? as u64,
-                    duration_ms: r.get::<_, Option<i64>>(5)?.map(|d| d as u64),
-                })
-            })
-            .map_err(|e| self.db_err(e))?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.db_err(e))
+        let mut numbers = self.numbers()?;
+        numbers.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(numbers
+            .into_iter()
+            .filter_map(|n| self.info(n))
+            .take(limit)
+            .collect())
     }
 
     /// The newest run's number.
     pub fn latest(&self) -> Result<Option<u64>, StoreError> {
-        self.conn
-            .query_row("SELECT MAX(number) FROM runs", [], |r| {
-                r.get::<_, Option<i64>>(0)
-            })
-            .optional()
-            .map(|v| v.flatten().map(|n| n as u64))
-            .map_err(|e| self.db_err(e))
+        Ok(self.numbers()?.into_iter().max())
     }
 
     /// Deletes all but the newest `keep` runs.
     pub fn prune(&self, keep: usize) -> Result<usize, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT number FROM runs ORDER BY number DESC LIMIT -1 OFFSET ?1")
-            .map_err(|e| self.db_err(e))?;
-        let old: Vec<i64> = stmt
-            .query_map(params![keep as i64], |r| r.get(0))
-            .map_err(|e| self.db_err(e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.db_err(e))?;
-        for n in &old {
-            let _ = std::fs::remove_dir_all(self.run_dir(*n as u64));
-            self.conn
-                .execute("DELETE FROM runs WHERE number = ?1", params![n])
-                .map_err(|e| self.db_err(e))?;
+        let mut numbers = self.numbers()?;
+        if numbers.len() <= keep {
+            return Ok(0);
+        }
+        numbers.sort_unstable_by(|a, b| b.cmp(a));
+        let old = &numbers[keep..];
+        for n in old {
+            let dir = self.run_dir(*n);
+            // `run.json` goes first, so a prune cut short leaves nothing that is listed.
+            let _ = std::fs::remove_file(dir.join("run.json"));
+            std::fs::remove_dir_all(&dir).map_err(Self::io("cannot remove", &dir))?;
         }
         Ok(old.len())
     }
@@ -263,16 +270,6 @@ impl Store {
             }),
         }
     }
-}
-
-fn parse_conclusion(s: &str) -> Option<Conclusion> {
-    Some(match s {
-        "success" => Conclusion::Success,
-        "failure" => Conclusion::Failure,
-        "cancelled" => Conclusion::Cancelled,
-        "skipped" => Conclusion::Skipped,
-        _ => return None,
-    })
 }
 
 /// Turns a job key into a file-name-safe folder name.
@@ -439,6 +436,29 @@ mod tests {
         assert_eq!(store.prune(2).expect("prune"), 1);
         assert!(!store.run_dir(1).exists());
         assert_eq!(store.latest().expect("latest"), Some(3));
+    }
+
+    #[test]
+    fn concurrent_writers_never_share_a_number() {
+        let t = tempfile::tempdir().expect("tmp");
+        let dir = t.path().to_path_buf();
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    let store = Store::open(&dir).expect("open");
+                    (0..10)
+                        .map(|_| store.begin_run("w.yml", "push").expect("run").number)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("join"))
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=80).collect::<Vec<_>>());
     }
 
     #[test]

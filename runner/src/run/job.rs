@@ -1081,15 +1081,8 @@ impl<'a> LegRunner<'a> {
             summary: file("step_summary").0,
             state: file("state").0,
         };
-        for p in [
-            &files.output,
-            &files.env,
-            &files.path,
-            &files.summary,
-            &files.state,
-        ] {
-            let _ = std::fs::remove_file(p);
-        }
+        // No need to remove leftovers first: the names are unique within the job's fresh temp
+        // folder, and `apply_files` removes them after each step.
         let mut env: Vec<(String, String)> = shared.default_env.clone();
         let s = |p: PathBuf| p.to_string_lossy().into_owned();
         env.push(("GITHUB_JOB".into(), self.job.id.value.clone()));
