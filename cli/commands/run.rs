@@ -89,6 +89,33 @@ pub fn run(cli: &Cli, args: &RunArgs) -> u8 {
     if !args.select.job.is_empty() {
         planned.retain(|(_, p, _, _)| p.jobs.iter().any(|j| j.selected));
     }
+    // Branch, tag and path filters: reported, enforced only with --respect-filters.
+    let mut kept = Vec::with_capacity(planned.len());
+    for item in planned {
+        match filter_reason(&p, item.0, &args.select.event, &item.3) {
+            Some(reason) if args.respect_filters => {
+                notice(
+                    cli,
+                    &format!(
+                        "skipping `{}`: it would not trigger on GitHub: {reason}",
+                        item.0.path
+                    ),
+                );
+            }
+            Some(reason) => {
+                notice(
+                    cli,
+                    &format!(
+                        "`{}` would not trigger on GitHub: {reason} (running it anyway; `--respect-filters` skips it)",
+                        item.0.path
+                    ),
+                );
+                kept.push(item);
+            }
+            None => kept.push(item),
+        }
+    }
+    let planned = kept;
     let mut worst = exit::SUCCESS;
     for (l, plan, inputs, payload) in planned {
         let code = runtime.block_on(run_one(
@@ -116,6 +143,62 @@ pub fn run(cli: &Cli, args: &RunArgs) -> u8 {
         15 => exit::SIGTERM,
         _ => worst,
     }
+}
+
+fn notice(cli: &Cli, message: &str) {
+    if !cli.quiet {
+        let s = super::err_styles(cli);
+        output::stderr_write(format!("{} {message}\n", s.paint(s.hint, "note:")).as_bytes());
+    }
+}
+
+/// Why the event would not trigger this workflow on GitHub (its filters), if it would not.
+fn filter_reason(p: &Project, l: &Loaded, event: &str, payload: &Value) -> Option<String> {
+    use pipe_runner::run::filters;
+    let trigger = l.workflow.trigger(event)?;
+    let git_ref = if event.starts_with("pull_request") {
+        let base = match payload {
+            Value::Object(o) => match o.get("pull_request") {
+                Some(Value::Object(pr)) => match pr.get("base") {
+                    Some(Value::Object(b)) => b.get("ref").and_then(Value::to_gh_string),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        };
+        format!("refs/heads/{}", base.unwrap_or_else(|| "main".to_owned()))
+    } else {
+        pipe_runner::gitinfo::read(&p.root, &dirs::process_env).git_ref
+    };
+    let changed = if filters::has_path_filters(trigger) {
+        changed_files(&p.root)
+    } else {
+        None
+    };
+    filters::not_triggered_because(trigger, &git_ref, changed.as_deref())
+}
+
+/// The files a push of HEAD (plus uncommitted changes) would change: the difference between
+/// HEAD's parent and the working tree, or every tracked file in a repository's first commit.
+fn changed_files(root: &std::path::Path) -> Option<Vec<String>> {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+    };
+    git(&["diff", "--name-only", "HEAD~1"]).or_else(|| git(&["ls-files"]))
 }
 
 async fn watch_signals(
@@ -380,6 +463,7 @@ async fn run_one(
         log_dir: run_dir.as_ref().map(|d| d.join("logs")),
         debug: cli.verbose > 0,
         has_bash: has_program("bash"),
+        isolate: args.isolate,
     });
     reporter.event(&RunEvent::RunStarted {
         version: SCHEMA_VERSION,

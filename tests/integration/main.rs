@@ -13,5 +13,6 @@ mod common;
 mod conformance;
 mod corpus;
 mod plan;
+mod run_cli;
 mod scan;
 mod snapshots;

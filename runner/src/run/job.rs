@@ -65,6 +65,8 @@ pub struct Shared {
     pub debug: bool,
     /// Whether `bash` is on PATH (the default shell falls back to `sh`).
     pub has_bash: bool,
+    /// `--isolate`: each job gets a fresh copy of the committed tree instead of `workspace`.
+    pub isolate: bool,
 }
 
 /// One leg to run.
@@ -265,6 +267,47 @@ fn script_for(shell: &ShellTemplate, script: &str) -> String {
     }
 }
 
+/// Copies the tree of `HEAD` of the repository at `root` into `target` (`git archive | tar`),
+/// the fresh workspace of `--isolate`.
+pub fn copy_committed_tree(root: &Path, target: &Path) -> Result<(), String> {
+    use std::process::{Command, Stdio};
+    std::fs::create_dir_all(target)
+        .map_err(|e| format!("cannot create `{}`: {e}", target.display()))?;
+    let mut archive = Command::new("git")
+        .args(["archive", "--format=tar", "HEAD"])
+        .current_dir(root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run `git archive`: {e}"))?;
+    let Some(out) = archive.stdout.take() else {
+        return Err("`git archive` has no output".to_owned());
+    };
+    let tar = Command::new("tar")
+        .args(["-x", "-C"])
+        .arg(target)
+        .stdin(out)
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run `tar`: {e}"))?;
+    let git = archive
+        .wait_with_output()
+        .map_err(|e| format!("`git archive` failed: {e}"))?;
+    if !git.status.success() {
+        let msg = String::from_utf8_lossy(&git.stderr).trim().to_lowercase();
+        return Err(format!(
+            "`git archive HEAD` failed ({msg}); `--isolate` needs a git repository with at least one commit"
+        ));
+    }
+    if !tar.status.success() {
+        return Err(format!(
+            "`tar -x` failed: {}",
+            String::from_utf8_lossy(&tar.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
 /// Runs one leg of a job.
 pub struct LegRunner<'a> {
     shared: &'a Shared,
@@ -277,6 +320,8 @@ pub struct LegRunner<'a> {
     steps_ctx: Object,
     status: Status,
     summaries: String,
+    /// This leg's `GITHUB_WORKSPACE` on the host (the shared one, or its own copy).
+    workspace: PathBuf,
 }
 
 /// The typed value of a YAML boolean, number or null (`continue-on-error: false` is the
@@ -322,6 +367,7 @@ impl<'a> LegRunner<'a> {
             steps_ctx: Object::new(),
             status: Status::default(),
             summaries: String::new(),
+            workspace: shared.workspace.clone(),
         }
     }
 
@@ -331,6 +377,7 @@ impl<'a> LegRunner<'a> {
             _ => Object::new(),
         };
         o.insert("job", Value::str(&self.job.id.value));
+        o.insert("workspace", Value::str(self.workspace.to_string_lossy()));
         if let Some(a) = action {
             o.insert("action", Value::str(a));
         }
@@ -407,7 +454,7 @@ impl<'a> LegRunner<'a> {
             failed: self.status.failed && !self.status.cancelled,
             ..self.status
         };
-        c.workspace = Some(self.shared.workspace.clone());
+        c.workspace = Some(self.workspace.clone());
         c
     }
 
@@ -564,6 +611,24 @@ impl<'a> LegRunner<'a> {
         }
         self.env = env;
 
+        let mut isolated: Option<PathBuf> = None;
+        if shared.isolate && setup_error.is_none() {
+            let dir = shared
+                .run_temp
+                .join(format!("ws-{}", crate::store::safe_name(&self.spec.key)));
+            let root = shared.workspace.clone();
+            let target = dir.clone();
+            let copied = tokio::task::spawn_blocking(move || copy_committed_tree(&root, &target))
+                .await
+                .unwrap_or_else(|e| Err(format!("the copy task failed: {e}")));
+            match copied {
+                Ok(()) => {
+                    self.workspace = dir.clone();
+                    isolated = Some(dir);
+                }
+                Err(e) => setup_error = Some(format!("cannot give the job its own workspace: {e}")),
+            }
+        }
         let mut handle: Option<Box<dyn JobHandle>> = None;
         if setup_error.is_none() {
             match shared
@@ -571,7 +636,7 @@ impl<'a> LegRunner<'a> {
                 .prepare(&JobSetup {
                     key: self.spec.key.clone(),
                     run_temp: shared.run_temp.clone(),
-                    workspace: shared.workspace.clone(),
+                    workspace: self.workspace.clone(),
                 })
                 .await
             {
@@ -645,6 +710,9 @@ impl<'a> LegRunner<'a> {
             && let Err(e) = h.cleanup().await
         {
             self.notice(NoticeLevel::Warning, &format!("cleanup failed: {e}"));
+        }
+        if let Some(dir) = isolated {
+            let _ = std::fs::remove_dir_all(dir);
         }
         let timed = timed_out.load(std::sync::atomic::Ordering::SeqCst);
         if timed {

@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod envfile;
+pub mod filters;
 pub mod job;
 pub mod mask;
 pub mod output;

@@ -1,0 +1,153 @@
+//! `pipe run` behaviour around the runs themselves: workflow selection across files, branch
+//! and path filters (`--respect-filters`), run records (`pipe runs`, `pipe logs`).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common;
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(ok, "git {args:?}");
+}
+
+/// A repository on branch `main` with the given workflows, committed.
+fn repo(workflows: &[(&str, &str)]) -> tempfile::TempDir {
+    let t = tempfile::tempdir().expect("tmp");
+    let wf = t.path().join(".github/workflows");
+    std::fs::create_dir_all(&wf).expect("mkdir");
+    for (name, text) in workflows {
+        std::fs::write(wf.join(name), text).expect("write");
+    }
+    std::fs::write(t.path().join("README.md"), "x\n").expect("write");
+    git(t.path(), &["init", "-q", "-b", "main"]);
+    git(t.path(), &["add", "."]);
+    git(
+        t.path(),
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "x",
+        ],
+    );
+    t
+}
+
+fn pipe(dir: &Path, state: &Path, args: &[&str]) -> common::Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("PIPE_STATE_DIR", state)
+        .env_remove("PIPE_LOG")
+        .output()
+        .expect("run pipe");
+    common::Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+const RELEASE_ONLY: &str = "on:\n  push:\n    branches: [release]\njobs:\n  rel:\n    runs-on: ubuntu-latest\n    steps: [{run: echo release-ran}]\n";
+const EVERY_PUSH: &str = "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps: [{run: echo build-ran}]\n  deploy:\n    needs: build\n    runs-on: ubuntu-latest\n    steps: [{run: echo deploy-ran}]\n";
+
+#[test]
+fn filters_are_reported_and_enforced_on_request() {
+    let r = repo(&[("a.yml", EVERY_PUSH), ("b.yml", RELEASE_ONLY)]);
+    let state = tempfile::tempdir().expect("tmp");
+    let run = pipe(r.path(), state.path(), &["run", "--progress", "plain"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stderr.contains("release-ran"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("would not trigger on GitHub: branch `main` does not match `branches`"),
+        "{}",
+        run.stderr
+    );
+    let run = pipe(
+        r.path(),
+        state.path(),
+        &["run", "--progress", "plain", "--respect-filters"],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(!run.stderr.contains("release-ran"), "{}", run.stderr);
+    assert!(run.stderr.contains("build-ran"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("skipping `.github/workflows/b.yml`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn job_selection_spans_workflows() {
+    let r = repo(&[("a.yml", EVERY_PUSH), ("b.yml", RELEASE_ONLY)]);
+    let state = tempfile::tempdir().expect("tmp");
+    // `deploy` exists in a.yml only: b.yml is left out, `build` comes along as a need.
+    let run = pipe(
+        r.path(),
+        state.path(),
+        &["run", "--progress", "plain", "-j", "deploy"],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("build-ran") && run.stderr.contains("deploy-ran"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("release-ran"), "{}", run.stderr);
+    let run = pipe(
+        r.path(),
+        state.path(),
+        &["run", "--progress", "plain", "-j", "deploy", "--no-deps"],
+    );
+    assert!(
+        !run.stderr.contains("build-ran") && run.stderr.contains("deploy-ran"),
+        "{}",
+        run.stderr
+    );
+    let run = pipe(r.path(), state.path(), &["run", "-j", "depoly"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("`deploy`"), "{}", run.stderr);
+}
+
+#[test]
+fn runs_are_numbered_listed_and_their_logs_kept() {
+    let r = repo(&[("a.yml", EVERY_PUSH)]);
+    let state = tempfile::tempdir().expect("tmp");
+    for _ in 0..2 {
+        let run = pipe(r.path(), state.path(), &["run", "-q"]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+    }
+    let runs = pipe(r.path(), state.path(), &["runs", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&runs.stdout).expect("json");
+    let numbers: Vec<u64> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["number"].as_u64())
+        .collect();
+    assert_eq!(numbers, vec![2, 1]);
+    assert_eq!(v[0]["conclusion"], "success");
+    let logs = pipe(r.path(), state.path(), &["logs", "1", "deploy"]);
+    assert_eq!(logs.code, Some(0), "{}", logs.stderr);
+    assert!(
+        logs.stdout.contains("deploy-ran") && !logs.stdout.contains("build-ran"),
+        "{}",
+        logs.stdout
+    );
+    let logs = pipe(r.path(), state.path(), &["logs", "#9"]);
+    assert_eq!(logs.code, Some(2));
+}
