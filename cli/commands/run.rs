@@ -10,6 +10,7 @@ use pipe_runner::executor::Cancel;
 use pipe_runner::executor::host::HostExecutor;
 use pipe_runner::expr::{Object, Value};
 use pipe_runner::plan::Plan;
+use pipe_runner::run::concurrency;
 use pipe_runner::run::job::Shared;
 use pipe_runner::run::mask::Masker;
 use pipe_runner::run::report::{Fanout, NoticeLevel, Reporter};
@@ -477,7 +478,80 @@ async fn run_one(
             .map(|n| n.get())
             .unwrap_or(2)
     });
-    let result = run_plan(shared, &plan, &RunOptions { parallel }, cancel).await;
+    // Workflow-level `concurrency`: wait for the group (across pipe processes of this
+    // repository); a run cancelled while pending runs no job.
+    let group = match l.workflow.concurrency.as_ref() {
+        None => Ok(None),
+        Some(c) => {
+            let ctx = pipe_runner::context::Contexts::new()
+                .with("github", shared.github.clone())
+                .with("inputs", shared.inputs.clone())
+                .with("vars", shared.vars.clone());
+            let eval = |y: &pipe_runner::workflow::YStr| pipe_runner::plan::eval_ystr(y, &ctx);
+            match (
+                eval(&c.group),
+                c.cancel_in_progress.as_ref().map(eval).transpose(),
+            ) {
+                (Ok(g), Ok(cip)) => Ok(Some((
+                    g.to_gh_string().unwrap_or_default(),
+                    cip.is_some_and(|v| v.is_truthy()),
+                ))),
+                (Err(e), _) | (_, Err(e)) => Err(e.message),
+            }
+        }
+    };
+    let mut _group_guard = None;
+    let mut cancelled_pending = false;
+    match (group, store.as_ref()) {
+        (Err(e), _) => {
+            error(
+                cli,
+                &format!("cannot evaluate the workflow's `concurrency`: {e}"),
+                None,
+            );
+            return exit::FAILURE;
+        }
+        (Ok(Some((g, cancel_in_progress))), Some(st)) if !g.is_empty() => {
+            let mut on_wait = |running: Option<i32>| {
+                notice(
+                    cli,
+                    &format!(
+                        "waiting for concurrency group `{g}`{}",
+                        running
+                            .map(|p| format!(" (held by pipe process {p})"))
+                            .unwrap_or_default()
+                    ),
+                )
+            };
+            match concurrency::acquire(st.dir(), &g, cancel_in_progress, &cancel.soft, &mut on_wait)
+                .await
+            {
+                Ok(concurrency::Acquired::Run(guard)) => _group_guard = Some(guard),
+                Ok(concurrency::Acquired::Cancelled) => cancelled_pending = true,
+                Err(e) => warn(
+                    cli,
+                    &styles,
+                    &format!("concurrency group `{g}` is not enforced: {e}"),
+                ),
+            }
+        }
+        _ => {}
+    }
+    let result = if cancelled_pending {
+        notice(
+            cli,
+            "the run was cancelled while waiting for its concurrency group",
+        );
+        RunResult {
+            conclusion: Conclusion::Cancelled,
+            jobs: Vec::new(),
+            step_summaries: Vec::new(),
+            duration: std::time::Duration::ZERO,
+        }
+    } else {
+        run_plan(shared, &plan, &RunOptions { parallel }, cancel).await
+    };
+    drop(_group_guard);
     reporter.event(&RunEvent::RunFinished {
         conclusion: result.conclusion,
         duration_ms: u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX),

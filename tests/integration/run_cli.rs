@@ -151,3 +151,121 @@ fn runs_are_numbered_listed_and_their_logs_kept() {
     let logs = pipe(r.path(), state.path(), &["logs", "#9"]);
     assert_eq!(logs.code, Some(2));
 }
+
+fn spawn_pipe(dir: &Path, state: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("PIPE_STATE_DIR", state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn pipe")
+}
+
+fn wait_for_file(path: &Path) {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+const GROUPED: &str = "on: push\nconcurrency:\n  group: deploy\n  cancel-in-progress: ${{ vars.CIP == 'yes' }}\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          echo start >> \"order-${{ vars.NAME }}\"\n          touch \"started-${{ vars.NAME }}\"\n          sleep ${{ vars.SLEEP }}\n          echo end >> \"order-${{ vars.NAME }}\"\n          date +%s%N > \"ended-${{ vars.NAME }}\"\n";
+
+#[test]
+fn concurrency_groups_span_processes() {
+    let r = repo(&[("g.yml", GROUPED)]);
+    let state = tempfile::tempdir().expect("tmp");
+    let d = r.path();
+    // A holds the group; B waits for it and starts only after A ended.
+    let a = spawn_pipe(
+        d,
+        state.path(),
+        &["run", "--var", "NAME=a", "--var", "SLEEP=1"],
+    );
+    wait_for_file(&d.join("started-a"));
+    let b = spawn_pipe(
+        d,
+        state.path(),
+        &["run", "--var", "NAME=b", "--var", "SLEEP=0"],
+    );
+    // C replaces B as the pending run: B is cancelled without running.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let c = spawn_pipe(
+        d,
+        state.path(),
+        &["run", "--var", "NAME=c", "--var", "SLEEP=0"],
+    );
+    let a = a.wait_with_output().expect("a");
+    let b = b.wait_with_output().expect("b");
+    let c = c.wait_with_output().expect("c");
+    assert_eq!(
+        a.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&a.stderr)
+    );
+    assert_ne!(b.status.code(), Some(0), "b must be cancelled");
+    assert!(!d.join("started-b").exists(), "b must not run");
+    assert_eq!(
+        c.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&c.stderr)
+    );
+    let ended_a: u128 = std::fs::read_to_string(d.join("ended-a"))
+        .expect("a ended")
+        .trim()
+        .parse()
+        .expect("ns");
+    let started_c = std::fs::metadata(d.join("started-c"))
+        .expect("c started")
+        .modified()
+        .expect("mtime");
+    let started_c_ns = started_c
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("epoch")
+        .as_nanos();
+    assert!(started_c_ns >= ended_a, "c started before a ended");
+
+    // cancel-in-progress: D cancels the running E.
+    let e = spawn_pipe(
+        d,
+        state.path(),
+        &["run", "--var", "NAME=e", "--var", "SLEEP=30"],
+    );
+    wait_for_file(&d.join("started-e"));
+    let started = std::time::Instant::now();
+    let f = spawn_pipe(
+        d,
+        state.path(),
+        &[
+            "run", "--var", "NAME=f", "--var", "SLEEP=0", "--var", "CIP=yes",
+        ],
+    );
+    let e = e.wait_with_output().expect("e");
+    let f = f.wait_with_output().expect("f");
+    assert_eq!(
+        e.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&e.stderr)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    assert_eq!(
+        f.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&f.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("order-e")).expect("e"),
+        "start\n"
+    );
+}

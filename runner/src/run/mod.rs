@@ -2,6 +2,7 @@
 //! (environment files, workflow commands) and masking.
 
 pub mod commands;
+pub mod concurrency;
 pub mod envfile;
 pub mod filters;
 pub mod job;
