@@ -244,16 +244,52 @@ fn own_children() -> Vec<i32> {
 }
 
 /// Finds `program` on `path` (a `PATH` value); a program containing `/` is used as given.
+/// Results are remembered per (program, PATH): a run of a thousand steps would otherwise stat
+/// the same missing directories a thousand times.
 pub fn find_program(program: &str, path: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
+    type Found = std::collections::HashMap<(String, String), PathBuf>;
+    static FOUND: std::sync::Mutex<Option<Found>> = std::sync::Mutex::new(None);
     if program.contains('/') {
         return Some(PathBuf::from(program));
     }
-    std::env::split_paths(path).find_map(|dir| {
+    let key = (program.to_owned(), path.to_owned());
+    if let Some(p) = FOUND
+        .lock()
+        .ok()
+        .and_then(|f| f.as_ref()?.get(&key).cloned())
+    {
+        return Some(p);
+    }
+    let found = std::env::split_paths(path).find_map(|dir| {
         let candidate = dir.join(program);
         let meta = std::fs::metadata(&candidate).ok()?;
         (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some(candidate)
-    })
+    })?;
+    if let Ok(mut f) = FOUND.lock() {
+        f.get_or_insert_with(Found::new).insert(key, found.clone());
+    }
+    Some(found)
+}
+
+/// Read buffers for step output, reused across steps: a fresh 256 KiB buffer per step is an
+/// `mmap` and `munmap` each time.
+static BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+fn take_buffer() -> Vec<u8> {
+    BUFFERS
+        .lock()
+        .ok()
+        .and_then(|mut b| b.pop())
+        .unwrap_or_else(|| vec![0u8; 256 * 1024])
+}
+
+fn give_buffer(buf: Vec<u8>) {
+    if let Ok(mut b) = BUFFERS.lock()
+        && b.len() < 8
+    {
+        b.push(buf);
+    }
 }
 
 fn signal_group(pgid: i32, sig: Signal) {
@@ -384,7 +420,7 @@ impl JobHandle for HostJob {
         let mut rx = pipe::Receiver::from_owned_fd(reader.into())
             .map_err(|e| ExecError::io("cannot read step output", e))?;
 
-        let mut buf = vec![0u8; 256 * 1024];
+        let mut buf = take_buffer();
         let mut eof = false;
         let mut status = None;
         let mut stopped: Option<StepExit> = None;
@@ -450,6 +486,7 @@ impl JobHandle for HostJob {
             }
         }
         let _ = std::fs::remove_file(&script);
+        give_buffer(buf);
         if let Some(s) = stopped {
             // Anything still alive in the group goes now.
             signal_group(pgid, Signal::SIGKILL);

@@ -891,10 +891,9 @@ impl<'a> LegRunner<'a> {
             }
         };
 
-        let log = shared.log_dir.as_ref().and_then(|d| {
-            let dir = d.join(crate::store::safe_name(&self.spec.key));
-            std::fs::create_dir_all(&dir).ok()?;
-            std::fs::File::create(dir.join(format!("{index}.log"))).ok()
+        let log = shared.log_dir.as_ref().map(|d| {
+            d.join(crate::store::safe_name(&self.spec.key))
+                .join(format!("{index}.log"))
         });
         let mut sink = StepOutput::new(
             self.spec.job_ref.clone(),

@@ -24,6 +24,9 @@ pub struct StepOutput {
     step: usize,
     reporter: Arc<dyn Reporter>,
     masker: Masker,
+    /// Where the log goes; the file is created when the first line arrives (a step that
+    /// prints nothing costs no file).
+    log_path: Option<std::path::PathBuf>,
     log: Option<BufWriter<File>>,
     partial: Vec<u8>,
     batch: Vec<u8>,
@@ -41,13 +44,14 @@ pub struct StepOutput {
 }
 
 impl StepOutput {
-    /// A sink for one step; `log` receives the masked lines.
+    /// A sink for one step; the file at `log` (created on first output, with its folder)
+    /// receives the masked lines.
     pub fn new(
         job: JobRef,
         step: usize,
         reporter: Arc<dyn Reporter>,
         masker: Masker,
-        log: Option<File>,
+        log: Option<std::path::PathBuf>,
         debug: bool,
     ) -> Self {
         StepOutput {
@@ -55,7 +59,8 @@ impl StepOutput {
             step,
             reporter,
             masker,
-            log: log.map(|f| BufWriter::with_capacity(64 * 1024, f)),
+            log_path: log,
+            log: None,
             partial: Vec::new(),
             batch: Vec::with_capacity(64 * 1024),
             commands: CommandState::default(),
@@ -104,13 +109,13 @@ impl StepOutput {
         match cmd {
             Command::Group(title) => {
                 let title = self.masker.mask(&title);
-                if let Some(log) = self.log.as_mut() {
+                if let Some(log) = self.log_file() {
                     let _ = writeln!(log, "::group::{title}");
                 }
                 self.reporter.group(&self.job, self.step, Some(&title));
             }
             Command::EndGroup => {
-                if let Some(log) = self.log.as_mut() {
+                if let Some(log) = self.log_file() {
                     let _ = writeln!(log, "::endgroup::");
                 }
                 self.reporter.group(&self.job, self.step, None);
@@ -127,7 +132,7 @@ impl StepOutput {
                     Level::Notice => "Notice",
                 };
                 let line = format!("{prefix}: {}", a.message);
-                if let Some(log) = self.log.as_mut() {
+                if let Some(log) = self.log_file() {
                     let _ = writeln!(log, "{line}");
                 }
                 self.reporter.annotation(&self.job, Some(self.step), &a);
@@ -188,13 +193,29 @@ impl StepOutput {
         }
     }
 
+    /// The log writer, opening the file on first use.
+    fn log_file(&mut self) -> Option<&mut BufWriter<File>> {
+        if self.log.is_none() {
+            let path = self.log_path.take()?;
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            self.log = File::create(&path)
+                .ok()
+                .map(|f| BufWriter::with_capacity(64 * 1024, f));
+        }
+        self.log.as_mut()
+    }
+
     fn flush_batch(&mut self) {
         if self.batch.is_empty() {
             return;
         }
-        if let Some(log) = self.log.as_mut() {
-            let _ = log.write_all(&self.batch);
+        let batch = std::mem::take(&mut self.batch);
+        if let Some(log) = self.log_file() {
+            let _ = log.write_all(&batch);
         }
+        self.batch = batch;
         self.reporter.output(&self.job, self.step, &self.batch);
         self.batch.clear();
     }
@@ -212,6 +233,7 @@ impl StepOutput {
             self.emit_line(&last);
         }
         self.flush_batch();
+        // Only a file that was opened needs flushing; a silent step has none.
         if let Some(log) = self.log.as_mut() {
             let _ = log.flush();
         }
