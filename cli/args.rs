@@ -40,6 +40,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Inspect and maintain the content-addressed cache (`$PIPE_CACHE_DIR`).
     Cache(CacheArgs),
+    /// Explain the step cache's last verdict on a job's cached steps (what changed on a miss).
+    Why(WhyArgs),
     /// Scan dependencies for known vulnerabilities, offline (`fs`, `db import`, `db status`).
     Scan(crate::commands::scan::ScanArgs),
 }
@@ -106,6 +108,16 @@ pub struct RunArgs {
     /// Run every job on the host.
     #[arg(long)]
     pub host: bool,
+    /// Run steps with pipe's `cache:` without looking them up or storing them.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Remote cache URL (`http(s)://…` Bazel HTTP protocol, `s3://bucket/prefix`); overrides
+    /// `[cache] remote` of `.pipe/config.toml`. A bearer token is read from `PIPE_CACHE_TOKEN`.
+    #[arg(long, value_name = "URL")]
+    pub cache_remote: Option<String>,
+    /// Read from the remote cache but never write to it (untrusted branches).
+    #[arg(long)]
+    pub cache_read_only: bool,
     /// Live view on a terminal (`auto`) or plain prefixed lines.
     #[arg(long, value_enum, default_value_t = crate::reporter::ProgressMode::Auto)]
     pub progress: crate::reporter::ProgressMode,
@@ -137,6 +149,19 @@ pub struct RunsArgs {
     /// How many runs to show.
     #[arg(short = 'n', long, default_value_t = 20)]
     pub limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pipe why`.
+#[derive(Debug, Args)]
+pub struct WhyArgs {
+    /// A job (display name or id), optionally `/STEP` (index, id or name).
+    pub target: String,
+    /// Look at this run (default: the newest run that has the job's cached steps).
+    #[arg(long, value_name = "N")]
+    pub run: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

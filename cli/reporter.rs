@@ -173,6 +173,7 @@ impl Reporter for Terminal {
                 outcome,
                 conclusion,
                 error,
+                cache,
                 ..
             } => {
                 // A failed step shows the groups it folded away.
@@ -206,6 +207,27 @@ impl Reporter for Terminal {
                         line.push_str(&format!(": {e}"));
                     }
                     line.push('\n');
+                    self.emit(&mut st, &line);
+                }
+                if let Some(c) = cache
+                    && c.status == pipe_runner::event::CacheStatus::Hit
+                {
+                    let saved = c
+                        .saved_ms
+                        .map(|ms| format!(", saved {}", human_ms(ms)))
+                        .unwrap_or_default();
+                    let line = format!(
+                        "{} {}\n",
+                        self.prefix(job),
+                        self.styles.paint(
+                            self.styles.dim,
+                            &format!(
+                                "cache hit: {} replayed{saved} (key {})",
+                                step.name,
+                                &c.key[..12.min(c.key.len())]
+                            )
+                        )
+                    );
                     self.emit(&mut st, &line);
                 }
             }

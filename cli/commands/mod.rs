@@ -9,6 +9,7 @@ pub mod run;
 pub mod runs;
 pub mod scan;
 pub mod validate;
+pub mod why;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -16,6 +16,7 @@ use pipe_runner::run::mask::Masker;
 use pipe_runner::run::report::{Fanout, NoticeLevel, Reporter};
 use pipe_runner::run::scheduler::{RunOptions, RunResult, run_plan};
 use pipe_runner::run::setup;
+use pipe_runner::run::stepcache::StepCache;
 use pipe_runner::store::{self, Recording, Store};
 use pipe_runner::{dirs, exit};
 
@@ -144,6 +145,63 @@ pub fn run(cli: &Cli, args: &RunArgs) -> u8 {
         15 => exit::SIGTERM,
         _ => worst,
     }
+}
+
+/// The step cache, when the workflow uses pipe's `cache:` and `--no-cache` is not given. A
+/// cache that cannot be opened is a warning: the steps then run uncached.
+fn open_step_cache(
+    cli: &Cli,
+    styles: &Styles,
+    args: &RunArgs,
+    p: &Project,
+    l: &Loaded,
+    store: Option<&Store>,
+    run_temp: &std::path::Path,
+) -> Option<Arc<StepCache>> {
+    let wf = &l.workflow;
+    let uses = wf
+        .jobs
+        .iter()
+        .any(|j| j.cache.is_some() || j.steps.iter().any(|s| s.cache.is_some()));
+    if !uses || args.no_cache {
+        return None;
+    }
+    let opened = dirs::cache_root(&dirs::process_env)
+        .map_err(|e| e.to_string())
+        .and_then(|dir| {
+            let opts = pipe_cache::StoreOptions::from_env(&dirs::process_env)?;
+            pipe_cache::LocalStore::open(&dir, opts).map_err(|e| e.to_string())
+        });
+    let local = match opened {
+        Ok(l) => l,
+        Err(e) => {
+            warn(cli, styles, &format!("steps run uncached: {e}"));
+            return None;
+        }
+    };
+    let mut cache = pipe_cache::Cache::new(local);
+    if let Some(url) = args.cache_remote.clone().or(p.config.cache.remote.clone()) {
+        let mut rc = pipe_cache::remote::RemoteConfig::new(&url);
+        rc.token = std::env::var("PIPE_CACHE_TOKEN").ok().filter(|t| !t.is_empty());
+        rc.s3_endpoint = std::env::var("AWS_ENDPOINT_URL").ok().filter(|t| !t.is_empty());
+        let mode = if args.cache_read_only || p.config.cache.read_only {
+            pipe_cache::RemoteMode::ReadOnly
+        } else {
+            pipe_cache::RemoteMode::ReadWrite
+        };
+        match pipe_cache::remote::open(&rc) {
+            Ok(r) => cache = cache.with_remote(r, mode),
+            Err(e) => warn(
+                cli,
+                styles,
+                &format!("the remote cache is not used: {e}"),
+            ),
+        }
+    }
+    let why_dir = store
+        .map(|s| s.dir().join("stepcache"))
+        .unwrap_or_else(|| run_temp.join("stepcache"));
+    Some(Arc::new(StepCache::new(cache, why_dir)))
 }
 
 fn notice(cli: &Cli, message: &str) {
@@ -448,6 +506,7 @@ async fn run_one(
         );
     }
 
+    let step_cache = open_step_cache(cli, &styles, args, p, l, store.as_ref(), &run_temp);
     let shared = Arc::new(Shared {
         workflow: l.workflow.clone(),
         source: l.source.clone(),
@@ -465,6 +524,7 @@ async fn run_one(
         debug: cli.verbose > 0,
         has_bash: has_program("bash"),
         isolate: args.isolate,
+        step_cache,
     });
     reporter.event(&RunEvent::RunStarted {
         version: SCHEMA_VERSION,

@@ -120,6 +120,9 @@ pub enum RunEvent {
         /// Why it failed, when it did.
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// The step cache's verdict, for steps with pipe's `cache:`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache: Option<StepCacheInfo>,
     },
     /// A job finished (or was skipped or cancelled without running).
     JobFinished {
@@ -192,6 +195,43 @@ pub struct StepSummary {
     pub outputs: IndexMap<String, String>,
     /// Wall time.
     pub duration_ms: u64,
+    /// The step cache's verdict, for steps with pipe's `cache:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<StepCacheInfo>,
+}
+
+/// Whether a cached step was replayed or ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheStatus {
+    /// Replayed from the cache.
+    Hit,
+    /// Ran (and was stored if it succeeded).
+    Miss,
+}
+
+/// The step cache's verdict on one step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepCacheInfo {
+    /// Hit or miss.
+    pub status: CacheStatus,
+    /// The key (64 hex digits).
+    pub key: String,
+    /// Where a hit came from (`local`, `remote`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// What changed since the step's last stored result (a miss).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+    /// Whether a miss's result was stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved: Option<bool>,
+    /// Why a result was not stored, or a cache warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// How long the step took when it ran (a hit saved that much).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_ms: Option<u64>,
 }
 
 #[cfg(test)]

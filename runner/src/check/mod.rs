@@ -33,6 +33,7 @@ pub fn check_workflow(wf: &Workflow, source: &SourceFile, opts: &CheckOptions) -
     check_needs(wf, &mut out);
     exprs::check_expressions(wf, source, &mut out);
     glob::check_globs(wf, source, &mut out);
+    crate::run::stepcache::check(wf, &mut out);
     for t in &wf.on {
         t.crons
             .iter()

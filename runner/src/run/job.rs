@@ -16,15 +16,17 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 
 use crate::context::{Contexts, Status};
-use crate::event::{Conclusion, JobRef, RunEvent, StepRef, StepSummary};
+use crate::event::{Conclusion, JobRef, RunEvent, StepCacheInfo, StepRef, StepSummary};
 use crate::executor::{
-    Cancel, Executor, JobHandle, JobSetup, ShellTemplate, StepCommand, StepExit,
+    Cancel, Executor, JobHandle, JobSetup, OutputSink, ShellTemplate, StepCommand, StepExit,
 };
 use crate::expr::{Object, Template, Value, parse_condition};
 use crate::run::commands::{Annotation, Level};
 use crate::run::envfile;
 use crate::run::mask::Masker;
 use crate::run::output::StepOutput;
+use crate::run::stepcache::{self, StepCache};
+use pipe_cache::Lookup;
 use crate::run::report::{NoticeLevel, Reporter};
 use crate::source::SourceFile;
 use crate::workflow::{Env, Job, Step, Workflow, YStr};
@@ -67,6 +69,8 @@ pub struct Shared {
     pub has_bash: bool,
     /// `--isolate`: each job gets a fresh copy of the committed tree instead of `workspace`.
     pub isolate: bool,
+    /// The step cache, when the workflow uses pipe's `cache:` and caching is on.
+    pub step_cache: Option<Arc<StepCache>>,
 }
 
 /// One leg to run.
@@ -322,6 +326,8 @@ pub struct LegRunner<'a> {
     summaries: String,
     /// This leg's `GITHUB_WORKSPACE` on the host (the shared one, or its own copy).
     workspace: PathBuf,
+    /// The step cache's verdict on the step being finished (taken by `finish_step`).
+    cache_info: Option<StepCacheInfo>,
 }
 
 /// The typed value of a YAML boolean, number or null (`continue-on-error: false` is the
@@ -368,6 +374,7 @@ impl<'a> LegRunner<'a> {
             status: Status::default(),
             summaries: String::new(),
             workspace: shared.workspace.clone(),
+            cache_info: None,
         }
     }
 
@@ -532,6 +539,196 @@ impl<'a> LegRunner<'a> {
         );
     }
 
+    /// Passes the cache's warnings on (a dead remote, a corrupt entry).
+    fn cache_warnings(&self, sc: &StepCache) {
+        for w in sc.cache.take_warnings() {
+            self.notice(NoticeLevel::Warning, &format!("cache: {w}"));
+        }
+    }
+
+    /// Computes a cached step's key on a blocking thread.
+    async fn cache_key(
+        &self,
+        sc: &Arc<StepCache>,
+        spec: &stepcache::CacheSpec,
+        identity: &str,
+        command: &StepCommand,
+        step_env: &[(String, String)],
+        paths: &crate::executor::JobPaths,
+    ) -> Result<stepcache::Computed, String> {
+        #[derive(serde::Serialize)]
+        struct Definition<'a> {
+            shell: &'a [String],
+            script: &'a str,
+            cwd: String,
+            env: &'a [(String, String)],
+            path: &'a [String],
+        }
+        let cwd = match command.cwd.strip_prefix(&paths.workspace_exec) {
+            Ok(rel) => rel.to_string_lossy().into_owned(),
+            Err(_) => command.cwd.to_string_lossy().into_owned(),
+        };
+        let definition = serde_json::to_vec(&Definition {
+            shell: &command.shell.argv,
+            script: &command.script,
+            cwd,
+            env: step_env,
+            path: &self.path_additions,
+        })
+        .map_err(|e| e.to_string())?;
+        let path = command
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone());
+        let input = stepcache::KeyInput {
+            identity: identity.to_owned(),
+            spec: spec.clone(),
+            definition,
+            executor: vec![
+                ("os".to_owned(), paths.os.to_owned()),
+                ("arch".to_owned(), paths.arch.to_owned()),
+            ],
+            env: command.env.clone(),
+            workspace: self.workspace.clone(),
+            path,
+        };
+        let sc2 = sc.clone();
+        let r = tokio::task::spawn_blocking(move || sc2.compute(&input))
+            .await
+            .map_err(|e| format!("the cache task failed: {e}"))?;
+        self.cache_warnings(sc);
+        r
+    }
+
+    /// Looks the key up and, on a hit, restores the outputs and replays the step. `None`: run
+    /// the step.
+    #[allow(clippy::too_many_arguments)]
+    async fn replay_hit(
+        &mut self,
+        sc: &Arc<StepCache>,
+        identity: &str,
+        computed: &stepcache::Computed,
+        files: &StepFiles,
+        step: &StepRef,
+        summary: StepSummary,
+        started: Instant,
+    ) -> Option<StepSummary> {
+        let sc2 = sc.clone();
+        let key = computed.key.clone();
+        let ident = identity.to_owned();
+        let ws = self.workspace.clone();
+        let got = tokio::task::spawn_blocking(move || match sc2.lookup(&ident, &key) {
+            Lookup::Hit { manifest, source } => sc2
+                .restore(&manifest, &ws)
+                .map(|(log, rec)| Some((log, rec, source))),
+            Lookup::Miss { .. } => Ok(None),
+        })
+        .await
+        .ok()?;
+        self.cache_warnings(sc);
+        let (log, recorded, source) = match got {
+            Ok(Some(x)) => x,
+            Ok(None) => return None,
+            Err(e) => {
+                self.notice(
+                    NoticeLevel::Warning,
+                    &format!("cache entry unusable ({e}); running the step"),
+                );
+                return None;
+            }
+        };
+        let shared = self.shared;
+        let log_path = shared.log_dir.as_ref().map(|d| {
+            d.join(crate::store::safe_name(&self.spec.key))
+                .join(format!("{}.log", step.index))
+        });
+        let mut sink = StepOutput::new(
+            self.spec.job_ref.clone(),
+            step.index,
+            shared.reporter.clone(),
+            shared.masker.clone(),
+            log_path,
+            shared.debug,
+        );
+        sink.write(&log);
+        sink.finish();
+        let mut outcome = Conclusion::Success;
+        let mut error = None;
+        if let Some(e) = sink.command_error.take() {
+            outcome = Conclusion::Failure;
+            error = Some(e);
+        }
+        let mut outputs = sink.outputs.clone();
+        let contents = FileContents {
+            output: recorded.output,
+            env: recorded.env,
+            path: recorded.path,
+            summary: recorded.summary,
+            state: recorded.state,
+        };
+        if let Err(e) = self.apply_files(files, &contents, &mut outputs) {
+            outcome = Conclusion::Failure;
+            error = Some(e);
+        }
+        self.cache_info = Some(stepcache::hit_info(
+            &computed.key,
+            source,
+            recorded.duration_ms,
+        ));
+        Some(self.finish_step(
+            summary,
+            step.clone(),
+            outcome,
+            false,
+            outputs,
+            started,
+            error,
+        ))
+    }
+
+    /// Stores a successful cached step; `Err` says why it was not stored.
+    async fn cache_save(
+        &self,
+        sc: Arc<StepCache>,
+        spec: stepcache::CacheSpec,
+        identity: String,
+        computed: stepcache::Computed,
+        captured: Option<Vec<u8>>,
+        recorded: stepcache::Recorded,
+    ) -> Result<Vec<String>, String> {
+        let Some(log) = captured else {
+            return Err("the step printed more than 64 MiB; the result was not cached".to_owned());
+        };
+        let masker = &self.shared.masker;
+        let secret = masker.contains_secret(&String::from_utf8_lossy(&log))
+            || [
+                &recorded.output,
+                &recorded.env,
+                &recorded.path,
+                &recorded.summary,
+                &recorded.state,
+            ]
+            .iter()
+            .any(|t| masker.contains_secret(t));
+        if secret {
+            return Err(
+                "the step's output or environment files contain a secret; the result was not cached"
+                    .to_owned(),
+            );
+        }
+        let ws = self.workspace.clone();
+        let sc2 = sc.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            sc2.save(&identity, &computed, &spec, &ws, &log, &recorded)
+        })
+        .await
+        .map_err(|e| format!("the cache task failed: {e}"))?;
+        self.cache_warnings(&sc);
+        r
+    }
+
     fn error_annotation(&self, step: Option<usize>, msg: &str) {
         self.shared.reporter.annotation(
             &self.spec.job_ref,
@@ -569,6 +766,7 @@ impl<'a> LegRunner<'a> {
                 conclusion: Conclusion::Skipped,
                 outputs: IndexMap::new(),
                 duration_ms: 0,
+                cache: None,
             })
             .collect();
 
@@ -786,6 +984,7 @@ impl<'a> LegRunner<'a> {
             conclusion: Conclusion::Skipped,
             outputs: IndexMap::new(),
             duration_ms: 0,
+            cache: None,
         };
         let step_ref = |name: &str| StepRef {
             id: id.to_owned(),
@@ -891,6 +1090,38 @@ impl<'a> LegRunner<'a> {
             }
         };
 
+        // pipe's `cache:`: compute the key, and replay a hit instead of running.
+        let mut cached: Option<(Arc<StepCache>, stepcache::CacheSpec, String, stepcache::Computed)> =
+            None;
+        if let (Some(sc), Some(spec)) = (
+            shared.step_cache.clone(),
+            stepcache::effective(self.job.cache.as_ref(), step.cache.as_ref(), step.run.is_some()),
+        ) {
+            let identity = format!(
+                "{}\n{}\n{}",
+                shared.source.path().display(),
+                self.spec.key,
+                id
+            );
+            match self
+                .cache_key(&sc, &spec, &identity, &command, &step_env, &paths)
+                .await
+            {
+                Ok(computed) => cached = Some((sc, spec, identity, computed)),
+                Err(e) => self.notice(
+                    NoticeLevel::Warning,
+                    &format!("step `{name}` runs uncached: {e}"),
+                ),
+            }
+        }
+        if let Some((sc, _, identity, computed)) = &cached
+            && let Some(summary) = self
+                .replay_hit(sc, identity, computed, &files, &step_ref(&name), summary.clone(), started)
+                .await
+        {
+            return summary;
+        }
+
         let log = shared.log_dir.as_ref().map(|d| {
             d.join(crate::store::safe_name(&self.spec.key))
                 .join(format!("{index}.log"))
@@ -903,7 +1134,18 @@ impl<'a> LegRunner<'a> {
             log,
             shared.debug,
         );
-        let exit = h.run(&command, &mut sink, &cancel).await;
+        let mut captured: Option<Vec<u8>> = None;
+        let exit = if cached.is_some() {
+            let mut tee = Tee {
+                inner: &mut sink,
+                buf: Some(Vec::new()),
+            };
+            let exit = h.run(&command, &mut tee, &cancel).await;
+            captured = tee.buf.take();
+            exit
+        } else {
+            h.run(&command, &mut sink, &cancel).await
+        };
         let mut error: Option<String> = None;
         let mut outcome = match &exit {
             Ok(StepExit::Exited(0)) => Conclusion::Success,
@@ -948,7 +1190,8 @@ impl<'a> LegRunner<'a> {
         }
         // Environment files apply even when the step failed.
         let mut outputs = sink.outputs.clone();
-        match self.apply_files(&files, &mut outputs) {
+        let contents = read_files(&files);
+        match self.apply_files(&files, &contents, &mut outputs) {
             Ok(()) => {}
             Err(e) => {
                 if outcome == Conclusion::Success {
@@ -961,6 +1204,34 @@ impl<'a> LegRunner<'a> {
             && outcome == Conclusion::Failure
         {
             self.error_annotation(Some(index), e);
+        }
+        if let Some((sc, spec, identity, computed)) = cached {
+            let mut info = stepcache::miss_info(&computed.key, computed.changes.clone());
+            if outcome == Conclusion::Success {
+                let recorded = stepcache::Recorded {
+                    version: 1,
+                    exit: 0,
+                    output: contents.output,
+                    env: contents.env,
+                    path: contents.path,
+                    summary: contents.summary,
+                    state: contents.state,
+                    duration_ms: ms(started.elapsed()),
+                };
+                match self
+                    .cache_save(sc, spec, identity, computed, captured, recorded)
+                    .await
+                {
+                    Ok(warnings) => {
+                        info.saved = Some(true);
+                        info.note = warnings.into_iter().next();
+                    }
+                    Err(why) => info.note = Some(why),
+                }
+            } else {
+                info.note = Some("failed steps are not cached".to_owned());
+            }
+            self.cache_info = Some(info);
         }
         // continue-on-error is evaluated after a failure, as the runner does; an error while
         // evaluating it counts as false.
@@ -1065,6 +1336,7 @@ impl<'a> LegRunner<'a> {
         summary.conclusion = conclusion;
         summary.outputs = outputs.clone();
         summary.duration_ms = ms(started.elapsed());
+        summary.cache = self.cache_info.take();
         self.shared.reporter.event(&RunEvent::StepFinished {
             job: self.spec.job_ref.clone(),
             step,
@@ -1073,6 +1345,7 @@ impl<'a> LegRunner<'a> {
             outputs,
             duration_ms: summary.duration_ms,
             error: error.map(|e| self.shared.masker.mask(&e)),
+            cache: summary.cache.clone(),
         });
         summary
     }
@@ -1199,19 +1472,15 @@ impl<'a> LegRunner<'a> {
     fn apply_files(
         &mut self,
         files: &StepFiles,
+        contents: &FileContents,
         outputs: &mut IndexMap<String, String>,
     ) -> Result<(), String> {
-        let read = |p: &Path| {
-            std::fs::read(p)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
-        };
         let mut errors = Vec::new();
         // Pairs before a malformed line apply: the runner applies them as it reads.
-        let (kv, err) = envfile::parse_key_values_partial(&read(&files.output), "GITHUB_OUTPUT");
+        let (kv, err) = envfile::parse_key_values_partial(&contents.output, "GITHUB_OUTPUT");
         outputs.extend(kv);
         errors.extend(err.map(|e| e.to_string()));
-        let (kv, err) = envfile::parse_key_values_partial(&read(&files.env), "GITHUB_ENV");
+        let (kv, err) = envfile::parse_key_values_partial(&contents.env, "GITHUB_ENV");
         for (k, v) in kv {
             if k == "NODE_OPTIONS" {
                 self.notice(
@@ -1223,9 +1492,9 @@ impl<'a> LegRunner<'a> {
             set_env(&mut self.env, &k, v);
         }
         errors.extend(err.map(|e| e.to_string()));
-        let added = envfile::parse_path_file(&read(&files.path));
+        let added = envfile::parse_path_file(&contents.path);
         envfile::prepend_paths(&mut self.path_additions, &added);
-        let summary = read(&files.summary);
+        let summary = &contents.summary;
         if !summary.is_empty() {
             if summary.len() > 1024 * 1024 {
                 self.notice(
@@ -1233,13 +1502,13 @@ impl<'a> LegRunner<'a> {
                     "the step summary is larger than 1 MiB and was not kept",
                 );
             } else {
-                self.summaries.push_str(&self.shared.masker.mask(&summary));
+                self.summaries.push_str(&self.shared.masker.mask(summary));
                 if !summary.ends_with('\n') {
                     self.summaries.push('\n');
                 }
             }
         }
-        if let Err(e) = envfile::parse_key_values(&read(&files.state), "GITHUB_STATE") {
+        if let Err(e) = envfile::parse_key_values(&contents.state, "GITHUB_STATE") {
             errors.push(e.to_string());
         }
         for p in [
@@ -1265,4 +1534,48 @@ struct StepFiles {
     path: PathBuf,
     summary: PathBuf,
     state: PathBuf,
+}
+
+/// What a step wrote to its environment files.
+#[derive(Default)]
+struct FileContents {
+    output: String,
+    env: String,
+    path: String,
+    summary: String,
+    state: String,
+}
+
+fn read_files(files: &StepFiles) -> FileContents {
+    let read = |p: &Path| {
+        std::fs::read(p)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    FileContents {
+        output: read(&files.output),
+        env: read(&files.env),
+        path: read(&files.path),
+        summary: read(&files.summary),
+        state: read(&files.state),
+    }
+}
+
+/// Passes output on and keeps a copy (up to [`stepcache::MAX_LOG`]) for the step cache.
+struct Tee<'a> {
+    inner: &'a mut StepOutput,
+    buf: Option<Vec<u8>>,
+}
+
+impl OutputSink for Tee<'_> {
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(b) = &mut self.buf {
+            if b.len() + bytes.len() > stepcache::MAX_LOG {
+                self.buf = None;
+            } else {
+                b.extend_from_slice(bytes);
+            }
+        }
+        self.inner.write(bytes);
+    }
 }

@@ -11,3 +11,4 @@ pub mod output;
 pub mod report;
 pub mod scheduler;
 pub mod setup;
+pub mod stepcache;

@@ -699,6 +699,7 @@ fn skipped_steps(job: &crate::workflow::Job, ids: &[String]) -> Vec<StepSummary>
             conclusion: Conclusion::Skipped,
             outputs: IndexMap::new(),
             duration_ms: 0,
+            cache: None,
         })
         .collect()
 }
