@@ -182,8 +182,12 @@ fn open_step_cache(
     let mut cache = pipe_cache::Cache::new(local);
     if let Some(url) = args.cache_remote.clone().or(p.config.cache.remote.clone()) {
         let mut rc = pipe_cache::remote::RemoteConfig::new(&url);
-        rc.token = std::env::var("PIPE_CACHE_TOKEN").ok().filter(|t| !t.is_empty());
-        rc.s3_endpoint = std::env::var("AWS_ENDPOINT_URL").ok().filter(|t| !t.is_empty());
+        rc.token = std::env::var("PIPE_CACHE_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty());
+        rc.s3_endpoint = std::env::var("AWS_ENDPOINT_URL")
+            .ok()
+            .filter(|t| !t.is_empty());
         let mode = if args.cache_read_only || p.config.cache.read_only {
             pipe_cache::RemoteMode::ReadOnly
         } else {
@@ -191,11 +195,7 @@ fn open_step_cache(
         };
         match pipe_cache::remote::open(&rc) {
             Ok(r) => cache = cache.with_remote(r, mode),
-            Err(e) => warn(
-                cli,
-                styles,
-                &format!("the remote cache is not used: {e}"),
-            ),
+            Err(e) => warn(cli, styles, &format!("the remote cache is not used: {e}")),
         }
     }
     let why_dir = store

@@ -122,7 +122,7 @@ pub enum RunEvent {
         error: Option<String>,
         /// The step cache's verdict, for steps with pipe's `cache:`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        cache: Option<StepCacheInfo>,
+        cache: Option<Box<StepCacheInfo>>,
     },
     /// A job finished (or was skipped or cancelled without running).
     JobFinished {

@@ -33,7 +33,7 @@ fn text(b: &[u8]) -> String {
 }
 
 /// Whether a tool-dependent test may run; skips locally, fails in CI.
-fn require(what: &str, available: bool) -> bool {
+pub(crate) fn require(what: &str, available: bool) -> bool {
     if available {
         return true;
     }
@@ -323,9 +323,9 @@ fn full_disk_is_a_warning() {
 }
 
 /// nginx with WebDAV `PUT` on 127.0.0.1, requiring a bearer token.
-struct Nginx {
+pub(crate) struct Nginx {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     root: PathBuf,
 }
 
@@ -343,7 +343,7 @@ fn nginx_binary() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-fn start_nginx(dir: &Path) -> Option<Nginx> {
+pub(crate) fn start_nginx(dir: &Path) -> Option<Nginx> {
     let bin = nginx_binary()?;
     let port = TcpListener::bind("127.0.0.1:0")
         .ok()?
@@ -359,6 +359,7 @@ fn start_nginx(dir: &Path) -> Option<Nginx> {
     let conf = format!(
         r#"{user}
 daemon off;
+master_process off;
 worker_processes 1;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log;

@@ -16,3 +16,4 @@ mod plan;
 mod run_cli;
 mod scan;
 mod snapshots;
+mod stepcache;

@@ -25,12 +25,12 @@ use crate::run::commands::{Annotation, Level};
 use crate::run::envfile;
 use crate::run::mask::Masker;
 use crate::run::output::StepOutput;
-use crate::run::stepcache::{self, StepCache};
-use pipe_cache::Lookup;
 use crate::run::report::{NoticeLevel, Reporter};
+use crate::run::stepcache::{self, StepCache};
 use crate::source::SourceFile;
 use crate::workflow::{Env, Job, Step, Workflow, YStr};
 use crate::yaml::ScalarValue;
+use pipe_cache::Lookup;
 
 /// Job timeout when `timeout-minutes` is not set (GitHub's default).
 pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(360 * 60);
@@ -1091,11 +1091,19 @@ impl<'a> LegRunner<'a> {
         };
 
         // pipe's `cache:`: compute the key, and replay a hit instead of running.
-        let mut cached: Option<(Arc<StepCache>, stepcache::CacheSpec, String, stepcache::Computed)> =
-            None;
+        let mut cached: Option<(
+            Arc<StepCache>,
+            stepcache::CacheSpec,
+            String,
+            stepcache::Computed,
+        )> = None;
         if let (Some(sc), Some(spec)) = (
             shared.step_cache.clone(),
-            stepcache::effective(self.job.cache.as_ref(), step.cache.as_ref(), step.run.is_some()),
+            stepcache::effective(
+                self.job.cache.as_ref(),
+                step.cache.as_ref(),
+                step.run.is_some(),
+            ),
         ) {
             let identity = format!(
                 "{}\n{}\n{}",
@@ -1116,7 +1124,15 @@ impl<'a> LegRunner<'a> {
         }
         if let Some((sc, _, identity, computed)) = &cached
             && let Some(summary) = self
-                .replay_hit(sc, identity, computed, &files, &step_ref(&name), summary.clone(), started)
+                .replay_hit(
+                    sc,
+                    identity,
+                    computed,
+                    &files,
+                    &step_ref(&name),
+                    summary.clone(),
+                    started,
+                )
                 .await
         {
             return summary;
@@ -1345,7 +1361,7 @@ impl<'a> LegRunner<'a> {
             outputs,
             duration_ms: summary.duration_ms,
             error: error.map(|e| self.shared.masker.mask(&e)),
-            cache: summary.cache.clone(),
+            cache: summary.cache.clone().map(Box::new),
         });
         summary
     }

@@ -108,7 +108,10 @@ pub fn parse(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Setting> {
                     Diagnostic::error(
                         "cache",
                         node.span,
-                        format!("`cache` must be a boolean or a mapping, not {}", node.describe()),
+                        format!(
+                            "`cache` must be a boolean or a mapping, not {}",
+                            node.describe()
+                        ),
                     )
                     .with_hint("e.g. `cache: { inputs: [src/**], outputs: [dist] }`"),
                 );
@@ -117,8 +120,12 @@ pub fn parse(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Setting> {
         },
         NodeKind::Seq(_) => {
             out.push(
-                Diagnostic::error("cache", node.span, "`cache` must be a boolean or a mapping, not a sequence")
-                    .with_hint("put the globs under `inputs:`"),
+                Diagnostic::error(
+                    "cache",
+                    node.span,
+                    "`cache` must be a boolean or a mapping, not a sequence",
+                )
+                .with_hint("put the globs under `inputs:`"),
             );
             None
         }
@@ -149,23 +156,39 @@ pub fn parse(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Setting> {
             }
             for g in &spec.inputs {
                 if let Err(e) = glob(g) {
-                    out.push(Diagnostic::error("cache", node.span, format!("invalid input glob `{g}`: {e}")));
+                    out.push(Diagnostic::error(
+                        "cache",
+                        node.span,
+                        format!("invalid input glob `{g}`: {e}"),
+                    ));
                 }
             }
             for o in &spec.outputs {
                 let bare = o.trim_start_matches("./");
                 if let Err(e) = pipe_cache::restore::check_rel_path(bare) {
                     out.push(
-                        Diagnostic::error("cache", node.span, format!("invalid output path `{o}`: {e}"))
-                            .with_hint("outputs are paths relative to the workspace"),
+                        Diagnostic::error(
+                            "cache",
+                            node.span,
+                            format!("invalid output path `{o}`: {e}"),
+                        )
+                        .with_hint("outputs are paths relative to the workspace"),
                     );
                 } else if let Err(e) = glob(bare) {
-                    out.push(Diagnostic::error("cache", node.span, format!("invalid output glob `{o}`: {e}")));
+                    out.push(Diagnostic::error(
+                        "cache",
+                        node.span,
+                        format!("invalid output glob `{o}`: {e}"),
+                    ));
                 }
             }
             for v in &spec.env {
                 if v.contains('=') || v.contains('\0') {
-                    out.push(Diagnostic::error("cache", node.span, format!("`{v}` is not an environment variable name")));
+                    out.push(Diagnostic::error(
+                        "cache",
+                        node.span,
+                        format!("`{v}` is not an environment variable name"),
+                    ));
                 }
             }
             (out.len() == before).then_some(Setting::On(spec))
@@ -174,7 +197,11 @@ pub fn parse(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Setting> {
 }
 
 fn backticked(words: &[&str]) -> String {
-    words.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", ")
+    words
+        .iter()
+        .map(|w| format!("`{w}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
@@ -216,9 +243,17 @@ pub fn effective(job: Option<&Node>, step: Option<&Node>, is_run: bool) -> Optio
         (Some(Setting::On(j)), None) => Some(j),
         (None | Some(Setting::Off), Some(Setting::On(s))) => Some(s),
         (Some(Setting::On(j)), Some(Setting::On(s))) => Some(CacheSpec {
-            inputs: if s.inputs.is_empty() { j.inputs } else { s.inputs },
+            inputs: if s.inputs.is_empty() {
+                j.inputs
+            } else {
+                s.inputs
+            },
             env: if s.env.is_empty() { j.env } else { s.env },
-            outputs: if s.outputs.is_empty() { j.outputs } else { s.outputs },
+            outputs: if s.outputs.is_empty() {
+                j.outputs
+            } else {
+                s.outputs
+            },
             tools: if s.tools.is_empty() { j.tools } else { s.tools },
             key: s.key.or(j.key),
         }),
@@ -236,8 +271,12 @@ pub fn check(wf: &crate::workflow::Workflow, out: &mut Vec<Diagnostic>) {
                 parse(n, out);
                 if step.run.is_none() {
                     out.push(
-                        Diagnostic::lint("cache", n.span, "`cache` has no effect on a `uses:` step")
-                            .with_hint("only `run:` steps are cached"),
+                        Diagnostic::lint(
+                            "cache",
+                            n.span,
+                            "`cache` has no effect on a `uses:` step",
+                        )
+                        .with_hint("only `run:` steps are cached"),
                     );
                 }
             }
@@ -354,10 +393,18 @@ impl StepCache {
             kb.executor(name, identity);
         }
         for tool in &input.spec.tools {
-            kb.executor(&format!("tool:{tool}"), &tool_identity(tool, input.path.as_deref()));
+            kb.executor(
+                &format!("tool:{tool}"),
+                &tool_identity(tool, input.path.as_deref()),
+            );
         }
         for name in &input.spec.env {
-            let v = input.env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+            let v = input
+                .env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str());
             let v = v.map(str::to_owned).or_else(|| {
                 // Not set by the workflow: the process environment the step inherits.
                 std::env::var(name).ok()
@@ -380,7 +427,10 @@ impl StepCache {
                 kb.file(&f.path, &f.digest, f.mode);
             }
             if snap.files.is_empty() {
-                kb.field("inputs-matched-nothing", input.spec.inputs.join("\n").as_bytes());
+                kb.field(
+                    "inputs-matched-nothing",
+                    input.spec.inputs.join("\n").as_bytes(),
+                );
             }
             snapshot = Some(snap);
         }
@@ -510,7 +560,10 @@ fn tool_identity(tool: &str, path: Option<&str>) -> String {
     let resolved = if tool.contains('/') {
         Some(PathBuf::from(tool))
     } else {
-        let p = path.map(str::to_owned).or_else(|| std::env::var("PATH").ok()).unwrap_or_default();
+        let p = path
+            .map(str::to_owned)
+            .or_else(|| std::env::var("PATH").ok())
+            .unwrap_or_default();
         p.split(':')
             .filter(|d| !d.is_empty())
             .map(|d| Path::new(d).join(tool))
@@ -519,7 +572,13 @@ fn tool_identity(tool: &str, path: Option<&str>) -> String {
     match resolved.and_then(|p| std::fs::metadata(&p).ok().map(|m| (p, m))) {
         Some((p, m)) => {
             use std::os::unix::fs::MetadataExt;
-            format!("{} {} {}.{}", p.display(), m.size(), m.mtime(), m.mtime_nsec())
+            format!(
+                "{} {} {}.{}",
+                p.display(),
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec()
+            )
         }
         None => "not found".to_owned(),
     }
@@ -529,7 +588,9 @@ fn tool_identity(tool: &str, path: Option<&str>) -> String {
 pub fn describe(changes: &[pipe_cache::key::Change]) -> Vec<String> {
     use pipe_cache::key::{Change, PartKind};
     let what = |kind: PartKind, name: &str| match kind {
-        PartKind::Definition => "the step's definition (script, shell, working directory or env)".to_owned(),
+        PartKind::Definition => {
+            "the step's definition (script, shell, working directory or env)".to_owned()
+        }
         PartKind::Executor => match name.strip_prefix("tool:") {
             Some(t) => format!("tool `{t}`"),
             None => format!("executor `{name}`"),
@@ -592,9 +653,15 @@ mod tests {
     #[test]
     fn parses_booleans_and_mappings() {
         let mut d = Vec::new();
-        assert_eq!(parse(&node("true"), &mut d), Some(Setting::On(CacheSpec::default())));
+        assert_eq!(
+            parse(&node("true"), &mut d),
+            Some(Setting::On(CacheSpec::default()))
+        );
         assert_eq!(parse(&node("false"), &mut d), Some(Setting::Off));
-        let s = parse(&node("{inputs: [src/**, a.txt], env: FOO, outputs: [out], key: v2}"), &mut d);
+        let s = parse(
+            &node("{inputs: [src/**, a.txt], env: FOO, outputs: [out], key: v2}"),
+            &mut d,
+        );
         assert!(d.is_empty(), "{d:?}");
         assert_eq!(
             s,
