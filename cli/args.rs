@@ -111,6 +111,10 @@ pub struct RunArgs {
     /// Run steps with pipe's `cache:` without looking them up or storing them.
     #[arg(long)]
     pub no_cache: bool,
+    /// Plan, evaluate and key every step and look cached steps up, but run nothing: the
+    /// summary says which cached steps would hit.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Remote cache URL (`http(s)://…` Bazel HTTP protocol, `s3://bucket/prefix`); overrides
     /// `[cache] remote` of `.pipe/config.toml`. A bearer token is read from `PIPE_CACHE_TOKEN`.
     #[arg(long, value_name = "URL")]

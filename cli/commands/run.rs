@@ -525,6 +525,7 @@ async fn run_one(
         has_bash: has_program("bash"),
         isolate: args.isolate,
         step_cache,
+        dry_run: args.dry_run,
     });
     reporter.event(&RunEvent::RunStarted {
         version: SCHEMA_VERSION,

@@ -337,6 +337,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_replace(path, bytes, true)
 }
 
+/// Writes `bytes` to `path` atomically but without fsync (data that may be lost in a crash
+/// but must never be seen half-written).
+pub fn write_replace_quick(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_replace(path, bytes, false)
+}
+
 fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;

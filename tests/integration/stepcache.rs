@@ -194,8 +194,17 @@ fn edits_rerun_exactly_the_dependent_steps() {
     assert!(err.contains("a is built"), "{err}");
     assert!(err.contains("cache hit: "), "{err}");
 
-    // One input file: only `a` re-runs.
+    // One input file: a dry run predicts that only `a` would run, and runs nothing.
     p.write("src/a.txt", "gamma\n");
+    let (code, s, err) = p.run(&[("FLAVOUR", "vanilla")], &["--dry-run"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        [status(&s, "a"), status(&s, "b"), status(&s, "c")],
+        ["miss", "hit", "hit"]
+    );
+    assert_eq!((p.count("a"), p.count("b"), p.count("c")), (1, 1, 1));
+    assert_eq!(p.read("out/a.txt"), "ALPHA\n");
+    // The real run.
     let (_, s, _) = p.run(&[("FLAVOUR", "vanilla")], &[]);
     assert_eq!(
         [status(&s, "a"), status(&s, "b"), status(&s, "c")],

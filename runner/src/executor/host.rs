@@ -506,10 +506,15 @@ impl JobHandle for HostJob {
             return Ok(());
         }
         self.cleaned = true;
+        // Only a job that started a process can have left one behind (a fully cached job
+        // spawns nothing and skips the sweep).
+        let spawned = !self.groups.is_empty();
         for pgid in self.groups.drain(..) {
             signal_group(pgid, Signal::SIGKILL);
         }
-        kill_tracked(&self.tracking_id);
+        if spawned {
+            kill_tracked(&self.tracking_id);
+        }
         match std::fs::remove_dir_all(&self.paths.temp_host) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -71,6 +71,8 @@ pub struct Shared {
     pub isolate: bool,
     /// The step cache, when the workflow uses pipe's `cache:` and caching is on.
     pub step_cache: Option<Arc<StepCache>>,
+    /// `--dry-run`: evaluate and key every step, look cached ones up, run nothing.
+    pub dry_run: bool,
 }
 
 /// One leg to run.
@@ -610,16 +612,20 @@ impl<'a> LegRunner<'a> {
         sc: &Arc<StepCache>,
         identity: &str,
         computed: &stepcache::Computed,
-        files: &StepFiles,
         step: &StepRef,
         summary: StepSummary,
         started: Instant,
     ) -> Option<StepSummary> {
         let sc2 = sc.clone();
-        let key = computed.key.clone();
         let ident = identity.to_owned();
         let ws = self.workspace.clone();
-        let got = tokio::task::spawn_blocking(move || match sc2.lookup(&ident, &key) {
+        let probe = stepcache::Computed {
+            key: computed.key.clone(),
+            snapshot: None,
+            changes: Vec::new(),
+            same_as_last: computed.same_as_last,
+        };
+        let got = tokio::task::spawn_blocking(move || match sc2.lookup(&ident, &probe) {
             Lookup::Hit { manifest, source } => sc2
                 .restore(&manifest, &ws)
                 .map(|(log, rec)| Some((log, rec, source))),
@@ -668,7 +674,7 @@ impl<'a> LegRunner<'a> {
             summary: recorded.summary,
             state: recorded.state,
         };
-        if let Err(e) = self.apply_files(files, &contents, &mut outputs) {
+        if let Err(e) = self.apply_files(&contents, &mut outputs) {
             outcome = Conclusion::Failure;
             error = Some(e);
         }
@@ -1122,13 +1128,67 @@ impl<'a> LegRunner<'a> {
                 ),
             }
         }
+        if shared.dry_run {
+            // Look up without restoring or remembering: report what a real run would do.
+            let mut dry_outputs = IndexMap::new();
+            if let Some((sc, _, identity, computed)) = &cached {
+                let entry = pipe_cache::EntryKey::new(stepcache::NAMESPACE, &computed.key.hex());
+                let sc2 = sc.clone();
+                let ident = identity.clone();
+                let (looked, previous) = tokio::task::spawn_blocking(move || {
+                    match sc2.cache.local().get_entry(&entry).ok().flatten() {
+                        Some(m) => (Some(m), None),
+                        None => (None, sc2.last_recorded(&ident)),
+                    }
+                })
+                .await
+                .unwrap_or((None, None));
+                let (info, recorded) = match looked {
+                    Some(m) => {
+                        let recorded: stepcache::Recorded =
+                            serde_json::from_slice(&m.metadata).unwrap_or_default();
+                        let info = stepcache::hit_info(
+                            &computed.key,
+                            pipe_cache::Source::Local,
+                            recorded.duration_ms,
+                        );
+                        (info, Some(recorded))
+                    }
+                    // A miss cannot run here: predict its effects from its previous result.
+                    None => (
+                        stepcache::miss_info(&computed.key, computed.changes.clone()),
+                        previous,
+                    ),
+                };
+                if let Some(recorded) = recorded {
+                    // Later steps see the effects, as in a real run.
+                    let contents = FileContents {
+                        output: recorded.output,
+                        env: recorded.env,
+                        path: recorded.path,
+                        summary: recorded.summary,
+                        state: recorded.state,
+                    };
+                    let _ = self.apply_files(&contents, &mut dry_outputs);
+                }
+                self.cache_info = Some(info);
+            }
+            return self.finish_step(
+                summary,
+                step_ref(&name),
+                Conclusion::Success,
+                false,
+                dry_outputs,
+                started,
+                None,
+            );
+        }
         if let Some((sc, _, identity, computed)) = &cached
             && let Some(summary) = self
                 .replay_hit(
                     sc,
                     identity,
                     computed,
-                    &files,
                     &step_ref(&name),
                     summary.clone(),
                     started,
@@ -1207,7 +1267,7 @@ impl<'a> LegRunner<'a> {
         // Environment files apply even when the step failed.
         let mut outputs = sink.outputs.clone();
         let contents = read_files(&files);
-        match self.apply_files(&files, &contents, &mut outputs) {
+        match self.apply_files(&contents, &mut outputs) {
             Ok(()) => {}
             Err(e) => {
                 if outcome == Conclusion::Success {
@@ -1222,7 +1282,14 @@ impl<'a> LegRunner<'a> {
             self.error_annotation(Some(index), e);
         }
         if let Some((sc, spec, identity, computed)) = cached {
-            let mut info = stepcache::miss_info(&computed.key, computed.changes.clone());
+            let mut changes = computed.changes.clone();
+            if computed.same_as_last {
+                changes.push(
+                    "nothing: the result stored under this key is gone (evicted, cleared or corrupt)"
+                        .to_owned(),
+                );
+            }
+            let mut info = stepcache::miss_info(&computed.key, changes);
             if outcome == Conclusion::Success {
                 let recorded = stepcache::Recorded {
                     version: 1,
@@ -1487,7 +1554,6 @@ impl<'a> LegRunner<'a> {
 
     fn apply_files(
         &mut self,
-        files: &StepFiles,
         contents: &FileContents,
         outputs: &mut IndexMap<String, String>,
     ) -> Result<(), String> {
@@ -1527,15 +1593,6 @@ impl<'a> LegRunner<'a> {
         if let Err(e) = envfile::parse_key_values(&contents.state, "GITHUB_STATE") {
             errors.push(e.to_string());
         }
-        for p in [
-            &files.output,
-            &files.env,
-            &files.path,
-            &files.summary,
-            &files.state,
-        ] {
-            let _ = std::fs::remove_file(p);
-        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -1568,13 +1625,23 @@ fn read_files(files: &StepFiles) -> FileContents {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     };
-    FileContents {
+    let contents = FileContents {
         output: read(&files.output),
         env: read(&files.env),
         path: read(&files.path),
         summary: read(&files.summary),
         state: read(&files.state),
+    };
+    for p in [
+        &files.output,
+        &files.env,
+        &files.path,
+        &files.summary,
+        &files.state,
+    ] {
+        let _ = std::fs::remove_file(p);
     }
+    contents
 }
 
 /// Passes output on and keeps a copy (up to [`stepcache::MAX_LOG`]) for the step cache.

@@ -326,6 +326,8 @@ pub struct Computed {
     pub snapshot: Option<pipe_cache::TreeSnapshot>,
     /// What changed since the last stored result of this step (empty on a first run).
     pub changes: Vec<String>,
+    /// Whether the step's last recorded key is this one (nothing to remember then).
+    pub same_as_last: bool,
 }
 
 /// What is replayed on a hit, stored as the entry's metadata.
@@ -381,8 +383,21 @@ impl StepCache {
         };
         if let Ok(bytes) = serde_json::to_vec(&r) {
             let _ = std::fs::create_dir_all(&self.why_dir);
-            let _ = crate::store::write_atomic(&self.record_path(identity), &bytes);
+            // Losing it in a crash only loses one explanation: no fsync.
+            let _ = crate::store::write_replace_quick(&self.record_path(identity), &bytes);
         }
+    }
+
+    /// What the step's last stored result recorded (for `--dry-run`, which cannot run a
+    /// missing step and predicts its effects from its previous run).
+    pub fn last_recorded(&self, identity: &str) -> Option<Recorded> {
+        let last = self.last(identity)?;
+        let m = self
+            .cache
+            .local()
+            .get_entry(&EntryKey::new(NAMESPACE, &last.key))
+            .ok()??;
+        serde_json::from_slice(&m.metadata).ok()
     }
 
     /// Computes a step's key (blocking: it hashes the inputs).
@@ -435,22 +450,27 @@ impl StepCache {
             snapshot = Some(snap);
         }
         let key = kb.finish();
-        let changes = match self.last(&input.identity) {
-            Some(last) if last.key != key.hex() => describe(&key.preimage.diff(&last.preimage)),
+        let last = self.last(&input.identity);
+        let same_as_last = last.as_ref().is_some_and(|l| l.key == key.hex());
+        let changes = match last {
+            Some(last) if !same_as_last => describe(&key.preimage.diff(&last.preimage)),
             _ => Vec::new(),
         };
         Ok(Computed {
             key,
             snapshot,
             changes,
+            same_as_last,
         })
     }
 
     /// Looks a key up; a hit is remembered as this step's latest key.
-    pub fn lookup(&self, identity: &str, key: &Key) -> Lookup {
-        let l = self.cache.lookup(&EntryKey::new(NAMESPACE, &key.hex()));
-        if matches!(l, Lookup::Hit { .. }) {
-            self.remember(identity, key);
+    pub fn lookup(&self, identity: &str, computed: &Computed) -> Lookup {
+        let l = self
+            .cache
+            .lookup(&EntryKey::new(NAMESPACE, &computed.key.hex()));
+        if matches!(l, Lookup::Hit { .. }) && !computed.same_as_last {
+            self.remember(identity, &computed.key);
         }
         l
     }
@@ -501,7 +521,9 @@ impl StepCache {
             Ok(())
         });
         if outcome.local {
-            self.remember(identity, &computed.key);
+            if !computed.same_as_last {
+                self.remember(identity, &computed.key);
+            }
             Ok(outcome.warnings)
         } else {
             Err(outcome
