@@ -102,7 +102,7 @@ fn human_output_pipe_extension_with_strict_github() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("ext.yml"),
-        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    cache: {key: x}\n    steps:\n      - run: make\n        cache: {paths: [target]}\n",
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    cache: {key: x}\n    steps:\n      - run: make\n        cache: {outputs: [target]}\n",
     )
     .expect("write");
     let files = vec!["ext.yml".to_owned()];
