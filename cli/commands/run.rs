@@ -448,6 +448,18 @@ async fn run_one(
         );
     }
 
+    let parallel = args.parallel.or(p.config.run.parallel).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    // Relative folders are relative to the current directory (flag) or the root (config).
+    let action_dir = args
+        .action_dir
+        .as_ref()
+        .map(|d| p.cwd.join(d))
+        .or_else(|| p.config.actions.dir.as_ref().map(|d| p.root.join(d)));
+    let actions = Arc::new(pipe_actions::registry(action_dir));
     let shared = Arc::new(Shared {
         workflow: l.workflow.clone(),
         source: l.source.clone(),
@@ -465,6 +477,10 @@ async fn run_one(
         debug: cli.verbose > 0,
         has_bash: has_program("bash"),
         isolate: args.isolate,
+        actions: actions.clone(),
+        call_depth: 0,
+        parallel,
+        key_prefix: String::new(),
     });
     reporter.event(&RunEvent::RunStarted {
         version: SCHEMA_VERSION,
@@ -472,11 +488,6 @@ async fn run_one(
         workflow: l.path.clone(),
         name: name.clone(),
         event: args.select.event.clone(),
-    });
-    let parallel = args.parallel.or(p.config.run.parallel).unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
     });
     // Workflow-level `concurrency`: wait for the group (across pipe processes of this
     // repository); a run cancelled while pending runs no job.

@@ -361,10 +361,11 @@ pub async fn run_plan(
                     } else {
                         None
                     };
+                    let raw_id = &job.id.value;
                     let key = if pj.has_matrix {
-                        format!("{}-{}", pj.id, leg.job_index)
+                        format!("{}{raw_id}-{}", shared.key_prefix, leg.job_index)
                     } else {
-                        pj.id.clone()
+                        format!("{}{raw_id}", shared.key_prefix)
                     };
                     let strategy_ctx = Value::object(vec![
                         ("fail-fast".to_owned(), Value::Bool(fail_fast)),
@@ -558,6 +559,14 @@ pub async fn run_plan(
             let mut entries = Vec::new();
             for leg in &run.legs {
                 let Some(o) = &leg.outcome else { continue };
+                if let Some((jobs, sums)) = &o.called {
+                    entries.extend(jobs.iter().cloned());
+                    step_summaries
+                        .entry(j)
+                        .or_default()
+                        .extend(sums.iter().cloned());
+                    continue;
+                }
                 entries.push(JobSummary {
                     id: pj.id.clone(),
                     name: leg.name.clone(),
@@ -678,6 +687,7 @@ async fn run_leg(shared: Arc<Shared>, spec: LegSpec, cancel: Cancel) -> LegOutco
             steps: skipped_steps(job, &ids),
             step_summary: String::new(),
             duration: Duration::ZERO,
+            called: None,
         }
     };
     let token: CancellationToken = cancel.soft.clone();
@@ -685,6 +695,9 @@ async fn run_leg(shared: Arc<Shared>, spec: LegSpec, cancel: Cancel) -> LegOutco
         return cancelled_before_start(&shared, &spec);
     }
     let job = &shared.workflow.jobs[spec.job_index];
+    if job.uses.is_some() {
+        return crate::run::call::run_call(shared.clone(), spec, cancel).await;
+    }
     LegRunner::new(&shared, job, &spec, cancel).run().await
 }
 
