@@ -557,6 +557,7 @@ async fn run_one(
             conclusion: Conclusion::Cancelled,
             jobs: Vec::new(),
             step_summaries: Vec::new(),
+            job_results: Vec::new(),
             duration: std::time::Duration::ZERO,
         }
     } else {

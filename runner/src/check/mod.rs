@@ -659,7 +659,13 @@ fn check_job_uses(job: &Job, opts: &CheckOptions, out: &mut Vec<Diagnostic>) {
             )),
             Ok(src) => {
                 let (callee, _) = workflow::load(crate::source::FileId(0), &src);
-                match callee.as_ref().and_then(|c| c.workflow_call()) {
+                // `on: workflow_call` without settings declares no inputs, outputs or secrets.
+                let no_settings = workflow::WorkflowCall::default();
+                let call = callee.as_ref().and_then(|c| {
+                    c.workflow_call()
+                        .or_else(|| c.trigger("workflow_call").is_some().then_some(&no_settings))
+                });
+                match call {
                     None => out.push(Diagnostic::error(
                         "workflow-call",
                         uses.span,

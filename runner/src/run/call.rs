@@ -17,7 +17,7 @@ use indexmap::IndexMap;
 
 use crate::check::{UsesRef, parse_uses};
 use crate::context::Contexts;
-use crate::event::{Conclusion, JobSummary, RunEvent};
+use crate::event::{Conclusion, RunEvent};
 use crate::executor::Cancel;
 use crate::expr::{Object, Value};
 use crate::run::job::{LegOutcome, LegSpec, Shared};
@@ -69,7 +69,7 @@ fn callee_path(shared: &Shared, uses: &str) -> Result<std::path::PathBuf, String
 
 /// A string value of a typed input, converted the way GitHub does, or why it does not fit.
 fn typed(name: &str, ty: InputType, v: Value) -> Result<Value, String> {
-    let kind = v.kind_name();
+    let kind = v.kind_name().to_ascii_lowercase();
     match (ty, v) {
         (InputType::Boolean, Value::Bool(b)) => Ok(Value::Bool(b)),
         (InputType::Boolean, Value::String(s)) if s.as_ref() == "true" || s.as_ref() == "false" => {
@@ -85,7 +85,7 @@ fn typed(name: &str, ty: InputType, v: Value) -> Result<Value, String> {
         }
         (InputType::String, Value::Null) => Ok(Value::str("")),
         (ty, _) => Err(format!(
-            "input `{name}` is a {}, but the value given is {kind}",
+            "input `{name}` is a {}, but the value given is a {kind}",
             ty.as_str()
         )),
     }
@@ -363,27 +363,14 @@ async fn run_prepared(
     let result = run_plan(shared.clone(), &plan, &opts, cancel).await;
 
     // The `jobs` context: each callee job's result (legs aggregated) and merged outputs.
-    let prefix = format!("{}/", spec.job_ref.id);
     let mut jobs = Object::new();
-    for job in &workflow.jobs {
-        let id = format!("{prefix}{}", job.id.value);
-        let legs: Vec<&JobSummary> = result.jobs.iter().filter(|j| j.id == id).collect();
-        let result_of = if legs.iter().any(|l| l.conclusion == Conclusion::Failure) {
-            Conclusion::Failure
-        } else if legs.iter().any(|l| l.conclusion == Conclusion::Cancelled) {
-            Conclusion::Cancelled
-        } else if legs.iter().all(|l| l.conclusion == Conclusion::Skipped) {
-            Conclusion::Skipped
-        } else {
-            Conclusion::Success
+    for (index, result_of, outputs) in &result.job_results {
+        let Some(job) = workflow.jobs.get(*index) else {
+            continue;
         };
         let mut outs = Object::new();
-        for l in &legs {
-            for (k, v) in &l.outputs {
-                if !v.is_empty() {
-                    outs.insert(k.clone(), Value::str(v));
-                }
-            }
+        for (k, v) in outputs {
+            outs.insert(k.clone(), Value::str(v));
         }
         jobs.insert(
             job.id.value.clone(),
@@ -464,6 +451,8 @@ mod tests {
             Ok(Value::str("1.5"))
         );
         let e = typed("a", InputType::Boolean, Value::str("yes")).err();
-        assert!(e.is_some_and(|e| e.contains("input `a` is a boolean")));
+        assert!(e.is_some_and(|e| {
+            e.contains("input `a` is a boolean, but the value given is a string")
+        }));
     }
 }

@@ -44,6 +44,9 @@ pub struct RunResult {
     pub jobs: Vec<JobSummary>,
     /// Step summaries per job display name, in plan order.
     pub step_summaries: Vec<(String, String)>,
+    /// Each finished job's result as dependants see it and its merged outputs, by the job's
+    /// position in the workflow (the `jobs` context of a called workflow).
+    pub job_results: Vec<(usize, Conclusion, IndexMap<String, String>)>,
     /// Wall time.
     pub duration: Duration,
 }
@@ -609,6 +612,7 @@ pub async fn run_plan(
     let mut summaries_out = Vec::new();
     let mut any_failure = false;
     let mut any_cancelled = run_cancel.soft.is_cancelled();
+    let mut job_results = Vec::new();
     for &j in &plan.order {
         if let Some(entries) = summaries.remove(&j) {
             jobs.extend(entries);
@@ -616,7 +620,8 @@ pub async fn run_plan(
         if let Some(s) = step_summaries.remove(&j) {
             summaries_out.extend(s);
         }
-        if let JobState::Done { result, .. } = &state[j] {
+        if let JobState::Done { result, outputs } = &state[j] {
+            job_results.push((plan.jobs[j].index, *result, outputs.clone()));
             match result {
                 Conclusion::Failure => any_failure = true,
                 Conclusion::Cancelled => any_cancelled = true,
@@ -635,6 +640,7 @@ pub async fn run_plan(
         conclusion,
         jobs,
         step_summaries: summaries_out,
+        job_results,
         duration: started.elapsed(),
     }
 }
