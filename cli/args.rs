@@ -179,6 +179,10 @@ pub struct ValidateArgs {
     /// Also report pipe's extension keys, which GitHub rejects.
     #[arg(long)]
     pub strict_github: bool,
+    /// Offline action folder whose actions are checked like local ones (default: `dir` under
+    /// `[actions]` in `.pipe/config.toml`).
+    #[arg(long, value_name = "DIR")]
+    pub action_dir: Option<PathBuf>,
 }
 
 /// `pipe cache`.

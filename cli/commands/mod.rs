@@ -145,6 +145,7 @@ pub fn load_workflows(cli: &Cli, p: &Project, sel: &SelectArgs) -> Result<Vec<Lo
         root: p.root.clone(),
         labels,
         strict_github: false,
+        action_dir: p.config.actions.dir.as_ref().map(|d| p.root.join(d)),
     };
     let mut sources = SourceMap::new();
     let mut all_errors: Vec<Diagnostic> = Vec::new();
