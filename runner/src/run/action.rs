@@ -31,7 +31,8 @@ pub struct BuiltinCall<'a> {
     pub git_ref: &'a str,
     /// Inputs (`with:`), names lower-cased.
     pub inputs: &'a IndexMap<String, String>,
-    /// The step's environment (workflow, job and step `env`, `GITHUB_ENV` values).
+    /// The step's environment: the run's default variables (`CI`, `GITHUB_SHA`,
+    /// `GITHUB_WORKSPACE`…), then workflow, job and step `env` and `GITHUB_ENV` values.
     pub env: &'a [(String, String)],
     /// `GITHUB_WORKSPACE` on the host.
     pub workspace: &'a Path,

@@ -1677,13 +1677,26 @@ impl<'a> LegRunner<'a> {
                     let paths = h.paths().clone();
                     let mut sink = self.sink(index);
                     let workspace = self.workspace.clone();
+                    // The run's default variables (`GITHUB_SHA`, `GITHUB_REPOSITORY`…), then the
+                    // step's env.
+                    let mut env = self.shared.default_env.clone();
+                    set_env(&mut env, "GITHUB_JOB", self.job.id.value.clone());
+                    set_env(&mut env, "GITHUB_ACTION", at.id.clone());
+                    set_env(
+                        &mut env,
+                        "GITHUB_WORKSPACE",
+                        workspace.to_string_lossy().into_owned(),
+                    );
+                    for (k, v) in &step_env {
+                        set_env(&mut env, k, v.clone());
+                    }
                     let r = action
                         .run(
                             BuiltinCall {
                                 uses,
                                 git_ref: &git_ref,
                                 inputs: &given,
-                                env: &step_env,
+                                env: &env,
                                 workspace: &workspace,
                                 temp: &paths.temp_host,
                                 cancel: &cancel,
