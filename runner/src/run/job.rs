@@ -1766,6 +1766,23 @@ impl<'a> LegRunner<'a> {
                         skipped_ancestor: false,
                     };
                     let saved_env = std::mem::replace(&mut self.env, step_env.clone());
+                    // The inner steps stop with the calling step: its cancellation (which an
+                    // `always()` step survives) and its `timeout-minutes`.
+                    let inner_cancel = Cancel {
+                        soft: cancel.soft.child_token(),
+                        hard: cancel.hard.clone(),
+                    };
+                    let saved_cancel = std::mem::replace(&mut self.cancel, inner_cancel.clone());
+                    let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let timer = timeout.map(|t| {
+                        let soft = inner_cancel.soft.clone();
+                        let flag = timed_out.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(t).await;
+                            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                            soft.cancel();
+                        })
+                    });
                     let mark = self.env_log.len();
                     let ids = step_ids(steps);
                     for (i, s) in steps.iter().enumerate() {
@@ -1774,6 +1791,11 @@ impl<'a> LegRunner<'a> {
                         }
                         let _ = self.run_step(h, s, i, &ids[i]).await;
                     }
+                    if let Some(t) = timer {
+                        t.abort();
+                    }
+                    self.cancel = saved_cancel;
+                    let timed_out = timed_out.load(std::sync::atomic::Ordering::SeqCst);
                     let paths = h.paths().clone();
                     let octx = self.step_contexts(&at.id, &self.env, &paths);
                     let mut outputs = IndexMap::new();
@@ -1797,7 +1819,17 @@ impl<'a> LegRunner<'a> {
                         set_env(&mut self.env, &k, v);
                     }
                     let mut error = None;
-                    let outcome = if inner.cancelled && !saved_status.cancelled {
+                    let outcome = if timed_out {
+                        let e = format!(
+                            "the step has timed out after {} minutes",
+                            timeout
+                                .map(|t| crate::expr::number::format_g15(t.as_secs_f64() / 60.0))
+                                .unwrap_or_else(|| "?".to_owned())
+                        );
+                        self.error_annotation(Some(index), &e);
+                        error = Some(e);
+                        Conclusion::Failure
+                    } else if inner.cancelled && !saved_status.cancelled {
                         Conclusion::Cancelled
                     } else if !errors.is_empty() {
                         let e = errors.join("; ");
