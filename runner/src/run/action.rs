@@ -20,8 +20,8 @@ use crate::executor::{Cancel, OutputSink};
 use crate::source::{FileId, SourceFile};
 use crate::workflow::{ActionMeta, ActionRuns};
 
-/// Maximum nesting of composite actions (GitHub's limit).
-pub const MAX_COMPOSITE_DEPTH: usize = 9;
+/// Maximum nesting of composite actions (GitHub documents "up to 10 composite actions").
+pub const MAX_COMPOSITE_DEPTH: usize = 10;
 
 /// What a built-in action gets to run.
 pub struct BuiltinCall<'a> {
