@@ -1365,7 +1365,12 @@ fn node_major() -> Option<u32> {
 
 /// Whether a JavaScript action with this `using:` can run here; `Err` says why not.
 fn node_runtime(using: &str) -> Result<(), String> {
-    let Some(major) = node_major() else {
+    node_runtime_with(using, node_major())
+}
+
+/// [`node_runtime`] for a given installed major version.
+fn node_runtime_with(using: &str, installed: Option<u32>) -> Result<(), String> {
+    let Some(major) = installed else {
         return Err(format!(
             "JavaScript actions (`using: {using}`) need `node` on PATH; install Node.js to run them"
         ));
@@ -2127,4 +2132,39 @@ struct StepFiles {
     path: PathBuf,
     summary: PathBuf,
     state: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_versions() {
+        assert!(node_runtime_with("node20", Some(20)).is_ok());
+        assert!(node_runtime_with("node16", Some(20)).is_ok());
+        assert!(node_runtime_with("node24", Some(24)).is_ok());
+        let e = node_runtime_with("node24", Some(20))
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("needs node 24 or later"), "{e}");
+        let e = node_runtime_with("node20", None).err().unwrap_or_default();
+        assert!(e.contains("need `node` on PATH"), "{e}");
+    }
+
+    #[test]
+    fn generated_ids_of_actions() {
+        let step = |uses: &str| Step {
+            uses: Some(YStr::synthetic(uses, crate::source::Span::default())),
+            ..Step::default()
+        };
+        let steps = vec![
+            step("./.github/actions/a"),
+            step("pipe-test/js/sub@v1"),
+            step("pipe-test/js@v1"),
+        ];
+        assert_eq!(
+            step_ids(&steps),
+            vec!["__self", "__pipe-test_js", "__pipe-test_js_2"]
+        );
+    }
 }
