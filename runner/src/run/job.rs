@@ -493,21 +493,27 @@ impl<'a> LegRunner<'a> {
     }
 
     /// Contexts for job-level values (env, runs-on, container…): no steps, env or job yet.
+    /// Inside a composite action there is no `secrets` context (GitHub's rule: secrets reach
+    /// an action only through its inputs).
     fn job_contexts(&self) -> Contexts {
-        Contexts::new()
+        let c = Contexts::new()
             .with("github", self.github(None))
             .with("needs", self.spec.needs.clone())
             .with("strategy", self.spec.strategy.clone())
             .with("matrix", self.spec.matrix.clone())
             .with("vars", self.shared.vars.clone())
-            .with("secrets", self.shared.secrets.clone())
             .with(
                 "inputs",
                 self.scope
                     .inputs
                     .clone()
                     .unwrap_or_else(|| self.shared.inputs.clone()),
-            )
+            );
+        if self.scope.depth == 0 {
+            c.with("secrets", self.shared.secrets.clone())
+        } else {
+            c
+        }
     }
 
     fn step_contexts(
