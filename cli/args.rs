@@ -75,6 +75,11 @@ pub struct SelectArgs {
     /// A dotenv file of variables.
     #[arg(long = "var-file", value_name = "FILE")]
     pub var_file: Vec<PathBuf>,
+    /// Offline action folder: `owner/repo[/path]@ref` actions and remote reusable workflows
+    /// are read from `DIR/owner/repo@ref/` (default: `dir` under `[actions]` in
+    /// `.pipe/config.toml`); pipe never downloads actions.
+    #[arg(long, value_name = "DIR")]
+    pub action_dir: Option<PathBuf>,
 }
 
 /// `pipe run`.
@@ -100,11 +105,6 @@ pub struct RunArgs {
     /// Give each job a fresh copy of the committed tree instead of running in place.
     #[arg(long)]
     pub isolate: bool,
-    /// Offline action folder: `owner/repo[/path]@ref` actions and remote reusable workflows
-    /// are read from `DIR/owner/repo@ref/` (default: `dir` under `[actions]` in
-    /// `.pipe/config.toml`); pipe never downloads actions.
-    #[arg(long, value_name = "DIR")]
-    pub action_dir: Option<PathBuf>,
     /// Skip workflows whose branch, tag and path filters would not trigger on GitHub.
     #[arg(long)]
     pub respect_filters: bool,

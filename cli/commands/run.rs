@@ -453,13 +453,7 @@ async fn run_one(
             .map(|n| n.get())
             .unwrap_or(2)
     });
-    // Relative folders are relative to the current directory (flag) or the root (config).
-    let action_dir = args
-        .action_dir
-        .as_ref()
-        .map(|d| p.cwd.join(d))
-        .or_else(|| p.config.actions.dir.as_ref().map(|d| p.root.join(d)));
-    let actions = Arc::new(pipe_actions::registry(action_dir));
+    let actions = Arc::new(pipe_actions::registry(super::action_dir(&p, &args.select)));
     let shared = Arc::new(Shared {
         workflow: l.workflow.clone(),
         source: l.source.clone(),

@@ -764,11 +764,12 @@ fn plan_call(
         plan: None,
         reason: None,
     };
-    if !local {
+    let found = callees.iter().find(|c| c.uses == uses);
+    if !local && found.is_none() {
         call.reason = Some("remote reusable workflows are not fetched".to_owned());
         return call;
     }
-    let (path, callee) = match callees.iter().find(|c| c.uses == uses).map(|c| &c.workflow) {
+    let (path, callee) = match found.map(|c| &c.workflow) {
         Some(Ok(x)) => *x,
         Some(Err(why)) => {
             call.reason = Some(why.clone());
