@@ -453,7 +453,7 @@ async fn run_one(
             .map(|n| n.get())
             .unwrap_or(2)
     });
-    let actions = Arc::new(pipe_actions::registry(super::action_dir(&p, &args.select)));
+    let actions = Arc::new(pipe_actions::registry(super::action_dir(p, &args.select)));
     let shared = Arc::new(Shared {
         workflow: l.workflow.clone(),
         source: l.source.clone(),
