@@ -705,10 +705,14 @@ fn check_call_outputs(
         let Some(uses) = callee_job.uses.as_ref().filter(|u| !u.has_expr()) else {
             continue;
         };
-        let Some(local) = uses.text.strip_prefix("./") else {
-            continue;
+        let file = match uses.text.strip_prefix("./") {
+            Some(local) => opts.root.join(local),
+            None => match remote_callee_file(&uses.text, opts) {
+                Some(f) => f,
+                None => continue,
+            },
         };
-        let Ok(src) = std::fs::read_to_string(opts.root.join(local)) else {
+        let Ok(src) = std::fs::read_to_string(file) else {
             continue;
         };
         let (callee, _) = workflow::load(crate::source::FileId(0), &src);
@@ -958,6 +962,46 @@ fn check_job_uses(job: &Job, opts: &CheckOptions, out: &mut Vec<Diagnostic>) {
             uses.span,
             format!("`{text}` is not a valid reusable workflow reference: expected `owner/repo/.github/workflows/file.yml@ref` or `./.github/workflows/file.yml`"),
         ));
+        return;
+    }
+    // A copy in the offline action folder is checked like a local callee (lint findings only:
+    // the folder is this machine's, not part of the workflow).
+    if let Some(file) = remote_callee_file(text, opts)
+        && let Ok(src) = std::fs::read_to_string(&file)
+        && let (Some(callee), _) = workflow::load(crate::source::FileId(0), &src)
+    {
+        let no_settings = workflow::WorkflowCall::default();
+        let call = callee.workflow_call().or_else(|| {
+            callee
+                .trigger("workflow_call")
+                .is_some()
+                .then_some(&no_settings)
+        });
+        if let Some(call) = call {
+            let mut found = Vec::new();
+            check_call_inputs(job, call, text, &mut found);
+            out.extend(found.into_iter().map(|mut d| {
+                d.severity = crate::Severity::Lint;
+                d
+            }));
+        }
+    }
+}
+
+/// The file of a remote reusable workflow in the offline action folder, if it is there.
+fn remote_callee_file(text: &str, opts: &CheckOptions) -> Option<PathBuf> {
+    let dir = opts.action_dir.as_ref()?;
+    match parse_uses(text).ok()? {
+        UsesRef::Remote {
+            owner,
+            repo,
+            path,
+            git_ref,
+        } => {
+            let f = dir.join(owner).join(format!("{repo}@{git_ref}")).join(path);
+            f.is_file().then_some(f)
+        }
+        _ => None,
     }
 }
 
@@ -1124,7 +1168,12 @@ mod tests {
             "o/r@v1/action.yml",
             "name: r\ninputs:\n  level:\n    required: true\nruns:\n  using: node20\n  main: m.js\n",
         );
-        let src = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - id: c\n        uses: ./.github/actions/c\n      - run: echo ${{ steps.c.outputs.mgs }} ${{ steps.c.outputs.msg }}\n        if: steps.C.outputs.other\n      - uses: o/r@v1\n        with:\n          levl: 1\n  call:\n    uses: ./.github/workflows/called.yml\n  bare:\n    uses: ./.github/workflows/bare.yml\n  after:\n    needs: [call, bare]\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ needs.call.outputs.url }} ${{ needs.call.outputs.ulr }}\n";
+        write(
+            &mirror,
+            "o/w@v1/.github/workflows/x.yml",
+            "on:\n  workflow_call:\n    inputs:\n      n:\n        type: number\n    outputs:\n      out:\n        value: x\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo\n",
+        );
+        let src = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - id: c\n        uses: ./.github/actions/c\n      - run: echo ${{ steps.c.outputs.mgs }} ${{ steps.c.outputs.msg }}\n        if: steps.C.outputs.other\n      - uses: o/r@v1\n        with:\n          levl: 1\n  call:\n    uses: ./.github/workflows/called.yml\n  bare:\n    uses: ./.github/workflows/bare.yml\n  after:\n    needs: [call, bare]\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ needs.call.outputs.url }} ${{ needs.call.outputs.ulr }}\n  remote:\n    uses: o/w/.github/workflows/x.yml@v1\n    with:\n      m: 1\n  uses-remote:\n    needs: remote\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ needs.remote.outputs.out }} ${{ needs.remote.outputs.uot }}\n";
         let (wf, d) = workflow::load_str(src);
         assert!(d.is_empty(), "{d:?}");
         let f = crate::source::SourceFile::new("t.yml", src);
@@ -1150,6 +1199,8 @@ mod tests {
                 "10:15: missing input `level`, which action `o/r@v1` requires [action]",
                 "12:11: input `levl` is not defined in action `o/r@v1` [action]",
                 "21:72: output `ulr` is not defined in reusable workflow `./.github/workflows/called.yml` [workflow-call]",
+                "25:7: input `m` is not defined in reusable workflow `o/w/.github/workflows/x.yml@v1` [workflow-call]",
+                "30:76: output `uot` is not defined in reusable workflow `o/w/.github/workflows/x.yml@v1` [workflow-call]",
             ]
         );
     }
