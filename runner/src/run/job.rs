@@ -1964,11 +1964,19 @@ impl<'a> LegRunner<'a> {
         self.exec(h, &command, &files, index, cancel).await
     }
 
-    /// Runs the `pre` scripts of the job's JavaScript actions, before the first step.
+    /// Runs the `pre` scripts of the job's remote JavaScript actions, before the first step.
     async fn run_pre_steps(&mut self, h: &mut dyn JobHandle, ids: &[String]) {
         let job = self.job;
         for (i, step) in job.steps.iter().enumerate() {
-            let Some(u) = &step.uses else { continue };
+            // Local actions are read when their step runs (the repository may not be checked
+            // out before), so GitHub runs no `pre` for them.
+            let Some(u) = step
+                .uses
+                .as_ref()
+                .filter(|u| !u.text.starts_with("./") && !u.text.starts_with("$/"))
+            else {
+                continue;
+            };
             let Ok(Resolved::Meta(a)) = self.shared.actions.resolve(&u.text, &self.workspace)
             else {
                 continue;
