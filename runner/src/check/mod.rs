@@ -49,6 +49,8 @@ pub fn check_workflow(wf: &Workflow, source: &SourceFile, opts: &CheckOptions) -
         let all_windows = !wf.jobs.is_empty() && wf.jobs.iter().all(job_on_windows);
         check_shell(shell, all_windows, &mut out);
     }
+    // Jobs that call a reusable workflow (few: looked up by the jobs that need them).
+    let callers: Vec<&Job> = wf.jobs.iter().filter(|j| j.uses.is_some()).collect();
     for job in &wf.jobs {
         check_runs_on(job, opts, &mut out);
         check_matrix(job, &mut out);
@@ -61,7 +63,9 @@ pub fn check_workflow(wf: &Workflow, source: &SourceFile, opts: &CheckOptions) -
             check_step(step, windows, source, opts, &mut out);
         }
         check_step_outputs(job, source, opts, &mut out);
-        check_call_outputs(wf, job, source, opts, &mut out);
+        if !callers.is_empty() {
+            check_call_outputs(&callers, job, source, opts, &mut out);
+        }
         for y in [&job.if_].into_iter().flatten() {
             check_if(y, &mut out);
         }
@@ -631,10 +635,19 @@ fn check_step_outputs(
     opts: &CheckOptions,
     out: &mut Vec<Diagnostic>,
 ) {
+    // Only steps whose metadata can be read: local actions, or any with an action folder.
+    let readable = |s: &Step| {
+        s.uses.as_ref().is_some_and(|u| {
+            opts.action_dir.is_some() || u.text.starts_with("./") || u.text.starts_with("$/")
+        })
+    };
+    if !job.steps.iter().any(readable) {
+        return;
+    }
     let ids = crate::run::job::step_ids(&job.steps);
     let mut declared: Vec<(&str, String, Vec<String>)> = Vec::new();
     for (step, id) in job.steps.iter().zip(&ids) {
-        if step.uses.is_none() {
+        if !readable(step) {
             continue;
         }
         if let Some((shown, meta)) = read_step_action(step, opts)
@@ -691,7 +704,7 @@ fn unknown_output(
 /// `needs.<id>.outputs.<name>` naming an output that the local reusable workflow job `<id>`
 /// calls does not declare.
 fn check_call_outputs(
-    wf: &Workflow,
+    callers: &[&Job],
     job: &Job,
     source: &SourceFile,
     opts: &CheckOptions,
@@ -699,7 +712,10 @@ fn check_call_outputs(
 ) {
     let mut declared: Vec<(&str, &str, Vec<String>)> = Vec::new();
     for n in &job.needs {
-        let Some(callee_job) = wf.job(&n.value) else {
+        let Some(callee_job) = callers
+            .iter()
+            .find(|j| j.id.value.eq_ignore_ascii_case(&n.value))
+        else {
             continue;
         };
         let Some(uses) = callee_job.uses.as_ref().filter(|u| !u.has_expr()) else {
