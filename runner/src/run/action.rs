@@ -270,25 +270,18 @@ pub fn input_env_name(name: &str) -> String {
     format!("INPUT_{}", name.replace(' ', "_").to_ascii_uppercase())
 }
 
-/// A built-in action that prints its `message` input and sets it as output `message`
-/// (`pipe/echo@v1`); the smallest example of the hook.
-pub struct Echo;
-
-#[async_trait]
-impl BuiltinAction for Echo {
-    async fn run(&self, call: BuiltinCall<'_>, out: &mut dyn OutputSink) -> BuiltinResult {
-        let msg = call.inputs.get("message").cloned().unwrap_or_default();
-        out.write(msg.as_bytes());
-        out.write(b"\n");
-        let mut outputs = IndexMap::new();
-        outputs.insert("message".to_owned(), msg);
-        Ok(outputs)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Nop;
+
+    #[async_trait]
+    impl BuiltinAction for Nop {
+        async fn run(&self, _: BuiltinCall<'_>, _: &mut dyn OutputSink) -> BuiltinResult {
+            Ok(IndexMap::new())
+        }
+    }
 
     #[test]
     fn input_names() {
@@ -313,7 +306,7 @@ mod tests {
         )
         .expect("write");
         let mut reg = ActionRegistry::new().with_action_dir(Some(dir.clone()));
-        reg.register("pipe/echo", Arc::new(Echo));
+        reg.register("pipe/echo", Arc::new(Nop));
         assert!(
             matches!(reg.resolve("./a", &ws), Ok(Resolved::Meta(a)) if a.using() == "composite")
         );
