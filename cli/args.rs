@@ -77,6 +77,11 @@ pub struct SelectArgs {
     /// A dotenv file of variables.
     #[arg(long = "var-file", value_name = "FILE")]
     pub var_file: Vec<PathBuf>,
+    /// Offline action folder: `owner/repo[/path]@ref` actions and remote reusable workflows
+    /// are read from `DIR/owner/repo@ref/` (default: `dir` under `[actions]` in
+    /// `.pipe/config.toml`); pipe never downloads actions.
+    #[arg(long, value_name = "DIR")]
+    pub action_dir: Option<PathBuf>,
 }
 
 /// `pipe run`.
@@ -203,6 +208,10 @@ pub struct ValidateArgs {
     /// Also report pipe's extension keys, which GitHub rejects.
     #[arg(long)]
     pub strict_github: bool,
+    /// Offline action folder whose actions are checked like local ones (default: `dir` under
+    /// `[actions]` in `.pipe/config.toml`).
+    #[arg(long, value_name = "DIR")]
+    pub action_dir: Option<PathBuf>,
 }
 
 /// `pipe cache`.

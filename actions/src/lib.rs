@@ -2,4 +2,19 @@
 //!
 //! The runner defines the action registry; this crate fills it. `scan` (`pipe/scan@v1`, also behind `pipe scan`) is the first built-in.
 
+pub mod echo;
 pub mod scan;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pipe_runner::run::action::ActionRegistry;
+
+/// The action registry of `pipe run`: every built-in action, then the offline action folder
+/// `action_dir` (`owner/repo@ref/…`). Later built-ins register here (`pipe/scan`,
+/// `actions/checkout`, …) by implementing [`pipe_runner::run::action::BuiltinAction`].
+pub fn registry(action_dir: Option<PathBuf>) -> ActionRegistry {
+    let mut r = ActionRegistry::new().with_action_dir(action_dir);
+    r.register("pipe/echo", Arc::new(echo::Echo));
+    r
+}

@@ -94,7 +94,7 @@ pub fn plans(cli: &Cli, sel: &SelectArgs) -> Result<Vec<Plan>, u8> {
             let inputs = plan::call_inputs(call, &given, &ctx);
             ctx.set("inputs", inputs);
         }
-        let callees = read_callees(&p.root, wf);
+        let callees = read_callees(&p.root, super::action_dir(&p, sel).as_deref(), wf);
         let callee_refs: Vec<Callee<'_>> = callees
             .iter()
             .map(|c| Callee {
@@ -142,19 +142,41 @@ struct ReadCallee {
     workflow: Result<(String, Arc<Workflow>), String>,
 }
 
-/// Reads the local reusable workflows the jobs call (`./path` or `$/path`, relative to the
-/// repository root). Problems become reasons shown on the opaque job, never errors: the caller
-/// itself is valid, and `pipe validate` reports the callee.
-fn read_callees(root: &Path, wf: &Workflow) -> Vec<ReadCallee> {
+/// Reads the reusable workflows the jobs call: local ones (`./path` or `$/path`, relative to
+/// the repository root) and remote ones found in the offline action folder
+/// (`DIR/owner/repo@ref/path`). Problems become reasons shown on the opaque job, never errors:
+/// the caller itself is valid, and `pipe validate` reports the callee.
+fn read_callees(root: &Path, action_dir: Option<&Path>, wf: &Workflow) -> Vec<ReadCallee> {
     let mut out: Vec<ReadCallee> = Vec::new();
     for job in &wf.jobs {
         let Some(uses) = &job.uses else { continue };
         let uses = uses.text.as_str();
-        if !plan::is_local_call(uses) || out.iter().any(|c| c.uses == uses) {
+        if out.iter().any(|c| c.uses == uses) {
             continue;
         }
-        let rel = &uses[2..];
-        let workflow = match std::fs::read_to_string(root.join(rel)) {
+        let (file, rel) = if plan::is_local_call(uses) {
+            (root.join(&uses[2..]), uses[2..].to_owned())
+        } else {
+            let Some(dir) = action_dir else { continue };
+            let Ok(pipe_runner::check::UsesRef::Remote {
+                owner,
+                repo,
+                path,
+                git_ref,
+            }) = pipe_runner::check::parse_uses(uses)
+            else {
+                continue;
+            };
+            let file = dir
+                .join(&owner)
+                .join(format!("{repo}@{git_ref}"))
+                .join(&path);
+            if !file.is_file() {
+                continue;
+            }
+            (file, uses.to_owned())
+        };
+        let workflow = match std::fs::read_to_string(&file) {
             Err(e) => Err(format!("`{rel}` cannot be read: {}", super::io_reason(&e))),
             Ok(text) => match workflow::load(FileId(0), &text) {
                 (Some(callee), diags) if !diags.iter().any(|d| d.is_error()) => {

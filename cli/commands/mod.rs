@@ -66,6 +66,15 @@ pub fn error(cli: &Cli, message: &str, hint: Option<&str>) {
 }
 
 /// Finds the project; a broken config file is a usage error.
+/// The offline action folder: `--action-dir` (relative to the current directory), else `dir`
+/// under `[actions]` in `.pipe/config.toml` (relative to the repository root).
+pub fn action_dir(p: &Project, sel: &crate::args::SelectArgs) -> Option<PathBuf> {
+    sel.action_dir
+        .as_ref()
+        .map(|d| p.cwd.join(d))
+        .or_else(|| p.config.actions.dir.as_ref().map(|d| p.root.join(d)))
+}
+
 pub fn project(cli: &Cli) -> Result<Project, u8> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let root = project::find_root(&cwd);
@@ -146,6 +155,7 @@ pub fn load_workflows(cli: &Cli, p: &Project, sel: &SelectArgs) -> Result<Vec<Lo
         root: p.root.clone(),
         labels,
         strict_github: false,
+        action_dir: p.config.actions.dir.as_ref().map(|d| p.root.join(d)),
     };
     let mut sources = SourceMap::new();
     let mut all_errors: Vec<Diagnostic> = Vec::new();

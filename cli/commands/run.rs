@@ -506,6 +506,12 @@ async fn run_one(
         );
     }
 
+    let parallel = args.parallel.or(p.config.run.parallel).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let actions = Arc::new(pipe_actions::registry(super::action_dir(p, &args.select)));
     let step_cache = open_step_cache(cli, &styles, args, p, l, store.as_ref(), &run_temp);
     let shared = Arc::new(Shared {
         workflow: l.workflow.clone(),
@@ -526,6 +532,10 @@ async fn run_one(
         isolate: args.isolate,
         step_cache,
         dry_run: args.dry_run,
+        actions: actions.clone(),
+        call_depth: 0,
+        parallel,
+        key_prefix: String::new(),
     });
     reporter.event(&RunEvent::RunStarted {
         version: SCHEMA_VERSION,
@@ -533,11 +543,6 @@ async fn run_one(
         workflow: l.path.clone(),
         name: name.clone(),
         event: args.select.event.clone(),
-    });
-    let parallel = args.parallel.or(p.config.run.parallel).unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
     });
     // Workflow-level `concurrency`: wait for the group (across pipe processes of this
     // repository); a run cancelled while pending runs no job.
@@ -607,6 +612,7 @@ async fn run_one(
             conclusion: Conclusion::Cancelled,
             jobs: Vec::new(),
             step_summaries: Vec::new(),
+            job_results: Vec::new(),
             duration: std::time::Duration::ZERO,
         }
     } else {

@@ -37,6 +37,11 @@ pub fn run(cli: &Cli, args: &ValidateArgs) -> u8 {
         root: root.clone(),
         labels,
         strict_github: args.strict_github,
+        action_dir: args
+            .action_dir
+            .as_ref()
+            .map(|d| std::env::current_dir().unwrap_or_default().join(d))
+            .or_else(|| config.actions.dir.as_ref().map(|d| root.join(d))),
     };
 
     // Collect targets; an unreadable path is a usage error (exit 2), reported after the rest.

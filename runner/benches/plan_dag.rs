@@ -60,6 +60,7 @@ fn main() {
         root: std::env::temp_dir(),
         labels: Vec::new(),
         strict_github: false,
+        action_dir: None,
     };
     let ctx = Contexts::new()
         .with(

@@ -5,6 +5,7 @@
 //!
 //! Files beside a case (all optional):
 //! - `<case>.args`: extra arguments for `pipe run`, one per line (`-s`, `--input`, `-j`…);
+//!   `{actions}` stands for the offline action folder `tests/actions` (`--action-dir {actions}`);
 //! - `<case>.exit`: the expected exit code, when it is not 0 for a successful run and 1
 //!   otherwise; with 2 (invalid workflow) no summary may be written and no expected file exists;
 //! - `<case>.stderr-contains`, `<case>.stdout-contains`, `<case>.logs-contains`: lines that must
@@ -41,6 +42,11 @@ const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn suite_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance")
+}
+
+/// The offline action folder the cases share (`{actions}` in `.args` and in output).
+fn action_folder() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/actions")
 }
 
 #[derive(Debug, Clone)]
@@ -400,8 +406,9 @@ fn run_case(case: &Case, tpl: &Template, bless: bool) -> CaseResult {
     cmd.args(["run", "-W", &rel, "--summary"])
         .arg(&summary)
         .args(["--progress", "plain"]);
+    let actions = action_folder();
     for a in case.lines("args") {
-        cmd.arg(a.trim());
+        cmd.arg(a.trim().replace("{actions}", &actions.to_string_lossy()));
     }
     let ran = run_with_timeout(cmd, CASE_TIMEOUT);
     let mut problems: Vec<String> = Vec::new();
@@ -427,6 +434,10 @@ fn run_case(case: &Case, tpl: &Template, bless: bool) -> CaseResult {
                 "{tmp}".to_owned(),
             ),
             (tpl.sha.clone(), "{sha}".to_owned()),
+            (
+                action_folder().to_string_lossy().into_owned(),
+                "{actions}".to_owned(),
+            ),
         ],
     };
     let expected_exit: Option<i32> = case

@@ -374,6 +374,34 @@ jobs:
 }
 
 #[test]
+fn remote_calls_from_the_action_folder_are_expanded() {
+    let caller = "on: push
+jobs:
+  call:
+    uses: pipe-test/workflows/.github/workflows/reusable.yml@v1
+    with:
+      who: lister
+  missing:
+    uses: pipe-test/workflows/.github/workflows/reusable.yml@v9
+";
+    let r = repo(&[(".github/workflows/c.yml", caller)]);
+    let w = ".github/workflows/c.yml";
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/actions");
+    let out = ok(&pipe(
+        r.path(),
+        &["list", "-W", w, "--action-dir", &folder.to_string_lossy()],
+    ));
+    assert!(
+        out.contains("  call\n    calls pipe-test/workflows/.github/workflows/reusable.yml@v1 (remote reusable)\n    call/say  name: call / say\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("(one job: remote reusable workflows are not fetched)"),
+        "{out}"
+    );
+}
+
+#[test]
 fn dynamic_matrix_is_shown_unexpanded() {
     let wf = "on: push
 jobs:

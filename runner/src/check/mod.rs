@@ -25,6 +25,9 @@ pub struct CheckOptions {
     pub labels: Vec<String>,
     /// Report pipe's extension keys (`--strict-github`).
     pub strict_github: bool,
+    /// The offline action folder (`owner/repo@ref/…`): remote actions found there are checked
+    /// like local ones.
+    pub action_dir: Option<PathBuf>,
 }
 
 /// Runs every pass over a workflow.
@@ -47,6 +50,8 @@ pub fn check_workflow(wf: &Workflow, source: &SourceFile, opts: &CheckOptions) -
         let all_windows = !wf.jobs.is_empty() && wf.jobs.iter().all(job_on_windows);
         check_shell(shell, all_windows, &mut out);
     }
+    // Jobs that call a reusable workflow (few: looked up by the jobs that need them).
+    let callers: Vec<&Job> = wf.jobs.iter().filter(|j| j.uses.is_some()).collect();
     for job in &wf.jobs {
         check_runs_on(job, opts, &mut out);
         check_matrix(job, &mut out);
@@ -57,6 +62,10 @@ pub fn check_workflow(wf: &Workflow, source: &SourceFile, opts: &CheckOptions) -
         }
         for step in &job.steps {
             check_step(step, windows, source, opts, &mut out);
+        }
+        check_step_outputs(job, source, opts, &mut out);
+        if !callers.is_empty() {
+            check_call_outputs(&callers, job, source, opts, &mut out);
         }
         for y in [&job.if_].into_iter().flatten() {
             check_if(y, &mut out);
@@ -482,6 +491,11 @@ fn check_step(
                     check_action_inputs(step, &meta, shown, out);
                 }
             }
+            Ok(UsesRef::Remote { .. }) => {
+                if let Some((_, meta)) = read_step_action(step, opts) {
+                    check_action_inputs(step, &meta, Path::new(&uses.text), out);
+                }
+            }
             Ok(_) => {}
         }
     }
@@ -493,6 +507,276 @@ fn check_step(
     }
     if let Some(run) = &step.run {
         check_deprecated_commands(run, source, out);
+    }
+}
+
+/// Metadata of the action a step uses: a local one, or a remote one in the action folder.
+fn read_step_action(step: &Step, opts: &CheckOptions) -> Option<(String, ActionMeta)> {
+    let uses = step.uses.as_ref().filter(|u| !u.has_expr())?;
+    match parse_uses(&uses.text).ok()? {
+        UsesRef::Local(path) => read_local_action(&opts.root, &path).map(|(file, meta)| {
+            let shown = file.strip_prefix(&opts.root).unwrap_or(&file);
+            (shown.display().to_string(), meta)
+        }),
+        UsesRef::Remote {
+            owner,
+            repo,
+            path,
+            git_ref,
+        } => {
+            let dir = opts
+                .action_dir
+                .as_ref()?
+                .join(&owner)
+                .join(format!("{repo}@{git_ref}"));
+            let rel = if path.is_empty() {
+                ".".to_owned()
+            } else {
+                path
+            };
+            read_local_action(&dir, &rel).map(|(_, meta)| (uses.text.clone(), meta))
+        }
+        UsesRef::Docker(_) => None,
+    }
+}
+
+/// Every `<prefix><id>.outputs.<name>` in the text (inside `${{ }}` unless `bare`): the id, the
+/// name and the byte range of the name.
+fn output_refs<'t>(
+    text: &'t str,
+    prefix: &str,
+    bare: bool,
+) -> Vec<(&'t str, &'t str, std::ops::Range<usize>)> {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut regions: Vec<std::ops::Range<usize>> = Vec::new();
+    if bare {
+        regions.push(0..text.len());
+    } else {
+        let mut from = 0;
+        while let Some(i) = text[from..].find("${{") {
+            let start = from + i + 3;
+            let end = text[start..]
+                .find("}}")
+                .map(|j| start + j)
+                .unwrap_or(text.len());
+            regions.push(start..end);
+            from = end;
+        }
+    }
+    let mut out = Vec::new();
+    let lower = text.to_ascii_lowercase();
+    for r in regions {
+        let mut from = r.start;
+        while let Some(i) = lower[from..r.end].find(prefix) {
+            let at = from + i;
+            from = at + prefix.len();
+            // Not the tail of a longer name (`mysteps.`).
+            if at > 0
+                && text[..at]
+                    .chars()
+                    .last()
+                    .is_some_and(|c| is_name(c) || c == '.')
+            {
+                continue;
+            }
+            let id_start = at + prefix.len();
+            let id_len = text[id_start..r.end]
+                .find(|c: char| !is_name(c))
+                .unwrap_or(r.end - id_start);
+            let rest = id_start + id_len;
+            if id_len == 0 || !lower[rest..r.end].starts_with(".outputs.") {
+                continue;
+            }
+            let name_start = rest + ".outputs.".len();
+            let name_len = text[name_start..r.end]
+                .find(|c: char| !is_name(c))
+                .unwrap_or(r.end - name_start);
+            if name_len == 0 {
+                continue;
+            }
+            out.push((
+                &text[id_start..rest],
+                &text[name_start..name_start + name_len],
+                name_start..name_start + name_len,
+            ));
+        }
+    }
+    out
+}
+
+/// The values of a job that may read `steps` or `needs` (`if:` conditions are bare).
+fn job_texts(job: &Job) -> Vec<(&YStr, bool)> {
+    let mut v: Vec<(&YStr, bool)> = Vec::new();
+    for step in &job.steps {
+        for y in [&step.run, &step.name, &step.working_directory, &step.shell]
+            .into_iter()
+            .flatten()
+        {
+            v.push((y, false));
+        }
+        if let Some(y) = &step.if_ {
+            v.push((y, true));
+        }
+        v.extend(step.with.values().map(|(_, y)| (y, false)));
+        v.extend(step.env.entries().map(|(_, y)| (y, false)));
+    }
+    v.extend(job.outputs.values().map(|(_, y)| (y, false)));
+    v.extend(job.env.entries().map(|(_, y)| (y, false)));
+    if let Some(y) = &job.if_ {
+        v.push((y, true));
+    }
+    v
+}
+
+/// `steps.<id>.outputs.<name>` naming an output that the step's composite action does not
+/// declare (a composite action has exactly its declared outputs).
+fn check_step_outputs(
+    job: &Job,
+    source: &SourceFile,
+    opts: &CheckOptions,
+    out: &mut Vec<Diagnostic>,
+) {
+    // Only steps whose metadata can be read: local actions, or any with an action folder.
+    let readable = |s: &Step| {
+        s.uses.as_ref().is_some_and(|u| {
+            opts.action_dir.is_some() || u.text.starts_with("./") || u.text.starts_with("$/")
+        })
+    };
+    if !job.steps.iter().any(readable) {
+        return;
+    }
+    let ids = crate::run::job::step_ids(&job.steps);
+    let mut declared: Vec<(&str, String, Vec<String>)> = Vec::new();
+    for (step, id) in job.steps.iter().zip(&ids) {
+        if !readable(step) {
+            continue;
+        }
+        if let Some((shown, meta)) = read_step_action(step, opts)
+            && matches!(meta.runs, workflow::ActionRuns::Composite { .. })
+        {
+            let names = meta.outputs.iter().map(|(n, _)| n.value.clone()).collect();
+            declared.push((id.as_str(), shown, names));
+        }
+    }
+    if declared.is_empty() {
+        return;
+    }
+    for (y, bare) in job_texts(job) {
+        for (id, name, range) in output_refs(&y.text, "steps.", bare) {
+            let Some((_, shown, names)) =
+                declared.iter().find(|(i, _, _)| i.eq_ignore_ascii_case(id))
+            else {
+                continue;
+            };
+            if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                continue;
+            }
+            out.push(unknown_output(
+                "action",
+                y.span_of(source, range),
+                name,
+                &format!("action `{shown}`"),
+                names,
+            ));
+        }
+    }
+}
+
+fn unknown_output(
+    rule: &'static str,
+    span: Span,
+    name: &str,
+    what: &str,
+    names: &[String],
+) -> Diagnostic {
+    let d = Diagnostic::lint(
+        rule,
+        span,
+        format!("output `{name}` is not defined in {what}"),
+    );
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    d.with_hint(match did_you_mean(name, refs.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None if refs.is_empty() => "it declares no outputs".to_owned(),
+        None => format!("its outputs are {}", crate::workflow::list_names(&refs)),
+    })
+}
+
+/// `needs.<id>.outputs.<name>` naming an output that the local reusable workflow job `<id>`
+/// calls does not declare.
+fn check_call_outputs(
+    callers: &[&Job],
+    job: &Job,
+    source: &SourceFile,
+    opts: &CheckOptions,
+    out: &mut Vec<Diagnostic>,
+) {
+    let mut declared: Vec<(&str, &str, Vec<String>)> = Vec::new();
+    for n in &job.needs {
+        let Some(callee_job) = callers
+            .iter()
+            .find(|j| j.id.value.eq_ignore_ascii_case(&n.value))
+        else {
+            continue;
+        };
+        let Some(uses) = callee_job.uses.as_ref().filter(|u| !u.has_expr()) else {
+            continue;
+        };
+        let file = match uses.text.strip_prefix("./") {
+            Some(local) => opts.root.join(local),
+            None => match remote_callee_file(&uses.text, opts) {
+                Some(f) => f,
+                None => continue,
+            },
+        };
+        let Ok(src) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        let (callee, _) = workflow::load(crate::source::FileId(0), &src);
+        let Some(callee) = callee else { continue };
+        let names = callee
+            .workflow_call()
+            .map(|c| c.outputs.iter().map(|o| o.id.value.clone()).collect())
+            .unwrap_or_default();
+        declared.push((callee_job.id.value.as_str(), uses.text.as_str(), names));
+    }
+    if declared.is_empty() {
+        return;
+    }
+    let mut with_strs = Vec::new();
+    for (_, node) in &job.with {
+        collect_ystrs(node, &mut with_strs);
+    }
+    let mut texts = job_texts(job);
+    texts.extend(with_strs.iter().map(|y| (y, false)));
+    for (y, bare) in texts {
+        for (id, name, range) in output_refs(&y.text, "needs.", bare) {
+            let Some((_, uses, names)) =
+                declared.iter().find(|(i, _, _)| i.eq_ignore_ascii_case(id))
+            else {
+                continue;
+            };
+            if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                continue;
+            }
+            out.push(unknown_output(
+                "workflow-call",
+                y.span_of(source, range),
+                name,
+                &format!("reusable workflow `{uses}`"),
+                names,
+            ));
+        }
+    }
+}
+
+/// The string scalars of a YAML value, as `YStr`s.
+fn collect_ystrs(node: &crate::yaml::Node, out: &mut Vec<YStr>) {
+    use crate::yaml::NodeKind;
+    match &node.kind {
+        NodeKind::Scalar(_) => out.extend(YStr::from_node(node)),
+        NodeKind::Seq(items) => items.iter().for_each(|i| collect_ystrs(i, out)),
+        NodeKind::Map(entries) => entries.iter().for_each(|e| collect_ystrs(&e.value, out)),
     }
 }
 
@@ -660,7 +944,13 @@ fn check_job_uses(job: &Job, opts: &CheckOptions, out: &mut Vec<Diagnostic>) {
             )),
             Ok(src) => {
                 let (callee, _) = workflow::load(crate::source::FileId(0), &src);
-                match callee.as_ref().and_then(|c| c.workflow_call()) {
+                // `on: workflow_call` without settings declares no inputs, outputs or secrets.
+                let no_settings = workflow::WorkflowCall::default();
+                let call = callee.as_ref().and_then(|c| {
+                    c.workflow_call()
+                        .or_else(|| c.trigger("workflow_call").is_some().then_some(&no_settings))
+                });
+                match call {
                     None => out.push(Diagnostic::error(
                         "workflow-call",
                         uses.span,
@@ -689,6 +979,46 @@ fn check_job_uses(job: &Job, opts: &CheckOptions, out: &mut Vec<Diagnostic>) {
             uses.span,
             format!("`{text}` is not a valid reusable workflow reference: expected `owner/repo/.github/workflows/file.yml@ref` or `./.github/workflows/file.yml`"),
         ));
+        return;
+    }
+    // A copy in the offline action folder is checked like a local callee (lint findings only:
+    // the folder is this machine's, not part of the workflow).
+    if let Some(file) = remote_callee_file(text, opts)
+        && let Ok(src) = std::fs::read_to_string(&file)
+        && let (Some(callee), _) = workflow::load(crate::source::FileId(0), &src)
+    {
+        let no_settings = workflow::WorkflowCall::default();
+        let call = callee.workflow_call().or_else(|| {
+            callee
+                .trigger("workflow_call")
+                .is_some()
+                .then_some(&no_settings)
+        });
+        if let Some(call) = call {
+            let mut found = Vec::new();
+            check_call_inputs(job, call, text, &mut found);
+            out.extend(found.into_iter().map(|mut d| {
+                d.severity = crate::Severity::Lint;
+                d
+            }));
+        }
+    }
+}
+
+/// The file of a remote reusable workflow in the offline action folder, if it is there.
+fn remote_callee_file(text: &str, opts: &CheckOptions) -> Option<PathBuf> {
+    let dir = opts.action_dir.as_ref()?;
+    match parse_uses(text).ok()? {
+        UsesRef::Remote {
+            owner,
+            repo,
+            path,
+            git_ref,
+        } => {
+            let f = dir.join(owner).join(format!("{repo}@{git_ref}")).join(path);
+            f.is_file().then_some(f)
+        }
+        _ => None,
     }
 }
 
@@ -822,6 +1152,87 @@ mod tests {
                 format!("{}:{}: {} [{}]", lc.line, lc.col, d.message, d.rule)
             })
             .collect()
+    }
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+
+    #[test]
+    fn action_and_call_metadata() {
+        let t = tempfile::tempdir().expect("tmp");
+        let root = t.path().join("repo");
+        let mirror = t.path().join("mirror");
+        write(
+            &root,
+            ".github/actions/c/action.yml",
+            "name: c\noutputs:\n  msg:\n    value: x\nruns:\n  using: composite\n  steps:\n    - run: echo\n      shell: bash\n",
+        );
+        write(
+            &root,
+            ".github/workflows/called.yml",
+            "on:\n  workflow_call:\n    outputs:\n      url:\n        value: x\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo\n",
+        );
+        write(
+            &root,
+            ".github/workflows/bare.yml",
+            "on: workflow_call\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo\n",
+        );
+        write(
+            &mirror,
+            "o/r@v1/action.yml",
+            "name: r\ninputs:\n  level:\n    required: true\nruns:\n  using: node20\n  main: m.js\n",
+        );
+        write(
+            &mirror,
+            "o/w@v1/.github/workflows/x.yml",
+            "on:\n  workflow_call:\n    inputs:\n      n:\n        type: number\n    outputs:\n      out:\n        value: x\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo\n",
+        );
+        let src = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - id: c\n        uses: ./.github/actions/c\n      - run: echo ${{ steps.c.outputs.mgs }} ${{ steps.c.outputs.msg }}\n        if: steps.C.outputs.other\n      - uses: o/r@v1\n        with:\n          levl: 1\n  call:\n    uses: ./.github/workflows/called.yml\n  bare:\n    uses: ./.github/workflows/bare.yml\n  after:\n    needs: [call, bare]\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ needs.call.outputs.url }} ${{ needs.call.outputs.ulr }}\n  remote:\n    uses: o/w/.github/workflows/x.yml@v1\n    with:\n      m: 1\n  uses-remote:\n    needs: remote\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ needs.remote.outputs.out }} ${{ needs.remote.outputs.uot }}\n";
+        let (wf, d) = workflow::load_str(src);
+        assert!(d.is_empty(), "{d:?}");
+        let f = crate::source::SourceFile::new("t.yml", src);
+        let opts = CheckOptions {
+            root: root.clone(),
+            action_dir: Some(mirror),
+            ..CheckOptions::default()
+        };
+        let mut diags = check_workflow(&wf.expect("wf"), &f, &opts);
+        crate::diag::sort_and_dedup(&mut diags);
+        let got: Vec<String> = diags
+            .iter()
+            .map(|d| {
+                let lc = f.line_col(d.span.start);
+                format!("{}:{}: {} [{}]", lc.line, lc.col, d.message, d.rule)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                "8:39: output `mgs` is not defined in action `.github/actions/c/action.yml` [action]",
+                "9:29: output `other` is not defined in action `.github/actions/c/action.yml` [action]",
+                "10:15: missing input `level`, which action `o/r@v1` requires [action]",
+                "12:11: input `levl` is not defined in action `o/r@v1` [action]",
+                "21:72: output `ulr` is not defined in reusable workflow `./.github/workflows/called.yml` [workflow-call]",
+                "25:7: input `m` is not defined in reusable workflow `o/w/.github/workflows/x.yml@v1` [workflow-call]",
+                "30:76: output `uot` is not defined in reusable workflow `o/w/.github/workflows/x.yml@v1` [workflow-call]",
+            ]
+        );
+    }
+
+    #[test]
+    fn output_refs_are_found_inside_expressions() {
+        let r = output_refs(
+            "a steps.x.outputs.y ${{ steps.id-1.outputs.o_2 }} ${{ mysteps.z.outputs.w }}",
+            "steps.",
+            false,
+        );
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].0, r[0].1), ("id-1", "o_2"));
+        let r = output_refs("steps.a.outputs.b == 'x'", "steps.", true);
+        assert_eq!((r[0].0, r[0].1, r[0].2.clone()), ("a", "b", 16..17));
     }
 
     #[test]

@@ -405,7 +405,7 @@ fn evaluated_name(job: &Job, template: &YStr, leg: Option<&Leg>, ctx: &Contexts)
 }
 
 /// Evaluates a YAML value (a `with:` entry) keeping its type; strings may hold expressions.
-fn node_value(node: &Node, ctx: &Contexts) -> Result<Value, MatrixError> {
+pub fn node_value(node: &Node, ctx: &Contexts) -> Result<Value, MatrixError> {
     Ok(match &node.kind {
         NodeKind::Scalar(s) => match s.value {
             ScalarValue::Null => Value::Null,
@@ -722,6 +722,18 @@ fn plan_jobs(
     }
 }
 
+/// Plans the jobs of a called workflow at run time: ids get `id_prefix` (`caller/`) and names
+/// `name_prefix` (`caller name / `); `ctx` holds the callee's `github`, `vars` and `inputs`.
+pub fn plan_callee(
+    wf: &Workflow,
+    path: &str,
+    ctx: &Contexts,
+    id_prefix: &str,
+    name_prefix: &str,
+) -> Plan {
+    plan_jobs(wf, path, ctx, &[], id_prefix, name_prefix)
+}
+
 fn prefixed(prefix: &str, s: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + s.len());
     out.push_str(prefix);
@@ -752,11 +764,12 @@ fn plan_call(
         plan: None,
         reason: None,
     };
-    if !local {
+    let found = callees.iter().find(|c| c.uses == uses);
+    if !local && found.is_none() {
         call.reason = Some("remote reusable workflows are not fetched".to_owned());
         return call;
     }
-    let (path, callee) = match callees.iter().find(|c| c.uses == uses).map(|c| &c.workflow) {
+    let (path, callee) = match found.map(|c| &c.workflow) {
         Some(Ok(x)) => *x,
         Some(Err(why)) => {
             call.reason = Some(why.clone());

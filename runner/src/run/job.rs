@@ -18,9 +18,10 @@ use indexmap::IndexMap;
 use crate::context::{Contexts, Status};
 use crate::event::{Conclusion, JobRef, RunEvent, StepCacheInfo, StepRef, StepSummary};
 use crate::executor::{
-    Cancel, Executor, JobHandle, JobSetup, OutputSink, ShellTemplate, StepCommand, StepExit,
+    Cancel, Executor, JobHandle, JobSetup, OutputSink, ShellTemplate, StepCommand,
 };
 use crate::expr::{Object, Template, Value, parse_condition};
+use crate::run::action::{ActionRegistry, LoadedAction};
 use crate::run::commands::{Annotation, Level};
 use crate::run::envfile;
 use crate::run::mask::Masker;
@@ -31,6 +32,10 @@ use crate::source::SourceFile;
 use crate::workflow::{Env, Job, Step, Workflow, YStr};
 use crate::yaml::ScalarValue;
 use pipe_cache::Lookup;
+
+mod actions;
+
+use actions::StepAt;
 
 /// Job timeout when `timeout-minutes` is not set (GitHub's default).
 pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(360 * 60);
@@ -69,6 +74,14 @@ pub struct Shared {
     pub has_bash: bool,
     /// `--isolate`: each job gets a fresh copy of the committed tree instead of `workspace`.
     pub isolate: bool,
+    /// Where `uses:` steps find their actions.
+    pub actions: Arc<ActionRegistry>,
+    /// Depth of reusable-workflow calls (0 for the workflow `pipe run` started).
+    pub call_depth: usize,
+    /// Legs running at once (`-p`), for the jobs of called workflows.
+    pub parallel: usize,
+    /// Prefix of leg keys (temp and log folders): empty, or the calling leg's key and `/`.
+    pub key_prefix: String,
     /// The step cache, when the workflow uses pipe's `cache:` and caching is on.
     pub step_cache: Option<Arc<StepCache>>,
     /// `--dry-run`: evaluate and key every step, look cached ones up, run nothing.
@@ -92,6 +105,9 @@ pub struct LegSpec {
     pub needs: Value,
 }
 
+/// The jobs of a called reusable workflow and their step summaries (job name, Markdown).
+pub type Called = (Vec<crate::event::JobSummary>, Vec<(String, String)>);
+
 /// How a leg ended.
 #[derive(Clone, Debug)]
 pub struct LegOutcome {
@@ -107,6 +123,9 @@ pub struct LegOutcome {
     pub step_summary: String,
     /// Wall time.
     pub duration: Duration,
+    /// For a call of a reusable workflow: the callee's jobs, which replace the caller's entry
+    /// in the summary, and their step summaries.
+    pub called: Option<Called>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -328,8 +347,59 @@ pub struct LegRunner<'a> {
     summaries: String,
     /// This leg's `GITHUB_WORKSPACE` on the host (the shared one, or its own copy).
     workspace: PathBuf,
+    /// The steps being run: the job's, or a composite action's.
+    scope: Scope,
+    /// Post steps of actions, in the order their main steps ran.
+    posts: Vec<PostStep>,
+    /// State saved by pre steps, by step id.
+    states: std::collections::HashMap<String, IndexMap<String, String>>,
+    /// Every `GITHUB_ENV` value applied (composite steps hand theirs to the job).
+    env_log: Vec<(String, String)>,
+    /// Results of pre and post steps.
+    extra_steps: Vec<StepSummary>,
     /// The step cache's verdict on the step being finished (taken by `finish_step`).
     cache_info: Option<StepCacheInfo>,
+}
+
+/// Which steps are running: the job's own (`outer` is `None`) or a composite action's.
+#[derive(Clone)]
+struct Scope {
+    /// The file the steps come from (positions in runtime errors).
+    source: Arc<SourceFile>,
+    /// The `inputs` context inside a composite action.
+    inputs: Option<Value>,
+    /// The composite action whose steps run.
+    action: Option<Arc<LoadedAction>>,
+    /// Composite nesting depth.
+    depth: usize,
+    /// The job's step that runs the composite action: index, id and name (its log and
+    /// events carry the nested steps).
+    outer: Option<(usize, String, String)>,
+}
+
+/// A JavaScript action's `post` script, run at the end of the job.
+struct PostStep {
+    action: Arc<LoadedAction>,
+    script: String,
+    condition: Option<YStr>,
+    inputs: IndexMap<String, String>,
+    env: Vec<(String, String)>,
+    state: IndexMap<String, String>,
+    id: String,
+    name: String,
+}
+
+/// How one process of a step ended, after its environment files were applied.
+struct Exec {
+    outcome: Conclusion,
+    error: Option<String>,
+    outputs: IndexMap<String, String>,
+    state: IndexMap<String, String>,
+    /// The raw output, when capture was asked for and it stayed under
+    /// [`stepcache::MAX_LOG`].
+    captured: Option<Vec<u8>>,
+    /// What the process wrote to its environment files.
+    contents: FileContents,
 }
 
 /// The typed value of a YAML boolean, number or null (`continue-on-error: false` is the
@@ -376,6 +446,17 @@ impl<'a> LegRunner<'a> {
             status: Status::default(),
             summaries: String::new(),
             workspace: shared.workspace.clone(),
+            scope: Scope {
+                source: shared.source.clone(),
+                inputs: None,
+                action: None,
+                depth: 0,
+                outer: None,
+            },
+            posts: Vec::new(),
+            states: std::collections::HashMap::new(),
+            env_log: Vec::new(),
+            extra_steps: Vec::new(),
             cache_info: None,
         }
     }
@@ -389,6 +470,11 @@ impl<'a> LegRunner<'a> {
         o.insert("workspace", Value::str(self.workspace.to_string_lossy()));
         if let Some(a) = action {
             o.insert("action", Value::str(a));
+        }
+        if let Some(a) = &self.scope.action {
+            o.insert("action_path", Value::str(a.dir.to_string_lossy()));
+            o.insert("action_repository", Value::str(&a.repository));
+            o.insert("action_ref", Value::str(&a.git_ref));
         }
         Value::from_object(o)
     }
@@ -421,15 +507,27 @@ impl<'a> LegRunner<'a> {
     }
 
     /// Contexts for job-level values (env, runs-on, container…): no steps, env or job yet.
+    /// Inside a composite action there is no `secrets` context (GitHub's rule: secrets reach
+    /// an action only through its inputs).
     fn job_contexts(&self) -> Contexts {
-        Contexts::new()
+        let c = Contexts::new()
             .with("github", self.github(None))
             .with("needs", self.spec.needs.clone())
             .with("strategy", self.spec.strategy.clone())
             .with("matrix", self.spec.matrix.clone())
             .with("vars", self.shared.vars.clone())
-            .with("secrets", self.shared.secrets.clone())
-            .with("inputs", self.shared.inputs.clone())
+            .with(
+                "inputs",
+                self.scope
+                    .inputs
+                    .clone()
+                    .unwrap_or_else(|| self.shared.inputs.clone()),
+            );
+        if self.scope.depth == 0 {
+            c.with("secrets", self.shared.secrets.clone())
+        } else {
+            c
+        }
     }
 
     fn step_contexts(
@@ -484,11 +582,12 @@ impl<'a> LegRunner<'a> {
     }
 
     fn locate(&self, y: &YStr, offset: usize, len: usize, message: &str) -> String {
-        let span = y.span_of(&self.shared.source, offset..offset + len);
-        let lc = self.shared.source.line_col(span.start);
+        let source = &self.scope.source;
+        let span = y.span_of(source, offset..offset + len);
+        let lc = source.line_col(span.start);
         format!(
             "{}:{}:{}: {message}",
-            self.shared.source.path().display(),
+            source.path().display(),
             lc.line,
             lc.col
         )
@@ -645,19 +744,7 @@ impl<'a> LegRunner<'a> {
                 return None;
             }
         };
-        let shared = self.shared;
-        let log_path = shared.log_dir.as_ref().map(|d| {
-            d.join(crate::store::safe_name(&self.spec.key))
-                .join(format!("{}.log", step.index))
-        });
-        let mut sink = StepOutput::new(
-            self.spec.job_ref.clone(),
-            step.index,
-            shared.reporter.clone(),
-            shared.masker.clone(),
-            log_path,
-            shared.debug,
-        );
+        let mut sink = self.sink(step.index);
         sink.write(&log);
         sink.finish();
         let mut outcome = Conclusion::Success;
@@ -667,6 +754,7 @@ impl<'a> LegRunner<'a> {
             error = Some(e);
         }
         let mut outputs = sink.outputs.clone();
+        let mut state = sink.state.clone();
         let contents = FileContents {
             output: recorded.output,
             env: recorded.env,
@@ -674,7 +762,7 @@ impl<'a> LegRunner<'a> {
             summary: recorded.summary,
             state: recorded.state,
         };
-        if let Err(e) = self.apply_files(&contents, &mut outputs) {
+        if let Err(e) = self.apply_files(&contents, &mut outputs, &mut state) {
             outcome = Conclusion::Failure;
             error = Some(e);
         }
@@ -736,6 +824,7 @@ impl<'a> LegRunner<'a> {
     }
 
     fn error_annotation(&self, step: Option<usize>, msg: &str) {
+        let step = step.map(|i| self.log_index(i));
         self.shared.reporter.annotation(
             &self.spec.job_ref,
             step,
@@ -778,13 +867,8 @@ impl<'a> LegRunner<'a> {
 
         // Job-level values.
         let jctx = self.job_contexts();
+        // (Jobs that call a reusable workflow never get here: the scheduler runs the callee.)
         let mut setup_error: Option<String> = None;
-        if let Some(uses) = &job.uses {
-            setup_error = Some(format!(
-                "job `{}` calls reusable workflow `{}`, which `pipe run` cannot run yet",
-                job.id.value, uses.text
-            ));
-        }
         let mut continue_on_error = false;
         if let Some(c) = &job.continue_on_error {
             match self.eval(c, &jctx) {
@@ -866,7 +950,10 @@ impl<'a> LegRunner<'a> {
             self.error_annotation(None, e);
             self.status.failed = true;
         }
+        let mut n_pre = 0;
         if let Some(h) = handle.as_mut() {
+            self.run_pre_steps(h.as_mut(), &ids).await;
+            n_pre = self.extra_steps.len();
             for (i, step) in job.steps.iter().enumerate() {
                 if job_cancel.soft.is_cancelled() || job_cancel.hard.is_cancelled() {
                     self.status.cancelled = true;
@@ -879,6 +966,14 @@ impl<'a> LegRunner<'a> {
             if job_cancel.soft.is_cancelled() || job_cancel.hard.is_cancelled() {
                 self.status.cancelled = true;
             }
+            self.run_post_steps(h.as_mut()).await;
+        }
+        if !self.extra_steps.is_empty() {
+            let mut all = std::mem::take(&mut self.extra_steps);
+            let posts = all.split_off(n_pre);
+            all.append(&mut step_results);
+            all.extend(posts);
+            step_results = all;
         }
 
         // Job outputs: evaluated at the end, even after a failure.
@@ -949,6 +1044,7 @@ impl<'a> LegRunner<'a> {
             steps: step_results,
             step_summary: self.summaries,
             duration,
+            called: None,
         }
     }
 
@@ -980,7 +1076,6 @@ impl<'a> LegRunner<'a> {
         index: usize,
         id: &str,
     ) -> StepSummary {
-        let shared = self.shared;
         let paths = h.paths().clone();
         let started = Instant::now();
         let mut summary = StepSummary {
@@ -1005,10 +1100,7 @@ impl<'a> LegRunner<'a> {
         let mut step_env = self.env.clone();
         if let Err(e) = self.eval_env(&step.env, &ctx, &mut step_env) {
             let name = summary.name.clone();
-            shared.reporter.event(&RunEvent::StepStarted {
-                job: self.spec.job_ref.clone(),
-                step: step_ref(&name),
-            });
+            self.step_started(step_ref(&name));
             self.error_annotation(Some(index), &e);
             return self.finish_step(
                 summary,
@@ -1035,10 +1127,7 @@ impl<'a> LegRunner<'a> {
             Err(e) => {
                 // A failing condition fails the step without consulting continue-on-error.
                 let name = summary.name.clone();
-                shared.reporter.event(&RunEvent::StepStarted {
-                    job: self.spec.job_ref.clone(),
-                    step: step_ref(&name),
-                });
+                self.step_started(step_ref(&name));
                 self.error_annotation(Some(index), &e);
                 return self.finish_step(
                     summary,
@@ -1073,10 +1162,25 @@ impl<'a> LegRunner<'a> {
         } else {
             self.cancel.clone()
         };
-        shared.reporter.event(&RunEvent::StepStarted {
-            job: self.spec.job_ref.clone(),
-            step: step_ref(&name),
-        });
+        self.step_started(step_ref(&name));
+        if step.uses.is_some() {
+            return self
+                .run_action(
+                    h,
+                    step,
+                    StepAt {
+                        index,
+                        id: id.to_owned(),
+                        name,
+                    },
+                    sctx,
+                    step_env,
+                    cancel,
+                    summary,
+                    started,
+                )
+                .await;
+        }
 
         let prepared = self.prepare_command(step, &sctx, &step_env, &paths, id, index);
         let (command, files) = match prepared {
@@ -1097,13 +1201,16 @@ impl<'a> LegRunner<'a> {
         };
 
         // pipe's `cache:`: compute the key, and replay a hit instead of running.
+        let shared = self.shared;
         let mut cached: Option<(
             Arc<StepCache>,
             stepcache::CacheSpec,
             String,
             stepcache::Computed,
         )> = None;
-        if let (Some(sc), Some(spec)) = (
+        let own_step = self.scope.outer.is_none();
+        if let (true, Some(sc), Some(spec)) = (
+            own_step,
             shared.step_cache.clone(),
             stepcache::effective(
                 self.job.cache.as_ref(),
@@ -1169,7 +1276,8 @@ impl<'a> LegRunner<'a> {
                         summary: recorded.summary,
                         state: recorded.state,
                     };
-                    let _ = self.apply_files(&contents, &mut dry_outputs);
+                    let mut dry_state = IndexMap::new();
+                    let _ = self.apply_files(&contents, &mut dry_outputs, &mut dry_state);
                 }
                 self.cache_info = Some(info);
             }
@@ -1198,89 +1306,12 @@ impl<'a> LegRunner<'a> {
             return summary;
         }
 
-        let log = shared.log_dir.as_ref().map(|d| {
-            d.join(crate::store::safe_name(&self.spec.key))
-                .join(format!("{index}.log"))
-        });
-        let mut sink = StepOutput::new(
-            self.spec.job_ref.clone(),
-            index,
-            shared.reporter.clone(),
-            shared.masker.clone(),
-            log,
-            shared.debug,
-        );
-        let mut captured: Option<Vec<u8>> = None;
-        let exit = if cached.is_some() {
-            let mut tee = Tee {
-                inner: &mut sink,
-                buf: Some(Vec::new()),
-            };
-            let exit = h.run(&command, &mut tee, &cancel).await;
-            captured = tee.buf.take();
-            exit
-        } else {
-            h.run(&command, &mut sink, &cancel).await
-        };
-        let mut error: Option<String> = None;
-        let mut outcome = match &exit {
-            Ok(StepExit::Exited(0)) => Conclusion::Success,
-            Ok(StepExit::Exited(code)) => {
-                error = Some(format!("process completed with exit code {code}"));
-                Conclusion::Failure
-            }
-            Ok(StepExit::Signaled(sig)) => {
-                error = Some(format!("process was killed by signal {sig}"));
-                Conclusion::Failure
-            }
-            Ok(StepExit::TimedOut) => {
-                error = Some(format!(
-                    "the step has timed out after {} minutes",
-                    command
-                        .timeout
-                        .map(|t| crate::expr::number::format_g15(t.as_secs_f64() / 60.0))
-                        .unwrap_or_else(|| "?".to_owned())
-                ));
-                Conclusion::Failure
-            }
-            Ok(StepExit::Cancelled) => Conclusion::Cancelled,
-            Ok(StepExit::StartFailed(m)) => {
-                error = Some(m.clone());
-                Conclusion::Failure
-            }
-            Err(e) => {
-                error = Some(format!("the executor failed: {e}"));
-                Conclusion::Failure
-            }
-        };
-        if let Some(e) = &error {
-            sink.runner_line(&format!("Error: {e}"));
-        }
-        sink.finish();
-        // A workflow command that could not be processed fails the step.
-        if let Some(e) = sink.command_error.take()
-            && outcome == Conclusion::Success
-        {
-            outcome = Conclusion::Failure;
-            error = Some(e);
-        }
-        // Environment files apply even when the step failed.
-        let mut outputs = sink.outputs.clone();
-        let contents = read_files(&files);
-        match self.apply_files(&contents, &mut outputs) {
-            Ok(()) => {}
-            Err(e) => {
-                if outcome == Conclusion::Success {
-                    outcome = Conclusion::Failure;
-                }
-                error = Some(error.map(|x| format!("{x}; {e}")).unwrap_or(e));
-            }
-        }
-        if let Some(e) = &error
-            && outcome == Conclusion::Failure
-        {
-            self.error_annotation(Some(index), e);
-        }
+        let ran = self
+            .exec(h, &command, &files, index, &cancel, cached.is_some())
+            .await;
+        let outcome = ran.outcome;
+        let error = ran.error;
+        let outputs = ran.outputs;
         if let Some((sc, spec, identity, computed)) = cached {
             let mut changes = computed.changes.clone();
             if computed.same_as_last {
@@ -1294,15 +1325,15 @@ impl<'a> LegRunner<'a> {
                 let recorded = stepcache::Recorded {
                     version: 1,
                     exit: 0,
-                    output: contents.output,
-                    env: contents.env,
-                    path: contents.path,
-                    summary: contents.summary,
-                    state: contents.state,
+                    output: ran.contents.output,
+                    env: ran.contents.env,
+                    path: ran.contents.path,
+                    summary: ran.contents.summary,
+                    state: ran.contents.state,
                     duration_ms: ms(started.elapsed()),
                 };
                 match self
-                    .cache_save(sc, spec, identity, computed, captured, recorded)
+                    .cache_save(sc, spec, identity, computed, ran.captured, recorded)
                     .await
                 {
                     Ok(warnings) => {
@@ -1316,6 +1347,7 @@ impl<'a> LegRunner<'a> {
             }
             self.cache_info = Some(info);
         }
+
         // continue-on-error is evaluated after a failure, as the runner does; an error while
         // evaluating it counts as false.
         let coe = outcome == Conclusion::Failure && self.continue_on_error(step, &sctx, index);
@@ -1420,6 +1452,20 @@ impl<'a> LegRunner<'a> {
         summary.outputs = outputs.clone();
         summary.duration_ms = ms(started.elapsed());
         summary.cache = self.cache_info.take();
+        if self.scope.outer.is_some() {
+            // A composite action's step: a line in the outer step's log.
+            if outcome == Conclusion::Failure {
+                let mut line = format!("{} failed", step.name);
+                if conclusion == Conclusion::Success {
+                    line.push_str(" (continue-on-error)");
+                }
+                if let Some(e) = &error {
+                    line.push_str(&format!(": {e}"));
+                }
+                self.nested_line(&line);
+            }
+            return summary;
+        }
         self.shared.reporter.event(&RunEvent::StepFinished {
             job: self.spec.job_ref.clone(),
             step,
@@ -1444,16 +1490,19 @@ impl<'a> LegRunner<'a> {
     ) -> Result<(StepCommand, StepFiles), String> {
         let shared = self.shared;
         let Some(run) = &step.run else {
-            let uses = step.uses.as_ref().map(|u| u.text.as_str()).unwrap_or("");
-            return Err(format!(
-                "action `{uses}` cannot run yet: pipe does not run actions in this version (only `run:` steps)"
-            ));
+            // `uses:` steps go through `run_action`; the loader rejects steps with neither.
+            return Err("the step has no `run`".to_owned());
         };
         let script = self.eval_string(run, ctx)?;
-        let defaults = [
-            self.job.defaults.as_ref(),
-            shared.workflow.defaults.as_ref(),
-        ];
+        // `defaults.run` applies to the job's own steps, not to a composite action's.
+        let defaults = if self.scope.depth == 0 {
+            [
+                self.job.defaults.as_ref(),
+                shared.workflow.defaults.as_ref(),
+            ]
+        } else {
+            [None, None]
+        };
         let shell_y = step
             .shell
             .as_ref()
@@ -1489,6 +1538,29 @@ impl<'a> LegRunner<'a> {
             None => None,
         };
 
+        let (env, files) = self.step_process_env(step_env, paths, id, index);
+        Ok((
+            StepCommand {
+                script: script_for(&template, &script),
+                shell: template,
+                env,
+                cwd,
+                timeout,
+            },
+            files,
+        ))
+    }
+
+    /// The process environment of a step (defaults, the step's env, fresh per-step files)
+    /// and its environment files.
+    fn step_process_env(
+        &self,
+        step_env: &[(String, String)],
+        paths: &crate::executor::JobPaths,
+        id: &str,
+        index: usize,
+    ) -> (Vec<(String, String)>, StepFiles) {
+        let shared = self.shared;
         // Fresh per-step files: unique names that do not exist yet (`>>` creates them).
         let stem = format!("{}-{index}", crate::store::safe_name(id));
         let file = |kind: &str| {
@@ -1540,22 +1612,19 @@ impl<'a> LegRunner<'a> {
             parts.extend(base.split(':').filter(|p| !p.is_empty()).map(str::to_owned));
             set_env(&mut env, "PATH", parts.join(":"));
         }
-        Ok((
-            StepCommand {
-                script: script_for(&template, &script),
-                shell: template,
-                env,
-                cwd,
-                timeout,
-            },
-            files,
-        ))
+        if let Some(a) = &self.scope.action {
+            set_env(&mut env, "GITHUB_ACTION_PATH", s(a.dir.clone()));
+            set_env(&mut env, "GITHUB_ACTION_REPOSITORY", a.repository.clone());
+            set_env(&mut env, "GITHUB_ACTION_REF", a.git_ref.clone());
+        }
+        (env, files)
     }
 
     fn apply_files(
         &mut self,
         contents: &FileContents,
         outputs: &mut IndexMap<String, String>,
+        state: &mut IndexMap<String, String>,
     ) -> Result<(), String> {
         let mut errors = Vec::new();
         // Pairs before a malformed line apply: the runner applies them as it reads.
@@ -1571,7 +1640,8 @@ impl<'a> LegRunner<'a> {
                 );
                 continue;
             }
-            set_env(&mut self.env, &k, v);
+            set_env(&mut self.env, &k, v.clone());
+            self.env_log.push((k, v));
         }
         errors.extend(err.map(|e| e.to_string()));
         let added = envfile::parse_path_file(&contents.path);
@@ -1590,8 +1660,9 @@ impl<'a> LegRunner<'a> {
                 }
             }
         }
-        if let Err(e) = envfile::parse_key_values(&contents.state, "GITHUB_STATE") {
-            errors.push(e.to_string());
+        match envfile::parse_key_values(&contents.state, "GITHUB_STATE") {
+            Ok(kv) => state.extend(kv),
+            Err(e) => errors.push(e.to_string()),
         }
         if errors.is_empty() {
             Ok(())
@@ -1660,5 +1731,41 @@ impl OutputSink for Tee<'_> {
             }
         }
         self.inner.write(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::actions::node_runtime_with;
+    use super::*;
+
+    #[test]
+    fn node_versions() {
+        assert!(node_runtime_with("node20", Some(20)).is_ok());
+        assert!(node_runtime_with("node16", Some(20)).is_ok());
+        assert!(node_runtime_with("node24", Some(24)).is_ok());
+        let e = node_runtime_with("node24", Some(20))
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("needs node 24 or later"), "{e}");
+        let e = node_runtime_with("node20", None).err().unwrap_or_default();
+        assert!(e.contains("need `node` on PATH"), "{e}");
+    }
+
+    #[test]
+    fn generated_ids_of_actions() {
+        let step = |uses: &str| Step {
+            uses: Some(YStr::synthetic(uses, crate::source::Span::default())),
+            ..Step::default()
+        };
+        let steps = vec![
+            step("./.github/actions/a"),
+            step("pipe-test/js/sub@v1"),
+            step("pipe-test/js@v1"),
+        ];
+        assert_eq!(
+            step_ids(&steps),
+            vec!["__self", "__pipe-test_js", "__pipe-test_js_2"]
+        );
     }
 }

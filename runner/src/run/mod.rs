@@ -1,6 +1,8 @@
 //! Running a plan: the scheduler, the step runner and what steps talk to the runner through
 //! (environment files, workflow commands) and masking.
 
+pub mod action;
+pub mod call;
 pub mod commands;
 pub mod concurrency;
 pub mod envfile;

@@ -28,6 +28,9 @@ pub struct StepOutput {
     /// prints nothing costs no file).
     log_path: Option<std::path::PathBuf>,
     log: Option<BufWriter<File>>,
+    /// Append to the log file instead of starting it (steps of composite actions share the
+    /// log of the step that runs the action).
+    append: bool,
     partial: Vec<u8>,
     batch: Vec<u8>,
     commands: CommandState,
@@ -61,6 +64,7 @@ impl StepOutput {
             masker,
             log_path: log,
             log: None,
+            append: false,
             partial: Vec::new(),
             batch: Vec::with_capacity(64 * 1024),
             commands: CommandState::default(),
@@ -70,6 +74,12 @@ impl StepOutput {
             errors: 0,
             command_error: None,
         }
+    }
+
+    /// Appends to the log file instead of replacing it.
+    pub fn appending(mut self) -> Self {
+        self.append = true;
+        self
     }
 
     fn emit_line(&mut self, line: &[u8]) {
@@ -200,9 +210,15 @@ impl StepOutput {
             if let Some(dir) = path.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            self.log = File::create(&path)
-                .ok()
-                .map(|f| BufWriter::with_capacity(64 * 1024, f));
+            let file = if self.append {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+            } else {
+                File::create(&path)
+            };
+            self.log = file.ok().map(|f| BufWriter::with_capacity(64 * 1024, f));
         }
         self.log.as_mut()
     }

@@ -44,6 +44,9 @@ pub struct RunResult {
     pub jobs: Vec<JobSummary>,
     /// Step summaries per job display name, in plan order.
     pub step_summaries: Vec<(String, String)>,
+    /// Each finished job's result as dependants see it and its merged outputs, by the job's
+    /// position in the workflow (the `jobs` context of a called workflow).
+    pub job_results: Vec<(usize, Conclusion, IndexMap<String, String>)>,
     /// Wall time.
     pub duration: Duration,
 }
@@ -407,10 +410,11 @@ pub async fn run_plan(
                     } else {
                         None
                     };
+                    let raw_id = &job.id.value;
                     let key = if pj.has_matrix {
-                        format!("{}-{}", pj.id, leg.job_index)
+                        format!("{}{raw_id}-{}", shared.key_prefix, leg.job_index)
                     } else {
-                        pj.id.clone()
+                        format!("{}{raw_id}", shared.key_prefix)
                     };
                     let strategy_ctx = Value::object(vec![
                         ("fail-fast".to_owned(), Value::Bool(fail_fast)),
@@ -604,6 +608,14 @@ pub async fn run_plan(
             let mut entries = Vec::new();
             for leg in &run.legs {
                 let Some(o) = &leg.outcome else { continue };
+                if let Some((jobs, sums)) = &o.called {
+                    entries.extend(jobs.iter().cloned());
+                    step_summaries
+                        .entry(j)
+                        .or_default()
+                        .extend(sums.iter().cloned());
+                    continue;
+                }
                 entries.push(JobSummary {
                     id: pj.id.clone(),
                     name: leg.name.clone(),
@@ -647,6 +659,7 @@ pub async fn run_plan(
     let mut summaries_out = Vec::new();
     let mut any_failure = false;
     let mut any_cancelled = run_cancel.soft.is_cancelled();
+    let mut job_results = Vec::new();
     for &j in &plan.order {
         if let Some(entries) = summaries.remove(&j) {
             jobs.extend(entries);
@@ -654,7 +667,8 @@ pub async fn run_plan(
         if let Some(s) = step_summaries.remove(&j) {
             summaries_out.extend(s);
         }
-        if let JobState::Done { result, .. } = &state[j] {
+        if let JobState::Done { result, outputs } = &state[j] {
+            job_results.push((plan.jobs[j].index, *result, outputs.clone()));
             match result {
                 Conclusion::Failure => any_failure = true,
                 Conclusion::Cancelled => any_cancelled = true,
@@ -673,6 +687,7 @@ pub async fn run_plan(
         conclusion,
         jobs,
         step_summaries: summaries_out,
+        job_results,
         duration: started.elapsed(),
     }
 }
@@ -725,6 +740,7 @@ async fn run_leg(shared: Arc<Shared>, spec: LegSpec, cancel: Cancel) -> LegOutco
             steps: skipped_steps(job, &ids),
             step_summary: String::new(),
             duration: Duration::ZERO,
+            called: None,
         }
     };
     let token: CancellationToken = cancel.soft.clone();
@@ -732,6 +748,9 @@ async fn run_leg(shared: Arc<Shared>, spec: LegSpec, cancel: Cancel) -> LegOutco
         return cancelled_before_start(&shared, &spec);
     }
     let job = &shared.workflow.jobs[spec.job_index];
+    if job.uses.is_some() {
+        return crate::run::call::run_call(shared.clone(), spec, cancel).await;
+    }
     LegRunner::new(&shared, job, &spec, cancel).run().await
 }
 

@@ -1,0 +1,1 @@
+echo "script ran from $(basename "$(dirname "$0")")"

@@ -1,0 +1,1 @@
+console.log(`env FROM_STEP=${process.env.FROM_STEP}`);
