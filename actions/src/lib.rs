@@ -1,6 +1,8 @@
 //! pipe's built-in actions (checkout, cache, artifacts, scan, bench, image, deploy).
 //!
 //! The runner defines the action registry; this crate fills it. `scan` (`pipe/scan@v1`, also behind `pipe scan`) is the first built-in.
+//! Built-ins write their step summary to `GITHUB_STEP_SUMMARY` and their evidence below
+//! `PIPE_RUN_RECORD` (the run's record folder), both in the env they are given.
 
 pub mod echo;
 pub mod scan;
@@ -16,5 +18,6 @@ use pipe_runner::run::action::ActionRegistry;
 pub fn registry(action_dir: Option<PathBuf>) -> ActionRegistry {
     let mut r = ActionRegistry::new().with_action_dir(action_dir);
     r.register("pipe/echo", Arc::new(echo::Echo));
+    r.register("pipe/scan", Arc::new(scan::action::ScanAction));
     r
 }

@@ -956,3 +956,104 @@ fn withdrawn_advisories_never_match() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// `uses: pipe/scan@v1` in a pipeline.
+
+fn scan_workflow(db: &Path, fail_on: &str) -> String {
+    format!(
+        r#"on: push
+jobs:
+  scan:
+    runs-on: ubuntu-latest
+    steps:
+      - id: deps
+        uses: pipe/scan@v1
+        with:
+          path: app
+          db: {db}
+          fail-on: {fail_on}
+          output: sarif=scan.sarif
+      - if: always()
+        run: echo "result=${{{{ steps.deps.outputs.result }}}} gated=${{{{ steps.deps.outputs.gated }}}}"
+"#,
+        db = db.display()
+    )
+}
+
+#[test]
+fn the_scan_action_gates_the_step_and_keeps_its_report_as_evidence() {
+    let Some(db) = db() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("repo");
+    std::fs::create_dir_all(root.join("app")).expect("mkdir");
+    std::fs::copy(
+        fixtures().join("cargo-audit/lockfiles/04-v4-basic/Cargo.lock"),
+        root.join("app/Cargo.lock"),
+    )
+    .expect("copy lockfile");
+    std::fs::create_dir_all(root.join(".git")).expect("git marker");
+    let state = dir.path().join("state");
+    let run = |fail_on: &str| {
+        std::fs::write(root.join("wf.yml"), scan_workflow(db, fail_on)).expect("write");
+        let summary = dir.path().join(format!("summary-{fail_on}.json"));
+        let o = pipe()
+            .current_dir(&root)
+            .env("PIPE_STATE_DIR", &state)
+            .args(["run", "-W", "wf.yml", "--progress", "plain", "--summary"])
+            .arg(&summary)
+            .output()
+            .expect("runs");
+        let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary"))
+            .expect("json");
+        (o, s)
+    };
+
+    // A blocking policy fails the step, names why, and still reports.
+    let (o, s) = run("low");
+    let (_, err) = text(&o);
+    assert_eq!(code(&o), 1, "{err}");
+    let step = &s["jobs"][0]["steps"][0];
+    assert_eq!(step["conclusion"], "failure", "{s}");
+    assert!(err.contains("the scan policy failed"), "{err}");
+    assert!(err.contains("RUSTSEC-"), "the table is in the log: {err}");
+    assert!(
+        root.join("scan.sarif").is_file(),
+        "the sarif output is written"
+    );
+    // The failed scan is evidence too.
+    let evidence_dir = std::fs::read_dir(state.join("repos"))
+        .expect("state")
+        .flatten()
+        .next()
+        .expect("repo state")
+        .path()
+        .join("runs/1/evidence");
+    assert!(
+        evidence_dir.join("scan-scan-deps.json").is_file(),
+        "{}",
+        evidence_dir.display()
+    );
+
+    // A passing policy: outputs, the step summary and the evidence file.
+    let (o, s) = run("none");
+    let (_, err) = text(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    let outputs = &s["jobs"][0]["steps"][0]["outputs"];
+    assert_eq!(outputs["result"], "pass", "{s}");
+    assert!(
+        outputs["findings"]
+            .as_str()
+            .and_then(|n| n.parse::<u32>().ok())
+            > Some(0),
+        "{s}"
+    );
+    let report = PathBuf::from(outputs["report"].as_str().expect("report output"));
+    assert!(report.starts_with(&state), "{}", report.display());
+    let evidence: Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("evidence")).expect("json");
+    assert_eq!(evidence["schema"], "pipe.scan/v1");
+    // The markdown report is the step summary, printed at the end of the run.
+    assert!(err.contains("## ✅ pipe scan: pass"), "{err}");
+    assert!(err.contains("result=pass"), "{err}");
+}

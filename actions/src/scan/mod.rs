@@ -32,6 +32,7 @@
 //!    2 and 3 failure with the message as the error annotation;
 //! 5. record the paths in [`ScanOutcome::written`] as the run's scan evidence.
 
+pub mod action;
 pub mod db;
 pub mod inventory;
 pub mod matcher;

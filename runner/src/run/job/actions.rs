@@ -398,6 +398,23 @@ impl<'a> LegRunner<'a> {
                     for (k, v) in &step_env {
                         set_env(&mut env, k, v.clone());
                     }
+                    // A built-in writes Markdown to its step summary like any step, and its
+                    // evidence (scan reports, benchmark results) into the run's record.
+                    let summary_file = paths
+                        .temp_host
+                        .join(format!("step_summary_builtin_{}", self.log_index(index)));
+                    set_env(
+                        &mut env,
+                        "GITHUB_STEP_SUMMARY",
+                        summary_file.to_string_lossy().into_owned(),
+                    );
+                    if let Some(record) = self.shared.log_dir.as_ref().and_then(|d| d.parent()) {
+                        set_env(
+                            &mut env,
+                            "PIPE_RUN_RECORD",
+                            record.to_string_lossy().into_owned(),
+                        );
+                    }
                     let r = action
                         .run(
                             BuiltinCall {
@@ -413,6 +430,14 @@ impl<'a> LegRunner<'a> {
                         )
                         .await;
                     let mut outputs = std::mem::take(&mut sink.outputs);
+                    let written = std::fs::read_to_string(&summary_file).unwrap_or_default();
+                    let _ = std::fs::remove_file(&summary_file);
+                    let contents = FileContents {
+                        summary: written,
+                        ..FileContents::default()
+                    };
+                    let mut ignored_state = IndexMap::new();
+                    let _ = self.apply_files(&contents, &mut outputs, &mut ignored_state);
                     let (outcome, error) = match r {
                         Ok(o) => {
                             outputs.extend(o);
