@@ -27,7 +27,7 @@ import re, sys
 p = sys.argv[1]
 out, cur = [], None
 for line in open(p).read().splitlines():
-    m = re.match(r"  (t\d+):$", line)
+    m = re.match(r"  ([A-Za-z0-9_]+):$", line)
     if m:
         cur = m.group(1)
     out.append(line)
