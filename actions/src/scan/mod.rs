@@ -39,6 +39,7 @@ pub mod osv;
 pub mod policy;
 pub mod render;
 pub mod report;
+pub mod secret;
 pub mod severity;
 pub mod time;
 pub mod version;

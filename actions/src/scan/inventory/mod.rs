@@ -462,6 +462,13 @@ impl Lines {
         Lines { starts }
     }
 
+    /// Indexes bytes that may not be UTF-8.
+    pub fn new_bytes(bytes: &[u8]) -> Lines {
+        let mut starts = vec![0];
+        starts.extend(memchr::memchr_iter(b'\n', bytes).map(|i| i + 1));
+        Lines { starts }
+    }
+
     /// 1-based line of an offset.
     pub fn line(&self, offset: usize) -> u32 {
         match self.starts.binary_search(&offset) {
