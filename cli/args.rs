@@ -40,7 +40,7 @@ pub enum Command {
     Logs(LogsArgs),
     /// Inspect and maintain the content-addressed cache (`$PIPE_CACHE_DIR`).
     Cache(CacheArgs),
-    /// Scan dependencies for known vulnerabilities, offline (`fs`, `db import`, `db status`).
+    /// Scan for vulnerabilities, secrets and misconfiguration, offline (`fs`, `rootfs`, `image`, `db`).
     Scan(crate::commands::scan::ScanArgs),
 }
 

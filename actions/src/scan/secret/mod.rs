@@ -15,6 +15,8 @@
 //! fingerprint (`sha256` of rule, path and secret), so reports, logs and SARIF are safe to
 //! publish.
 
+pub mod history;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -24,6 +26,9 @@ use regex::bytes::Regex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::Warning;
+use super::osv::Kind;
+use super::report::Detection;
 use super::severity::Severity;
 
 /// The built-in rules, in the gitleaks format.
@@ -778,6 +783,104 @@ impl SecretDetail {
             commit: None,
         }
     }
+}
+
+/// The detection of a hit in `path`.
+pub fn detection(rules: &Rules, hit: &Hit, path: &str) -> Detection {
+    let r = rules.rule(hit);
+    Detection {
+        kind: Kind::Secret,
+        id: r.id.clone(),
+        aliases: Vec::new(),
+        title: r.description.clone(),
+        severity: r.severity,
+        path: path.to_owned(),
+        start_line: hit.line,
+        end_line: hit.line + hit.line_count() - 1,
+        fingerprint: hit.fingerprint(&r.id, path),
+        secret: Some(SecretDetail::of(rules, hit)),
+        check: None,
+        layer: None,
+    }
+}
+
+/// Scans files (relative to `base`) on every core. Files over `max_size` are skipped with
+/// a warning; unreadable ones too; binary ones silently.
+pub fn scan_files(
+    rules: &Rules,
+    base: &Path,
+    files: &[String],
+    max_size: u64,
+    warnings: &mut Vec<Warning>,
+) -> Vec<Detection> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map(std::num::NonZeroUsize::get)
+        .unwrap_or(1)
+        .min(files.len().max(1));
+    let work = || {
+        let mut dets = Vec::new();
+        let mut warns = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(rel) = files.get(i) else {
+                break;
+            };
+            if rules.globally_allowed_path(rel) {
+                continue;
+            }
+            let path = base.join(rel);
+            let size = std::fs::symlink_metadata(&path)
+                .map(|m| m.len())
+                .unwrap_or(0);
+            if max_size > 0 && size > max_size {
+                warns.push(Warning::at(
+                    "file-too-large",
+                    rel,
+                    None,
+                    format!(
+                        "not scanned for secrets: {} MiB is over the {} MiB limit (`--max-file-size`)",
+                        size / (1024 * 1024),
+                        max_size / (1024 * 1024)
+                    ),
+                ));
+                continue;
+            }
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    for h in rules.scan(rel, &bytes) {
+                        dets.push(detection(rules, &h, rel));
+                    }
+                }
+                Err(e) => warns.push(Warning::at(
+                    "file-unreadable",
+                    rel,
+                    None,
+                    format!("cannot read: {}", super::io_reason(&e)),
+                )),
+            }
+        }
+        (dets, warns)
+    };
+    let mut out = Vec::new();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers).map(|_| s.spawn(work)).collect();
+        for h in handles {
+            if let Ok((d, mut w)) = h.join() {
+                out.extend(d);
+                warnings.append(&mut w);
+            }
+        }
+    });
+    out.sort_by(|a, b| {
+        (&a.path, a.start_line, &a.id, &a.fingerprint).cmp(&(
+            &b.path,
+            b.start_line,
+            &b.id,
+            &b.fingerprint,
+        ))
+    });
+    out
 }
 
 #[cfg(test)]
