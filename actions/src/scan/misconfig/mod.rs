@@ -200,13 +200,19 @@ mod tests {
     fn file(source: Source, id: &str, which: &str) -> String {
         let base = dir();
         let p = match source {
-            Source::Dockerfile => base.join("dockerfile").join(id).join(format!("{which}.Dockerfile")),
+            Source::Dockerfile => base
+                .join("dockerfile")
+                .join(id)
+                .join(format!("{which}.Dockerfile")),
             Source::Workflow => base
                 .join("workflow")
                 .join(id)
                 .join(".github/workflows")
                 .join(format!("{which}.yml")),
-            Source::Kubernetes => base.join("kubernetes").join(id).join(format!("{which}.yaml")),
+            Source::Kubernetes => base
+                .join("kubernetes")
+                .join(id)
+                .join(format!("{which}.yaml")),
         };
         std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
     }
@@ -222,12 +228,15 @@ mod tests {
                 c.id,
                 bad.iter().map(|p| p.check.id).collect::<Vec<_>>()
             );
-            let good = check_text(source, &file(source, c.id, "good"), Some(rules)).expect("checks");
+            let good =
+                check_text(source, &file(source, c.id, "good"), Some(rules)).expect("checks");
             assert!(
                 good.is_empty(),
                 "{}: good fixture flagged: {:?}",
                 c.id,
-                good.iter().map(|p| (p.check.id, &p.message)).collect::<Vec<_>>()
+                good.iter()
+                    .map(|p| (p.check.id, &p.message))
+                    .collect::<Vec<_>>()
             );
         }
     }
@@ -235,17 +244,24 @@ mod tests {
     #[test]
     fn problems_point_at_their_lines() {
         let p = check_text(Source::Dockerfile, "FROM debian:12\n\nRUN apt-get update \\\n  && apt-get install curl\nUSER app\nHEALTHCHECK CMD true\n", None).expect("checks");
-        let ids: Vec<(&str, u32, u32)> = p.iter().map(|p| (p.check.id, p.line, p.end_line)).collect();
+        let ids: Vec<(&str, u32, u32)> =
+            p.iter().map(|p| (p.check.id, p.line, p.end_line)).collect();
         assert_eq!(ids, [("DS-0021", 3, 4), ("DS-0029", 3, 4)]);
         let wf = "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: |\n          echo hi\n          echo \"${{ github.event.head_commit.message }}\"\n";
         let p = check_text(Source::Workflow, wf, None).expect("checks");
-        assert_eq!(p.iter().map(|p| (p.check.id, p.line)).collect::<Vec<_>>(), [("GHA-0001", 8)]);
+        assert_eq!(
+            p.iter().map(|p| (p.check.id, p.line)).collect::<Vec<_>>(),
+            [("GHA-0001", 8)]
+        );
     }
 
     #[test]
     fn kubernetes_reads_every_document_and_workload_kind() {
         let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: a\nspec:\n  template:\n    spec:\n      hostNetwork: true\n      containers: []\n---\napiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: b\nspec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          hostPID: true\n          containers: []\n";
         let p = check_text(Source::Kubernetes, text, None).expect("checks");
-        assert_eq!(p.iter().map(|p| (p.check.id, p.line)).collect::<Vec<_>>(), [("KSV-0009", 8), ("KSV-0010", 20)]);
+        assert_eq!(
+            p.iter().map(|p| (p.check.id, p.line)).collect::<Vec<_>>(),
+            [("KSV-0009", 8), ("KSV-0010", 20)]
+        );
     }
 }

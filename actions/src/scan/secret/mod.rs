@@ -725,8 +725,9 @@ fn is_trivial(secret: &[u8]) -> bool {
 pub fn redact(secret: &[u8]) -> String {
     let s = String::from_utf8_lossy(secret);
     if s.starts_with("-----BEGIN") {
-        let head = s.lines().next().unwrap_or("");
-        return format!("{head}*****");
+        // The armour line only (the key may sit on one line with escaped newlines).
+        let end = s[5..].find("-----").map_or(s.len().min(40), |i| i + 10);
+        return format!("{}*****", &s[..end.min(s.len())]);
     }
     let n = s.chars().count();
     let keep = if n >= 20 { 4 } else { 0 };
