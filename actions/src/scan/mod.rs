@@ -427,6 +427,7 @@ pub const ACTION_INPUTS: &[&str] = &[
     "path",
     "scanners",
     "secret-config",
+    "git-history",
     "db",
     "db-max-age",
     "severity",
@@ -472,6 +473,7 @@ impl ScanOptions {
                 "path" => o.target = PathBuf::from(v.trim()),
                 "scanners" => o.scanners = Some(parse_scanners(v)?),
                 "secret-config" => o.secret_config = Some(PathBuf::from(v.trim())),
+                "git-history" => o.git_history = boolean(k, v)?,
                 "db" => o.db = Some(PathBuf::from(v.trim())),
                 "db-max-age" => {
                     o.db_max_age = Some(time::parse_duration(v).ok_or_else(|| {
@@ -755,10 +757,9 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
                     Err(e) => return ScanOutcome::error(exit::USAGE, e.to_string(), None),
                 }
             }
-            None => match secret::Rules::builtin() {
-                Ok(r) => Some(r),
-                Err(e) => return ScanOutcome::error(exit::INFRA, e, None),
-            },
+            // The built-in rules are parsed on first use (below), so a scan of a lockfile
+            // does not pay for them.
+            None => None,
         }
     } else {
         None
@@ -825,7 +826,24 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
         } else {
             target.parent().map(Path::to_path_buf).unwrap_or_default()
         };
-        if let Some(rules) = rules {
+        // Lockfiles are allowlisted by the built-in rules: a tree of nothing else needs no
+        // rules at all.
+        let builtin = if scanners.secret
+            && rules.is_none()
+            && files.iter().any(|f| {
+                !matches!(
+                    inventory::kind_of(f),
+                    Some(k) if k != inventory::Kind::Dpkg && k != inventory::Kind::Apk
+                )
+            }) {
+            match secret::Rules::builtin() {
+                Ok(r) => Some(r),
+                Err(e) => return ScanOutcome::error(exit::INFRA, e, None),
+            }
+        } else {
+            None
+        };
+        if let Some(rules) = rules.or(builtin) {
             detections.extend(secret::scan_files(
                 rules,
                 &base,
@@ -851,7 +869,7 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
                 &base,
                 &files,
                 opts.max_file_size,
-                rules.or_else(|| secret::Rules::builtin().ok()),
+                rules.or(builtin),
                 &mut warnings,
             ));
         }
@@ -924,7 +942,11 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
         },
         scanners: scanners.names(),
         image: unpacked.as_ref().map(|u| u.info.clone()),
-        secret_rules: rules.map(|r| r.digest.clone()),
+        secret_rules: match rules {
+            Some(r) => Some(r.digest.clone()),
+            None if scanners.secret => Some(secret::builtin_digest()),
+            None => None,
+        },
         db: db.as_ref().map(|d| DbInfo::of(&d.status)),
         ignore_file: ignores.as_ref().map(|i| IgnoreInfo {
             path: i.path.clone(),
@@ -1036,8 +1058,19 @@ mod tests {
             ("skip-dirs", "vendor,testdata"),
             ("output", "table\njson=pipe-scan.json\nmarkdown=summary.md"),
             ("max-file-size", "10MiB"),
+            ("scanners", "secret, misconfig"),
+            ("git-history", "true"),
         ]))
         .expect("valid inputs");
+        assert_eq!(
+            o.scanners,
+            Some(Scanners {
+                vuln: false,
+                secret: true,
+                misconfig: true
+            })
+        );
+        assert!(o.git_history);
         assert_eq!(o.target, PathBuf::from("services/api"));
         assert_eq!(o.fail_on, Some(Severity::Critical));
         assert_eq!(o.fail_on_kind, [Kind::Unsound, Kind::Unmaintained]);
@@ -1061,6 +1094,8 @@ mod tests {
             ("ignore-unfixed", "yes"),
             ("output", "xml"),
             ("typo", "x"),
+            ("scanners", "licenses"),
+            ("scanners", ","),
         ] {
             assert!(
                 ScanOptions::from_inputs(&inputs(&[bad])).is_err(),

@@ -597,6 +597,9 @@ pub fn cyclonedx(report: &Report) -> String {
             ];
             for x in pkgs {
                 props.push(json!({"name": "pipe:location", "value": format!("{}:{}", x.source_file, x.line)}));
+                if let Some(l) = &x.layer {
+                    props.push(json!({"name": "pipe:layer", "value": l}));
+                }
             }
             json!({
                 "type": "library",

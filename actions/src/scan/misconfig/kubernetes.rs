@@ -173,6 +173,7 @@ pub fn check(text: &str, rules: Option<&Rules>) -> Vec<Problem> {
             });
         };
         if kind == "ConfigMap" {
+            let rules = rules.or_else(|| Rules::builtin().ok());
             if let (Some(rules), Some(data)) = (rules, root.get("data").and_then(Node::as_map)) {
                 for e in data {
                     let v = e.value.as_str().unwrap_or("");
