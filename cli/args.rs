@@ -42,7 +42,7 @@ pub enum Command {
     Cache(CacheArgs),
     /// Explain the step cache's last verdict on a job's cached steps (what changed on a miss).
     Why(WhyArgs),
-    /// Scan dependencies for known vulnerabilities, offline (`fs`, `db import`, `db status`).
+    /// Scan for vulnerabilities, secrets and misconfiguration, offline (`fs`, `rootfs`, `image`, `db`).
     Scan(crate::commands::scan::ScanArgs),
 }
 

@@ -1,4 +1,4 @@
-//! `pipe scan fs DIR` and `pipe scan db import|status`: the command-line face of
+//! `pipe scan fs|rootfs|image` and `pipe scan db import|status`: the command-line face of
 //! [`pipe_actions::scan`], which does all the work and returns what to print.
 
 use std::path::PathBuf;
@@ -22,8 +22,14 @@ pub struct ScanArgs {
 /// The scan commands.
 #[derive(Debug, Subcommand)]
 pub enum ScanCommand {
-    /// Scan the lockfiles and package databases below a directory for known vulnerabilities.
+    /// Scan a source tree: lockfiles for known vulnerabilities, files for secrets,
+    /// Dockerfiles, workflows and Kubernetes manifests for risky configuration.
     Fs(FsArgs),
+    /// Scan an unpacked root file system (OS package databases, lockfiles, secrets).
+    Rootfs(FsArgs),
+    /// Scan a container image: an OCI layout directory, an OCI archive, a `docker save` tar,
+    /// or `docker:NAME` for an image of the local engine.
+    Image(FsArgs),
     /// Manage the local advisory database.
     Db(DbArgs),
 }
@@ -55,9 +61,20 @@ fn duration(s: &str) -> Result<i64, String> {
 /// `pipe scan fs`.
 #[derive(Debug, Args)]
 pub struct FsArgs {
-    /// The directory (or one lockfile) to scan.
-    #[arg(default_value = ".")]
+    /// What to scan: a directory or one file (`image`: a layout, an archive or `docker:NAME`).
+    #[arg(default_value = ".", value_name = "TARGET")]
     pub dir: PathBuf,
+    /// The scanners to run (comma list: vuln, secret, misconfig; default: all three, and
+    /// vuln,secret for images).
+    #[arg(long, value_name = "LIST", value_parser = scan::parse_scanners)]
+    pub scanners: Option<scan::Scanners>,
+    /// A gitleaks-format rule file: replaces the built-in secret rules, or adds to them
+    /// with `[extend] useDefault = true`.
+    #[arg(long, value_name = "FILE")]
+    pub secret_config: Option<PathBuf>,
+    /// Also scan the git history of the target for secrets (lines added by every commit).
+    #[arg(long)]
+    pub git_history: bool,
     /// The advisory database directory (default: `$PIPE_CACHE_DIR/scan-db`).
     #[arg(long, value_name = "PATH", env = "PIPE_SCAN_DB")]
     pub db: Option<PathBuf>,
@@ -153,7 +170,9 @@ pub struct DbStatusArgs {
 /// Runs `pipe scan …`.
 pub fn run(cli: &Cli, args: &ScanArgs) -> u8 {
     match &args.command {
-        ScanCommand::Fs(a) => fs(cli, a),
+        ScanCommand::Fs(a) => fs(cli, a, scan::TargetKind::Fs),
+        ScanCommand::Rootfs(a) => fs(cli, a, scan::TargetKind::Rootfs),
+        ScanCommand::Image(a) => fs(cli, a, scan::TargetKind::Image),
         ScanCommand::Db(DbArgs {
             command: DbCommand::Import(a),
         }) => import(cli, a),
@@ -193,9 +212,13 @@ fn data(text: &str, code: u8) -> u8 {
     }
 }
 
-fn fs(cli: &Cli, a: &FsArgs) -> u8 {
+fn fs(cli: &Cli, a: &FsArgs, kind: scan::TargetKind) -> u8 {
     let opts = ScanOptions {
         target: a.dir.clone(),
+        target_kind: kind,
+        scanners: a.scanners,
+        secret_config: a.secret_config.clone(),
+        git_history: a.git_history,
         db: a.db.clone(),
         db_max_age: a.db_max_age,
         severity: a.severity,

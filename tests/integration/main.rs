@@ -5,7 +5,8 @@
 //! `snapshots` pins the rendered output of every rule and format; `bad_input` feeds files no
 //! workflow should be; `plan` drives `list` and `graph`; `conformance` runs the end-to-end
 //! workflows of `tests/conformance/` and the interrupt tests; `cache` drives `pipe cache` and
-//! its fault tests; `scan` drives `pipe scan`.
+//! its fault tests; `scan` drives `pipe scan` (vulnerabilities); `scan_targets` drives secrets,
+//! misconfiguration, rootfs and image targets.
 
 mod bad_input;
 mod cache;
@@ -15,5 +16,6 @@ mod corpus;
 mod plan;
 mod run_cli;
 mod scan;
+mod scan_targets;
 mod snapshots;
 mod stepcache;

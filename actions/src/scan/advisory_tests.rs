@@ -250,6 +250,7 @@ fn pypi_names_normalize_and_databases_merge() {
         dev: false,
         origin: Origin::Registry,
         source_package: None,
+        layer: None,
     };
     let pkgs = [
         pkg("PyYAML", "5.3"),

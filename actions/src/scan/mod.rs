@@ -34,12 +34,15 @@
 
 pub mod action;
 pub mod db;
+pub mod image;
 pub mod inventory;
 pub mod matcher;
+pub mod misconfig;
 pub mod osv;
 pub mod policy;
 pub mod render;
 pub mod report;
+pub mod secret;
 pub mod severity;
 pub mod time;
 pub mod version;
@@ -186,6 +189,101 @@ impl FromStr for OutputSpec {
     }
 }
 
+/// What kind of thing is scanned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TargetKind {
+    /// A source tree.
+    #[default]
+    Fs,
+    /// An unpacked root filesystem.
+    Rootfs,
+    /// A container image: OCI layout, OCI archive, docker-save tar or an engine image.
+    Image,
+}
+
+impl TargetKind {
+    /// The name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Fs => "fs",
+            TargetKind::Rootfs => "rootfs",
+            TargetKind::Image => "image",
+        }
+    }
+
+    /// The scanners that run when `--scanners` is not given.
+    pub fn default_scanners(self) -> Scanners {
+        match self {
+            TargetKind::Fs | TargetKind::Rootfs => Scanners::ALL,
+            TargetKind::Image => Scanners {
+                vuln: true,
+                secret: true,
+                misconfig: false,
+            },
+        }
+    }
+}
+
+/// `--scanners vuln,secret,misconfig`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scanners {
+    /// Known vulnerabilities in packages.
+    pub vuln: bool,
+    /// Secrets in files.
+    pub secret: bool,
+    /// Risky configuration.
+    pub misconfig: bool,
+}
+
+impl Scanners {
+    /// All three.
+    pub const ALL: Scanners = Scanners {
+        vuln: true,
+        secret: true,
+        misconfig: true,
+    };
+
+    /// The names, in a fixed order.
+    pub fn names(self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.vuln {
+            v.push("vuln");
+        }
+        if self.secret {
+            v.push("secret");
+        }
+        if self.misconfig {
+            v.push("misconfig");
+        }
+        v
+    }
+}
+
+/// Parses a comma list of scanners.
+pub fn parse_scanners(s: &str) -> Result<Scanners, String> {
+    let mut out = Scanners {
+        vuln: false,
+        secret: false,
+        misconfig: false,
+    };
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.to_ascii_lowercase().as_str() {
+            "vuln" | "vulnerability" | "vulnerabilities" => out.vuln = true,
+            "secret" | "secrets" => out.secret = true,
+            "misconfig" | "misconfiguration" | "config" => out.misconfig = true,
+            _ => {
+                return Err(format!(
+                    "`{part}` is not a scanner (vuln, secret or misconfig)"
+                ));
+            }
+        }
+    }
+    if out.names().is_empty() {
+        return Err("`--scanners` names no scanner (vuln, secret or misconfig)".into());
+    }
+    Ok(out)
+}
+
 /// Parses `--fail-on`: a severity or `none`.
 pub fn parse_fail_on(s: &str) -> Result<Option<Severity>, String> {
     if s.trim().eq_ignore_ascii_case("none") {
@@ -207,7 +305,7 @@ pub fn parse_kinds(s: &str) -> Result<Vec<Kind>, String> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match Kind::parse(part) {
-            Some(Kind::Vulnerability) | None => {
+            Some(Kind::Vulnerability | Kind::Secret | Kind::Misconfig) | None => {
                 return Err(format!(
                     "`{part}` is not an informational kind (unsound, unmaintained or notice)"
                 ));
@@ -238,8 +336,18 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Everything a scan needs. [`Default`] is the CLI's defaults.
 #[derive(Clone, Debug)]
 pub struct ScanOptions {
-    /// The directory (or single lockfile) to scan.
+    /// The directory (or single lockfile) to scan; for images a layout directory, an
+    /// archive, or `docker:NAME` for an image of the local engine.
     pub target: PathBuf,
+    /// What the target is.
+    pub target_kind: TargetKind,
+    /// The scanners (default: per target kind).
+    pub scanners: Option<Scanners>,
+    /// A gitleaks-format rule file (replaces the built-in rules, or extends them with
+    /// `[extend] useDefault = true`).
+    pub secret_config: Option<PathBuf>,
+    /// Also scan every commit of the target's git history for secrets.
+    pub git_history: bool,
     /// The database directory (default `$PIPE_CACHE_DIR/scan-db`).
     pub db: Option<PathBuf>,
     /// Maximum age of the newest advisory, in seconds; older exits 3.
@@ -287,6 +395,10 @@ impl Default for ScanOptions {
     fn default() -> Self {
         ScanOptions {
             target: PathBuf::from("."),
+            target_kind: TargetKind::Fs,
+            scanners: None,
+            secret_config: None,
+            git_history: false,
             db: None,
             db_max_age: None,
             severity: Severity::Unknown,
@@ -314,6 +426,9 @@ impl Default for ScanOptions {
 /// The inputs of `uses: pipe/scan@v1`; each mirrors the flag of the same name.
 pub const ACTION_INPUTS: &[&str] = &[
     "path",
+    "scanners",
+    "secret-config",
+    "git-history",
     "db",
     "db-max-age",
     "severity",
@@ -357,6 +472,9 @@ impl ScanOptions {
         for (k, v) in inputs {
             match k.as_str() {
                 "path" => o.target = PathBuf::from(v.trim()),
+                "scanners" => o.scanners = Some(parse_scanners(v)?),
+                "secret-config" => o.secret_config = Some(PathBuf::from(v.trim())),
+                "git-history" => o.git_history = boolean(k, v)?,
                 "db" => o.db = Some(PathBuf::from(v.trim())),
                 "db-max-age" => {
                     o.db_max_age = Some(time::parse_duration(v).ok_or_else(|| {
@@ -585,6 +703,9 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
         .now
         .unwrap_or_else(|| time::now(&pipe_runner::dirs::process_env));
     let today = now.div_euclid(86_400);
+    let scanners = opts
+        .scanners
+        .unwrap_or_else(|| opts.target_kind.default_scanners());
     let outputs = if opts.outputs.is_empty() {
         vec![OutputSpec {
             format: Format::Table,
@@ -600,8 +721,9 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
             Some("give all but one a file: `--output json=pipe-scan.json`".into()),
         );
     }
-    let target = policy::resolve(&cwd, &opts.target);
-    if !target.exists() {
+    let given = policy::resolve(&cwd, &opts.target);
+    let engine_ref = image::engine_ref(&opts.target, &given, opts.target_kind);
+    if engine_ref.is_none() && !given.exists() {
         return ScanOutcome::error(
             exit::USAGE,
             format!(
@@ -612,15 +734,62 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
         );
     }
     let started = std::time::Instant::now();
-    let db = match open_db(opts, now) {
-        Ok(db) => db,
-        Err(outcome) => return *outcome,
+    let db = if scanners.vuln {
+        match open_db(opts, now) {
+            Ok(db) => Some(db),
+            Err(outcome) => return *outcome,
+        }
+    } else {
+        None
     };
-    let (ignores, vex, baseline) = match load_policy_files(opts, &cwd, &target) {
+    let (ignores, vex, baseline) = match load_policy_files(opts, &cwd, &given) {
         Ok(files) => files,
         Err(e) => return ScanOutcome::error(exit::USAGE, e.to_string(), None),
     };
-    // Inventory.
+    let loaded_rules;
+    let rules: Option<&secret::Rules> = if scanners.secret {
+        match &opts.secret_config {
+            Some(p) => {
+                match secret::Rules::load(&policy::resolve(&cwd, p), &p.display().to_string()) {
+                    Ok(r) => {
+                        loaded_rules = r;
+                        Some(&loaded_rules)
+                    }
+                    Err(e) => return ScanOutcome::error(exit::USAGE, e.to_string(), None),
+                }
+            }
+            // The built-in rules are parsed on first use (below), so a scan of a lockfile
+            // does not pay for them.
+            None => None,
+        }
+    } else {
+        None
+    };
+    let mut warnings = Vec::new();
+    // Images are unpacked (squashed, whiteouts applied) into a temporary directory that
+    // lives until the report is built; files remember the layer that added them.
+    let unpacked = if opts.target_kind == TargetKind::Image {
+        match image::unpack(&given, engine_ref.as_deref(), opts.max_file_size) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                let code = if e.is_infra() {
+                    exit::INFRA
+                } else {
+                    exit::USAGE
+                };
+                return ScanOutcome::error(code, e.to_string(), e.hint());
+            }
+        }
+    } else {
+        None
+    };
+    let target: PathBuf = match &unpacked {
+        Some(u) => {
+            warnings.extend(u.warnings.iter().cloned());
+            u.root().to_path_buf()
+        }
+        None => given.clone(),
+    };
     let walk = WalkOptions {
         gitignore: opts.gitignore,
         skip_dirs: opts.skip_dirs.clone(),
@@ -628,12 +797,17 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
         max_file_size: opts.max_file_size,
     };
     tracing::debug!(elapsed = ?started.elapsed(), "database and policy inputs loaded");
-    let inv = match inventory::collect(&target, &walk) {
-        Ok(i) => i,
-        Err(e) => return ScanOutcome::error(exit::USAGE, e.to_string(), None),
+    let wants_inventory = scanners.vuln || outputs.iter().any(|o| o.format == Format::Cyclonedx);
+    let mut inv = if wants_inventory {
+        match inventory::collect(&target, &walk) {
+            Ok(i) => i,
+            Err(e) => return ScanOutcome::error(exit::USAGE, e.to_string(), None),
+        }
+    } else {
+        inventory::Inventory::default()
     };
-    let mut warnings = inv.warnings;
-    if inv.files.is_empty() {
+    warnings.append(&mut inv.warnings);
+    if scanners.vuln && inv.files.is_empty() {
         warnings.push(Warning::general(
             "nothing-scanned",
             format!(
@@ -642,28 +816,98 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
             ),
         ));
     }
-    // Ecosystems with packages but no advisories would pass silently: say so.
-    let mut missing: BTreeMap<&str, usize> = BTreeMap::new();
-    for p in inv.packages.iter().filter(|p| p.origin == Origin::Registry) {
-        if !db.has_ecosystem(&p.ecosystem) {
-            *missing.entry(p.ecosystem.as_str()).or_default() += 1;
+    let mut detections = Vec::new();
+    if scanners.secret || scanners.misconfig {
+        let files = match inventory::walk_files(&target, &walk) {
+            Ok(f) => f,
+            Err(e) => return ScanOutcome::error(exit::USAGE, e.to_string(), None),
+        };
+        let base = if target.is_dir() {
+            target.clone()
+        } else {
+            target.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
+        // Lockfiles are allowlisted by the built-in rules: a tree of nothing else needs no
+        // rules at all.
+        let builtin = if scanners.secret
+            && rules.is_none()
+            && files.iter().any(|f| {
+                !matches!(
+                    inventory::kind_of(f),
+                    Some(k) if k != inventory::Kind::Dpkg && k != inventory::Kind::Apk
+                )
+            }) {
+            match secret::Rules::builtin() {
+                Ok(r) => Some(r),
+                Err(e) => return ScanOutcome::error(exit::INFRA, e, None),
+            }
+        } else {
+            None
+        };
+        if let Some(rules) = rules.or(builtin) {
+            detections.extend(secret::scan_files(
+                rules,
+                &base,
+                &files,
+                opts.max_file_size,
+                &mut warnings,
+            ));
+            if opts.git_history {
+                match secret::history::scan(rules, &given) {
+                    Ok((d, mut w)) => {
+                        // A secret still in the tree is reported there, once.
+                        let tree: std::collections::HashSet<String> =
+                            detections.iter().map(|x| x.fingerprint.clone()).collect();
+                        detections.extend(d.into_iter().filter(|x| !tree.contains(&x.fingerprint)));
+                        warnings.append(&mut w);
+                    }
+                    Err(e) => return ScanOutcome::error(exit::USAGE, e, None),
+                }
+            }
+        }
+        if scanners.misconfig {
+            detections.extend(misconfig::scan_files(
+                &base,
+                &files,
+                opts.max_file_size,
+                rules.or(builtin),
+                &mut warnings,
+            ));
         }
     }
-    for (eco, n) in missing {
-        warnings.push(Warning::general(
-            "ecosystem-not-in-db",
-            format!(
-                "the advisory database has no `{eco}` advisories; {n} packages were not checked"
-            ),
-        ));
-    }
-    tracing::debug!(elapsed = ?started.elapsed(), packages = inv.packages.len(), "inventory read");
-    let matches = match matcher::match_all(&db, &inv.packages) {
-        Ok(m) => m,
-        Err(e) => {
-            return ScanOutcome::error(exit::INFRA, e.to_string(), Some(import_hint(&db.path)));
+    if let Some(u) = &unpacked {
+        for p in &mut inv.packages {
+            p.layer = u.layer_of(&p.source_file);
         }
-    };
+        for d in &mut detections {
+            d.layer = u.layer_of(&d.path);
+        }
+    }
+    let mut matches = Vec::new();
+    if let Some(db) = &db {
+        // Ecosystems with packages but no advisories would pass silently: say so.
+        let mut missing: BTreeMap<&str, usize> = BTreeMap::new();
+        for p in inv.packages.iter().filter(|p| p.origin == Origin::Registry) {
+            if !db.has_ecosystem(&p.ecosystem) {
+                *missing.entry(p.ecosystem.as_str()).or_default() += 1;
+            }
+        }
+        for (eco, n) in missing {
+            warnings.push(Warning::general(
+                "ecosystem-not-in-db",
+                format!(
+                    "the advisory database has no `{eco}` advisories; {n} packages were not checked"
+                ),
+            ));
+        }
+        tracing::debug!(elapsed = ?started.elapsed(), packages = inv.packages.len(), "inventory read");
+        matches = match matcher::match_all(db, &inv.packages) {
+            Ok(m) => m,
+            Err(e) => {
+                return ScanOutcome::error(exit::INFRA, e.to_string(), Some(import_hint(&db.path)));
+            }
+        };
+    }
     let policy = Policy {
         severity: opts.severity,
         fail_on: opts.fail_on,
@@ -683,7 +927,7 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
         today,
     };
     tracing::debug!(elapsed = ?started.elapsed(), matches = matches.len(), "packages matched");
-    let findings = report::findings(&inv.packages, matches, &inputs, &mut warnings);
+    let findings = report::findings(&inv.packages, matches, detections, &inputs, &mut warnings);
     warnings.sort();
     warnings.dedup();
     let summary = report::summarize(inv.packages.len(), &findings);
@@ -694,10 +938,17 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
             version: env!("CARGO_PKG_VERSION"),
         },
         target: Target {
-            kind: "fs",
+            kind: opts.target_kind.as_str(),
             path: opts.target.display().to_string(),
         },
-        db: DbInfo::of(&db.status),
+        scanners: scanners.names(),
+        image: unpacked.as_ref().map(|u| u.info.clone()),
+        secret_rules: match rules {
+            Some(r) => Some(r.digest.clone()),
+            None if scanners.secret => Some(secret::builtin_digest()),
+            None => None,
+        },
+        db: db.as_ref().map(|d| DbInfo::of(&d.status)),
         ignore_file: ignores.as_ref().map(|i| IgnoreInfo {
             path: i.path.clone(),
             digest: i.digest.clone(),
@@ -722,6 +973,7 @@ pub fn run_scan(opts: &ScanOptions) -> ScanOutcome {
         findings,
         warnings,
     };
+    drop(unpacked);
     let mut outcome = ScanOutcome {
         exit_code: if rep.result == "fail" {
             exit::FAILURE
@@ -807,8 +1059,19 @@ mod tests {
             ("skip-dirs", "vendor,testdata"),
             ("output", "table\njson=pipe-scan.json\nmarkdown=summary.md"),
             ("max-file-size", "10MiB"),
+            ("scanners", "secret, misconfig"),
+            ("git-history", "true"),
         ]))
         .expect("valid inputs");
+        assert_eq!(
+            o.scanners,
+            Some(Scanners {
+                vuln: false,
+                secret: true,
+                misconfig: true
+            })
+        );
+        assert!(o.git_history);
         assert_eq!(o.target, PathBuf::from("services/api"));
         assert_eq!(o.fail_on, Some(Severity::Critical));
         assert_eq!(o.fail_on_kind, [Kind::Unsound, Kind::Unmaintained]);
@@ -832,6 +1095,8 @@ mod tests {
             ("ignore-unfixed", "yes"),
             ("output", "xml"),
             ("typo", "x"),
+            ("scanners", "licenses"),
+            ("scanners", ","),
         ] {
             assert!(
                 ScanOptions::from_inputs(&inputs(&[bad])).is_err(),

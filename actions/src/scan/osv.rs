@@ -121,6 +121,10 @@ pub enum Kind {
     Unmaintained,
     /// RustSec `notice`.
     Notice,
+    /// A secret in a file.
+    Secret,
+    /// A risky configuration (Dockerfile, workflow, Kubernetes).
+    Misconfig,
 }
 
 impl Kind {
@@ -131,6 +135,8 @@ impl Kind {
             "unsound" => Kind::Unsound,
             "unmaintained" => Kind::Unmaintained,
             "notice" => Kind::Notice,
+            "secret" => Kind::Secret,
+            "misconfig" => Kind::Misconfig,
             _ => return None,
         })
     }
@@ -142,15 +148,25 @@ impl Kind {
             Kind::Unsound => "unsound",
             Kind::Unmaintained => "unmaintained",
             Kind::Notice => "notice",
+            Kind::Secret => "secret",
+            Kind::Misconfig => "misconfig",
         }
     }
 
+    /// Whether findings of this kind gate by severity (the informational kinds gate only
+    /// with `--fail-on-kind`).
+    pub fn by_severity(self) -> bool {
+        matches!(self, Kind::Vulnerability | Kind::Secret | Kind::Misconfig)
+    }
+
     /// All kinds, in report order.
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Vulnerability,
         Kind::Unsound,
         Kind::Unmaintained,
         Kind::Notice,
+        Kind::Secret,
+        Kind::Misconfig,
     ];
 }
 

@@ -26,6 +26,10 @@ struct IgnoreFile {
 #[serde(deny_unknown_fields)]
 struct RawRule {
     id: Option<String>,
+    /// A secret rule id.
+    rule: Option<String>,
+    /// A misconfiguration check id.
+    check: Option<String>,
     #[serde(default)]
     packages: Vec<String>,
     #[serde(default)]
@@ -124,9 +128,21 @@ impl Ignores {
         for spanned in file.ignore {
             let line = spanned.referenced.line() as u32;
             let r = spanned.value;
-            let id =
-                r.id.filter(|s| !s.trim().is_empty())
-                    .ok_or_else(|| err(line, "the rule has no `id`".into()))?;
+            let given: Vec<String> = [r.id, r.rule, r.check]
+                .into_iter()
+                .flatten()
+                .filter(|s| !s.trim().is_empty())
+                .collect();
+            if given.len() > 1 {
+                return Err(err(
+                    line,
+                    "give one of `id`, `rule` and `check` per rule".into(),
+                ));
+            }
+            let id = given
+                .into_iter()
+                .next()
+                .ok_or_else(|| err(line, "the rule has no `id` (or `rule`, `check`)".into()))?;
             let reason = r
                 .reason
                 .filter(|s| !s.trim().is_empty())
@@ -164,10 +180,16 @@ impl Ignores {
     }
 
     /// The first live rule that suppresses a finding (`ids` = id and aliases).
-    pub fn find(&self, ids: &[&str], pkg: &Package, today: i64) -> Option<&Rule> {
+    pub fn find(
+        &self,
+        ids: &[&str],
+        pkg: Option<&Package>,
+        path: &str,
+        today: i64,
+    ) -> Option<&Rule> {
         self.rules
             .iter()
-            .find(|r| !r.expired(today) && r.matches(ids, pkg))
+            .find(|r| !r.expired(today) && r.matches(ids, pkg, path))
     }
 }
 
@@ -177,11 +199,13 @@ impl Rule {
         self.expires_day.is_some_and(|d| today > d)
     }
 
-    /// Whether the rule covers a finding.
-    pub fn matches(&self, ids: &[&str], pkg: &Package) -> bool {
+    /// Whether the rule covers a finding (a package finding, or a secret or
+    /// misconfiguration at `path`).
+    pub fn matches(&self, ids: &[&str], pkg: Option<&Package>, path: &str) -> bool {
         ids.contains(&self.id.as_str())
-            && (self.packages.is_empty() || self.packages.iter().any(|s| package_matches(s, pkg)))
-            && (self.path_globs.is_empty() || self.paths.is_match(&pkg.source_file))
+            && (self.packages.is_empty()
+                || pkg.is_some_and(|p| self.packages.iter().any(|s| package_matches(s, p))))
+            && (self.path_globs.is_empty() || self.paths.is_match(path))
     }
 }
 
@@ -363,6 +387,8 @@ pub struct Baseline {
     /// Path as shown.
     pub path: String,
     keys: std::collections::HashSet<(String, String, String, String)>,
+    /// Fingerprints of secrets and misconfigurations (no package to key them by).
+    fingerprints: std::collections::HashSet<String>,
     /// Findings in the baseline.
     pub findings: usize,
 }
@@ -376,6 +402,7 @@ impl Baseline {
             return Err(err(1, format!("not a `{}` report", super::report::SCHEMA)));
         }
         let mut keys = std::collections::HashSet::new();
+        let mut fingerprints = std::collections::HashSet::new();
         let findings = v
             .get("findings")
             .and_then(|f| f.as_array())
@@ -400,6 +427,10 @@ impl Baseline {
                     s(&["location", "path"]),
                 )
             };
+            if f.get("package").is_none() {
+                fingerprints.insert(s(&["fingerprint"]));
+                continue;
+            }
             keys.insert(key_of(s(&["id"])));
             // Aliases count too: the database may have renamed the primary id.
             for a in f
@@ -416,8 +447,14 @@ impl Baseline {
         Ok(Baseline {
             path: shown.to_owned(),
             keys,
+            fingerprints,
             findings: findings.len(),
         })
+    }
+
+    /// Whether a secret or misconfiguration was already in the baseline.
+    pub fn contains_fingerprint(&self, fingerprint: &str) -> bool {
+        self.fingerprints.contains(fingerprint)
     }
 
     /// Whether a finding was already in the baseline.

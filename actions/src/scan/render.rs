@@ -73,7 +73,7 @@ fn fixed_text(f: &Finding) -> String {
 }
 
 fn sev_text(f: &Finding) -> String {
-    if f.kind == Kind::Vulnerability {
+    if f.kind.by_severity() {
         f.severity.as_str().to_owned()
     } else {
         f.kind.as_str().to_owned()
@@ -95,11 +95,11 @@ impl Paint {
     }
 
     fn severity(&self, f: &Finding, text: &str) -> String {
-        let code = match (f.kind, f.severity) {
-            (Kind::Vulnerability, Severity::Critical) => "1;31",
-            (Kind::Vulnerability, Severity::High) => "31",
-            (Kind::Vulnerability, Severity::Medium) => "33",
-            (Kind::Vulnerability, _) => "36",
+        let code = match (f.kind.by_severity(), f.severity) {
+            (true, Severity::Critical) => "1;31",
+            (true, Severity::High) => "31",
+            (true, Severity::Medium) => "33",
+            (true, _) => "36",
             _ => "35",
         };
         self.wrap(code, text)
@@ -109,55 +109,88 @@ impl Paint {
 /// The terminal table.
 pub fn table(report: &Report, color: bool) -> String {
     let p = Paint { on: color };
-    let rows: Vec<[String; 6]> = shown(report)
+    let all = shown(report);
+    let pkgs: Vec<&Finding> = all
         .iter()
-        .map(|f| {
-            [
-                format!("{}:{}", f.location.path, f.location.start_line),
-                f.package.name.clone(),
-                f.package.version.clone(),
+        .copied()
+        .filter(|f| f.package.is_some())
+        .collect();
+    let rows: Vec<Vec<String>> = pkgs
+        .iter()
+        .filter_map(|f| {
+            let pk = f.package.as_ref()?;
+            Some(vec![
+                location_text(f),
+                pk.name.clone(),
+                pk.version.clone(),
                 f.id.clone(),
                 sev_text(f),
                 fixed_text(f),
+            ])
+        })
+        .collect();
+    let mut out = String::new();
+    grid(
+        &mut out,
+        &p,
+        &[
+            "LOCATION", "PACKAGE", "VERSION", "ADVISORY", "SEVERITY", "FIXED",
+        ],
+        &rows,
+        &pkgs,
+    );
+    let secrets: Vec<&Finding> = all
+        .iter()
+        .copied()
+        .filter(|f| f.kind == Kind::Secret)
+        .collect();
+    let rows: Vec<Vec<String>> = secrets
+        .iter()
+        .map(|f| {
+            vec![
+                location_text(f),
+                f.id.clone(),
+                sev_text(f),
+                f.secret
+                    .as_ref()
+                    .map(|s| s.redacted.clone())
+                    .unwrap_or_default(),
             ]
         })
         .collect();
-    let header = [
-        "LOCATION", "PACKAGE", "VERSION", "ADVISORY", "SEVERITY", "FIXED",
-    ];
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r.iter()) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    if !rows.is_empty() {
-        // Pads by the plain text width, then paints: colour codes take no columns.
-        let line = |cells: &[String], paint: &dyn Fn(usize, &str) -> String| -> String {
-            let mut s = String::new();
-            for (k, c) in cells.iter().enumerate() {
-                s.push_str(&paint(k, c));
-                if k + 1 < cells.len() {
-                    s.push_str(&" ".repeat(widths[k].saturating_sub(c.chars().count()) + 2));
-                }
-            }
-            s.trim_end().to_owned()
-        };
-        let h: Vec<String> = header.iter().map(|s| (*s).to_owned()).collect();
-        let _ = writeln!(out, "{}", line(&h, &|_, c| p.wrap("1", c)));
-        for (r, f) in rows.iter().zip(shown(report)) {
-            let paint = |k: usize, c: &str| {
-                if k == 4 {
-                    p.severity(f, c)
-                } else {
-                    c.to_owned()
-                }
-            };
-            let _ = writeln!(out, "{}", line(r, &paint));
-        }
-        out.push('\n');
-    }
+    grid(
+        &mut out,
+        &p,
+        &["LOCATION", "SECRET", "SEVERITY", "MATCH"],
+        &rows,
+        &secrets,
+    );
+    let checks: Vec<&Finding> = all
+        .iter()
+        .copied()
+        .filter(|f| f.kind == Kind::Misconfig)
+        .collect();
+    let rows: Vec<Vec<String>> = checks
+        .iter()
+        .map(|f| {
+            vec![
+                location_text(f),
+                f.id.clone(),
+                sev_text(f),
+                f.check
+                    .as_ref()
+                    .map(|c| c.message.clone())
+                    .unwrap_or_else(|| f.summary.clone()),
+            ]
+        })
+        .collect();
+    grid(
+        &mut out,
+        &p,
+        &["LOCATION", "CHECK", "SEVERITY", "MESSAGE"],
+        &rows,
+        &checks,
+    );
     let s = &report.summary;
     let hidden = report
         .findings
@@ -185,6 +218,53 @@ pub fn table(report: &Report, color: bool) -> String {
     };
     let _ = writeln!(out, "); {} fail the policy: {verdict}", s.gated);
     out
+}
+
+fn location_text(f: &Finding) -> String {
+    let mut s = format!("{}:{}", f.location.path, f.location.start_line);
+    if let Some(l) = &f.layer {
+        let short = l.strip_prefix("sha256:").unwrap_or(l);
+        s.push_str(&format!(" ({})", &short[..short.len().min(12)]));
+    }
+    s
+}
+
+/// One table: header, rows, severity in the column named `SEVERITY`.
+fn grid(out: &mut String, p: &Paint, header: &[&str], rows: &[Vec<String>], findings: &[&Finding]) {
+    if rows.is_empty() {
+        return;
+    }
+    let sev_col = header.iter().position(|h| *h == "SEVERITY");
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    // Pads by the plain text width, then paints: colour codes take no columns.
+    let line = |cells: &[String], paint: &dyn Fn(usize, &str) -> String| -> String {
+        let mut s = String::new();
+        for (k, c) in cells.iter().enumerate() {
+            s.push_str(&paint(k, c));
+            if k + 1 < cells.len() {
+                s.push_str(&" ".repeat(widths[k].saturating_sub(c.chars().count()) + 2));
+            }
+        }
+        s.trim_end().to_owned()
+    };
+    let h: Vec<String> = header.iter().map(|s| (*s).to_owned()).collect();
+    let _ = writeln!(out, "{}", line(&h, &|_, c| p.wrap("1", c)));
+    for (r, f) in rows.iter().zip(findings) {
+        let paint = |k: usize, c: &str| {
+            if Some(k) == sev_col {
+                p.severity(f, c)
+            } else {
+                c.to_owned()
+            }
+        };
+        let _ = writeln!(out, "{}", line(r, &paint));
+    }
+    out.push('\n');
 }
 
 fn md_escape(s: &str) -> String {
@@ -231,22 +311,54 @@ pub fn markdown(report: &Report) -> String {
         kind(Kind::Notice)
     );
     let rows = shown(report);
-    if !rows.is_empty() {
+    if rows.iter().any(|f| f.package.is_some()) {
         let _ = writeln!(
             out,
             "| | Package | Version | Advisory | Severity | Fixed in | Location |"
         );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|");
-        for f in rows {
+        for f in &rows {
+            let Some(pk) = &f.package else {
+                continue;
+            };
             let _ = writeln!(
                 out,
                 "| {} | `{}` | {} | {} | {} | {} | `{}:{}` |",
                 if f.gated { "❌" } else { "" },
-                md_escape(&f.package.name),
-                md_escape(&f.package.version),
+                md_escape(&pk.name),
+                md_escape(&pk.version),
                 md_escape(&f.id),
                 sev_text(f),
                 md_escape(&fixed_text(f)),
+                md_escape(&f.location.path),
+                f.location.start_line
+            );
+        }
+        out.push('\n');
+    }
+    for (kind, title, col) in [
+        (Kind::Secret, "Secrets", "Match"),
+        (Kind::Misconfig, "Misconfigurations", "Problem"),
+    ] {
+        let these: Vec<&&Finding> = rows.iter().filter(|f| f.kind == kind).collect();
+        if these.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "**{title}**\n");
+        let _ = writeln!(out, "| | Rule | Severity | {col} | Location |");
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for f in these {
+            let what = match (&f.secret, &f.check) {
+                (Some(s), _) => format!("`{}`", md_escape(&s.redacted)),
+                (_, Some(c)) => md_escape(&c.message),
+                _ => md_escape(&f.summary),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {what} | `{}:{}` |",
+                if f.gated { "❌" } else { "" },
+                md_escape(&f.id),
+                sev_text(f),
                 md_escape(&f.location.path),
                 f.location.start_line
             );
@@ -264,7 +376,9 @@ pub fn markdown(report: &Report) -> String {
         }
         let _ = writeln!(out, "\n</details>");
     }
-    let _ = writeln!(out, "\nAdvisory database `{}`", report.db.digest);
+    if let Some(db) = &report.db {
+        let _ = writeln!(out, "\nAdvisory database `{}`", db.digest);
+    }
     out
 }
 
@@ -287,8 +401,13 @@ pub fn sarif(report: &Report) -> String {
         .iter()
         .filter_map(|id| rows.iter().find(|f| f.id == *id))
         .map(|f| {
+            if f.package.is_none() {
+                return detection_rule(f);
+            }
+            let eco = f.package.as_ref().map_or("", |p| p.ecosystem.as_str());
+            let name = f.package.as_ref().map_or("", |p| p.name.as_str());
             let mut props = json!({
-                "tags": ["security", f.kind.as_str(), f.package.ecosystem],
+                "tags": ["security", f.kind.as_str(), eco],
                 "precision": "very-high",
             });
             if f.kind == Kind::Vulnerability {
@@ -301,14 +420,14 @@ pub fn sarif(report: &Report) -> String {
                 format!(" (also {})", f.aliases.join(", "))
             };
             let title = if f.summary.is_empty() || f.summary == f.id {
-                format!("{}{aliases}: {} in {}", f.id, f.kind.as_str(), f.package.name)
+                format!("{}{aliases}: {} in {}", f.id, f.kind.as_str(), name)
             } else {
                 format!("{}{aliases}: {}", f.id, f.summary)
             };
             let fix = if f.fixed.is_empty() {
                 "No fixed version is known.".to_owned()
             } else {
-                format!("Upgrade `{}` to {}.", f.package.name, f.fixed.join(" or "))
+                format!("Upgrade `{}` to {}.", name, f.fixed.join(" or "))
             };
             json!({
                 "id": f.id,
@@ -339,23 +458,46 @@ pub fn sarif(report: &Report) -> String {
             } else {
                 format!("fixed in {}", f.fixed.join(", "))
             };
+            let message = match (&f.package, &f.secret, &f.check) {
+                (Some(pk), _, _) => format!(
+                    "{} {} is affected by {} ({}); {fix}",
+                    pk.name,
+                    pk.version,
+                    f.id,
+                    sev_text(f)
+                ),
+                (None, Some(sec), _) => {
+                    format!("{} ({}): `{}`", sec.rule, sev_text(f), sec.redacted)
+                }
+                (None, None, Some(c)) => format!("{} ({})", c.message, sev_text(f)),
+                _ => f.summary.clone(),
+            };
+            let mut region =
+                json!({"startLine": f.location.start_line, "endLine": f.location.end_line});
+            if let Some(sec) = &f.secret {
+                region["startColumn"] = json!(sec.column);
+            }
+            let mut props = json!({"gated": f.gated});
+            if let Some(pk) = &f.package {
+                props["purl"] = json!(pk.purl);
+            }
+            if let Some(l) = &f.layer {
+                props["layer"] = json!(l);
+            }
             json!({
                 "ruleId": f.id,
                 "ruleIndex": idx,
                 "level": level(f),
-                "message": {"text": format!(
-                    "{} {} is affected by {} ({}); {fix}",
-                    f.package.name, f.package.version, f.id, sev_text(f)
-                )},
+                "message": {"text": message},
                 "locations": [{"physicalLocation": {
                     "artifactLocation": {
                         "uri": sarif_uri(&report.target.path, &f.location.path),
                         "uriBaseId": "%SRCROOT%",
                     },
-                    "region": {"startLine": f.location.start_line, "endLine": f.location.end_line},
+                    "region": region,
                 }}],
                 "partialFingerprints": {"pipeScan/v1": f.fingerprint},
-                "properties": {"purl": f.package.purl, "gated": f.gated},
+                "properties": props,
             })
         })
         .collect();
@@ -371,7 +513,7 @@ pub fn sarif(report: &Report) -> String {
             }},
             // One category per scanned directory, so runs over different targets do not
             // replace each other's alerts.
-            "automationDetails": {"id": format!("pipe-scan/vuln/{}", sarif_uri(&report.target.path, ""))},
+            "automationDetails": {"id": format!("pipe-scan/{}/{}", report.scanners.join("-"), sarif_uri(&report.target.path, ""))},
             "originalUriBaseIds": {"%SRCROOT%": {"description": {"text": "the scanned directory"}}},
             "results": results,
         }],
@@ -397,11 +539,42 @@ fn sarif_uri(target: &str, path: &str) -> String {
 }
 
 fn level(f: &Finding) -> &'static str {
-    match (f.kind, f.severity) {
-        (Kind::Vulnerability, Severity::Critical | Severity::High) => "error",
-        (Kind::Vulnerability, _) => "warning",
+    match (f.kind.by_severity(), f.severity) {
+        (true, Severity::Critical | Severity::High) => "error",
+        (true, _) => "warning",
         _ => "note",
     }
+}
+
+/// The SARIF rule of a secret or misconfiguration.
+fn detection_rule(f: &Finding) -> Value {
+    let help = match (&f.secret, &f.check) {
+        (Some(_), _) => "Remove the secret from the file (and from history), rotate it, and load it from a secret store at run time.".to_owned(),
+        (_, Some(c)) => c.resolution.clone(),
+        _ => String::new(),
+    };
+    let aliases = if f.aliases.is_empty() {
+        String::new()
+    } else {
+        format!(" (also {})", f.aliases.join(", "))
+    };
+    let title = format!("{}{aliases}: {}", f.id, f.summary);
+    json!({
+        "id": f.id,
+        "name": f.id.replace('-', ""),
+        "shortDescription": {"text": title},
+        "fullDescription": {"text": title},
+        "help": {
+            "text": format!("{title}\nSeverity: {}\n{help}", f.severity.as_str()),
+            "markdown": format!("**{}**{aliases}: {}\n\nSeverity: {}\n\n{help}", f.id, md_escape(&f.summary), f.severity.as_str()),
+        },
+        "defaultConfiguration": {"level": level(f)},
+        "properties": {
+            "tags": ["security", f.kind.as_str()],
+            "precision": "high",
+            "security-severity": format!("{:.1}", f.severity.nominal_score()),
+        },
+    })
 }
 
 /// The inventory as a CycloneDX 1.6 JSON SBOM. The serial number is derived from the
@@ -424,6 +597,9 @@ pub fn cyclonedx(report: &Report) -> String {
             ];
             for x in pkgs {
                 props.push(json!({"name": "pipe:location", "value": format!("{}:{}", x.source_file, x.line)}));
+                if let Some(l) = &x.layer {
+                    props.push(json!({"name": "pipe:layer", "value": l}));
+                }
             }
             json!({
                 "type": "library",

@@ -29,8 +29,16 @@ pub struct Report {
     pub tool: Tool,
     /// What was scanned.
     pub target: Target,
-    /// The database used.
-    pub db: DbInfo,
+    /// The scanners that ran (`vuln`, `secret`, `misconfig`).
+    pub scanners: Vec<&'static str>,
+    /// The image, for image targets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<super::image::ImageInfo>,
+    /// The digest of the secret rules, when secrets were scanned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_rules: Option<String>,
+    /// The database used (none when vulnerabilities were not scanned).
+    pub db: Option<DbInfo>,
     /// The ignore file, when one was read.
     pub ignore_file: Option<IgnoreInfo>,
     /// VEX documents read.
@@ -65,7 +73,7 @@ pub struct Tool {
 /// `target`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Target {
-    /// `fs`.
+    /// `fs`, `rootfs` or `image`.
     pub kind: &'static str,
     /// The path as given.
     pub path: String,
@@ -242,8 +250,9 @@ pub struct Finding {
     pub severity_source: String,
     /// CVSS, when the severity came from a vector.
     pub cvss: Option<Cvss>,
-    /// The package.
-    pub package: PackageRef,
+    /// The package (vulnerabilities and informational kinds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package: Option<PackageRef>,
     /// Fixed versions above the installed one.
     pub fixed: Vec<String>,
     /// Affected ranges.
@@ -252,6 +261,15 @@ pub struct Finding {
     pub platform: Option<String>,
     /// Location.
     pub location: Location,
+    /// The secret, redacted (secrets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<super::secret::SecretDetail>,
+    /// The check (misconfigurations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckDetail>,
+    /// The image layer (diff id) that added the file (image targets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
     /// Suppression, when suppressed.
     pub suppressed_by: Option<Suppression>,
     /// Already in the baseline.
@@ -267,9 +285,18 @@ impl Finding {
     pub fn shown(&self, threshold: Severity) -> bool {
         self.suppressed_by.is_none()
             && (self.gated
-                || self.kind != Kind::Vulnerability
+                || !self.kind.by_severity()
                 || self.severity == Severity::Unknown
                 || self.severity >= threshold)
+    }
+
+    /// What the finding is about: the package, or the file for secrets and
+    /// misconfigurations.
+    pub fn subject(&self) -> String {
+        match &self.package {
+            Some(p) => format!("{} {}", p.name, p.version),
+            None => self.location.path.clone(),
+        }
     }
 
     /// The severity used by the gate.
@@ -287,6 +314,56 @@ impl Finding {
         v.extend(self.aliases.iter().map(String::as_str));
         v
     }
+}
+
+/// What a misconfiguration finding shows about its check.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct CheckDetail {
+    /// `dockerfile`, `workflow` or `kubernetes`.
+    pub source: &'static str,
+    /// What is wrong, here.
+    pub message: String,
+    /// How to fix it.
+    pub resolution: String,
+}
+
+/// A secret or misconfiguration found by a scanner, before the policy is applied.
+#[derive(Clone, Debug)]
+pub struct Detection {
+    /// `Secret` or `Misconfig`.
+    pub kind: Kind,
+    /// Rule or check id.
+    pub id: String,
+    /// Other ids (Trivy's, zizmor's).
+    pub aliases: Vec<String>,
+    /// One-line title.
+    pub title: String,
+    /// Severity.
+    pub severity: Severity,
+    /// The file, relative to the target.
+    pub path: String,
+    /// First line.
+    pub start_line: u32,
+    /// Last line.
+    pub end_line: u32,
+    /// Stable identity (line-independent).
+    pub fingerprint: String,
+    /// Secret details.
+    pub secret: Option<super::secret::SecretDetail>,
+    /// Check details.
+    pub check: Option<CheckDetail>,
+    /// The layer that added the file (images).
+    pub layer: Option<String>,
+}
+
+/// A line-independent fingerprint of a misconfiguration: check, file and what it is about.
+pub fn check_fingerprint(id: &str, path: &str, subject: &str) -> String {
+    let mut h = Sha256::new();
+    for part in ["misconfig", id, path, subject] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..16])
 }
 
 /// Everything the policy needs.
@@ -324,6 +401,7 @@ fn fingerprint(kind: Kind, id: &str, p: &Package) -> String {
 pub fn findings(
     packages: &[Package],
     matches: Vec<Match>,
+    detections: Vec<Detection>,
     inputs: &PolicyInputs<'_>,
     warnings: &mut Vec<Warning>,
 ) -> Vec<Finding> {
@@ -346,14 +424,14 @@ pub fn findings(
                 (Some(vector), Some(score)) => Some(Cvss { vector, score }),
                 _ => None,
             },
-            package: PackageRef {
+            package: Some(PackageRef {
                 ecosystem: p.ecosystem.clone(),
                 name: p.name.clone(),
                 version: p.version.clone(),
                 purl: p.purl.clone(),
                 direct: p.direct,
                 dev: p.dev,
-            },
+            }),
             fixed: m.fixed,
             affected: m.affected,
             platform: m.platform,
@@ -362,6 +440,9 @@ pub fn findings(
                 start_line: p.line,
                 end_line: p.line,
             },
+            secret: None,
+            check: None,
+            layer: p.layer.clone(),
             suppressed_by: None,
             in_baseline: false,
             gated: false,
@@ -370,7 +451,7 @@ pub fn findings(
         let rule = inputs.ignores.and_then(|ig| {
             ig.rules
                 .iter()
-                .position(|r| !r.expired(inputs.today) && r.matches(&ids, p))
+                .position(|r| !r.expired(inputs.today) && r.matches(&ids, Some(p), &p.source_file))
                 .map(|k| (ig, k))
         });
         let suppressed = if let Some((ig, k)) = rule {
@@ -394,12 +475,66 @@ pub fn findings(
         f.in_baseline = in_baseline;
         let counts =
             f.suppressed_by.is_none() && !f.in_baseline && (policy.include_dev_deps || !p.dev);
-        let by_severity = f.kind == Kind::Vulnerability
+        let by_severity = f.kind.by_severity()
             && policy
                 .fail_on
                 .is_some_and(|t| f.effective_severity(policy.unknown_severity_as) >= t);
-        let by_kind = f.kind != Kind::Vulnerability && policy.fail_on_kind.contains(&f.kind);
+        let by_kind = !f.kind.by_severity() && policy.fail_on_kind.contains(&f.kind);
         f.gated = counts && (by_severity || by_kind);
+        out.push(f);
+    }
+    for d in detections {
+        let mut f = Finding {
+            fingerprint: d.fingerprint,
+            kind: d.kind,
+            id: d.id,
+            aliases: d.aliases,
+            summary: d.title,
+            severity: d.severity,
+            severity_source: match d.kind {
+                Kind::Secret => "secret rule".into(),
+                _ => "check".into(),
+            },
+            cvss: None,
+            package: None,
+            fixed: Vec::new(),
+            affected: Vec::new(),
+            platform: None,
+            location: Location {
+                path: d.path,
+                start_line: d.start_line,
+                end_line: d.end_line,
+            },
+            secret: d.secret,
+            check: d.check,
+            layer: d.layer,
+            suppressed_by: None,
+            in_baseline: false,
+            gated: false,
+        };
+        let ids = f.ids();
+        let rule = inputs.ignores.and_then(|ig| {
+            ig.rules
+                .iter()
+                .position(|r| !r.expired(inputs.today) && r.matches(&ids, None, &f.location.path))
+                .map(|k| (ig, k))
+        });
+        if let Some((ig, k)) = rule {
+            used[k] = true;
+            let r = &ig.rules[k];
+            f.suppressed_by = Some(Suppression::Ignore {
+                path: ig.path.clone(),
+                line: r.line,
+                reason: r.reason.clone(),
+                expires: r.expires.clone(),
+            });
+        }
+        f.in_baseline = inputs
+            .baseline
+            .is_some_and(|b| b.contains_fingerprint(&f.fingerprint));
+        f.gated = f.suppressed_by.is_none()
+            && !f.in_baseline
+            && policy.fail_on.is_some_and(|t| f.severity >= t);
         out.push(f);
     }
     if let Some(ig) = inputs.ignores {
@@ -425,22 +560,18 @@ pub fn findings(
             }
         }
     }
-    out.sort_by(|a, b| {
+    let key = |f: &Finding| {
         (
-            &a.location.path,
-            a.location.start_line,
-            &a.package.name,
-            &a.package.version,
-            &a.id,
+            f.location.path.clone(),
+            f.location.start_line,
+            f.package
+                .as_ref()
+                .map(|p| (p.name.clone(), p.version.clone())),
+            f.id.clone(),
+            f.fingerprint.clone(),
         )
-            .cmp(&(
-                &b.location.path,
-                b.location.start_line,
-                &b.package.name,
-                &b.package.version,
-                &b.id,
-            ))
-    });
+    };
+    out.sort_by_cached_key(key);
     out
 }
 
@@ -463,7 +594,7 @@ pub fn summarize(packages: usize, findings: &[Finding]) -> Summary {
             continue;
         }
         *s.by_kind.entry(f.kind).or_default() += 1;
-        if f.kind == Kind::Vulnerability {
+        if f.kind.by_severity() {
             *s.by_severity.entry(f.severity).or_default() += 1;
         }
         s.in_baseline += usize::from(f.in_baseline);

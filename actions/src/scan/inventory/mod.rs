@@ -59,6 +59,9 @@ pub struct Package {
     /// For OS packages, the source package (name, version) that advisories are keyed by.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_package: Option<(String, String)>,
+    /// For image targets, the layer (diff id) that added the source file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
 }
 
 impl Package {
@@ -199,19 +202,19 @@ fn rel_path(root: &Path, p: &Path) -> String {
         .join("/")
 }
 
-/// Finds the files to read below `root`.
-pub fn find_files(root: &Path, opts: &WalkOptions) -> Result<Vec<(String, Kind)>, WalkError> {
+/// Every regular file below `root` (relative, `/`-separated, sorted), honouring the walk
+/// options; symbolic links are never followed. A single file is listed as its own name.
+pub fn walk_files(root: &Path, opts: &WalkOptions) -> Result<Vec<String>, WalkError> {
     let meta = std::fs::metadata(root).map_err(|e| WalkError::Root {
         path: root.to_path_buf(),
         reason: super::io_reason(&e),
     })?;
     if !meta.is_dir() {
-        // A single file is scanned as itself.
         let name = root
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        return Ok(kind_of(&name).map(|k| vec![(name, k)]).unwrap_or_default());
+        return Ok(vec![name]);
     }
     let skip_dirs = globset(&opts.skip_dirs)?;
     let skip_files = globset(&opts.skip_files)?;
@@ -249,10 +252,32 @@ pub fn find_files(root: &Path, opts: &WalkOptions) -> Result<Vec<(String, Kind)>
         if skip_files.is_match(&rel) {
             continue;
         }
-        if let Some(k) = kind_of(&rel) {
-            out.push((rel, k));
-        }
+        out.push(rel);
     }
+    out.sort();
+    Ok(out)
+}
+
+/// Finds the files to read below `root`.
+pub fn find_files(root: &Path, opts: &WalkOptions) -> Result<Vec<(String, Kind)>, WalkError> {
+    if !root.is_dir() {
+        // A single file is scanned as itself.
+        let name = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Err(e) = std::fs::metadata(root) {
+            return Err(WalkError::Root {
+                path: root.to_path_buf(),
+                reason: super::io_reason(&e),
+            });
+        }
+        return Ok(kind_of(&name).map(|k| vec![(name, k)]).unwrap_or_default());
+    }
+    let mut out: Vec<(String, Kind)> = walk_files(root, opts)?
+        .into_iter()
+        .filter_map(|rel| kind_of(&rel).map(|k| (rel, k)))
+        .collect();
     // go.sum only counts where no go.mod stands beside it (go.mod is the build list).
     let mods: std::collections::HashSet<String> = out
         .iter()
@@ -379,6 +404,7 @@ impl FileCtx<'_> {
             dev,
             origin,
             source_package: None,
+            layer: None,
         }
     }
 
@@ -459,6 +485,13 @@ impl Lines {
     pub fn new(text: &str) -> Lines {
         let mut starts = vec![0];
         starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
+        Lines { starts }
+    }
+
+    /// Indexes bytes that may not be UTF-8.
+    pub fn new_bytes(bytes: &[u8]) -> Lines {
+        let mut starts = vec![0];
+        starts.extend(memchr::memchr_iter(b'\n', bytes).map(|i| i + 1));
         Lines { starts }
     }
 

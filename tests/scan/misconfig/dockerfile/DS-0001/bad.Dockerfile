@@ -1,0 +1,3 @@
+FROM debian:latest
+USER app
+HEALTHCHECK CMD ["/app/health"]

@@ -1,0 +1,3 @@
+FROM debian:12.8@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+USER app
+HEALTHCHECK CMD ["/app/health"]

@@ -1,0 +1,5 @@
+FROM debian:12
+USER root
+RUN id
+USER 1000:1000
+HEALTHCHECK CMD true

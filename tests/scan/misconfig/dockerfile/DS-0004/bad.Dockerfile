@@ -1,0 +1,4 @@
+FROM debian:12
+EXPOSE 22/tcp 80
+USER app
+HEALTHCHECK CMD ["/app/health"]

@@ -1,0 +1,4 @@
+FROM debian:12
+EXPOSE 80 443
+USER app
+HEALTHCHECK CMD ["/app/health"]

@@ -1,0 +1,4 @@
+FROM debian:12
+RUN sudo make install
+USER app
+HEALTHCHECK CMD ["/app/health"]

@@ -1,0 +1,5 @@
+FROM debian:12
+WORKDIR /src
+RUN make
+USER app
+HEALTHCHECK CMD ["/app/health"]

@@ -1,0 +1,5 @@
+FROM debian:12
+CMD ["a"]
+CMD ["b"]
+USER app
+HEALTHCHECK CMD ["/app/health"]

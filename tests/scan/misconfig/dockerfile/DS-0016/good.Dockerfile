@@ -1,0 +1,4 @@
+FROM debian:12
+CMD ["b"]
+USER app
+HEALTHCHECK CMD ["/app/health"]

@@ -1,0 +1,5 @@
+FROM debian:12
+ARG NPM_TOKEN
+ENV DB_PASSWORD=hunter2
+USER app
+HEALTHCHECK CMD ["/app/health"]

@@ -1,0 +1,16 @@
+'use strict';
+module.exports = { port, retries };
+const secret = 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
+module.exports = { port, retries };
+const password = 'changeme';
+const retries = 3;
+const discord_webhook = 'https://discord.com/api/webhooks/281697147683499656/bAyMkPiEYcFqu-kbbpmcKPgohGee-KslPE9F7n2OKgKvQ63fSBBi1nFlDSWe_XnEa7LS';
+const retries = 3;
+const github_token = 'ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx';
+module.exports = { port, retries };
+const shopify_access_token = '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';
+const retries = 3;
+const age_key = 'AGE-SECRET-KEY-1WJSW0UYJ72GKSSSA742CXLK2PEY089PCE0CAYHSZVQQ7Y65U9R6L462A7C';
+const retries = 3;
+const api_key = '<your-api-key-here>';
+const retries = 3;
