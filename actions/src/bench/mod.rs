@@ -1,0 +1,5 @@
+//! `pipe bench`: timing commands, ingesting other tools' results, history and the regression
+//! gate. The CLI and the future `pipe/bench@v1` action call these functions; nothing here
+//! prints or exits.
+
+pub mod stats;
