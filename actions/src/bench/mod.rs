@@ -2,4 +2,7 @@
 //! gate. The CLI and the future `pipe/bench@v1` action call these functions; nothing here
 //! prints or exits.
 
+pub mod compare;
+pub mod fingerprint;
+pub mod run;
 pub mod stats;
