@@ -4,5 +4,7 @@
 
 pub mod compare;
 pub mod fingerprint;
+pub mod history;
+pub mod ingest;
 pub mod run;
 pub mod stats;
