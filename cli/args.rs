@@ -42,6 +42,8 @@ pub enum Command {
     Cache(CacheArgs),
     /// Scan dependencies for known vulnerabilities, offline (`fs`, `db import`, `db status`).
     Scan(crate::commands::scan::ScanArgs),
+    /// Time commands (hyperfine's flags), compare with baselines, show history.
+    Bench(crate::commands::bench::BenchArgs),
 }
 
 /// Which workflows, jobs and legs (`run`, `list` and `graph` share these).
