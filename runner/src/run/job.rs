@@ -67,6 +67,8 @@ pub struct Shared {
     pub has_bash: bool,
     /// `--isolate`: each job gets a fresh copy of the committed tree instead of `workspace`.
     pub isolate: bool,
+    /// Reads the files a job's `reports:` declares (none: they are not read).
+    pub results: Option<Arc<dyn crate::run::results::ResultsCollector>>,
 }
 
 /// One leg to run.
@@ -706,6 +708,23 @@ impl<'a> LegRunner<'a> {
             }
         }
         timer.abort();
+        // `reports:`: read before the workspace is cleaned up, whatever the conclusion.
+        if let (Some(collector), Some(node)) = (&shared.results, &job.reports) {
+            match crate::run::results::parse_reports(node) {
+                Ok(reports) => {
+                    let warnings = collector.collect(&crate::run::results::LegResults {
+                        job_id: &job.id.value,
+                        name: &self.spec.job_ref.name,
+                        workspace: &self.workspace,
+                        reports: &reports,
+                    });
+                    for w in warnings {
+                        self.notice(NoticeLevel::Warning, &w);
+                    }
+                }
+                Err(e) => self.notice(NoticeLevel::Warning, &e),
+            }
+        }
         if let Some(mut h) = handle
             && let Err(e) = h.cleanup().await
         {

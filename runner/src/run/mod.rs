@@ -9,5 +9,6 @@ pub mod job;
 pub mod mask;
 pub mod output;
 pub mod report;
+pub mod results;
 pub mod scheduler;
 pub mod setup;
