@@ -5,9 +5,11 @@
 //! `snapshots` pins the rendered output of every rule and format; `bad_input` feeds files no
 //! workflow should be; `plan` drives `list` and `graph`; `conformance` runs the end-to-end
 //! workflows of `tests/conformance/` and the interrupt tests; `cache` drives `pipe cache` and
-//! its fault tests; `scan` drives `pipe scan`.
+//! its fault tests; `scan` drives `pipe scan`; `bench` drives `pipe bench` and the job
+//! `reports:` key.
 
 mod bad_input;
+mod bench;
 mod cache;
 mod common;
 mod conformance;
