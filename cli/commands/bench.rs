@@ -108,6 +108,9 @@ pub struct RunBenchArgs {
     /// Exit 1 when a command is a regression against the first (FAIL).
     #[arg(long)]
     pub gate: bool,
+    /// Keep a FAIL without measuring the failing commands a second time.
+    #[arg(long)]
+    pub no_confirm: bool,
     #[command(flatten)]
     pub gate_args: GateArgs,
 }
@@ -314,6 +317,7 @@ fn time(cli: &Cli, a: &RunBenchArgs) -> u8 {
         cwd: None,
         seed: a.gate_args.seed,
         gate: a.gate_args.options(),
+        confirm: !a.no_confirm,
     };
     let show_bar = !cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let bar = Bar(show_bar.then(|| {

@@ -155,7 +155,7 @@ fn compare_against_history_decides_pass_and_fail() {
     };
     bench("sleep 0.02");
     git(r.path(), &["commit", "-q", "--allow-empty", "-m", "slower"]);
-    bench("sleep 0.06");
+    bench("sleep 0.1");
     let c = pipe(r.path(), state.path(), &["bench", "compare", "--json"]);
     assert_eq!(c.code, Some(1), "{}{}", c.stdout, c.stderr);
     let j: serde_json::Value = serde_json::from_str(&c.stdout).expect("json");
@@ -179,7 +179,7 @@ fn compare_against_history_decides_pass_and_fail() {
             "--export-json",
             "base.json",
             "--",
-            "sleep 0.15",
+            "sleep 0.25",
         ],
     );
     assert_eq!(run.code, Some(0), "{}", run.stderr);

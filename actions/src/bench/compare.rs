@@ -109,6 +109,9 @@ pub struct Comparison {
     pub improved: bool,
     /// The method, for records: `mwu+bootstrap-median-ratio/1`.
     pub method: String,
+    /// For a FAIL in `pipe bench`: whether the confirmation rerun failed too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed: Option<bool>,
 }
 
 /// One benchmark's samples for [`compare_all`].
@@ -200,7 +203,7 @@ fn decide(
     let boot = stats::bootstrap_ratio_ci(
         p.candidate,
         p.baseline,
-        stats::median,
+        stats::median_mut,
         level,
         opts.resamples,
         opts.seed,
@@ -223,6 +226,7 @@ fn decide(
         p_within,
         improved: false,
         method: "mwu+bootstrap-median-ratio/1".to_string(),
+        confirmed: None,
     };
     let n = p.baseline.len().min(p.candidate.len());
     if !tested || n < opts.min_samples {

@@ -53,6 +53,8 @@ pub struct BenchOptions {
     pub seed: u64,
     /// The gate applied when several commands are compared with the first.
     pub gate: GateOptions,
+    /// Rerun the commands that FAIL once and keep FAIL only if the rerun fails too.
+    pub confirm: bool,
 }
 
 impl Default for BenchOptions {
@@ -72,6 +74,7 @@ impl Default for BenchOptions {
             cwd: None,
             seed: 0x5EED,
             gate: GateOptions::default(),
+            confirm: true,
         }
     }
 }
@@ -521,6 +524,7 @@ pub fn run_bench(
     } else {
         Vec::new()
     };
+    let comparisons = confirm(opts, comparisons, progress, cancelled)?;
     Ok(BenchReport {
         results,
         pipe: PipeMeta {
@@ -531,6 +535,59 @@ pub fn run_bench(
             interleaved: opts.interleave && cmds.len() > 1,
         },
     })
+}
+
+/// On FAIL, the failing commands are measured once more against the first with fresh
+/// samples (promotion.md §2.3 point 9): a FAIL stands only if the rerun fails too, which
+/// squares the false-alarm rate. An unconfirmed one becomes INCONCLUSIVE.
+fn confirm(
+    opts: &BenchOptions,
+    mut comparisons: Vec<Comparison>,
+    progress: &dyn Progress,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Vec<Comparison>, BenchError> {
+    if !opts.confirm {
+        return Ok(comparisons);
+    }
+    let failing: Vec<usize> = comparisons
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.verdict == compare::Verdict::Fail)
+        .map(|(i, _)| i + 1)
+        .collect();
+    if failing.is_empty() {
+        return Ok(comparisons);
+    }
+    let mut again = opts.clone();
+    again.confirm = false;
+    again.warmup = 0;
+    again.seed = opts.seed.wrapping_add(1);
+    again.commands = std::iter::once(0)
+        .chain(failing.iter().copied())
+        .map(|i| opts.commands[i].clone())
+        .collect();
+    again.names = std::iter::once(0)
+        .chain(failing.iter().copied())
+        .map(|i| {
+            opts.names
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| opts.commands[i].clone())
+        })
+        .collect();
+    let rerun = run_bench(&again, progress, cancelled)?;
+    for (k, &i) in failing.iter().enumerate() {
+        let Some(second) = rerun.pipe.comparisons.get(k) else {
+            continue;
+        };
+        let c = &mut comparisons[i - 1];
+        c.confirmed = Some(second.verdict == compare::Verdict::Fail);
+        if second.verdict != compare::Verdict::Fail {
+            c.verdict = compare::Verdict::Inconclusive;
+            c.reason = format!("{}; not confirmed by a rerun ({})", c.reason, second.reason);
+        }
+    }
+    Ok(comparisons)
 }
 
 /// Builds one result from its times (seconds).
@@ -555,7 +612,7 @@ pub fn result_from_times(
         system,
         min: s.as_ref().map_or(f64::NAN, |s| s.min),
         max: s.as_ref().map_or(f64::NAN, |s| s.max),
-        median_ci95: stats::bootstrap_ci(&times, stats::median, 0.95, 10_000, seed),
+        median_ci95: stats::bootstrap_ci(&times, stats::median_mut, 0.95, 10_000, seed),
         outliers: stats::outliers(&times),
         mad: s.as_ref().map_or(f64::NAN, |s| s.mad),
         times,
@@ -587,7 +644,7 @@ mod tests {
     #[test]
     fn times_and_compares_commands() {
         let opts = BenchOptions {
-            commands: vec!["true".into(), "sleep 0.02".into()],
+            commands: vec!["true".into(), "sleep 0.1".into()],
             runs: Some(10),
             warmup: 1,
             shell: Shell::None,
@@ -596,10 +653,16 @@ mod tests {
         let r = run_bench(&opts, &NoProgress, &|| false).expect("bench");
         assert_eq!(r.results.len(), 2);
         assert_eq!(r.results[0].times.len(), 10);
-        assert!(r.results[1].min >= 0.02, "{:?}", r.results[1]);
+        assert!(r.results[1].min >= 0.1, "{:?}", r.results[1]);
         assert!(r.results[0].exit_codes.iter().all(|c| *c == 0));
         assert_eq!(r.pipe.comparisons.len(), 1);
-        assert_eq!(r.pipe.comparisons[0].verdict, compare::Verdict::Fail);
+        assert_eq!(
+            r.pipe.comparisons[0].verdict,
+            compare::Verdict::Fail,
+            "{:?}",
+            r.pipe.comparisons[0]
+        );
+        assert_eq!(r.pipe.comparisons[0].confirmed, Some(true));
         assert!(r.pipe.shell_spawn.is_none());
     }
 
