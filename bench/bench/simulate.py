@@ -42,14 +42,15 @@ def calibrate(spin, target_s):
         n *= 4
 
 
-def trial(pipe, a, b, runs, threshold, seed):
+def trial(pipe, a, b, runs, threshold, seed, metric):
     out = subprocess.run(
-        [pipe, "bench", "-N", "--runs", str(runs), "--no-record", "--json",
+        [pipe, "bench", "-N", "--runs", str(runs), "--no-record", "--json", "--metric", metric,
          "--threshold", str(threshold), "--seed", str(seed), "--", a, b],
         check=True, capture_output=True, text=True,
     ).stdout
     j = json.loads(out)
-    base, cand = j["results"][0]["times"], j["results"][1]["times"]
+    key = "times" if metric == "wall" else "cpu_times"
+    base, cand = j["results"][0][key], j["results"][1][key]
     verdict = j["pipe"]["comparisons"][0]["verdict"]
     naive = (sum(cand) / len(cand)) / (sum(base) / len(base)) > 1 + threshold / 100
     return verdict, naive
@@ -62,6 +63,7 @@ def main():
     ap.add_argument("--threshold", type=float, default=5.0)
     ap.add_argument("--loop-ms", type=float, default=15.0)
     ap.add_argument("--pipe", default=str(HERE.parents[1] / "target/release/pipe"))
+    ap.add_argument("--metric", choices=["wall", "cpu"], default="wall")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,14 +76,15 @@ def main():
         for name, cand in (("A/A (same loop)", a), ("10% slower loop", slow)):
             c = {"FAIL": 0, "PASS": 0, "INCONCLUSIVE": 0, "naive": 0}
             for i in range(args.trials):
-                v, naive = trial(args.pipe, a, cand, args.runs, args.threshold, i + 1)
+                v, naive = trial(args.pipe, a, cand, args.runs, args.threshold, i + 1, args.metric)
                 c[v] += 1
                 c["naive"] += naive
             counts[name] = c
         minutes = (time.time() - started) / 60
     load = os.getloadavg()
     lines = [
-        f"{args.trials} trials per row, {args.runs} interleaved runs per command per trial, "
+        f"`--metric {args.metric}`: {args.trials} trials per row, {args.runs} interleaved runs "
+        f"per command per trial, "
         f"loop ≈ {args.loop_ms:g} ms, τ = {args.threshold:g} %, family α = 0.01; "
         f"{minutes:.1f} min, load average at the end {load[0]:.1f} on {os.cpu_count()} cores.",
         "",
@@ -99,8 +102,8 @@ def main():
     if args.write:
         path = HERE / "RESULTS.md"
         text = path.read_text() if path.exists() else ""
-        start = "<!-- simulation -->\n"
-        end = "<!-- /simulation -->\n"
+        start = f"<!-- simulation {args.metric} -->\n"
+        end = f"<!-- /simulation {args.metric} -->\n"
         block = start + table + end
         if start in text and end in text:
             text = text[: text.index(start)] + block + text[text.index(end) + len(end):]

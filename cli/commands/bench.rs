@@ -111,8 +111,21 @@ pub struct RunBenchArgs {
     /// Keep a FAIL without measuring the failing commands a second time.
     #[arg(long)]
     pub no_confirm: bool,
+    /// What the comparison and the history read: wall-clock time, or the process's user +
+    /// system CPU time (steadier on a busy machine, blind to waiting).
+    #[arg(long, value_enum, default_value_t = MetricArg::Wall)]
+    pub metric: MetricArg,
     #[command(flatten)]
     pub gate_args: GateArgs,
+}
+
+/// `--metric`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricArg {
+    /// Wall-clock time.
+    Wall,
+    /// User + system CPU time.
+    Cpu,
 }
 
 /// The `pipe bench` subcommands.
@@ -318,6 +331,10 @@ fn time(cli: &Cli, a: &RunBenchArgs) -> u8 {
         seed: a.gate_args.seed,
         gate: a.gate_args.options(),
         confirm: !a.no_confirm,
+        metric: match a.metric {
+            MetricArg::Wall => run::Metric::Wall,
+            MetricArg::Cpu => run::Metric::Cpu,
+        },
     };
     let show_bar = !cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let bar = Bar(show_bar.then(|| {

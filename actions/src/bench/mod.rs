@@ -39,14 +39,19 @@ pub fn provenance(root: &Path, env: &dyn Fn(&str) -> Option<String>) -> Provenan
     }
 }
 
-/// The series of a `pipe bench` report (one per command, named by its display name).
+/// The series of a `pipe bench` report (one per command, named by its display name; CPU-time
+/// series get ` (cpu)` appended so they never meet wall-time ones in a comparison).
 pub fn series_of(report: &run::BenchReport) -> Vec<BenchSeries> {
+    let m = report.pipe.metric;
     report
         .results
         .iter()
         .map(|r| BenchSeries {
-            name: r.name.clone(),
-            samples: r.times.clone(),
+            name: match m {
+                run::Metric::Wall => r.name.clone(),
+                run::Metric::Cpu => format!("{} (cpu)", r.name),
+            },
+            samples: m.of(r).to_vec(),
             source: "pipe-bench".to_string(),
             aggregate: false,
         })

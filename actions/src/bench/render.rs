@@ -98,7 +98,14 @@ pub fn text(report: &BenchReport, paint: &dyn Paint) -> String {
         s.push('\n');
     }
     if !report.pipe.comparisons.is_empty() {
-        let _ = writeln!(s, "{}", paint.bold("Summary"));
+        let _ = writeln!(
+            s,
+            "{}",
+            paint.bold(match report.pipe.metric {
+                super::run::Metric::Wall => "Summary",
+                super::run::Metric::Cpu => "Summary (CPU time)",
+            })
+        );
         let base = &report.results[0];
         for c in &report.pipe.comparisons {
             let _ = writeln!(

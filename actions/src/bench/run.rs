@@ -55,6 +55,8 @@ pub struct BenchOptions {
     pub gate: GateOptions,
     /// Rerun the commands that FAIL once and keep FAIL only if the rerun fails too.
     pub confirm: bool,
+    /// What the gate and the history read.
+    pub metric: Metric,
 }
 
 impl Default for BenchOptions {
@@ -75,6 +77,7 @@ impl Default for BenchOptions {
             seed: 0x5EED,
             gate: GateOptions::default(),
             confirm: true,
+            metric: Metric::Wall,
         }
     }
 }
@@ -163,6 +166,31 @@ pub struct CommandResult {
     pub outliers: Outliers,
     /// pipe: warm-up runs done.
     pub warmup: u32,
+    /// pipe: user + system CPU time of every timed run (shell's subtracted).
+    #[serde(default)]
+    pub cpu_times: Vec<f64>,
+}
+
+/// What the gate compares.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// Wall-clock time (hyperfine's `times`).
+    #[default]
+    Wall,
+    /// User + system CPU time of the process: far less sensitive to other load on a shared
+    /// machine, blind to time spent waiting (I/O, sleeps, other processes).
+    Cpu,
+}
+
+impl Metric {
+    /// The samples of a result this metric reads.
+    pub fn of(self, r: &CommandResult) -> &[f64] {
+        match self {
+            Metric::Wall => &r.times,
+            Metric::Cpu => &r.cpu_times,
+        }
+    }
 }
 
 /// Shell start-up time, subtracted from every sample.
@@ -191,6 +219,8 @@ pub struct PipeMeta {
     pub comparisons: Vec<Comparison>,
     /// The commands took turns.
     pub interleaved: bool,
+    /// What the comparisons read.
+    pub metric: Metric,
 }
 
 /// The export: hyperfine's `{"results": [...]}` plus `pipe`.
@@ -499,7 +529,7 @@ pub fn run_bench(
                     .map(|s| (s.system - ds).max(0.0))
                     .collect::<Vec<_>>(),
             );
-            result_from_times(
+            let mut r = result_from_times(
                 &opts.commands[i],
                 opts.names.get(i).cloned(),
                 times,
@@ -508,7 +538,12 @@ pub fn run_bench(
                 system,
                 opts.warmup,
                 opts.seed,
-            )
+            );
+            r.cpu_times = ss
+                .iter()
+                .map(|s| (s.user + s.system - du - ds).max(0.0))
+                .collect();
+            r
         })
         .collect();
     let comparisons = if results.len() > 1 {
@@ -516,8 +551,8 @@ pub fn run_bench(
             .iter()
             .map(|r| Pair {
                 name: &r.name,
-                baseline: &results[0].times,
-                candidate: &r.times,
+                baseline: opts.metric.of(&results[0]),
+                candidate: opts.metric.of(r),
             })
             .collect();
         compare::compare_all(&pairs, &opts.gate)
@@ -533,6 +568,7 @@ pub fn run_bench(
             shell_spawn,
             comparisons,
             interleaved: opts.interleave && cmds.len() > 1,
+            metric: opts.metric,
         },
     })
 }
@@ -619,6 +655,7 @@ pub fn result_from_times(
         exit_codes,
         name: name.unwrap_or_else(|| command.to_string()),
         warmup,
+        cpu_times: Vec::new(),
     }
 }
 
@@ -664,6 +701,34 @@ mod tests {
         );
         assert_eq!(r.pipe.comparisons[0].confirmed, Some(true));
         assert!(r.pipe.shell_spawn.is_none());
+    }
+
+    #[test]
+    fn cpu_metric_reads_cpu_times() {
+        let opts = BenchOptions {
+            commands: vec![
+                "true".into(),
+                "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done".into(),
+            ],
+            runs: Some(12),
+            metric: Metric::Cpu,
+            ..BenchOptions::default()
+        };
+        let r = run_bench(&opts, &NoProgress, &|| false).expect("bench");
+        assert_eq!(r.pipe.metric, Metric::Cpu);
+        assert_eq!(r.results[1].cpu_times.len(), 12);
+        assert!(
+            stats::median(&r.results[1].cpu_times) > 0.005,
+            "{:?}",
+            r.results[1]
+        );
+        assert_eq!(r.pipe.comparisons[0].verdict, compare::Verdict::Fail);
+        let s = super::super::series_of(&r);
+        assert_eq!(
+            s[1].name,
+            "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done (cpu)"
+        );
+        assert_eq!(s[1].samples, r.results[1].cpu_times);
     }
 
     #[test]
