@@ -102,8 +102,9 @@ def main():
     if args.write:
         path = HERE / "RESULTS.md"
         text = path.read_text() if path.exists() else ""
-        start = f"<!-- simulation {args.metric} -->\n"
-        end = f"<!-- /simulation {args.metric} -->\n"
+        tag = args.metric if args.runs == 20 else f"{args.metric} {args.runs}"
+        start = f"<!-- simulation {tag} -->\n"
+        end = f"<!-- /simulation {tag} -->\n"
         block = start + table + end
         if start in text and end in text:
             text = text[: text.index(start)] + block + text[text.index(end) + len(end):]

@@ -124,6 +124,15 @@ mod tests {
 
     #[test]
     fn draws_svg() {
+        if !FONT_PATHS.iter().any(|p| Path::new(p).exists()) {
+            // decisions.md: a missing outside tool skips the test, except in CI.
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "no system font for chart labels (install fonts-dejavu-core)"
+            );
+            eprintln!("skipped: no system font for chart labels");
+            return;
+        }
         let d = tempfile::tempdir().expect("tmp");
         let recs: Vec<Record> = (0..5)
             .map(|i| Record {
