@@ -44,6 +44,8 @@ pub enum Command {
     Why(WhyArgs),
     /// Scan for vulnerabilities, secrets and misconfiguration, offline (`fs`, `rootfs`, `image`, `db`).
     Scan(crate::commands::scan::ScanArgs),
+    /// Time commands (hyperfine's flags), compare with baselines, show history.
+    Bench(crate::commands::bench::BenchArgs),
 }
 
 /// Which workflows, jobs and legs (`run`, `list` and `graph` share these).

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         Command::Why(a) => commands::why::run(&cli, a),
         Command::Cache(a) => commands::cache::run(&cli, a),
         Command::Scan(a) => commands::scan::run(&cli, a),
+        Command::Bench(a) => commands::bench::run(&cli, a),
     };
     ExitCode::from(code)
 }

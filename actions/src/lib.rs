@@ -4,7 +4,9 @@
 //! Built-ins write their step summary to `GITHUB_STEP_SUMMARY` and their evidence below
 //! `PIPE_RUN_RECORD` (the run's record folder), both in the env they are given.
 
+pub mod bench;
 pub mod echo;
+pub mod reports;
 pub mod scan;
 
 use std::path::PathBuf;

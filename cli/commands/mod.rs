@@ -1,6 +1,7 @@
 //! One module per command, plus what `run`, `list` and `graph` share: selecting, loading and
 //! planning workflows.
 
+pub mod bench;
 pub mod cache;
 pub mod graph;
 pub mod list;
@@ -373,4 +374,10 @@ pub fn io_reason(e: &std::io::Error) -> String {
         std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
         _ => e.to_string().to_lowercase(),
     }
+}
+
+/// Prints `warning: message` on stderr.
+pub fn warn(cli: &Cli, message: &str) {
+    let s = err_styles(cli);
+    output::stderr_write(format!("{} {message}\n", s.paint(s.warning, "warning:")).as_bytes());
 }

@@ -445,6 +445,28 @@ async fn run_one(
     let github = setup::github_context(&facts);
     let default_env = setup::default_env(&facts, &github);
 
+    // `reports:`: only when some job declares result files.
+    let collector = l
+        .workflow
+        .jobs
+        .iter()
+        .any(|j| j.reports.is_some())
+        .then(|| {
+            let db = store
+                .as_ref()
+                .map(|s| pipe_actions::bench::history::path_in(s.dir()));
+            let prov = pipe_actions::bench::history::Provenance {
+                commit: git.sha.clone(),
+                branch: git
+                    .git_ref
+                    .strip_prefix("refs/heads/")
+                    .unwrap_or_default()
+                    .to_string(),
+                run: Some(run_number),
+            };
+            Arc::new(pipe_actions::reports::Collector::new(db.map(|d| (d, prov))))
+        });
+
     let masker = Masker::new();
     let mut secrets_obj = Object::new();
     for (k, v) in secrets {
@@ -536,6 +558,9 @@ async fn run_one(
         call_depth: 0,
         parallel,
         key_prefix: String::new(),
+        results: collector
+            .clone()
+            .map(|c| c as Arc<dyn pipe_runner::run::results::ResultsCollector>),
     });
     reporter.event(&RunEvent::RunStarted {
         version: SCHEMA_VERSION,
@@ -626,6 +651,12 @@ async fn run_one(
     terminal.finish();
     let _ = std::fs::remove_dir_all(&run_temp);
 
+    let mut results = collector.as_ref().and_then(|c| c.results());
+    if let (Some(r), Some(s)) = (results.as_mut(), &store)
+        && let Some((n, prev)) = previous_results(s, run_number)
+    {
+        r.set_baseline(n, &prev);
+    }
     let summary = Summary {
         version: SCHEMA_VERSION,
         run: run_number,
@@ -633,6 +664,7 @@ async fn run_one(
         event: args.select.event.clone(),
         conclusion: result.conclusion,
         jobs: result.jobs.clone(),
+        results: results.as_ref().and_then(|r| serde_json::to_value(r).ok()),
     };
     let summary_json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
     if let Some(r) = &recording {
@@ -643,6 +675,13 @@ async fn run_one(
                 for (i, (job, md)) in result.step_summaries.iter().enumerate() {
                     let name = format!("summaries/{i}-{}.md", store::safe_name(job));
                     ok &= rec.write_file(&name, md.as_bytes()).is_ok();
+                }
+                if let Some(r) = &results {
+                    let json = serde_json::to_vec_pretty(r).unwrap_or_default();
+                    ok &= rec.write_file("results.json", &json).is_ok();
+                    ok &= rec
+                        .write_file("summaries/results.md", r.markdown().as_bytes())
+                        .is_ok();
                 }
                 ok
             })
@@ -677,6 +716,9 @@ async fn run_one(
     }
     if !args.json && !cli.quiet {
         print_final(cli, &result, run_number, &l.path);
+        if let Some(r) = &results {
+            print_results(cli, r);
+        }
     }
     match result.conclusion {
         Conclusion::Success => exit::SUCCESS,
@@ -688,6 +730,65 @@ fn warn(cli: &Cli, s: &Styles, message: &str) {
     if !cli.quiet {
         output::stderr_write(format!("{} {message}\n", s.paint(s.warning, "warning:")).as_bytes());
     }
+}
+
+/// The newest earlier run's results record that has coverage (the coverage baseline).
+fn previous_results(store: &Store, run: u64) -> Option<(u64, pipe_actions::reports::RunResults)> {
+    store
+        .list(20)
+        .ok()?
+        .into_iter()
+        .filter(|i| i.number < run)
+        .find_map(|i| {
+            let bytes = std::fs::read(store.run_dir(i.number).join("results.json")).ok()?;
+            let r: pipe_actions::reports::RunResults = serde_json::from_slice(&bytes).ok()?;
+            r.coverage.is_some().then_some((i.number, r))
+        })
+}
+
+/// Tests, failed tests and coverage after the job table (stderr).
+fn print_results(cli: &Cli, r: &pipe_actions::reports::RunResults) {
+    let s = super::err_styles(cli);
+    let mut out = String::new();
+    if let Some(t) = &r.tests {
+        let word = if t.failed > 0 {
+            s.paint(s.error, &format!("{} failed", t.failed))
+        } else {
+            format!("{} failed", t.failed)
+        };
+        out.push_str(&format!(
+            "tests: {} passed, {word}, {} skipped\n",
+            t.passed, t.skipped
+        ));
+        for j in &r.jobs {
+            for f in &j.failed_tests {
+                out.push_str(&format!(
+                    "  {} {}  {}  {}\n",
+                    s.paint(s.error, "✗"),
+                    j.name,
+                    pipe_actions::reports::test_id(f),
+                    s.paint(s.dim, &f.message)
+                ));
+            }
+        }
+    }
+    if let Some(c) = &r.coverage
+        && let Some(p) = c.line_percent
+    {
+        out.push_str(&format!(
+            "coverage: lines {p:.1}%{}{}\n",
+            c.branch_percent
+                .map(|b| format!(", branches {b:.1}%"))
+                .unwrap_or_default(),
+            c.line_delta
+                .map(|d| format!(
+                    " ({d:+.1} points since run #{})",
+                    c.baseline_run.unwrap_or(0)
+                ))
+                .unwrap_or_default()
+        ));
+    }
+    output::stderr_write(out.as_bytes());
 }
 
 fn print_final(cli: &Cli, result: &RunResult, run: u64, path: &str) {

@@ -159,6 +159,10 @@ pub struct Summary {
     pub conclusion: Conclusion,
     /// Every job and matrix leg, in plan order.
     pub jobs: Vec<JobSummary>,
+    /// What the jobs' `reports:` files held (tests, coverage, benchmarks); absent when no job
+    /// declares any. The shape is `pipe_actions::reports::RunResults`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<serde_json::Value>,
 }
 
 /// One job (one matrix leg) in the summary.

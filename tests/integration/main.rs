@@ -6,9 +6,11 @@
 //! workflow should be; `plan` drives `list` and `graph`; `conformance` runs the end-to-end
 //! workflows of `tests/conformance/` and the interrupt tests; `cache` drives `pipe cache` and
 //! its fault tests; `scan` drives `pipe scan` (vulnerabilities); `scan_targets` drives secrets,
-//! misconfiguration, rootfs and image targets.
+//! misconfiguration, rootfs and image targets; `bench` drives `pipe bench` and the job
+//! `reports:` key.
 
 mod bad_input;
+mod bench;
 mod cache;
 mod common;
 mod conformance;

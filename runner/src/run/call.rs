@@ -334,6 +334,7 @@ fn prepare(shared: &Arc<Shared>, spec: &LegSpec) -> Result<Prepared, String> {
         key_prefix: format!("{}/", spec.key),
         step_cache: shared.step_cache.clone(),
         dry_run: shared.dry_run,
+        results: shared.results.clone(),
     };
     Ok(Prepared {
         shared: callee,

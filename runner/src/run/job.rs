@@ -86,6 +86,8 @@ pub struct Shared {
     pub step_cache: Option<Arc<StepCache>>,
     /// `--dry-run`: evaluate and key every step, look cached ones up, run nothing.
     pub dry_run: bool,
+    /// Reads the files a job's `reports:` declares (none: they are not read).
+    pub results: Option<Arc<dyn crate::run::results::ResultsCollector>>,
 }
 
 /// One leg to run.
@@ -1005,6 +1007,23 @@ impl<'a> LegRunner<'a> {
             }
         }
         timer.abort();
+        // `reports:`: read before the workspace is cleaned up, whatever the conclusion.
+        if let (Some(collector), Some(node)) = (&shared.results, &job.reports) {
+            match crate::run::results::parse_reports(node) {
+                Ok(reports) => {
+                    let warnings = collector.collect(&crate::run::results::LegResults {
+                        job_id: &job.id.value,
+                        name: &self.spec.job_ref.name,
+                        workspace: &self.workspace,
+                        reports: &reports,
+                    });
+                    for w in warnings {
+                        self.notice(NoticeLevel::Warning, &w);
+                    }
+                }
+                Err(e) => self.notice(NoticeLevel::Warning, &e),
+            }
+        }
         if let Some(mut h) = handle
             && let Err(e) = h.cleanup().await
         {

@@ -11,6 +11,7 @@ pub mod job;
 pub mod mask;
 pub mod output;
 pub mod report;
+pub mod results;
 pub mod scheduler;
 pub mod setup;
 pub mod stepcache;

@@ -1143,7 +1143,12 @@ impl Loader {
                     }
                 }
                 "cache" => job.cache = Some(v.clone()),
-                "reports" => job.reports = Some(v.clone()),
+                "reports" => {
+                    if let Err(e) = crate::run::results::parse_reports(v) {
+                        self.err(v.span, &e);
+                    }
+                    job.reports = Some(v.clone());
+                }
                 _ => {}
             }
         }
