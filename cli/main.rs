@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Command::Logs(a) => commands::logs::run(&cli, a),
         Command::Cache(a) => commands::cache::run(&cli, a),
         Command::Scan(a) => commands::scan::run(&cli, a),
+        Command::Prune(a) => commands::prune::run(&cli, a),
     };
     ExitCode::from(code)
 }
