@@ -5,13 +5,15 @@
 //! `snapshots` pins the rendered output of every rule and format; `bad_input` feeds files no
 //! workflow should be; `plan` drives `list` and `graph`; `conformance` runs the end-to-end
 //! workflows of `tests/conformance/` and the interrupt tests; `cache` drives `pipe cache` and
-//! its fault tests; `scan` drives `pipe scan`.
+//! its fault tests; `scan` drives `pipe scan`; `docker` runs jobs in containers on the real
+//! engine.
 
 mod bad_input;
 mod cache;
 mod common;
 mod conformance;
 mod corpus;
+mod docker;
 mod plan;
 mod run_cli;
 mod scan;
