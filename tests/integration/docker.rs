@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BUSYBOX: &str = "pipe-test/busybox:1";
-pub const BASH: &str = "pipe-test/bash:1";
+pub const BASH: &str = "pipe-test/bash:2";
 pub const ARM64: &str = "pipe-test/busybox-arm64:1";
 
 fn in_ci() -> bool {
@@ -131,17 +131,19 @@ pub fn ensure_images() {
         let t = tempfile::tempdir().expect("tmp");
         let root = t.path().join("root");
         busybox_root(&root, &host_busybox());
-        // bash and the libraries it links (from ldd).
-        let bash = PathBuf::from("/bin/bash");
-        let ldd = Command::new("ldd").arg(&bash).output().expect("ldd");
-        let mut files = vec![bash.clone()];
-        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-            let path = match line.split_once("=>") {
-                Some((_, rest)) => rest.split_whitespace().next(),
-                None => line.split_whitespace().next(),
-            };
-            if let Some(p) = path.filter(|p| p.starts_with('/')) {
-                files.push(PathBuf::from(p));
+        // bash and flock (busybox has none) with the libraries they link (from ldd).
+        let mut files = Vec::new();
+        for program in ["/bin/bash", "/usr/bin/flock"] {
+            files.push(PathBuf::from(program));
+            let ldd = Command::new("ldd").arg(program).output().expect("ldd");
+            for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+                let path = match line.split_once("=>") {
+                    Some((_, rest)) => rest.split_whitespace().next(),
+                    None => line.split_whitespace().next(),
+                };
+                if let Some(p) = path.filter(|p| p.starts_with('/')) {
+                    files.push(PathBuf::from(p));
+                }
             }
         }
         for f in files {
