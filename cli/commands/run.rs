@@ -712,6 +712,11 @@ async fn run_one(
     if !args.json && !cli.quiet {
         print_final(cli, &result, run_number, &l.path);
     }
+    // A job that needed Docker and found no engine is an infrastructure failure.
+    if let Some(e) = executor.engine_error() {
+        error(cli, &e, None);
+        return exit::INFRA;
+    }
     match result.conclusion {
         Conclusion::Success => exit::SUCCESS,
         _ => exit::FAILURE,

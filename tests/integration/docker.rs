@@ -472,6 +472,10 @@ jobs:
         .filter(|p| p.ends_with("service-web.log"))
         .collect();
     assert_eq!(logs.len(), 2, "{logs:?}");
+    let shown = repo.command(&["logs"]).output().expect("pipe logs");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("── in-container / service web ──"), "{text}");
+    assert!(text.contains("── on-host / service web ──"), "{text}");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -737,4 +741,39 @@ jobs:
             "run {i} ({signal} after {delay:?}) left {left:?}: {stderr}"
         );
     }
+}
+
+#[test]
+fn no_engine_is_an_infrastructure_error_naming_what_was_tried() {
+    let repo = Repo::new(&format!(
+        r#"on: push
+jobs:
+  c:
+    runs-on: ubuntu-latest
+    container: {BUSYBOX}
+    steps:
+      - run: echo never
+  h:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo on the host
+"#
+    ));
+    let sock = repo.path().join("nobody.sock");
+    let out = repo
+        .command(&["run", "--progress", "plain"])
+        .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+        .output()
+        .expect("run pipe");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no Docker engine answered (tried `DOCKER_HOST` `unix://{}`: no such socket)",
+            sock.display()
+        )),
+        "{stderr}"
+    );
+    // The host job ran all the same.
+    assert!(stderr.contains("on the host"), "{stderr}");
 }

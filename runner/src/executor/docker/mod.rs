@@ -186,6 +186,11 @@ impl DockerExecutor {
             .map_err(ExecError::Other)
     }
 
+    /// Why the engine could not be reached, if a job needed it and it did not answer.
+    pub fn engine_error(&self) -> Option<String> {
+        self.engine.get().and_then(|r| r.as_ref().err()).cloned()
+    }
+
     /// Whether the engine was used in this run (so there may be something to sweep).
     pub fn engine_if_connected(&self) -> Option<Engine> {
         self.engine.get().and_then(|r| r.as_ref().ok()).cloned()
