@@ -1157,13 +1157,24 @@ impl DockerJob {
         };
         let image = match &action.image {
             ActionImage::Image(i) => i.clone(),
-            ActionImage::Dockerfile { .. } => {
-                return Ok(StepExit::StartFailed(
-                    "Docker actions built from a Dockerfile are not supported yet".to_owned(),
-                ));
-            }
+            ActionImage::Dockerfile {
+                context,
+                dockerfile,
+            } => match build_action_image(
+                &engine,
+                context,
+                dockerfile,
+                self.opts.platform.as_deref(),
+                self.opts.progress.as_ref(),
+            )
+            .await
+            {
+                Ok(tag) => tag,
+                Err(e) => return Ok(StepExit::StartFailed(e.to_string())),
+            },
         };
-        let present = engine.docker.inspect_image(&image).await.is_ok();
+        let built = matches!(action.image, ActionImage::Dockerfile { .. });
+        let present = built || engine.docker.inspect_image(&image).await.is_ok();
         let must_pull = match self.opts.pull {
             PullPolicy::Never => {
                 if !present {
@@ -1174,7 +1185,9 @@ impl DockerJob {
                 false
             }
             PullPolicy::Missing => !present,
-            PullPolicy::Always => !self.pulled.as_ref().is_some_and(|p| p.contains(&image)),
+            PullPolicy::Always => {
+                !built && !self.pulled.as_ref().is_some_and(|p| p.contains(&image))
+            }
         };
         if must_pull {
             if let Err(e) = pull(
@@ -1385,6 +1398,78 @@ impl DockerJob {
             let _ = std::fs::write(dir.join(format!("service-{id}.log")), bytes);
         }
     }
+}
+
+/// Builds a Docker action's image from its Dockerfile (the classic builder, no registry
+/// needed for `FROM` images that are present). The tag is the digest of the build context, so
+/// an unchanged action is built once.
+async fn build_action_image(
+    engine: &Engine,
+    context: &Path,
+    dockerfile: &str,
+    platform: Option<&str>,
+    progress: Option<&Progress>,
+) -> Result<String, ExecError> {
+    let ctx = context.to_path_buf();
+    let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut b = tar::Builder::new(Vec::new());
+        b.mode(tar::HeaderMode::Deterministic);
+        b.follow_symlinks(false);
+        b.append_dir_all(".", &ctx)?;
+        b.into_inner()
+    })
+    .await
+    .map_err(|e| ExecError::Other(format!("the build context task failed: {e}")))?
+    .map_err(|e| ExecError::io(format!("cannot pack `{}`", context.display()), e))?;
+    let mut h = pipe_cache::digest::Hasher::new();
+    h.update(&tar);
+    h.update(dockerfile.as_bytes());
+    h.update(platform.unwrap_or("").as_bytes());
+    let tag = format!("pipe-action:{}", &h.finish().hex()[..16]);
+    if engine.docker.inspect_image(&tag).await.is_ok() {
+        return Ok(tag);
+    }
+    if let Some(p) = progress {
+        p(&format!(
+            "building `{}`",
+            context.join(dockerfile).display()
+        ));
+    }
+    let mut opts = bollard::query_parameters::BuildImageOptionsBuilder::default()
+        .dockerfile(dockerfile)
+        .t(&tag)
+        .rm(true)
+        .forcerm(true);
+    if let Some(pl) = platform {
+        opts = opts.platform(pl);
+    }
+    let mut stream = engine.docker.build_image(
+        opts.build(),
+        None,
+        Some(bollard::body_full(bytes::Bytes::from(tar))),
+    );
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| {
+            ExecError::Other(format!(
+                "cannot build `{}`: {}",
+                context.join(dockerfile).display(),
+                short_error(&e)
+            ))
+        })?;
+        if let Some(e) = info.error_detail.and_then(|d| d.message) {
+            return Err(ExecError::Other(format!(
+                "cannot build `{}`: {e}",
+                context.join(dockerfile).display()
+            )));
+        }
+        if let (Some(p), Some(line)) = (progress, info.stream) {
+            let line = line.trim();
+            if line.starts_with("Step ") {
+                p(&format!("building `{}`: {line}", context.display()));
+            }
+        }
+    }
+    Ok(tag)
 }
 
 fn random_suffix() -> String {
@@ -1706,6 +1791,76 @@ mod tests {
         assert_eq!(split_tag("reg:5000/x"), ("reg:5000/x", Some("latest")));
         assert_eq!(platform_arch("linux/arm64"), "ARM64");
         assert_eq!(platform_arch("linux/amd64"), "X64");
+    }
+
+    /// A Docker action built from a Dockerfile runs with its inputs (needs the engine; skips
+    /// without one, fails under `CI=true`).
+    #[tokio::test]
+    async fn builds_and_runs_a_dockerfile_action() {
+        let Ok(engine) = Engine::connect().await else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but no Docker engine answered"
+            );
+            eprintln!("skipped: no Docker engine");
+            return;
+        };
+        let t = tempfile::tempdir().expect("tmp");
+        let action = t.path().join("action");
+        std::fs::create_dir_all(&action).expect("mkdir");
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("busybox-static is installed");
+        std::fs::copy(busybox, action.join("busybox")).expect("copy");
+        std::fs::write(
+            action.join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\", \"sh\", \"-c\"]\n",
+        )
+        .expect("write");
+        let ws = t.path().join("ws");
+        std::fs::create_dir_all(&ws).expect("mkdir");
+        let ex = DockerExecutor::with_engine(
+            HostExecutor::new(),
+            DockerOptions {
+                run_id: format!("unit-{}", std::process::id()),
+                ..DockerOptions::default()
+            },
+            engine.clone(),
+        );
+        let mut job = ex
+            .prepare(&JobSetup {
+                key: "j".into(),
+                run_temp: t.path().join("tmp"),
+                workspace: ws.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("prepare");
+        let step = container_action(
+            "Dockerfile",
+            Some(&action),
+            None,
+            vec!["echo built $INPUT_WHO in $(/bin/busybox pwd); exit 4".into()],
+            vec![("INPUT_WHO".into(), "me".into())],
+            ws,
+            None,
+        );
+        let mut out = Vec::new();
+        let exit = job
+            .run(&step, &mut out, &Cancel::default())
+            .await
+            .expect("runs");
+        job.cleanup().await.expect("cleanup");
+        assert_eq!(exit, StepExit::Exited(4));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "built me in /github/workspace\n"
+        );
+        let left = sweep_run(&engine, &format!("unit-{}", std::process::id()))
+            .await
+            .expect("sweep");
+        assert_eq!(left, Swept::default());
     }
 
     #[test]
