@@ -290,7 +290,7 @@ jobs:
       image: {BUSYBOX}
       env:
         FROM_CONTAINER: yes
-      options: --cpus 1 --memory 256m
+      options: --cpus 1 --memory 256m --user 1234
     steps:
       - id: a
         run: |
@@ -310,6 +310,8 @@ jobs:
           echo "foo=$FOO" >> "$GITHUB_OUTPUT"
           echo "pwd=$(pwd)" >> "$GITHUB_OUTPUT"
           echo "path=$PATH" >> "$GITHUB_OUTPUT"
+      - id: user
+        run: echo "uid=$(id -u)" >> "$GITHUB_OUTPUT"
       - run: exit 3
       - id: after
         if: always()
@@ -317,6 +319,11 @@ jobs:
 "#
     ));
     std::fs::create_dir_all(repo.path().join("sub")).expect("mkdir");
+    // The steps run as uid 1234: let it write to the workspace.
+    use std::os::unix::fs::PermissionsExt;
+    for d in [repo.path().to_path_buf(), repo.path().join("sub")] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
     let (code, stderr, s) = repo.run(&[]);
     assert_eq!(code, Some(1), "{stderr}");
     let ws = repo.path().display().to_string();
@@ -341,7 +348,8 @@ jobs:
         stderr.contains("process completed with exit code 3"),
         "{stderr}"
     );
-    assert_eq!(s["jobs"][0]["steps"][3]["outcome"], "success");
+    assert_eq!(output(&s, "c", "user", "uid"), "1234");
+    assert_eq!(s["jobs"][0]["steps"][4]["outcome"], "success");
     assert!(s["run"].as_u64().is_some_and(|r| r > 0));
 }
 

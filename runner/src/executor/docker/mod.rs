@@ -157,6 +157,14 @@ pub struct DockerExecutor {
     engine: OnceCell<Result<Engine, String>>,
     /// Images already pulled in this run (`--pull=always` pulls each once).
     pulled: tokio::sync::Mutex<HashSet<String>>,
+    /// Per image (and platform): its `PATH` and whether it has `bash`, looked up once a run.
+    image_facts: tokio::sync::Mutex<HashMap<String, ImageFacts>>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ImageFacts {
+    path: String,
+    has_bash: Option<bool>,
 }
 
 impl DockerExecutor {
@@ -167,6 +175,7 @@ impl DockerExecutor {
             opts,
             engine: OnceCell::new(),
             pulled: tokio::sync::Mutex::new(HashSet::new()),
+            image_facts: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -583,6 +592,10 @@ impl DockerExecutor {
                 let temp = setup.run_temp.join(&setup.key);
                 std::fs::create_dir_all(&temp)
                     .map_err(|e| ExecError::io(format!("cannot create `{}`", temp.display()), e))?;
+                // Steps may run as another user (`options: --user`): they must be able to create
+                // their env files here.
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o777));
                 job.temp_dir = Some(temp.clone());
                 self.start_job_container(engine, setup, spec, network.as_deref(), &labels, job)
                     .await?;
@@ -810,33 +823,52 @@ impl DockerExecutor {
                 short_error(&e)
             ))
         })?;
-        // The image's PATH, the job's architecture and whether `bash` is there.
-        let image_env = d
-            .inspect_image(&spec.image)
-            .await
-            .ok()
-            .and_then(|i| i.config)
-            .and_then(|c| c.env)
-            .unwrap_or_default();
-        job.paths.path = Some(
-            image_env
-                .iter()
-                .find_map(|kv| kv.strip_prefix("PATH="))
-                .unwrap_or(DEFAULT_PATH)
-                .to_owned(),
-        );
+        // The image's PATH, the job's architecture and whether `bash` is there (asked once per
+        // image and run: both are properties of the image).
+        let key = format!("{}|{}", spec.image, built.platform.as_deref().unwrap_or(""));
+        let known = self.image_facts.lock().await.get(&key).cloned();
+        let mut facts = match known {
+            Some(f) => f,
+            None => {
+                let image_env = d
+                    .inspect_image(&spec.image)
+                    .await
+                    .ok()
+                    .and_then(|i| i.config)
+                    .and_then(|c| c.env)
+                    .unwrap_or_default();
+                ImageFacts {
+                    path: image_env
+                        .iter()
+                        .find_map(|kv| kv.strip_prefix("PATH="))
+                        .unwrap_or(DEFAULT_PATH)
+                        .to_owned(),
+                    has_bash: None,
+                }
+            }
+        };
         if let Some(p) = &built.platform {
             job.paths.arch = platform_arch(p);
         }
         job.paths.os = host_os();
+        job.paths.path = Some(facts.path.clone());
         job.paths.has_bash = Some(if spec.job_container {
             // GitHub: the default shell inside a `container:` is `sh`.
             false
         } else {
-            job.exec_status(&["sh", "-c", "command -v bash >/dev/null 2>&1"])
-                .await
-                .is_ok_and(|code| code == 0)
+            match facts.has_bash {
+                Some(b) => b,
+                None => {
+                    let b = job
+                        .exec_status(&["sh", "-c", "command -v bash >/dev/null 2>&1"])
+                        .await
+                        .is_ok_and(|code| code == 0);
+                    facts.has_bash = Some(b);
+                    b
+                }
+            }
         });
+        self.image_facts.lock().await.insert(key, facts);
         Ok(())
     }
 }
