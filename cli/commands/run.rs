@@ -643,7 +643,8 @@ async fn run_one(
         run_plan(shared, &plan, &RunOptions { parallel }, cancel).await
     };
     // Whatever the jobs did not remove (a panic, a job killed mid-setup) goes now.
-    if let Some(engine) = executor.engine_if_connected()
+    if executor.needs_sweep()
+        && let Some(engine) = executor.engine_if_connected()
         && let Err(e) = docker::sweep_run(&engine, &run_id).await
     {
         warn(

@@ -159,6 +159,8 @@ pub struct DockerExecutor {
     pulled: tokio::sync::Mutex<HashSet<String>>,
     /// Per image (and platform): its `PATH` and whether it has `bash`, looked up once a run.
     image_facts: tokio::sync::Mutex<HashMap<String, ImageFacts>>,
+    /// Containers, networks and volumes of this run that exist now.
+    live: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -176,6 +178,7 @@ impl DockerExecutor {
             engine: OnceCell::new(),
             pulled: tokio::sync::Mutex::new(HashSet::new()),
             image_facts: tokio::sync::Mutex::new(HashMap::new()),
+            live: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 
@@ -200,6 +203,12 @@ impl DockerExecutor {
         self.engine.get().and_then(|r| r.as_ref().err()).cloned()
     }
 
+    /// Whether a job left a container, network or volume (a panicked job never cleaned up):
+    /// then the run sweeps its label.
+    pub fn needs_sweep(&self) -> bool {
+        self.live.load(Ordering::SeqCst) > 0
+    }
+
     /// Whether the engine was used in this run (so there may be something to sweep).
     pub fn engine_if_connected(&self) -> Option<Engine> {
         self.engine.get().and_then(|r| r.as_ref().ok()).cloned()
@@ -217,27 +226,46 @@ impl DockerExecutor {
         platform: Option<&str>,
         credentials: Option<&(String, String)>,
     ) -> Result<(), ExecError> {
+        // Checked (or pulled) once per run and image, whatever the policy.
         let key = format!("{image}|{}", platform.unwrap_or(""));
-        let present = engine.docker.inspect_image(image).await.is_ok();
+        if self.pulled.lock().await.contains(&key) {
+            return Ok(());
+        }
+        let inspected = engine.docker.inspect_image(image).await.ok();
+        let present = inspected.is_some();
+        if let Some(env) = inspected.and_then(|i| i.config).and_then(|c| c.env) {
+            let path = env
+                .iter()
+                .find_map(|kv| kv.strip_prefix("PATH="))
+                .unwrap_or(DEFAULT_PATH)
+                .to_owned();
+            self.image_facts
+                .lock()
+                .await
+                .entry(key.clone())
+                .or_insert(ImageFacts {
+                    path,
+                    has_bash: None,
+                });
+        }
         match self.opts.pull {
             PullPolicy::Never if !present => {
                 return Err(ExecError::Other(format!(
                     "image `{image}` is not present and `--pull=never` forbids pulling it"
                 )));
             }
-            PullPolicy::Never => return Ok(()),
-            PullPolicy::Missing if present => return Ok(()),
-            PullPolicy::Always if self.pulled.lock().await.contains(&key) => return Ok(()),
-            _ => {}
+            PullPolicy::Never | PullPolicy::Missing if present => {}
+            _ => {
+                pull(
+                    engine,
+                    image,
+                    platform,
+                    credentials,
+                    self.opts.progress.as_ref(),
+                )
+                .await?;
+            }
         }
-        pull(
-            engine,
-            image,
-            platform,
-            credentials,
-            self.opts.progress.as_ref(),
-        )
-        .await?;
         self.pulled.lock().await.insert(key);
         Ok(())
     }
@@ -373,6 +401,8 @@ fn named_volume(spec: &str) -> Option<&str> {
 /// Everything a job created, removed at cleanup.
 #[derive(Default)]
 struct Resources {
+    /// Resources of the whole run that exist now (created and not yet removed).
+    live: Arc<std::sync::atomic::AtomicUsize>,
     containers: Vec<String>,
     /// (service id, container id) for logs.
     services: Vec<(String, String)>,
@@ -523,7 +553,10 @@ impl Executor for DockerExecutor {
                 path: None,
                 services: Vec::new(),
             },
-            res: Resources::default(),
+            res: Resources {
+                live: self.live.clone(),
+                ..Resources::default()
+            },
             labels: self.labels(&setup.key),
             grace: self.opts.grace,
             log_dir: setup.log_dir.clone(),
@@ -568,6 +601,7 @@ impl DockerExecutor {
                     short_error(&e)
                 ))
             })?;
+            job.res.live.fetch_add(1, Ordering::SeqCst);
             job.res.network = Some(name);
         }
         let network = job.res.network.clone();
@@ -636,6 +670,7 @@ impl DockerExecutor {
                             short_error(&e)
                         ))
                     })?;
+                job.res.live.fetch_add(1, Ordering::SeqCst);
                 job.res.volumes.push(name.to_owned());
             }
         }
@@ -684,6 +719,7 @@ impl DockerExecutor {
                     short_error(&e)
                 ))
             })?;
+        job.res.live.fetch_add(1, Ordering::SeqCst);
         job.res.containers.push(created.id.clone());
         job.res.services.push((s.id.clone(), created.id.clone()));
         d.start_container(&created.id, None).await.map_err(|e| {
@@ -814,6 +850,7 @@ impl DockerExecutor {
                     short_error(&e)
                 ))
             })?;
+        job.res.live.fetch_add(1, Ordering::SeqCst);
         job.res.containers.push(created.id.clone());
         job.container = Some(created.id.clone());
         d.start_container(&created.id, None).await.map_err(|e| {
@@ -903,7 +940,10 @@ impl DockerJob {
             host: Some(tokio::sync::Mutex::new(host)),
             container: None,
             paths,
-            res: Resources::default(),
+            res: Resources {
+                live: ex.live.clone(),
+                ..Resources::default()
+            },
             labels: HashMap::new(),
             grace: ex.opts.grace,
             log_dir: None,
@@ -1298,20 +1338,24 @@ impl DockerJob {
             }
         };
         let id = created.id;
+        self.res.live.fetch_add(1, Ordering::SeqCst);
         let result = self
             .follow_action(&engine, &id, step.timeout, sink, cancel)
             .await;
-        let _ = d
-            .remove_container(
-                &id,
-                Some(
-                    RemoveContainerOptionsBuilder::default()
-                        .force(true)
-                        .v(true)
-                        .build(),
-                ),
-            )
-            .await;
+        if d.remove_container(
+            &id,
+            Some(
+                RemoveContainerOptionsBuilder::default()
+                    .force(true)
+                    .v(true)
+                    .build(),
+            ),
+        )
+        .await
+        .is_ok()
+        {
+            self.res.live.fetch_sub(1, Ordering::SeqCst);
+        }
         result
     }
 
@@ -1598,28 +1642,40 @@ impl JobHandle for DockerJob {
                     )
                     .await
                 {
-                    Ok(()) => {}
-                    Err(bollard::errors::Error::DockerResponseServerError {
+                    Ok(())
+                    | Err(bollard::errors::Error::DockerResponseServerError {
                         status_code: 404,
                         ..
-                    }) => {}
+                    }) => {
+                        self.res.live.fetch_sub(1, Ordering::SeqCst);
+                    }
                     Err(e) => errors.push(format!("cannot remove container: {}", short_error(&e))),
                 }
             }
-            if let Some(n) = self.res.network.take()
-                && let Err(e) = d.remove_network(&n).await
-            {
-                errors.push(format!("cannot remove network `{n}`: {}", short_error(&e)));
+            if let Some(n) = self.res.network.take() {
+                match d.remove_network(&n).await {
+                    Ok(()) => {
+                        self.res.live.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    Err(e) => {
+                        errors.push(format!("cannot remove network `{n}`: {}", short_error(&e)));
+                    }
+                }
             }
-            for v in self.res.volumes.drain(..) {
-                if let Err(e) = d
+            for v in std::mem::take(&mut self.res.volumes) {
+                match d
                     .remove_volume(
                         &v,
                         Some(RemoveVolumeOptionsBuilder::default().force(true).build()),
                     )
                     .await
                 {
-                    errors.push(format!("cannot remove volume `{v}`: {}", short_error(&e)));
+                    Ok(()) => {
+                        self.res.live.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    Err(e) => {
+                        errors.push(format!("cannot remove volume `{v}`: {}", short_error(&e)));
+                    }
                 }
             }
         }
