@@ -736,8 +736,7 @@ jobs:
             loop {
                 let p = repo.command(&["prune"]).output().expect("prune");
                 assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
-                if leftovers(&format!("dev.pipe.pid={pid}")).is_empty()
-                    || Instant::now() > deadline
+                if leftovers(&format!("dev.pipe.pid={pid}")).is_empty() || Instant::now() > deadline
                 {
                     break;
                 }

@@ -40,6 +40,8 @@ pub struct JobSetup {
     pub services: Vec<ServiceSpec>,
     /// Where service logs go (`<dir>/service-<id>.log`), if the run is recorded.
     pub log_dir: Option<PathBuf>,
+    /// The job's cancellation: a long set-up (a pull, services becoming healthy) stops on it.
+    pub cancel: Cancel,
 }
 
 /// A container to run: the job container or a service.

@@ -798,6 +798,7 @@ impl<'a> LegRunner<'a> {
                         .log_dir
                         .as_ref()
                         .map(|d| d.join(crate::store::safe_name(&self.spec.key))),
+                    cancel: self.cancel.clone(),
                 })
                 .await
             {

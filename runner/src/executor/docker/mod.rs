@@ -567,7 +567,16 @@ impl Executor for DockerExecutor {
             opts: self.opts.clone(),
             pulled: None,
         };
-        match self.set_up(&engine, setup, &mut job).await {
+        // A cancelled set-up (Ctrl-C during a pull) stops at once; what it made goes.
+        let result = tokio::select! {
+            r = self.set_up(&engine, setup, &mut job) => r,
+            () = setup.cancel.hard.cancelled() => {
+                // A request in flight may still create something: make the run sweep its label.
+                self.live.fetch_add(1, Ordering::SeqCst);
+                Err(ExecError::Other("cancelled while setting up the job".to_owned()))
+            }
+        };
+        match result {
             Ok(()) => Ok(Box::new(job)),
             Err(e) => {
                 let _ = job.cleanup().await;
@@ -759,7 +768,7 @@ impl DockerExecutor {
     async fn wait_ready(
         &self,
         engine: &Engine,
-        _setup: &JobSetup,
+        setup: &JobSetup,
         job: &DockerJob,
     ) -> Result<(), ExecError> {
         let deadline = tokio::time::Instant::now() + SERVICE_READY_TIMEOUT;
@@ -792,7 +801,14 @@ impl DockerExecutor {
                         SERVICE_READY_TIMEOUT.as_secs()
                     )));
                 }
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = setup.cancel.soft.cancelled() => {
+                        return Err(ExecError::Other(format!(
+                            "cancelled while waiting for service `{id}`"
+                        )));
+                    }
+                }
                 delay = (delay * 2).min(Duration::from_secs(1));
             }
         }
