@@ -154,7 +154,7 @@ impl Engine {
 pub struct DockerExecutor {
     host: HostExecutor,
     opts: DockerOptions,
-    engine: OnceCell<Result<Engine, String>>,
+    engine: Arc<OnceCell<Result<Engine, String>>>,
     /// Images already pulled in this run (`--pull=always` pulls each once).
     pulled: tokio::sync::Mutex<HashSet<String>>,
     /// Per image (and platform): its `PATH` and whether it has `bash`, looked up once a run.
@@ -175,7 +175,7 @@ impl DockerExecutor {
         DockerExecutor {
             host,
             opts,
-            engine: OnceCell::new(),
+            engine: Arc::new(OnceCell::new()),
             pulled: tokio::sync::Mutex::new(HashSet::new()),
             image_facts: tokio::sync::Mutex::new(HashMap::new()),
             live: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
@@ -541,6 +541,7 @@ impl Executor for DockerExecutor {
         let engine = self.engine().await?;
         let mut job = DockerJob {
             engine: Some(engine.clone()),
+            engine_cell: self.engine.clone(),
             host: None,
             container: None,
             paths: JobPaths {
@@ -929,6 +930,8 @@ impl DockerExecutor {
 /// A prepared job: on the host (maybe with services) or in a container.
 pub struct DockerJob {
     engine: Option<Engine>,
+    /// The executor's engine cell (a host job connects on its first container action).
+    engine_cell: Arc<OnceCell<Result<Engine, String>>>,
     /// The host job (a tokio mutex only to make this type `Sync`; never contended).
     host: Option<tokio::sync::Mutex<Box<dyn JobHandle>>>,
     container: Option<String>,
@@ -950,9 +953,11 @@ pub struct DockerJob {
 impl DockerJob {
     fn host_only(host: Box<dyn JobHandle>, ex: &DockerExecutor) -> Self {
         let engine = ex.engine_if_connected();
+        let engine_cell = ex.engine.clone();
         let paths = host.paths().clone();
         DockerJob {
             engine,
+            engine_cell,
             host: Some(tokio::sync::Mutex::new(host)),
             container: None,
             paths,
@@ -1235,12 +1240,21 @@ impl DockerJob {
     ) -> Result<StepExit, ExecError> {
         let engine = match &self.engine {
             Some(e) => e.clone(),
-            None => match Engine::connect().await {
-                Ok(e) => {
+            // Connected by another job already, or now (a failure fails this step only: a
+            // `docker://` step is not the run's infrastructure).
+            None => match self.engine_cell.get().and_then(|r| r.as_ref().ok()) {
+                Some(e) => {
                     self.engine = Some(e.clone());
-                    e
+                    e.clone()
                 }
-                Err(e) => return Ok(StepExit::StartFailed(e.to_string())),
+                None => match Engine::connect().await {
+                    Ok(e) => {
+                        let _ = self.engine_cell.set(Ok(e.clone()));
+                        self.engine = Some(e.clone());
+                        e
+                    }
+                    Err(e) => return Ok(StepExit::StartFailed(e.to_string())),
+                },
             },
         };
         let image = match &action.image {
