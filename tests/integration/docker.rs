@@ -315,7 +315,10 @@ jobs:
       - run: exit 3
       - id: after
         if: always()
-        run: echo "svc=${{{{ job.services.x.id }}}}" >> "$GITHUB_OUTPUT"
+        run: |
+          echo "svc=${{{{ job.services.x.id }}}}" >> "$GITHUB_OUTPUT"
+          echo "net=${{{{ job.container.network }}}}" >> "$GITHUB_OUTPUT"
+          echo "id=${{{{ job.container.id }}}}" >> "$GITHUB_OUTPUT"
 "#
     ));
     std::fs::create_dir_all(repo.path().join("sub")).expect("mkdir");
@@ -349,6 +352,8 @@ jobs:
         "{stderr}"
     );
     assert_eq!(output(&s, "c", "user", "uid"), "1234");
+    assert_eq!(output(&s, "c", "after", "net"), "bridge");
+    assert_eq!(output(&s, "c", "after", "id").len(), 64);
     assert_eq!(s["jobs"][0]["steps"][4]["outcome"], "success");
     assert!(s["run"].as_u64().is_some_and(|r| r > 0));
 }

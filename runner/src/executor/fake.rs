@@ -70,6 +70,7 @@ impl Executor for FakeExecutor {
                 has_bash: None,
                 path: None,
                 services: Vec::new(),
+                container: None,
             },
             log: self.log.clone(),
         }))

@@ -100,6 +100,7 @@ impl Executor for HostExecutor {
                 has_bash: None,
                 path: None,
                 services: Vec::new(),
+                container: None,
             },
             base_env: self.base_env.clone(),
             grace: self.grace,

@@ -141,8 +141,10 @@ pub struct JobPaths {
     pub has_bash: Option<bool>,
     /// `PATH` the steps start with when it is not the host's (a container's).
     pub path: Option<String>,
-    /// Running services (the `services` context).
+    /// Running services (`job.services`).
     pub services: Vec<ServiceInfo>,
+    /// The job container's id and network (`job.container`), for container jobs.
+    pub container: Option<(String, String)>,
 }
 
 /// A shell invocation template: the program, its arguments with `{0}` for the script path,

@@ -487,13 +487,20 @@ impl<'a> LegRunner<'a> {
                 )
             })
             .collect();
-        c.set(
-            "job",
-            obj(vec![
-                ("status", Value::str(job_status)),
-                ("services", Value::object(services)),
-            ]),
-        );
+        let mut job = vec![
+            ("status", Value::str(job_status)),
+            ("services", Value::object(services)),
+        ];
+        if let Some((id, network)) = &paths.container {
+            job.push((
+                "container",
+                obj(vec![
+                    ("id", Value::str(id)),
+                    ("network", Value::str(network)),
+                ]),
+            ));
+        }
+        c.set("job", obj(job));
         // One job status at a time, as `job.status`: once the job is cancelled, `failure()` is
         // false even if a step failed before.
         c.status = Status {

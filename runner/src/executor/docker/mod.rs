@@ -553,6 +553,7 @@ impl Executor for DockerExecutor {
                 has_bash: None,
                 path: None,
                 services: Vec::new(),
+                container: None,
             },
             res: Resources {
                 live: self.live.clone(),
@@ -870,6 +871,7 @@ impl DockerExecutor {
         job.res.live.fetch_add(1, Ordering::SeqCst);
         job.res.containers.push(created.id.clone());
         job.container = Some(created.id.clone());
+        job.paths.container = Some((created.id.clone(), network.unwrap_or("bridge").to_owned()));
         d.start_container(&created.id, None).await.map_err(|e| {
             ExecError::Other(format!(
                 "cannot start the job container (`{}`): {}",
