@@ -54,7 +54,7 @@ pub struct Options {
     pub ports: Vec<String>,
     /// `--security-opt`.
     pub security_opt: Vec<String>,
-    /// `--ulimit` is accepted and ignored? No: unknown flags fail, so it is listed here.
+    /// `--pids-limit`.
     pub pids_limit: Option<i64>,
 }
 
