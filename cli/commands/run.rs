@@ -643,6 +643,7 @@ async fn run_one(
         run_plan(shared, &plan, &RunOptions { parallel }, cancel).await
     };
     // Whatever the jobs did not remove (a panic, a job killed mid-setup) goes now.
+    executor.finish().await;
     if executor.needs_sweep()
         && let Some(engine) = executor.engine_if_connected()
         && let Err(e) = docker::sweep_run(&engine, &run_id).await

@@ -737,13 +737,27 @@ jobs:
         if signal == "KILL" {
             // A request the killed pipe had in flight (a create) may still complete inside the
             // engine after it died: prune until nothing is left, for a bounded while.
-            let deadline = Instant::now() + Duration::from_secs(15);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut pruned = Vec::new();
             loop {
                 let p = repo.command(&["prune"]).output().expect("prune");
                 assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
-                if leftovers(&format!("dev.pipe.pid={pid}")).is_empty() || Instant::now() > deadline
-                {
+                pruned.push(String::from_utf8_lossy(&p.stderr).trim().to_owned());
+                let left = leftovers(&format!("dev.pipe.pid={pid}"));
+                if left.is_empty() {
                     break;
+                }
+                if Instant::now() > deadline {
+                    let details: Vec<String> = left
+                        .iter()
+                        .filter_map(|l| l.split_once(' '))
+                        .map(|(kind, id)| docker(&[kind, "inspect", "--format", "{{json .}}", id]))
+                        .collect();
+                    panic!(
+                        "run {i} (KILL after {delay:?}) left {left:?} after pruning {pruned:?}; \
+                         pid {pid} is now {:?}: {details:?}",
+                        std::fs::read(format!("/proc/{pid}/cmdline")).ok()
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(500));
             }

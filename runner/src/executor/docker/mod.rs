@@ -161,7 +161,12 @@ pub struct DockerExecutor {
     image_facts: tokio::sync::Mutex<HashMap<String, ImageFacts>>,
     /// Containers, networks and volumes of this run that exist now.
     live: Arc<std::sync::atomic::AtomicUsize>,
+    /// Background removals of finished jobs' containers.
+    pending: Pending,
 }
+
+/// Background removals, awaited by [`DockerExecutor::finish`].
+type Pending = Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>;
 
 #[derive(Clone, Debug, Default)]
 struct ImageFacts {
@@ -179,6 +184,7 @@ impl DockerExecutor {
             pulled: tokio::sync::Mutex::new(HashSet::new()),
             image_facts: tokio::sync::Mutex::new(HashMap::new()),
             live: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            pending: Pending::default(),
         }
     }
 
@@ -201,6 +207,23 @@ impl DockerExecutor {
     /// Why the engine could not be reached, if a job needed it and it did not answer.
     pub fn engine_error(&self) -> Option<String> {
         self.engine.get().and_then(|r| r.as_ref().err()).cloned()
+    }
+
+    /// Waits for the background removal of finished jobs' containers (call before the run
+    /// ends, and before [`sweep_run`]).
+    pub async fn finish(&self) {
+        loop {
+            let batch: Vec<_> = match self.pending.lock() {
+                Ok(mut p) => p.drain(..).collect(),
+                Err(_) => return,
+            };
+            if batch.is_empty() {
+                return;
+            }
+            for h in batch {
+                let _ = h.await;
+            }
+        }
     }
 
     /// Whether a job left a container, network or volume (a panicked job never cleaned up):
@@ -542,6 +565,7 @@ impl Executor for DockerExecutor {
         let mut job = DockerJob {
             engine: Some(engine.clone()),
             engine_cell: self.engine.clone(),
+            pending: self.pending.clone(),
             host: None,
             container: None,
             paths: JobPaths {
@@ -868,6 +892,7 @@ impl DockerExecutor {
                     short_error(&e)
                 ))
             })?;
+        tracing::debug!(image = %spec.image, id = %created.id, "job container created");
         job.res.live.fetch_add(1, Ordering::SeqCst);
         job.res.containers.push(created.id.clone());
         job.container = Some(created.id.clone());
@@ -879,6 +904,7 @@ impl DockerExecutor {
                 short_error(&e)
             ))
         })?;
+        tracing::debug!(id = %created.id, "job container started");
         // The image's PATH, the job's architecture and whether `bash` is there (asked once per
         // image and run: both are properties of the image).
         let key = format!("{}|{}", spec.image, built.platform.as_deref().unwrap_or(""));
@@ -934,6 +960,8 @@ pub struct DockerJob {
     engine: Option<Engine>,
     /// The executor's engine cell (a host job connects on its first container action).
     engine_cell: Arc<OnceCell<Result<Engine, String>>>,
+    /// Where the background removal of this job's resources is registered.
+    pending: Pending,
     /// The host job (a tokio mutex only to make this type `Sync`; never contended).
     host: Option<tokio::sync::Mutex<Box<dyn JobHandle>>>,
     container: Option<String>,
@@ -960,6 +988,7 @@ impl DockerJob {
         DockerJob {
             engine,
             engine_cell,
+            pending: ex.pending.clone(),
             host: Some(tokio::sync::Mutex::new(host)),
             container: None,
             paths,
@@ -1481,16 +1510,19 @@ impl DockerJob {
         let code = i.state.and_then(|s| s.exit_code).unwrap_or(-1);
         Ok(StepExit::Exited(i32::try_from(code).unwrap_or(-1)))
     }
+}
 
-    /// Saves the services' logs beside the step logs (`pipe logs` shows them).
-    async fn save_service_logs(&self, engine: &Engine) {
-        let Some(dir) = &self.log_dir else { return };
-        if self.res.services.is_empty() {
-            return;
-        }
+/// Saves the services' logs (for `pipe logs`), then removes a job's containers, network and
+/// volumes; returns what could not be removed.
+async fn remove_resources(engine: &Engine, res: Resources, log_dir: Option<&Path>) -> Vec<String> {
+    let d = &engine.docker;
+    let mut errors = Vec::new();
+    if let Some(dir) = log_dir
+        && !res.services.is_empty()
+    {
         let _ = std::fs::create_dir_all(dir);
-        for (id, cid) in &self.res.services {
-            let mut logs = engine.docker.logs(
+        for (id, cid) in &res.services {
+            let mut logs = d.logs(
                 cid,
                 Some(
                     LogsOptionsBuilder::default()
@@ -1506,6 +1538,51 @@ impl DockerJob {
             let _ = std::fs::write(dir.join(format!("service-{id}.log")), bytes);
         }
     }
+    for c in res.containers.iter().rev() {
+        match d
+            .remove_container(
+                c,
+                Some(
+                    RemoveContainerOptionsBuilder::default()
+                        .force(true)
+                        .v(true)
+                        .build(),
+                ),
+            )
+            .await
+        {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                res.live.fetch_sub(1, Ordering::SeqCst);
+            }
+            Err(e) => errors.push(format!("cannot remove container: {}", short_error(&e))),
+        }
+    }
+    if let Some(n) = &res.network {
+        match d.remove_network(n).await {
+            Ok(()) => {
+                res.live.fetch_sub(1, Ordering::SeqCst);
+            }
+            Err(e) => errors.push(format!("cannot remove network `{n}`: {}", short_error(&e))),
+        }
+    }
+    for v in &res.volumes {
+        match d
+            .remove_volume(
+                v,
+                Some(RemoveVolumeOptionsBuilder::default().force(true).build()),
+            )
+            .await
+        {
+            Ok(()) => {
+                res.live.fetch_sub(1, Ordering::SeqCst);
+            }
+            Err(e) => errors.push(format!("cannot remove volume `{v}`: {}", short_error(&e))),
+        }
+    }
+    errors
 }
 
 /// Builds a Docker action's image from its Dockerfile (the classic builder, no registry
@@ -1658,57 +1735,28 @@ impl JobHandle for DockerJob {
         {
             errors.push(e.to_string());
         }
-        if let Some(engine) = self.engine.clone() {
-            self.save_service_logs(&engine).await;
-            let d = &engine.docker;
-            for c in self.res.containers.drain(..).rev() {
-                match d
-                    .remove_container(
-                        &c,
-                        Some(
-                            RemoveContainerOptionsBuilder::default()
-                                .force(true)
-                                .v(true)
-                                .build(),
-                        ),
-                    )
-                    .await
-                {
-                    Ok(())
-                    | Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404,
-                        ..
-                    }) => {
-                        self.res.live.fetch_sub(1, Ordering::SeqCst);
-                    }
-                    Err(e) => errors.push(format!("cannot remove container: {}", short_error(&e))),
+        let has_resources = !self.res.containers.is_empty()
+            || self.res.network.is_some()
+            || !self.res.volumes.is_empty();
+        if let (Some(engine), true) = (self.engine.clone(), has_resources) {
+            let res = Resources {
+                live: self.res.live.clone(),
+                containers: std::mem::take(&mut self.res.containers),
+                services: std::mem::take(&mut self.res.services),
+                network: self.res.network.take(),
+                volumes: std::mem::take(&mut self.res.volumes),
+            };
+            let log_dir = self.log_dir.clone();
+            // Removing a running container (kill, unmount, veth) takes a few hundred ms: it
+            // runs in the background while the next job starts; `DockerExecutor::finish`
+            // waits for it before the run ends.
+            let task = tokio::spawn(async move {
+                for e in remove_resources(&engine, res, log_dir.as_deref()).await {
+                    tracing::warn!("cleanup failed: {e}");
                 }
-            }
-            if let Some(n) = self.res.network.take() {
-                match d.remove_network(&n).await {
-                    Ok(()) => {
-                        self.res.live.fetch_sub(1, Ordering::SeqCst);
-                    }
-                    Err(e) => {
-                        errors.push(format!("cannot remove network `{n}`: {}", short_error(&e)));
-                    }
-                }
-            }
-            for v in std::mem::take(&mut self.res.volumes) {
-                match d
-                    .remove_volume(
-                        &v,
-                        Some(RemoveVolumeOptionsBuilder::default().force(true).build()),
-                    )
-                    .await
-                {
-                    Ok(()) => {
-                        self.res.live.fetch_sub(1, Ordering::SeqCst);
-                    }
-                    Err(e) => {
-                        errors.push(format!("cannot remove volume `{v}`: {}", short_error(&e)));
-                    }
-                }
+            });
+            if let Ok(mut p) = self.pending.lock() {
+                p.push(task);
             }
         }
         if let Some(t) = self.temp_dir.take() {
