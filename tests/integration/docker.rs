@@ -814,3 +814,53 @@ jobs:
     // The host job ran all the same.
     assert!(stderr.contains("on the host"), "{stderr}");
 }
+
+#[test]
+fn prune_keeps_what_a_running_pipe_uses() {
+    if !docker_available() {
+        return;
+    }
+    ensure_images();
+    let repo = Repo::new(&format!(
+        r#"on: push
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    container: {BUSYBOX}
+    steps:
+      - run: sleep 300
+"#
+    ));
+    let mut child = repo
+        .command(&["run", "--progress", "plain"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn pipe");
+    let label = format!("dev.pipe.pid={}", child.id());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while leftovers(&label).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the job container never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let p = repo.command(&["prune"]).output().expect("prune");
+    assert!(p.status.success());
+    assert!(
+        String::from_utf8_lossy(&p.stderr).contains("removed 0 containers"),
+        "{}",
+        String::from_utf8_lossy(&p.stderr)
+    );
+    assert!(
+        !leftovers(&label).is_empty(),
+        "prune removed a running job's container"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(143));
+    assert!(leftovers(&label).is_empty());
+}

@@ -54,6 +54,9 @@ pub const LABEL_PID: &str = "dev.pipe.pid";
 pub const LABEL_MANAGED: &str = "dev.pipe.managed";
 /// Label holding the job key.
 pub const LABEL_JOB: &str = "dev.pipe.job";
+/// Label holding the start time of the creating process (clock ticks since boot), so a reused
+/// pid is not taken for the creator.
+pub const LABEL_STARTED: &str = "dev.pipe.started";
 /// PATH when an image sets none (Docker's default).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Longest wait for services to become healthy.
@@ -296,12 +299,24 @@ impl DockerExecutor {
 
 /// The labels of a resource of `run`.
 pub fn labels(run: &str, job: &str) -> HashMap<String, String> {
-    HashMap::from([
+    let mut l = HashMap::from([
         (LABEL_MANAGED.to_owned(), "1".to_owned()),
         (LABEL_RUN.to_owned(), run.to_owned()),
         (LABEL_PID.to_owned(), std::process::id().to_string()),
         (LABEL_JOB.to_owned(), job.to_owned()),
-    ])
+    ]);
+    if let Some(t) = start_time("self") {
+        l.insert(LABEL_STARTED.to_owned(), t);
+    }
+    l
+}
+
+/// A process's start time (field 22 of `/proc/PID/stat`).
+fn start_time(pid: &str) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields count from the last `)`.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19).map(str::to_owned)
 }
 
 /// Pulls `image`, reporting progress.
@@ -1883,6 +1898,12 @@ fn creator_alive(labels: &HashMap<String, String>) -> bool {
     if pid <= 0 || u32::try_from(pid).is_ok_and(|p| p == std::process::id()) {
         return false;
     }
+    // A pid reused by another process (even another `pipe`) started at another time.
+    if let Some(started) = labels.get(LABEL_STARTED)
+        && start_time(&pid.to_string()).as_ref() != Some(started)
+    {
+        return false;
+    }
     // The pid must still be a `pipe` (pids are reused).
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
         let argv0 = c.split(|b| *b == 0).next().unwrap_or(&[]);
@@ -2029,6 +2050,20 @@ mod tests {
             .await
             .expect("sweep");
         assert_eq!(left, Swept::default());
+    }
+
+    #[test]
+    fn creators_are_told_apart_from_reused_pids() {
+        let me = labels("r", "j");
+        assert_eq!(me.get(LABEL_STARTED), start_time("self").as_ref());
+        // This process is never its own creator (prune runs in a fresh process).
+        assert!(!creator_alive(&me));
+        // The parent (cargo or nextest, alive) with the wrong start time is not the creator.
+        let parent = std::os::unix::process::parent_id().to_string();
+        let mut other = HashMap::from([(LABEL_PID.to_owned(), parent.clone())]);
+        other.insert(LABEL_STARTED.to_owned(), "1".to_owned());
+        assert!(!creator_alive(&other));
+        assert!(start_time(&parent).is_some());
     }
 
     #[test]
