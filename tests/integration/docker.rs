@@ -848,11 +848,7 @@ jobs:
     }
     let p = repo.command(&["prune"]).output().expect("prune");
     assert!(p.status.success());
-    assert!(
-        String::from_utf8_lossy(&p.stderr).contains("removed 0 containers"),
-        "{}",
-        String::from_utf8_lossy(&p.stderr)
-    );
+    // (Another test's killed runs may be pruned meanwhile: only this run's resources count.)
     assert!(
         !leftovers(&label).is_empty(),
         "prune removed a running job's container"
