@@ -46,6 +46,16 @@ pub enum Command {
     Scan(crate::commands::scan::ScanArgs),
     /// Time commands (hyperfine's flags), compare with baselines, show history.
     Bench(crate::commands::bench::BenchArgs),
+    /// Remove containers, networks and volumes that a killed `pipe` left behind.
+    Prune(PruneArgs),
+}
+
+/// `pipe prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Also remove what running `pipe` processes use.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Which workflows, jobs and legs (`run`, `list` and `graph` share these).
@@ -112,7 +122,7 @@ pub struct RunArgs {
     /// Skip workflows whose branch, tag and path filters would not trigger on GitHub.
     #[arg(long)]
     pub respect_filters: bool,
-    /// Run every job on the host.
+    /// Run every job's steps on the host (no job containers; services still run in Docker).
     #[arg(long)]
     pub host: bool,
     /// Run steps with pipe's `cache:` without looking them up or storing them.
@@ -129,6 +139,16 @@ pub struct RunArgs {
     /// Read from the remote cache but never write to it (untrusted branches).
     #[arg(long)]
     pub cache_read_only: bool,
+    /// Run jobs whose `runs-on` has LABEL in IMAGE (repeatable; adds to `[runners.images]` in
+    /// `.pipe/config.toml`).
+    #[arg(short = 'P', long = "platform-map", value_name = "LABEL=IMAGE")]
+    pub platform_map: Vec<String>,
+    /// When to pull images: `missing`, `always` or `never`.
+    #[arg(long, value_name = "POLICY", default_value = "missing")]
+    pub pull: String,
+    /// Platform of job containers that set none (`linux/arm64` runs under qemu).
+    #[arg(long, value_name = "OS/ARCH")]
+    pub container_platform: Option<String>,
     /// Live view on a terminal (`auto`) or plain prefixed lines.
     #[arg(long, value_enum, default_value_t = crate::reporter::ProgressMode::Auto)]
     pub progress: crate::reporter::ProgressMode,

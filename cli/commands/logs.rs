@@ -54,6 +54,8 @@ pub fn run(cli: &Cli, args: &LogsArgs) -> u8 {
     // Steps that started, in order, with the folder their logs live in.
     let mut out = String::new();
     let mut matched = false;
+    // Jobs seen, in order (their service containers' logs follow their steps).
+    let mut jobs: Vec<(String, String)> = Vec::new();
     for line in events.lines() {
         let Ok(ev) = serde_json::from_str::<RunEvent>(line) else {
             continue;
@@ -81,14 +83,39 @@ pub fn run(cli: &Cli, args: &LogsArgs) -> u8 {
         } else {
             job.key.clone()
         };
-        let path = dir
-            .join("logs")
-            .join(store::safe_name(&key))
-            .join(format!("{}.log", step.index));
+        let folder = dir.join("logs").join(store::safe_name(&key));
+        if step_filter.is_none() && !jobs.iter().any(|(k, _)| *k == key) {
+            jobs.push((key.clone(), job.name.clone()));
+        }
+        let path = folder.join(format!("{}.log", step.index));
         out.push_str(&format!("── {} / {} ──\n", job.name, step.name));
         match std::fs::read_to_string(&path) {
             Ok(t) => out.push_str(&t),
             Err(_) => out.push_str("(no output)\n"),
+        }
+    }
+    for (key, name) in &jobs {
+        let folder = dir.join("logs").join(store::safe_name(key));
+        let mut services: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(&folder)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let file = e.file_name().to_string_lossy().into_owned();
+                let id = file
+                    .strip_prefix("service-")?
+                    .strip_suffix(".log")?
+                    .to_owned();
+                Some((id, e.path()))
+            })
+            .collect();
+        services.sort();
+        for (id, path) in services {
+            out.push_str(&format!("── {name} / service {id} ──\n"));
+            match std::fs::read_to_string(&path) {
+                Ok(t) if !t.is_empty() => out.push_str(&t),
+                _ => out.push_str("(no output)\n"),
+            }
         }
     }
     if !matched {

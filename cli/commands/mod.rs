@@ -6,6 +6,7 @@ pub mod cache;
 pub mod graph;
 pub mod list;
 pub mod logs;
+pub mod prune;
 pub mod run;
 pub mod runs;
 pub mod scan;

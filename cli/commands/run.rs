@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use pipe_runner::event::{Conclusion, RunEvent, SCHEMA_VERSION, Summary};
 use pipe_runner::executor::Cancel;
+use pipe_runner::executor::docker::{self, DockerExecutor, DockerOptions, PullPolicy};
 use pipe_runner::executor::host::HostExecutor;
 use pipe_runner::expr::{Object, Value};
 use pipe_runner::plan::Plan;
 use pipe_runner::run::concurrency;
-use pipe_runner::run::job::Shared;
+use pipe_runner::run::job::{Placement, Shared};
 use pipe_runner::run::mask::Masker;
 use pipe_runner::run::report::{Fanout, NoticeLevel, Reporter};
 use pipe_runner::run::scheduler::{RunOptions, RunResult, run_plan};
@@ -41,6 +42,10 @@ pub fn run(cli: &Cli, args: &RunArgs) -> u8 {
     };
     let secrets = match read_secrets(cli, args) {
         Ok(s) => s,
+        Err(code) => return code,
+    };
+    let placement = match placement(cli, args, &p) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -132,6 +137,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> u8 {
             },
             &vars,
             &secrets,
+            &placement,
             cancel.clone(),
         ));
         worst = worst.max(code);
@@ -202,6 +208,54 @@ fn open_step_cache(
         .map(|s| s.dir().join("stepcache"))
         .unwrap_or_else(|| run_temp.join("stepcache"));
     Some(Arc::new(StepCache::new(cache, why_dir)))
+}
+
+/// `--host`, `-P` (over `[runners.images]`), `--container-platform` and `--pull`.
+fn placement(cli: &Cli, args: &RunArgs, p: &Project) -> Result<(Placement, PullPolicy), u8> {
+    let pull = args.pull.parse::<PullPolicy>().map_err(|e| {
+        error(cli, &format!("`--pull`: {e}"), None);
+        exit::USAGE
+    })?;
+    let mut images: Vec<(String, String)> = p
+        .config
+        .runners
+        .images
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for m in &args.platform_map {
+        match m.split_once('=') {
+            Some((l, i)) if !l.trim().is_empty() && !i.trim().is_empty() => {
+                images.push((l.trim().to_owned(), i.trim().to_owned()));
+            }
+            _ => {
+                error(
+                    cli,
+                    &format!("`-P {m}` must be `LABEL=IMAGE`"),
+                    Some("for example `-P ubuntu-latest=debian:12`"),
+                );
+                return Err(exit::USAGE);
+            }
+        }
+    }
+    if let Some(pl) = &args.container_platform
+        && !pl.contains('/')
+    {
+        error(
+            cli,
+            &format!("`--container-platform {pl}` must be `OS/ARCH`, like `linux/arm64`"),
+            None,
+        );
+        return Err(exit::USAGE);
+    }
+    Ok((
+        Placement {
+            force_host: args.host,
+            images,
+            platform: args.container_platform.clone(),
+        },
+        pull,
+    ))
 }
 
 fn notice(cli: &Cli, message: &str) {
@@ -363,6 +417,7 @@ struct RunInput<'a> {
     payload: Value,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_one(
     cli: &Cli,
     args: &RunArgs,
@@ -370,8 +425,10 @@ async fn run_one(
     input: RunInput<'_>,
     vars: &Value,
     secrets: &[(String, String)],
+    placement: &(Placement, PullPolicy),
     cancel: Cancel,
 ) -> u8 {
+    let (placement, pull) = placement;
     let RunInput {
         l,
         plan,
@@ -495,11 +552,23 @@ async fn run_one(
     // One notice for labels that run on the host.
     let mut host_labels: Vec<String> = Vec::new();
     for job in &l.workflow.jobs {
-        for label in job.runs_on.iter().flat_map(|r| r.labels.iter()) {
-            if label.has_expr() || host_labels.contains(&label.text) {
-                continue;
+        if !placement.force_host && job.container.is_some() {
+            continue;
+        }
+        let texts: Vec<String> = job
+            .runs_on
+            .iter()
+            .flat_map(|r| r.labels.iter())
+            .filter(|lb| !lb.has_expr())
+            .map(|lb| lb.text.clone())
+            .collect();
+        if !placement.force_host && placement.image_for(&texts).is_some() {
+            continue;
+        }
+        for label in texts {
+            if !host_labels.contains(&label) {
+                host_labels.push(label);
             }
-            host_labels.push(label.text.clone());
         }
     }
     if !host_labels.is_empty() && !args.json {
@@ -535,10 +604,31 @@ async fn run_one(
     });
     let actions = Arc::new(pipe_actions::registry(super::action_dir(p, &args.select)));
     let step_cache = open_step_cache(cli, &styles, args, p, l, store.as_ref(), &run_temp);
+    let progress: Option<docker::Progress> = if cli.quiet || args.json {
+        None
+    } else {
+        let cli_color = super::err_styles(cli);
+        Some(Arc::new(move |line: &str| {
+            output::stderr_write(
+                format!("{} {line}\n", cli_color.paint(cli_color.hint, "note:")).as_bytes(),
+            );
+        }))
+    };
+    let run_id = format!("{}-{run_number}", std::process::id());
+    let executor = Arc::new(DockerExecutor::new(
+        HostExecutor::new(),
+        DockerOptions {
+            run_id: run_id.clone(),
+            pull: *pull,
+            platform: placement.platform.clone(),
+            progress,
+            ..DockerOptions::default()
+        },
+    ));
     let shared = Arc::new(Shared {
         workflow: l.workflow.clone(),
         source: l.source.clone(),
-        executor: Arc::new(HostExecutor::new()),
+        executor: executor.clone(),
         reporter: reporter.clone(),
         masker: masker.clone(),
         github,
@@ -561,6 +651,7 @@ async fn run_one(
         results: collector
             .clone()
             .map(|c| c as Arc<dyn pipe_runner::run::results::ResultsCollector>),
+        placement: placement.clone(),
     });
     reporter.event(&RunEvent::RunStarted {
         version: SCHEMA_VERSION,
@@ -643,6 +734,18 @@ async fn run_one(
     } else {
         run_plan(shared, &plan, &RunOptions { parallel }, cancel).await
     };
+    // Whatever the jobs did not remove (a panic, a job killed mid-setup) goes now.
+    executor.finish().await;
+    if executor.needs_sweep()
+        && let Some(engine) = executor.engine_if_connected()
+        && let Err(e) = docker::sweep_run(&engine, &run_id).await
+    {
+        warn(
+            cli,
+            &styles,
+            &format!("cannot remove the run's containers: {e}"),
+        );
+    }
     drop(_group_guard);
     reporter.event(&RunEvent::RunFinished {
         conclusion: result.conclusion,
@@ -719,6 +822,11 @@ async fn run_one(
         if let Some(r) = &results {
             print_results(cli, r);
         }
+    }
+    // A job that needed Docker and found no engine is an infrastructure failure.
+    if let Some(e) = executor.engine_error() {
+        error(cli, &e, None);
+        return exit::INFRA;
     }
     match result.conclusion {
         Conclusion::Success => exit::SUCCESS,

@@ -378,6 +378,10 @@ enum CaseResult {
 }
 
 fn run_case(case: &Case, tpl: &Template, bless: bool) -> CaseResult {
+    run_case_with(case, tpl, bless, &[])
+}
+
+fn run_case_with(case: &Case, tpl: &Template, bless: bool, extra: &[String]) -> CaseResult {
     for prog in case.lines("requires") {
         if !has_program(prog.trim()) {
             let msg = format!("needs `{}` on PATH", prog.trim());
@@ -410,6 +414,7 @@ fn run_case(case: &Case, tpl: &Template, bless: bool) -> CaseResult {
     for a in case.lines("args") {
         cmd.arg(a.trim().replace("{actions}", &actions.to_string_lossy()));
     }
+    cmd.args(extra);
     let ran = run_with_timeout(cmd, CASE_TIMEOUT);
     let mut problems: Vec<String> = Vec::new();
     if ran.timed_out {
@@ -561,6 +566,91 @@ fn run_case(case: &Case, tpl: &Template, bless: bool) -> CaseResult {
         }
         CaseResult::Fail(msg)
     }
+}
+
+/// Runs `cases` on 4 threads; returns the results sorted by name.
+fn run_all(cases: &[Case], bless: bool, extra: &[String]) -> Vec<(String, CaseResult)> {
+    let tpl = Arc::new(template());
+    let queue = Arc::new(Mutex::new(cases.iter().cloned().collect::<VecDeque<_>>()));
+    let results = Arc::new(Mutex::new(Vec::<(String, CaseResult)>::new()));
+    let extra: Arc<Vec<String>> = Arc::new(extra.to_vec());
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let queue = queue.clone();
+            let results = results.clone();
+            let tpl = tpl.clone();
+            let extra = extra.clone();
+            std::thread::spawn(move || {
+                loop {
+                    let next = queue.lock().expect("lock").pop_front();
+                    let Some(case) = next else { break };
+                    let r = run_case_with(&case, &tpl, bless, &extra);
+                    results.lock().expect("lock").push((case.name.clone(), r));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("worker");
+    }
+    let mut results = std::mem::take(&mut *results.lock().expect("lock"));
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    results
+}
+
+/// Cases that cannot give the host's summary inside the test image, and why.
+const NOT_IN_CONTAINERS: &[(&str, &str)] = &[];
+
+/// The suite with every job mapped into a container image that has `bash` and busybox
+/// (`-P LABEL=IMAGE` for the labels the cases use): the summaries must equal the host's.
+/// Cases that need programs the image lacks (`.requires`) are left out.
+/// `PIPE_CONFORMANCE_FILTER` applies here too.
+#[test]
+fn conformance_suite_in_containers() {
+    if !crate::docker::docker_available() {
+        return;
+    }
+    crate::docker::ensure_images();
+    let filter = std::env::var("PIPE_CONFORMANCE_FILTER").ok();
+    let cases: Vec<Case> = all_cases()
+        .into_iter()
+        .filter(|c| filter.as_ref().is_none_or(|f| c.name.contains(f.as_str())))
+        .filter(|c| c.lines("requires").is_empty())
+        .filter(|c| !NOT_IN_CONTAINERS.iter().any(|(n, _)| *n == c.name))
+        .collect();
+    let mut extra = Vec::new();
+    for label in [
+        "ubuntu-latest",
+        "ubuntu-24.04",
+        "ubuntu-22.04",
+        "self-hosted",
+        "linux",
+    ] {
+        extra.push("-P".to_owned());
+        extra.push(format!("{label}={}", crate::docker::BASH));
+    }
+    let results = run_all(&cases, false, &extra);
+    let mut failures = Vec::new();
+    let mut passed = 0;
+    for (name, r) in &results {
+        match r {
+            CaseResult::Pass => passed += 1,
+            CaseResult::Skip(why) => eprintln!("skipped {name}: {why}"),
+            CaseResult::Known(why) => eprintln!("known divergence {name}: {why}"),
+            CaseResult::Fail(why) => failures.push(format!("── {name} ──\n{why}")),
+        }
+    }
+    eprintln!(
+        "conformance in containers: {passed} passed, {} failed, {} skipped",
+        failures.len(),
+        results.len() - passed - failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} conformance case(s) failed in containers:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 /// Every case of every area; one failure report names every failing case.

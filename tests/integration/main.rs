@@ -7,7 +7,7 @@
 //! workflows of `tests/conformance/` and the interrupt tests; `cache` drives `pipe cache` and
 //! its fault tests; `scan` drives `pipe scan` (vulnerabilities); `scan_targets` drives secrets,
 //! misconfiguration, rootfs and image targets; `bench` drives `pipe bench` and the job
-//! `reports:` key.
+//! `reports:` key; `docker` runs jobs in containers on the real engine.
 
 mod bad_input;
 mod bench;
@@ -15,6 +15,7 @@ mod cache;
 mod common;
 mod conformance;
 mod corpus;
+mod docker;
 mod plan;
 mod run_cli;
 mod scan;

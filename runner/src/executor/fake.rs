@@ -67,6 +67,10 @@ impl Executor for FakeExecutor {
                 workspace_exec: setup.workspace.clone(),
                 os: "Linux",
                 arch: "X64",
+                has_bash: None,
+                path: None,
+                services: Vec::new(),
+                container: None,
             },
             log: self.log.clone(),
         }))
@@ -200,6 +204,7 @@ mod tests {
                 key: "k".into(),
                 run_temp: t.path().to_path_buf(),
                 workspace: t.path().to_path_buf(),
+                ..Default::default()
             })
             .await
             .expect("prepare");
@@ -216,6 +221,7 @@ mod tests {
             ],
             cwd: t.path().to_path_buf(),
             timeout: None,
+            action: None,
         };
         let mut out = Vec::new();
         let exit = j

@@ -97,6 +97,10 @@ impl Executor for HostExecutor {
                 workspace_exec: setup.workspace.clone(),
                 os: host_os(),
                 arch: host_arch(),
+                has_bash: None,
+                path: None,
+                services: Vec::new(),
+                container: None,
             },
             base_env: self.base_env.clone(),
             grace: self.grace,
@@ -558,6 +562,7 @@ mod tests {
                 key: "j".into(),
                 run_temp: dir.join("tmp"),
                 workspace: dir.to_path_buf(),
+                ..Default::default()
             })
             .await
             .expect("prepare")
@@ -570,6 +575,7 @@ mod tests {
             env: vec![("GREETING".into(), "hi".into())],
             cwd: dir.to_path_buf(),
             timeout: None,
+            action: None,
         }
     }
 

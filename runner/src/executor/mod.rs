@@ -14,6 +14,7 @@
 //! - `cleanup` is idempotent and safe after a failed or partial `prepare`; it stops anything a
 //!   step left running (orphaned background processes) and removes the job's temp dir.
 
+pub mod docker;
 pub mod fake;
 pub mod host;
 
@@ -24,7 +25,7 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 /// What an executor needs to set a job up.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct JobSetup {
     /// A unique key for the job within the run (used for temp dir names).
     pub key: String,
@@ -32,6 +33,98 @@ pub struct JobSetup {
     pub run_temp: PathBuf,
     /// The workspace on the host.
     pub workspace: PathBuf,
+    /// Run the job's steps in this container (`container:`, or an image mapped to a
+    /// `runs-on` label); `None` runs them on the host.
+    pub container: Option<ContainerSpec>,
+    /// `services:` of the job.
+    pub services: Vec<ServiceSpec>,
+    /// Where service logs go (`<dir>/service-<id>.log`), if the run is recorded.
+    pub log_dir: Option<PathBuf>,
+    /// The job's cancellation: a long set-up (a pull, services becoming healthy) stops on it.
+    pub cancel: Cancel,
+    /// Host folders a job container also needs at the same path, read-only (the offline
+    /// action folder, whose actions' scripts steps run).
+    pub extra_mounts: Vec<PathBuf>,
+}
+
+/// A container to run: the job container or a service.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerSpec {
+    /// The image reference.
+    pub image: String,
+    /// A `container:` job (GitHub's container rules: the default shell is `sh`) rather than a
+    /// runner image mapped from a label (the default shell is `bash` when the image has it).
+    pub job_container: bool,
+    /// `env:`.
+    pub env: Vec<(String, String)>,
+    /// `ports:` (`8080`, `8080:80`, `127.0.0.1:8080:80/tcp`).
+    pub ports: Vec<String>,
+    /// `volumes:` (`name:/path`, `/host:/path[:ro]`).
+    pub volumes: Vec<String>,
+    /// `options:`, the `docker create` flags as written.
+    pub options: String,
+    /// `credentials:` (username, password) for the pull.
+    pub credentials: Option<(String, String)>,
+    /// Platform (`linux/arm64`): `container.platform` or `--container-platform`.
+    pub platform: Option<String>,
+}
+
+/// A service container of a job.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// The service id (its host name on the job network).
+    pub id: String,
+    /// The container.
+    pub container: ContainerSpec,
+    /// `command:` (replaces the image's command).
+    pub command: Option<String>,
+    /// `entrypoint:` (replaces the image's entrypoint).
+    pub entrypoint: Option<String>,
+}
+
+/// A running service, as the `services` context shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceInfo {
+    /// The service id.
+    pub id: String,
+    /// The container id.
+    pub container_id: String,
+    /// The job network.
+    pub network: String,
+    /// Container port (`80/tcp` → `80`) → host port.
+    pub ports: Vec<(String, String)>,
+}
+
+/// A container action step: `uses: docker://IMAGE`, or a local action with
+/// `runs.using: docker` once its image is known (see [`docker::container_action`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerAction {
+    /// The image to run (pulled by the pull policy) or a build to make first.
+    pub image: ActionImage,
+    /// `entrypoint:` (replaces the image's).
+    pub entrypoint: Option<String>,
+    /// `args:` (replace the image's command).
+    pub args: Vec<String>,
+}
+
+/// Where a container action's image comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActionImage {
+    /// An image reference (`alpine:3`, a local tag).
+    Image(String),
+    /// A Dockerfile to build: the context folder and the Dockerfile inside it.
+    Dockerfile {
+        /// The build context on the host.
+        context: PathBuf,
+        /// The Dockerfile, relative to the context.
+        dockerfile: String,
+    },
+}
+
+impl Default for ActionImage {
+    fn default() -> Self {
+        ActionImage::Image(String::new())
+    }
 }
 
 /// Paths a job's steps use, as the host sees them and as the step sees them.
@@ -47,11 +140,19 @@ pub struct JobPaths {
     pub os: &'static str,
     /// `RUNNER_ARCH` (`X64`, `ARM64`, …).
     pub arch: &'static str,
+    /// Whether the default shell is `bash` (`None`: ask the host, as the host executor does).
+    pub has_bash: Option<bool>,
+    /// `PATH` the steps start with when it is not the host's (a container's).
+    pub path: Option<String>,
+    /// Running services (`job.services`).
+    pub services: Vec<ServiceInfo>,
+    /// The job container's id and network (`job.container`), for container jobs.
+    pub container: Option<(String, String)>,
 }
 
 /// A shell invocation template: the program, its arguments with `{0}` for the script path,
 /// and the script file's extension.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ShellTemplate {
     /// Program and arguments; one argument contains `{0}`.
     pub argv: Vec<String>,
@@ -60,7 +161,7 @@ pub struct ShellTemplate {
 }
 
 /// One step to run.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct StepCommand {
     /// The script text.
     pub script: String,
@@ -72,6 +173,8 @@ pub struct StepCommand {
     pub cwd: PathBuf,
     /// Kill the step after this long.
     pub timeout: Option<Duration>,
+    /// Run this container action instead of `script` (`docker://` steps, Docker actions).
+    pub action: Option<ContainerAction>,
 }
 
 /// How a step's process ended.

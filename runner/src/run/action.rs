@@ -3,7 +3,7 @@
 //! - `./path` (and `$/path`): a folder of the workspace with `action.yml` or `action.yaml`.
 //! - `owner/repo[/path]@ref`: a built-in action registered by name (`owner/repo[/path]`, any
 //!   ref), else the offline action folder: `DIR/owner/repo@ref/[path/]action.yml`.
-//! - `docker://image`: not run yet.
+//! - `docker://image`: run by the step runner in a container (the Docker executor).
 //!
 //! An action that cannot be found fails its step at once with a message that says how to
 //! provide it; nothing is ever downloaded. Metadata files are read once per run.
@@ -148,8 +148,9 @@ impl ActionRegistry {
     /// why the action cannot run and how to provide it.
     pub fn resolve(&self, uses: &str, workspace: &Path) -> Result<Resolved, String> {
         match parse_uses(uses)? {
+            // The step runner runs `docker://` steps itself, before resolving.
             UsesRef::Docker(image) => Err(format!(
-                "docker actions cannot run yet: `docker://{image}` needs the Docker executor"
+                "`docker://{image}` is a container step, not an action to resolve"
             )),
             UsesRef::Local(path) => {
                 let rel = path.trim_start_matches("$/").trim_start_matches("./");

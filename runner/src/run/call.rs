@@ -335,6 +335,7 @@ fn prepare(shared: &Arc<Shared>, spec: &LegSpec) -> Result<Prepared, String> {
         step_cache: shared.step_cache.clone(),
         dry_run: shared.dry_run,
         results: shared.results.clone(),
+        placement: shared.placement.clone(),
     };
     Ok(Prepared {
         shared: callee,

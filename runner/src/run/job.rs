@@ -18,7 +18,8 @@ use indexmap::IndexMap;
 use crate::context::{Contexts, Status};
 use crate::event::{Conclusion, JobRef, RunEvent, StepCacheInfo, StepRef, StepSummary};
 use crate::executor::{
-    Cancel, Executor, JobHandle, JobSetup, OutputSink, ShellTemplate, StepCommand,
+    Cancel, ContainerSpec, Executor, JobHandle, JobSetup, OutputSink, ServiceSpec, ShellTemplate,
+    StepCommand,
 };
 use crate::expr::{Object, Template, Value, parse_condition};
 use crate::run::action::{ActionRegistry, LoadedAction};
@@ -88,6 +89,32 @@ pub struct Shared {
     pub dry_run: bool,
     /// Reads the files a job's `reports:` declares (none: they are not read).
     pub results: Option<Arc<dyn crate::run::results::ResultsCollector>>,
+    /// Where jobs run: `--host`, label → image mappings, `--container-platform`.
+    pub placement: Placement,
+}
+
+/// Where jobs run (`--host`, `-P LABEL=IMAGE` and `[runners.images]`).
+#[derive(Clone, Debug, Default)]
+pub struct Placement {
+    /// `--host`: every job's steps run on the host (services still run in containers).
+    pub force_host: bool,
+    /// `runs-on` label → image; the first label of a job with a mapping wins.
+    pub images: Vec<(String, String)>,
+    /// `--container-platform`: the platform of containers that name none.
+    pub platform: Option<String>,
+}
+
+impl Placement {
+    /// The image mapped to one of `labels`, if any.
+    pub fn image_for<'a>(&'a self, labels: &[String]) -> Option<&'a str> {
+        labels.iter().find_map(|l| {
+            self.images
+                .iter()
+                .rev()
+                .find(|(k, _)| k == l)
+                .map(|(_, v)| v.as_str())
+        })
+    }
 }
 
 /// One leg to run.
@@ -550,13 +577,39 @@ impl<'a> LegRunner<'a> {
         c.set("env", env_object(env));
         c.set("steps", Value::from_object(self.steps_ctx.clone()));
         c.set("runner", self.runner_ctx(Some(paths)));
-        c.set(
-            "job",
-            obj(vec![
-                ("status", Value::str(job_status)),
-                ("services", Value::object(Vec::<(String, Value)>::new())),
-            ]),
-        );
+        let services: Vec<(String, Value)> = paths
+            .services
+            .iter()
+            .map(|s| {
+                let ports: Vec<(String, Value)> = s
+                    .ports
+                    .iter()
+                    .map(|(c, h)| (c.clone(), Value::str(h)))
+                    .collect();
+                (
+                    s.id.clone(),
+                    obj(vec![
+                        ("id", Value::str(&s.container_id)),
+                        ("network", Value::str(&s.network)),
+                        ("ports", Value::object(ports)),
+                    ]),
+                )
+            })
+            .collect();
+        let mut job = vec![
+            ("status", Value::str(job_status)),
+            ("services", Value::object(services)),
+        ];
+        if let Some((id, network)) = &paths.container {
+            job.push((
+                "container",
+                obj(vec![
+                    ("id", Value::str(id)),
+                    ("network", Value::str(network)),
+                ]),
+            ));
+        }
+        c.set("job", obj(job));
         // One job status at a time, as `job.status`: once the job is cancelled, `failure()` is
         // false even if a step failed before.
         c.status = Status {
@@ -632,6 +685,107 @@ impl<'a> LegRunner<'a> {
                 )),
             },
         }
+    }
+
+    /// Where the job runs: its `container:`, else the image mapped to one of its `runs-on`
+    /// labels, else the host (`None`); and its services.
+    fn placement(
+        &self,
+        ctx: &Contexts,
+    ) -> Result<(Option<ContainerSpec>, Vec<ServiceSpec>), String> {
+        let job = self.job;
+        let placement = &self.shared.placement;
+        let mut services = Vec::new();
+        for (id, c) in &job.services {
+            if let Some(spec) = self.container_spec(c, ctx, true)? {
+                services.push(ServiceSpec {
+                    id: id.value.clone(),
+                    command: c
+                        .command
+                        .as_ref()
+                        .map(|y| self.eval_string(y, ctx))
+                        .transpose()?,
+                    entrypoint: c
+                        .entrypoint
+                        .as_ref()
+                        .map(|y| self.eval_string(y, ctx))
+                        .transpose()?,
+                    container: spec,
+                });
+            }
+        }
+        if placement.force_host {
+            return Ok((None, services));
+        }
+        if let Some(c) = &job.container {
+            let spec = self.container_spec(c, ctx, true)?;
+            if spec.is_some() {
+                return Ok((spec, services));
+            }
+        }
+        if placement.images.is_empty() {
+            return Ok((None, services));
+        }
+        let mut labels = Vec::new();
+        for y in job.runs_on.iter().flat_map(|r| r.labels.iter()) {
+            match self.eval(y, ctx)? {
+                Value::Array(items) => labels.extend(items.iter().filter_map(Value::to_gh_string)),
+                v => labels.extend(v.to_gh_string()),
+            }
+        }
+        Ok((
+            placement.image_for(&labels).map(|image| ContainerSpec {
+                image: image.to_owned(),
+                job_container: false,
+                platform: placement.platform.clone(),
+                ..Default::default()
+            }),
+            services,
+        ))
+    }
+
+    /// A `container:` or service value, evaluated; `None` when its image is empty (GitHub
+    /// then runs the job on the runner).
+    fn container_spec(
+        &self,
+        c: &crate::workflow::Container,
+        ctx: &Contexts,
+        job_container: bool,
+    ) -> Result<Option<ContainerSpec>, String> {
+        let Some(image) = &c.image else {
+            return Ok(None);
+        };
+        let image = self.eval_string(image, ctx)?;
+        if image.trim().is_empty() {
+            return Ok(None);
+        }
+        let mut env = Vec::new();
+        self.eval_env(&c.env, ctx, &mut env)?;
+        let strings = |ys: &[YStr]| -> Result<Vec<String>, String> {
+            ys.iter().map(|y| self.eval_string(y, ctx)).collect()
+        };
+        let credentials = match (&c.username, &c.password) {
+            (Some(u), Some(p)) => Some((self.eval_string(u, ctx)?, self.eval_string(p, ctx)?)),
+            _ => None,
+        };
+        Ok(Some(ContainerSpec {
+            image: image.trim().to_owned(),
+            job_container,
+            env,
+            ports: strings(&c.ports)?,
+            volumes: strings(&c.volumes)?,
+            options: c
+                .options
+                .as_ref()
+                .map(|y| self.eval_string(y, ctx))
+                .transpose()?
+                .unwrap_or_default(),
+            credentials,
+            platform: match &c.platform {
+                Some(y) => Some(self.eval_string(y, ctx)?),
+                None => self.shared.placement.platform.clone(),
+            },
+        }))
     }
 
     fn notice(&self, level: NoticeLevel, msg: &str) {
@@ -919,14 +1073,43 @@ impl<'a> LegRunner<'a> {
                 Err(e) => setup_error = Some(format!("cannot give the job its own workspace: {e}")),
             }
         }
+        let mut placed = (None, Vec::new());
+        if setup_error.is_none() {
+            match self.placement(&jctx) {
+                Ok(p) => placed = p,
+                Err(e) => setup_error = Some(e),
+            }
+        }
         let mut handle: Option<Box<dyn JobHandle>> = None;
         if setup_error.is_none() {
+            let (container, services) = placed;
             match shared
                 .executor
                 .prepare(&JobSetup {
                     key: self.spec.key.clone(),
                     run_temp: shared.run_temp.clone(),
                     workspace: self.workspace.clone(),
+                    container,
+                    services,
+                    log_dir: shared
+                        .log_dir
+                        .as_ref()
+                        .map(|d| d.join(crate::store::safe_name(&self.spec.key))),
+                    cancel: self.cancel.clone(),
+                    extra_mounts: {
+                        let mut m: Vec<PathBuf> = Vec::new();
+                        if let Some(d) = shared.actions.action_dir() {
+                            if d.is_absolute() {
+                                m.push(d.to_path_buf());
+                            }
+                            if let Ok(c) = d.canonicalize()
+                                && !m.contains(&c)
+                            {
+                                m.push(c);
+                            }
+                        }
+                        m
+                    },
                 })
                 .await
             {
@@ -1508,6 +1691,13 @@ impl<'a> LegRunner<'a> {
         index: usize,
     ) -> Result<(StepCommand, StepFiles), String> {
         let shared = self.shared;
+        let timeout = match &step.timeout_minutes {
+            Some(t) => {
+                let m = self.eval(t, ctx)?.to_number();
+                (m > 0.0 && m.is_finite()).then(|| Duration::from_secs_f64(m * 60.0))
+            }
+            None => None,
+        };
         let Some(run) = &step.run else {
             // `uses:` steps go through `run_action`; the loader rejects steps with neither.
             return Err("the step has no `run`".to_owned());
@@ -1530,7 +1720,7 @@ impl<'a> LegRunner<'a> {
             Some(y) => Some(self.eval_string(y, ctx)?),
             None => None,
         };
-        let template = shell_template(shell.as_deref(), shared.has_bash)?;
+        let template = shell_template(shell.as_deref(), paths.has_bash.unwrap_or(shared.has_bash))?;
         let wd_y = step.working_directory.as_ref().or_else(|| {
             defaults
                 .iter()
@@ -1549,15 +1739,7 @@ impl<'a> LegRunner<'a> {
             }
             None => paths.workspace_exec.clone(),
         };
-        let timeout = match &step.timeout_minutes {
-            Some(t) => {
-                let m = self.eval(t, ctx)?.to_number();
-                (m > 0.0 && m.is_finite()).then(|| Duration::from_secs_f64(m * 60.0))
-            }
-            None => None,
-        };
-
-        let (env, files) = self.step_process_env(step_env, paths, id, index);
+        let (env, files) = self.command_env(step_env, paths, id, index);
         Ok((
             StepCommand {
                 script: script_for(&template, &script),
@@ -1565,14 +1747,14 @@ impl<'a> LegRunner<'a> {
                 env,
                 cwd,
                 timeout,
+                action: None,
             },
             files,
         ))
     }
 
-    /// The process environment of a step (defaults, the step's env, fresh per-step files)
-    /// and its environment files.
-    fn step_process_env(
+    /// A step's process environment and its fresh env files.
+    fn command_env(
         &self,
         step_env: &[(String, String)],
         paths: &crate::executor::JobPaths,
@@ -1625,6 +1807,7 @@ impl<'a> LegRunner<'a> {
                 .iter()
                 .find(|(k, _)| k == "PATH")
                 .map(|(_, v)| v.clone())
+                .or_else(|| paths.path.clone())
                 .or_else(|| std::env::var("PATH").ok())
                 .unwrap_or_default();
             let mut parts = self.path_additions.clone();

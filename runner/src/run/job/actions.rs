@@ -329,7 +329,85 @@ impl<'a> LegRunner<'a> {
         Ok(out)
     }
 
-    /// Runs a `uses:` step: a built-in, composite or JavaScript action.
+    /// `uses: docker://IMAGE`: `with.args` and `with.entrypoint` go to the container, every
+    /// other input becomes `INPUT_<NAME>`; the workspace is `/github/workspace` inside.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_docker_uses(
+        &mut self,
+        h: &mut dyn JobHandle,
+        step: &Step,
+        at: StepAt,
+        sctx: Contexts,
+        step_env: Vec<(String, String)>,
+        cancel: Cancel,
+        summary: StepSummary,
+        started: Instant,
+    ) -> StepSummary {
+        let index = at.index;
+        let step_ref = StepRef {
+            id: at.id.clone(),
+            name: at.name.clone(),
+            index: self.log_index(index),
+        };
+        let uses = step
+            .uses
+            .as_ref()
+            .map(|u| u.text.clone())
+            .unwrap_or_default();
+        let timeout = match &step.timeout_minutes {
+            Some(t) => match self.eval(t, &sctx) {
+                Ok(m) => {
+                    let m = m.to_number();
+                    (m > 0.0 && m.is_finite()).then(|| Duration::from_secs_f64(m * 60.0))
+                }
+                Err(e) => return self.fail_step(step, &sctx, &at, summary, started, e),
+            },
+            None => None,
+        };
+        let paths = h.paths().clone();
+        let (mut env, files) = self.command_env(&step_env, &paths, &at.id, index);
+        let mut args = Vec::new();
+        let mut entrypoint = None;
+        for (name, (_, y)) in &step.with {
+            let v = match self.eval_string(y, &sctx) {
+                Ok(v) => v,
+                Err(e) => return self.fail_step(step, &sctx, &at, summary, started, e),
+            };
+            match name.as_str() {
+                "args" => match crate::executor::docker::options::split_words(&v) {
+                    Ok(a) => args = a,
+                    Err(e) => {
+                        let e = format!("`with.args`: {e}");
+                        return self.fail_step(step, &sctx, &at, summary, started, e);
+                    }
+                },
+                "entrypoint" => entrypoint = Some(v),
+                _ => set_env(&mut env, &input_env_name(name), v),
+            }
+        }
+        let command = crate::executor::docker::container_action(
+            &uses,
+            None,
+            entrypoint,
+            args,
+            env,
+            paths.workspace_exec.clone(),
+            timeout,
+        );
+        let res = self.exec(h, &command, &files, index, &cancel, false).await;
+        let coe = res.outcome == Conclusion::Failure && self.continue_on_error(step, &sctx, index);
+        self.finish_step(
+            summary,
+            step_ref,
+            res.outcome,
+            coe,
+            res.outputs,
+            started,
+            res.error,
+        )
+    }
+
+    /// Runs a `uses:` step: a built-in, composite, JavaScript or container action.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn run_action<'b>(
         &'b mut self,
@@ -350,6 +428,11 @@ impl<'a> LegRunner<'a> {
                 index: self.log_index(index),
             };
             let uses = step.uses.as_ref().map(|u| u.text.as_str()).unwrap_or("");
+            if uses.starts_with("docker://") {
+                return self
+                    .run_docker_uses(h, step, at, sctx, step_env, cancel, summary, started)
+                    .await;
+            }
             let resolved = self.shared.actions.resolve(uses, &self.workspace);
             let mut given = IndexMap::new();
             let mut bad_input = None;
@@ -628,11 +711,65 @@ impl<'a> LegRunner<'a> {
                         res.error,
                     )
                 }
-                ActionRuns::Docker { .. } => {
-                    let e = format!(
-                        "`{uses}` is a Docker container action, which cannot run yet: it needs the Docker executor"
+                ActionRuns::Docker {
+                    image,
+                    args,
+                    entrypoint,
+                    env: action_env,
+                    ..
+                } => {
+                    // A container action: the image (`docker://…`) or the action's Dockerfile,
+                    // built through the engine; inputs as `INPUT_*`, `args` evaluated with the
+                    // `inputs` context.
+                    let mut ictx = sctx.clone();
+                    let mut inputs_obj = Object::new();
+                    for (k, v) in &inputs {
+                        inputs_obj.insert(k.clone(), Value::str(v));
+                    }
+                    ictx.set("inputs", Value::from_object(inputs_obj));
+                    let mut argv = Vec::new();
+                    for y in args {
+                        match self.eval_string(y, &ictx) {
+                            Ok(v) => argv.push(v),
+                            Err(e) => return self.fail_step(step, &sctx, &at, summary, started, e),
+                        }
+                    }
+                    let entry = match entrypoint.as_ref().map(|y| self.eval_string(y, &ictx)) {
+                        Some(Err(e)) => {
+                            return self.fail_step(step, &sctx, &at, summary, started, e);
+                        }
+                        Some(Ok(v)) => Some(v),
+                        None => None,
+                    };
+                    let paths = h.paths().clone();
+                    let (mut env, files) = self.command_env(&step_env, &paths, &at.id, index);
+                    if let Err(e) = self.eval_env(action_env, &ictx, &mut env) {
+                        return self.fail_step(step, &sctx, &at, summary, started, e);
+                    }
+                    for (k, v) in &inputs {
+                        set_env(&mut env, &input_env_name(k), v.clone());
+                    }
+                    let command = crate::executor::docker::container_action(
+                        &image.text,
+                        Some(&a.dir),
+                        entry,
+                        argv,
+                        env,
+                        paths.workspace_exec.clone(),
+                        timeout,
                     );
-                    self.fail_step(step, &sctx, &at, summary, started, e)
+                    let res = self.exec(h, &command, &files, index, &cancel, false).await;
+                    let coe = res.outcome == Conclusion::Failure
+                        && self.continue_on_error(step, &sctx, index);
+                    self.finish_step(
+                        summary,
+                        step_ref,
+                        res.outcome,
+                        coe,
+                        res.outputs,
+                        started,
+                        res.error,
+                    )
                 }
                 ActionRuns::Invalid => {
                     let e = format!("action `{uses}` has no valid `runs`");
@@ -658,7 +795,7 @@ impl<'a> LegRunner<'a> {
         cancel: &Cancel,
     ) -> Exec {
         let paths = h.paths().clone();
-        let (mut env, files) = self.step_process_env(step_env, &paths, id, index);
+        let (mut env, files) = self.command_env(step_env, &paths, id, index);
         for (k, v) in inputs {
             set_env(&mut env, &input_env_name(k), v.clone());
         }
@@ -682,6 +819,7 @@ impl<'a> LegRunner<'a> {
             env,
             cwd: paths.workspace_exec.clone(),
             timeout,
+            action: None,
         };
         self.exec(h, &command, &files, index, cancel, false).await
     }
