@@ -117,7 +117,14 @@ pub fn engine_ref(raw: &Path, resolved: &Path, kind: TargetKind) -> Option<Strin
             return Some(r.trim_start_matches("//").to_owned());
         }
     }
-    if resolved.exists() {
+    // What looks like a path is a path (a typo is "no such file", not an engine lookup).
+    let pathlike = s.starts_with('/')
+        || s.starts_with("./")
+        || s.starts_with("../")
+        || [".tar", ".tar.gz", ".tgz", ".oci"]
+            .iter()
+            .any(|e| s.ends_with(e));
+    if resolved.exists() || pathlike {
         None
     } else {
         Some(s.into_owned())
@@ -793,6 +800,20 @@ mod tests {
         );
         assert_eq!(clean(Path::new("./a/./b")).as_deref(), Some("a/b"));
         assert_eq!(clean(Path::new("a/../../etc")), None);
+    }
+
+    #[test]
+    fn engine_references_and_paths() {
+        let missing = Path::new("/nonexistent/x");
+        let r = |s: &str| engine_ref(Path::new(s), missing, TargetKind::Image);
+        assert_eq!(r("docker:alpine:3.20").as_deref(), Some("alpine:3.20"));
+        assert_eq!(
+            r("registry.local/app:1.2").as_deref(),
+            Some("registry.local/app:1.2")
+        );
+        assert_eq!(r("image.tar"), None);
+        assert_eq!(r("./layout"), None);
+        assert_eq!(engine_ref(Path::new("app"), missing, TargetKind::Fs), None);
     }
 
     #[test]

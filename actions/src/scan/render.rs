@@ -197,11 +197,17 @@ pub fn table(report: &Report, color: bool) -> String {
         .iter()
         .filter(|f| f.suppressed_by.is_none() && !f.shown(report.policy.severity))
         .count();
+    if report.db.is_some() {
+        let _ = write!(
+            out,
+            "{} in {}; ",
+            count(s.packages, "package"),
+            count(report.files.len(), "file"),
+        );
+    }
     let _ = write!(
         out,
-        "{} in {}; {} ({} suppressed",
-        count(s.packages, "package"),
-        count(report.files.len(), "file"),
+        "{} ({} suppressed",
         count(s.findings, "finding"),
         s.suppressed
     );

@@ -6,7 +6,7 @@ use super::{Check, Problem};
 use crate::scan::severity::Severity;
 
 /// The Dockerfile checks.
-pub static CHECKS: [Check; 16] = [
+pub static CHECKS: [Check; 17] = [
     Check {
         id: "DS-0001",
         aliases: &["DS001", "AVD-DS-0001"],
@@ -118,6 +118,13 @@ pub static CHECKS: [Check; 16] = [
         title: "`ADD` of a URL without `--checksum`",
         severity: Severity::Medium,
         resolution: "Use `ADD --checksum=sha256:…` or download and verify in a `RUN` step.",
+    },
+    Check {
+        id: "PIPE-DS-0003",
+        aliases: &[],
+        title: "`apt-get install` without cleaning the package lists",
+        severity: Severity::Low,
+        resolution: "End the same `RUN` with `rm -rf /var/lib/apt/lists/*` (or use a cache mount for `/var/lib/apt`).",
     },
 ];
 
@@ -400,6 +407,15 @@ pub fn check(text: &str) -> Vec<Problem> {
                     if *first == "apk" && w.contains(&"add") && !w.contains(&"--no-cache") {
                         push("DS-0025", i, "`apk add` without `--no-cache`".into());
                     }
+                }
+                let cleaned = i.args.contains("/var/lib/apt/lists")
+                    || (i.args.contains("--mount=type=cache") && i.args.contains("/var/lib/apt"));
+                if has_install && !cleaned {
+                    push(
+                        "PIPE-DS-0003",
+                        i,
+                        "`apt-get install` leaves `/var/lib/apt/lists` in the layer".into(),
+                    );
                 }
                 if update_only && !has_install {
                     push(

@@ -10,7 +10,7 @@ use crate::scan::secret::Rules;
 use crate::scan::severity::Severity;
 
 /// The Kubernetes checks.
-pub static CHECKS: [Check; 14] = [
+pub static CHECKS: [Check; 17] = [
     Check {
         id: "KSV-0001",
         aliases: &["KSV001", "AVD-KSV-0001"],
@@ -108,6 +108,27 @@ pub static CHECKS: [Check; 14] = [
         title: "ConfigMap holds a secret",
         severity: Severity::High,
         resolution: "Move the value to a Secret (or an external secret store).",
+    },
+    Check {
+        id: "KSV-0022",
+        aliases: &["KSV022", "AVD-KSV-0022"],
+        title: "Non-default capability added",
+        severity: Severity::Medium,
+        resolution: "Do not add capabilities beyond the runtime's defaults (`NET_BIND_SERVICE` aside).",
+    },
+    Check {
+        id: "KSV-0024",
+        aliases: &["KSV024", "AVD-KSV-0024"],
+        title: "`hostPort` used",
+        severity: Severity::High,
+        resolution: "Remove `hostPort`; expose the port through a Service.",
+    },
+    Check {
+        id: "KSV-0105",
+        aliases: &["KSV105", "AVD-KSV-0105"],
+        title: "Runs as UID 0",
+        severity: Severity::Low,
+        resolution: "Set `runAsUser` to a non-zero UID.",
     },
 ];
 
@@ -292,10 +313,17 @@ pub fn check(text: &str, rules: Option<&Rules>) -> Vec<Problem> {
                     .and_then(Node::as_seq)
                     .unwrap_or(&[])
                 {
-                    if cap.as_str().is_some_and(|s| {
-                        s.eq_ignore_ascii_case("SYS_ADMIN")
-                            || s.eq_ignore_ascii_case("CAP_SYS_ADMIN")
-                    }) {
+                    let name = cap.as_str().unwrap_or("").to_ascii_uppercase();
+                    let name = name.trim_start_matches("CAP_");
+                    if !name.is_empty() && !matches!(name, "SYS_ADMIN" | "NET_BIND_SERVICE") {
+                        push(
+                            "KSV-0022",
+                            cap,
+                            format!("container `{cname}` adds `{name}`"),
+                            format!("{subj} {name}"),
+                        );
+                    }
+                    if name == "SYS_ADMIN" {
                         push(
                             "KSV-0005",
                             cap,
@@ -315,6 +343,43 @@ pub fn check(text: &str, rules: Option<&Rules>) -> Vec<Problem> {
                             subj.clone(),
                         );
                     }
+                }
+                for port in c.get("ports").and_then(Node::as_seq).unwrap_or(&[]) {
+                    if let Some(hp) = port.get("hostPort") {
+                        push(
+                            "KSV-0024",
+                            hp,
+                            format!(
+                                "container `{cname}` binds host port `{}`",
+                                hp.as_str().unwrap_or("")
+                            ),
+                            format!("{subj} {}", hp.as_str().unwrap_or("")),
+                        );
+                    }
+                }
+                let uid_zero =
+                    |n: Option<&Node>| n.and_then(Node::as_str).is_some_and(|u| u.trim() == "0");
+                if let Some(u) = sc
+                    .and_then(|s| s.get("runAsUser"))
+                    .filter(|u| uid_zero(Some(u)))
+                {
+                    push(
+                        "KSV-0105",
+                        u,
+                        format!("container `{cname}` runs as UID 0"),
+                        subj.clone(),
+                    );
+                } else if sc.and_then(|s| s.get("runAsUser")).is_none()
+                    && let Some(u) = pod_sc
+                        .and_then(|s| s.get("runAsUser"))
+                        .filter(|u| uid_zero(Some(u)))
+                {
+                    push(
+                        "KSV-0105",
+                        u,
+                        format!("container `{cname}` runs as UID 0 (pod `securityContext`)"),
+                        subj.clone(),
+                    );
                 }
                 let limits = c.get("resources").and_then(|r| r.get("limits"));
                 if list != "ephemeralContainers" {

@@ -246,7 +246,10 @@ mod tests {
         let p = check_text(Source::Dockerfile, "FROM debian:12\n\nRUN apt-get update \\\n  && apt-get install curl\nUSER app\nHEALTHCHECK CMD true\n", None).expect("checks");
         let ids: Vec<(&str, u32, u32)> =
             p.iter().map(|p| (p.check.id, p.line, p.end_line)).collect();
-        assert_eq!(ids, [("DS-0021", 3, 4), ("DS-0029", 3, 4)]);
+        assert_eq!(
+            ids,
+            [("DS-0021", 3, 4), ("DS-0029", 3, 4), ("PIPE-DS-0003", 3, 4)]
+        );
         let wf = "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: |\n          echo hi\n          echo \"${{ github.event.head_commit.message }}\"\n";
         let p = check_text(Source::Workflow, wf, None).expect("checks");
         assert_eq!(

@@ -974,6 +974,16 @@ mod tests {
             ids("a.env", "api_key = 'q8Zt3LmW9xVb2NcR7yHk4PdS'\n"),
             ["generic-api-key"]
         );
+        // Identifiers in code are not secrets.
+        for code in [
+            "let key: ParsedPublicKeyBuffer = x;\n",
+            "secret_key = EVP_PKEY_decrypt_init;\n",
+            "token: MLKEM768_PUBLIC_KEY_BYTES,\n",
+            "{\"id-regCtrl-regToken\", \"id-regCtrl-regToken\", 9},\n",
+            "fn new(key: UnboundCipherKey, mode: OperatingMode) {}\n",
+        ] {
+            assert!(ids("a.rs", code).is_empty(), "{code}");
+        }
     }
 
     #[test]
