@@ -255,7 +255,8 @@ fn decide(
     let wide = c.hl_ci.is_none_or(|h| {
         !h.low.is_finite() || !h.high.is_finite() || h.high / h.low > 1.0 + 2.0 * opts.threshold
     });
-    if p_within < opts.alpha && b.high <= limit && !wide {
+    // Width does not matter here: an interval wholly below 1+τ has resolved τ.
+    if p_within < opts.alpha && b.high <= limit {
         c.verdict = Verdict::Pass;
         c.improved = p_faster < opts.alpha && b.high < 1.0;
         c.reason = if c.improved {
