@@ -2,8 +2,10 @@
 //!
 //! The runner defines the action registry; this crate fills it. `scan` (`pipe/scan@v1`, also behind `pipe scan`) is the first built-in.
 
+pub mod checkout;
 pub mod echo;
 pub mod scan;
+pub mod util;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,5 +18,6 @@ use pipe_runner::run::action::ActionRegistry;
 pub fn registry(action_dir: Option<PathBuf>) -> ActionRegistry {
     let mut r = ActionRegistry::new().with_action_dir(action_dir);
     r.register("pipe/echo", Arc::new(echo::Echo));
+    r.register("actions/checkout", Arc::new(checkout::Checkout));
     r
 }
