@@ -2,6 +2,7 @@
 //!
 //! The runner defines the action registry; this crate fills it. `scan` (`pipe/scan@v1`, also behind `pipe scan`) is the first built-in.
 
+pub mod cache;
 pub mod checkout;
 pub mod echo;
 pub mod scan;
@@ -19,5 +20,17 @@ pub fn registry(action_dir: Option<PathBuf>) -> ActionRegistry {
     let mut r = ActionRegistry::new().with_action_dir(action_dir);
     r.register("pipe/echo", Arc::new(echo::Echo));
     r.register("actions/checkout", Arc::new(checkout::Checkout));
+    r.register(
+        "actions/cache",
+        Arc::new(cache::CacheAction(cache::Mode::Both)),
+    );
+    r.register(
+        "actions/cache/restore",
+        Arc::new(cache::CacheAction(cache::Mode::Restore)),
+    );
+    r.register(
+        "actions/cache/save",
+        Arc::new(cache::CacheAction(cache::Mode::Save)),
+    );
     r
 }
