@@ -2,6 +2,7 @@
 //!
 //! The runner defines the action registry; this crate fills it. `scan` (`pipe/scan@v1`, also behind `pipe scan`) is the first built-in.
 
+pub mod artifact;
 pub mod cache;
 pub mod checkout;
 pub mod echo;
@@ -28,6 +29,8 @@ pub fn registry(action_dir: Option<PathBuf>) -> ActionRegistry {
         "actions/cache/restore",
         Arc::new(cache::CacheAction(cache::Mode::Restore)),
     );
+    r.register("actions/upload-artifact", Arc::new(artifact::Upload));
+    r.register("actions/download-artifact", Arc::new(artifact::Download));
     r.register(
         "actions/cache/save",
         Arc::new(cache::CacheAction(cache::Mode::Save)),
