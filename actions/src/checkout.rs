@@ -241,13 +241,22 @@ impl BuiltinAction for Checkout {
         }
         // Fetching a commit that is no ref tip needs `allowAnySHA1InWant` on the serving side.
         let upload = "--upload-pack=git -c uploadpack.allowAnySHA1InWant=true upload-pack";
+        let (refspec, tracking) = match &target {
+            Target::Branch(b) => (
+                format!("+{commit}:refs/remotes/origin/{b}"),
+                Some(format!("refs/remotes/origin/{b}")),
+            ),
+            Target::Tag(t) => (
+                format!("+{commit}:refs/tags/{t}"),
+                Some(format!("refs/tags/{t}")),
+            ),
+            Target::Commit => (commit.clone(), None),
+        };
         if depth == 0 {
             git(
                 out,
                 &dest,
                 &[
-                    "-c",
-                    "protocol.file.allow=always",
                     "fetch",
                     "-q",
                     upload,
@@ -260,15 +269,16 @@ impl BuiltinAction for Checkout {
                 ],
             )
             .await?;
-            if rev_parse(&dest, &commit).await.is_none() {
-                git(out, &dest, &["fetch", "-q", upload, "origin", &commit]).await?;
+            // The ref may have moved since the run started: like GitHub, point it back at the
+            // run's commit.
+            let at = match &tracking {
+                Some(r) => rev_parse(&dest, r).await,
+                None => rev_parse(&dest, &commit).await,
+            };
+            if at.as_deref() != Some(commit.as_str()) {
+                git(out, &dest, &["fetch", "-q", upload, "origin", &refspec]).await?;
             }
         } else {
-            let refspec = match &target {
-                Target::Branch(b) => format!("+{commit}:refs/remotes/origin/{b}"),
-                Target::Tag(t) => format!("+{commit}:refs/tags/{t}"),
-                Target::Commit => commit.clone(),
-            };
             let depth_arg = format!("--depth={depth}");
             let mut args = vec!["fetch", "-q", upload];
             if !fetch_tags {
