@@ -4,10 +4,11 @@
 //! the expected findings in `tests/validate/` and against actionlint's recorded verdicts;
 //! `snapshots` pins the rendered output of every rule and format; `bad_input` feeds files no
 //! workflow should be; `plan` drives `list` and `graph`; `conformance` runs the end-to-end
-//! workflows of `tests/conformance/` and the interrupt tests; `cache` drives `pipe cache` and
+//! workflows of `tests/conformance/` and the interrupt tests; `builtins` runs the built-in GitHub actions across runs; `cache` drives `pipe cache` and
 //! its fault tests; `scan` drives `pipe scan`.
 
 mod bad_input;
+mod builtins;
 mod cache;
 mod common;
 mod conformance;
