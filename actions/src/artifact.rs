@@ -1,4 +1,5 @@
-//! `actions/upload-artifact` (v4.6.2 surface) and `actions/download-artifact` (v4.3.0), stored
+//! `actions/upload-artifact` (v4.6.2 surface, outputs `artifact-id`, `artifact-url`,
+//! `artifact-digest`) and `actions/download-artifact` (v4.3.0), stored
 //! with the run's records: `runs/<N>/artifacts/<name>/artifact.json` and its `files/`.
 //!
 //! v4 semantics: names are immutable within a run (a second upload of a name fails unless
@@ -63,6 +64,10 @@ pub struct ArtifactInfo {
     pub job: String,
     /// Seconds since the epoch.
     pub created: u64,
+    /// SHA-256 over the stored paths and their contents' SHA-256 (`artifact-digest`; GitHub's
+    /// is the digest of its zip, which pipe does not make).
+    #[serde(default)]
+    pub digest: String,
 }
 
 /// The artifacts folder of a run.
@@ -258,14 +263,29 @@ impl BuiltinAction for Upload {
             }
             let files_dir = adir.join("files");
             let mut size = 0;
+            // The digest covers every stored path with its content's SHA-256.
+            let mut listing = pipe_cache::Hasher::new();
+            let mut buf = Vec::new();
             for f in &matched.files {
                 let rel = f.strip_prefix(&root).unwrap_or(f);
                 let rel = rel.strip_prefix("/").unwrap_or(rel).to_path_buf();
-                size += copy_entry(f, &files_dir.join(&rel)).map_err(|e| {
+                let stored = files_dir.join(&rel);
+                size += copy_entry(f, &stored).map_err(|e| {
                     let _ = std::fs::remove_dir_all(&adir);
                     format!("cannot upload `{}`: {e}", f.display())
                 })?;
+                let content = if stored.is_symlink() {
+                    std::fs::read_link(&stored)
+                        .map(|t| pipe_cache::Digest::of(t.as_os_str().as_encoded_bytes()))
+                } else {
+                    pipe_cache::digest::hash_file_with(&stored, &mut buf).map(|(d, _)| d)
+                }
+                .map_err(|e| format!("cannot read `{}`: {e}", stored.display()))?;
+                listing.update(rel.to_string_lossy().as_bytes());
+                listing.update(b"\0");
+                listing.update(content.as_bytes());
             }
+            let digest = listing.finish().hex();
             let id = next_id(&dir)?;
             let created = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -279,6 +299,7 @@ impl BuiltinAction for Upload {
                 retention_days,
                 job,
                 created,
+                digest,
             };
             let json = serde_json::to_vec_pretty(&info).map_err(|e| e.to_string())?;
             pipe_runner::store::write_atomic(&adir.join("artifact.json"), &json)
@@ -303,6 +324,7 @@ impl BuiltinAction for Upload {
         let mut outputs = IndexMap::new();
         outputs.insert("artifact-id".to_owned(), info.id.to_string());
         outputs.insert("artifact-url".to_owned(), url);
+        outputs.insert("artifact-digest".to_owned(), info.digest.clone());
         Ok(outputs)
     }
 }
