@@ -200,6 +200,10 @@ fn save(
     key: &str,
     out: &mut dyn OutputSink,
 ) -> bool {
+    if let Err(e) = validate_keys(&[key.to_owned()]) {
+        warning(out, &e);
+        return false;
+    }
     let full = format!("{}:{key}", version(paths));
     let entry = EntryKey::new(NAMESPACE, &full);
     let matched = match expand(paths, workspace, env, true) {
@@ -308,8 +312,10 @@ impl BuiltinAction for CacheAction {
         let fail_on_miss = input_bool(i, "fail-on-cache-miss", false)?;
         let mut keys = vec![key.clone()];
         keys.extend(input_lines(i, "restore-keys"));
-        validate_keys(&keys)?;
+        // Recorded before validation, as `@actions/cache` does: the post step then warns
+        // about the invalid key instead of saving.
         call.state.insert(STATE_PRIMARY.to_owned(), key.clone());
+        validate_keys(&keys)?;
         if self.0 == Mode::Restore {
             outputs.insert("cache-primary-key".to_owned(), key.clone());
         }
