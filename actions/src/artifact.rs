@@ -19,8 +19,8 @@ use pipe_runner::run::action::{BuiltinAction, BuiltinCall, BuiltinResult};
 use serde::{Deserialize, Serialize};
 
 use crate::util::{
-    common_ancestor, env, expand, input, input_bool, input_lines, line, resolve, warn_unexpected,
-    warning,
+    common_ancestor, env, expand, input, input_bool, input_lines, line, par_chunks, resolve,
+    warn_unexpected, warning,
 };
 
 const UPLOAD_INPUTS: &[&str] = &[
@@ -262,28 +262,43 @@ impl BuiltinAction for Upload {
                 Err(e) => return Err(format!("cannot create `{}`: {e}", adir.display())),
             }
             let files_dir = adir.join("files");
-            let mut size = 0;
-            // The digest covers every stored path with its content's SHA-256.
-            let mut listing = pipe_cache::Hasher::new();
-            let mut buf = Vec::new();
-            for f in &matched.files {
-                let rel = f.strip_prefix(&root).unwrap_or(f);
-                let rel = rel.strip_prefix("/").unwrap_or(rel).to_path_buf();
-                let stored = files_dir.join(&rel);
-                size += copy_entry(f, &stored).map_err(|e| {
-                    let _ = std::fs::remove_dir_all(&adir);
-                    format!("cannot upload `{}`: {e}", f.display())
-                })?;
-                let content = if stored.is_symlink() {
-                    std::fs::read_link(&stored)
-                        .map(|t| pipe_cache::Digest::of(t.as_os_str().as_encoded_bytes()))
-                } else {
-                    pipe_cache::digest::hash_file_with(&stored, &mut buf).map(|(d, _)| d)
+            // Copied on several threads; each file's SHA-256 goes into the digest, which
+            // covers every stored path with its content, in path order.
+            let copied = par_chunks(&matched.files, |chunk| {
+                let mut buf = Vec::new();
+                let mut done = Vec::with_capacity(chunk.len());
+                for f in chunk {
+                    let rel = f.strip_prefix(&root).unwrap_or(f);
+                    let rel = rel.strip_prefix("/").unwrap_or(rel).to_path_buf();
+                    let stored = files_dir.join(&rel);
+                    let size = copy_entry(f, &stored)
+                        .map_err(|e| format!("cannot upload `{}`: {e}", f.display()))?;
+                    let content = if stored.is_symlink() {
+                        std::fs::read_link(&stored)
+                            .map(|t| pipe_cache::Digest::of(t.as_os_str().as_encoded_bytes()))
+                    } else {
+                        pipe_cache::digest::hash_file_with(&stored, &mut buf).map(|(d, _)| d)
+                    }
+                    .map_err(|e| format!("cannot read `{}`: {e}", stored.display()))?;
+                    done.push((rel, content, size));
                 }
-                .map_err(|e| format!("cannot read `{}`: {e}", stored.display()))?;
+                Ok(done)
+            });
+            let mut copied: Vec<_> = match copied {
+                Ok(c) => c.into_iter().flatten().collect(),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&adir);
+                    return Err(e);
+                }
+            };
+            copied.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut listing = pipe_cache::Hasher::new();
+            let mut size = 0;
+            for (rel, content, n) in &copied {
                 listing.update(rel.to_string_lossy().as_bytes());
                 listing.update(b"\0");
                 listing.update(content.as_bytes());
+                size += n;
             }
             let digest = listing.finish().hex();
             let id = next_id(&dir)?;
@@ -329,19 +344,30 @@ impl BuiltinAction for Upload {
     }
 }
 
-/// Copies a tree (files and symlinks), replacing files that exist.
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let p = e.path();
-        let t = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            copy_tree(&p, &t)?;
-        } else {
-            copy_entry(&p, &t)?;
+/// Copies a tree (files and symlinks, on several threads), replacing files that exist.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("cannot create `{}`: {e}", to.display()))?;
+    let mut files = Vec::new();
+    let mut stack = vec![from.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let rd =
+            std::fs::read_dir(&dir).map_err(|e| format!("cannot list `{}`: {e}", dir.display()))?;
+        for e in rd.flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
         }
     }
+    par_chunks(&files, |chunk| {
+        for p in chunk {
+            let rel = p.strip_prefix(from).unwrap_or(p);
+            copy_entry(p, &to.join(rel)).map_err(|e| format!("`{}`: {e}", rel.display()))?;
+        }
+        Ok(())
+    })?;
     Ok(())
 }
 
@@ -448,7 +474,7 @@ impl BuiltinAction for Download {
                 if files.is_dir() {
                     copy_tree(files, &target)
                 } else {
-                    std::fs::create_dir_all(&target)
+                    std::fs::create_dir_all(&target).map_err(|e| e.to_string())
                 }
                 .map_err(|e| format!("cannot download artifact `{}`: {e}", a.name))?;
             }

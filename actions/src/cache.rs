@@ -21,7 +21,9 @@ use pipe_runner::executor::OutputSink;
 use pipe_runner::run::action::{BuiltinAction, BuiltinCall, BuiltinResult};
 use sha2::{Digest as _, Sha256};
 
-use crate::util::{expand, input, input_bool, input_lines, line, warn_unexpected, warning};
+use crate::util::{
+    expand, input, input_bool, input_lines, line, par_chunks, warn_unexpected, warning,
+};
 
 /// The store namespace of `actions/cache` entries.
 pub const NAMESPACE: &str = "actions";
@@ -165,7 +167,15 @@ fn restore(
                 if part.files.is_empty() {
                     continue;
                 }
-                if let Err(e) = cache.restore(&part, &root) {
+                // Parts are restored on several threads; each part is verified before any of
+                // its files is moved into place.
+                let local = cache.local();
+                let r = par_chunks(&part.files, |chunk| {
+                    let mut sub = part.clone();
+                    sub.files = chunk.to_vec();
+                    local.restore(&sub, &root).map_err(|e| e.to_string())
+                });
+                if let Err(e) = r {
                     warning(out, &format!("failed to restore: {e}"));
                     return Restored { matched: None };
                 }
@@ -237,14 +247,18 @@ fn save(
             Err(_) => outside.push(f.to_string_lossy().trim_start_matches('/').to_owned()),
         }
     }
+    let local = cache.local();
     let build = |root: &Path, rels: &[String], prefix: &str| -> Result<Vec<_>, String> {
-        let mut b = cache.local().builder(&entry).map_err(|e| e.to_string())?;
-        for r in rels {
-            b.add_path(root, r).map_err(|e| e.to_string())?;
-        }
-        Ok(b.finish()
-            .files
+        let parts = par_chunks(rels, |chunk| {
+            let mut b = local.builder(&entry).map_err(|e| e.to_string())?;
+            for r in chunk {
+                b.add_path(root, r).map_err(|e| e.to_string())?;
+            }
+            Ok(b.finish().files)
+        })?;
+        Ok(parts
             .into_iter()
+            .flatten()
             .map(|mut f| {
                 f.path = format!("{prefix}{}", f.path);
                 f

@@ -240,6 +240,36 @@ pub fn common_ancestor(paths: &[PathBuf]) -> PathBuf {
     common.iter().map(|c| c.as_os_str()).collect()
 }
 
+/// Runs `f` on contiguous chunks of `items` on up to 8 threads (file copies and store writes
+/// wait on the disk more than they compute) and returns the results in order; the first
+/// error wins.
+pub fn par_chunks<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&[T]) -> Result<R, String> + Sync,
+) -> Result<Vec<R>, String> {
+    let n = (items.len() / 64).clamp(1, 8);
+    if n == 1 {
+        return Ok(vec![f(items)?]);
+    }
+    let chunk = items.len().div_ceil(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| {
+                let f = &f;
+                s.spawn(move || f(c))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a worker thread panicked".to_owned()))
+            })
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +311,21 @@ mod tests {
         assert_eq!(common_ancestor(&m.search_paths), ws);
         let m = expand(&["missing/**".into()], ws, &[], false).expect("ok");
         assert!(m.files.is_empty());
+    }
+
+    #[test]
+    fn par_chunks_keeps_order_and_errors() {
+        let v: Vec<u32> = (0..1000).collect();
+        let r = par_chunks(&v, |c| Ok(c.to_vec())).expect("ok");
+        assert_eq!(r.concat(), v);
+        assert!(
+            par_chunks(&v, |c| if c.contains(&999) {
+                Err("x".to_owned())
+            } else {
+                Ok(())
+            })
+            .is_err()
+        );
     }
 
     #[test]
