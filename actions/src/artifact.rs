@@ -387,6 +387,13 @@ impl BuiltinAction for Download {
                     .to_owned(),
             );
         }
+        let ours = env(call.env, "GITHUB_REPOSITORY").unwrap_or("");
+        let repo = input(i, "repository");
+        if !repo.is_empty() && !repo.eq_ignore_ascii_case(ours) {
+            return Err(format!(
+                "downloading artifacts of `{repo}` is not available offline: pipe keeps only this repository's runs"
+            ));
+        }
         let merge = input_bool(i, "merge-multiple", false)?;
         let mut run = run_dir(&call)?.to_path_buf();
         let this_run = env(call.env, "GITHUB_RUN_ID").unwrap_or("");
