@@ -100,9 +100,10 @@ fn run_dir<'a>(call: &BuiltinCall<'a>) -> Result<&'a Path, String> {
     })
 }
 
-/// The next id of a run: folders `.ids/<n>` are claimed with an exclusive `mkdir`.
+/// The next id of a run: folders `artifact-ids/<n>` beside `artifacts/` are claimed with an
+/// exclusive `mkdir` (beside it, so no artifact name can collide with them).
 fn next_id(dir: &Path) -> Result<u64, String> {
-    let ids = dir.join(".ids");
+    let ids = dir.parent().unwrap_or(dir).join("artifact-ids");
     std::fs::create_dir_all(&ids).map_err(|e| format!("cannot create `{}`: {e}", ids.display()))?;
     let mut n = std::fs::read_dir(&ids)
         .map(|rd| {
@@ -160,6 +161,10 @@ impl BuiltinAction for Upload {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
+        }
+        // `.` and `..` would name the artifacts folder or the run itself.
+        if name == "." || name == ".." {
+            return Err(format!("the artifact name is not valid: `{name}`"));
         }
         let patterns = input_lines(i, "path");
         if patterns.is_empty() {
