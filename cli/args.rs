@@ -38,6 +38,8 @@ pub enum Command {
     Runs(RunsArgs),
     /// Print the logs of a recorded run.
     Logs(LogsArgs),
+    /// List the artifacts a recorded run uploaded (`actions/upload-artifact`).
+    Artifacts(ArtifactsArgs),
     /// Inspect and maintain the content-addressed cache (`$PIPE_CACHE_DIR`).
     Cache(CacheArgs),
     /// Explain the step cache's last verdict on a job's cached steps (what changed on a miss).
@@ -205,6 +207,16 @@ pub struct LogsArgs {
     pub run: Option<String>,
     /// A job (display name or id), optionally `/STEP` (index, id or name).
     pub job: Option<String>,
+}
+
+/// `pipe artifacts`.
+#[derive(Debug, Args)]
+pub struct ArtifactsArgs {
+    /// The run number (default: the latest), `#N` accepted.
+    pub run: Option<String>,
+    /// Print JSON (id, name, size, files, job, path of the files).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Output format of diagnostics.

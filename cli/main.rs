@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         Command::Runs(a) => commands::runs::run(&cli, a),
         Command::Logs(a) => commands::logs::run(&cli, a),
         Command::Why(a) => commands::why::run(&cli, a),
+        Command::Artifacts(a) => commands::artifacts::run(&cli, a),
         Command::Cache(a) => commands::cache::run(&cli, a),
         Command::Scan(a) => commands::scan::run(&cli, a),
         Command::Bench(a) => commands::bench::run(&cli, a),

@@ -4,10 +4,14 @@
 //! Built-ins write their step summary to `GITHUB_STEP_SUMMARY` and their evidence below
 //! `PIPE_RUN_RECORD` (the run's record folder), both in the env they are given.
 
+pub mod artifact;
 pub mod bench;
+pub mod cache;
+pub mod checkout;
 pub mod echo;
 pub mod reports;
 pub mod scan;
+pub mod util;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,5 +25,20 @@ pub fn registry(action_dir: Option<PathBuf>) -> ActionRegistry {
     let mut r = ActionRegistry::new().with_action_dir(action_dir);
     r.register("pipe/echo", Arc::new(echo::Echo));
     r.register("pipe/scan", Arc::new(scan::action::ScanAction));
+    r.register("actions/checkout", Arc::new(checkout::Checkout));
+    r.register(
+        "actions/cache",
+        Arc::new(cache::CacheAction(cache::Mode::Both)),
+    );
+    r.register(
+        "actions/cache/restore",
+        Arc::new(cache::CacheAction(cache::Mode::Restore)),
+    );
+    r.register("actions/upload-artifact", Arc::new(artifact::Upload));
+    r.register("actions/download-artifact", Arc::new(artifact::Download));
+    r.register(
+        "actions/cache/save",
+        Arc::new(cache::CacheAction(cache::Mode::Save)),
+    );
     r
 }

@@ -1,6 +1,7 @@
 //! One module per command, plus what `run`, `list` and `graph` share: selecting, loading and
 //! planning workflows.
 
+pub mod artifacts;
 pub mod bench;
 pub mod cache;
 pub mod graph;

@@ -4,13 +4,15 @@
 //! the expected findings in `tests/validate/` and against actionlint's recorded verdicts;
 //! `snapshots` pins the rendered output of every rule and format; `bad_input` feeds files no
 //! workflow should be; `plan` drives `list` and `graph`; `conformance` runs the end-to-end
-//! workflows of `tests/conformance/` and the interrupt tests; `cache` drives `pipe cache` and
-//! its fault tests; `scan` drives `pipe scan` (vulnerabilities); `scan_targets` drives secrets,
-//! misconfiguration, rootfs and image targets; `bench` drives `pipe bench` and the job
-//! `reports:` key; `docker` runs jobs in containers on the real engine.
+//! workflows of `tests/conformance/` and the interrupt tests; `builtins` runs the built-in
+//! GitHub actions across runs; `cache` drives `pipe cache` and its fault tests; `scan` drives
+//! `pipe scan` (vulnerabilities); `scan_targets` drives secrets, misconfiguration, rootfs and
+//! image targets; `bench` drives `pipe bench` and the job `reports:` key; `docker` runs jobs
+//! in containers on the real engine.
 
 mod bad_input;
 mod bench;
+mod builtins;
 mod cache;
 mod common;
 mod conformance;

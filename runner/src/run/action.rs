@@ -40,6 +40,15 @@ pub struct BuiltinCall<'a> {
     pub temp: &'a Path,
     /// Cancellation of the step.
     pub cancel: &'a Cancel,
+    /// The user's repository (the root `pipe run` started in; `workspace` differs under
+    /// `--isolate`).
+    pub repository: &'a Path,
+    /// The run's record folder (`runs/<N>` in the state directory; artifacts live below), or
+    /// `None` when the run is not recorded.
+    pub run_dir: Option<&'a Path>,
+    /// State shared by the main run and the post phase: what `run` puts here, `post` gets
+    /// (like `STATE_*` of JavaScript actions).
+    pub state: &'a mut IndexMap<String, String>,
 }
 
 /// A built-in action's result: outputs, or why it failed.
@@ -52,6 +61,21 @@ pub trait BuiltinAction: Send + Sync {
     /// Runs the action; its log goes to `out` (workflow commands such as `::add-mask::` and
     /// `::warning::` work there).
     async fn run(&self, call: BuiltinCall<'_>, out: &mut dyn OutputSink) -> BuiltinResult;
+
+    /// The condition of the action's post phase (`post-if`, e.g. `success()`), or `None` when it
+    /// has none (the default). A post phase is registered when the main step ran and runs after
+    /// the job's steps, in reverse order with the JavaScript actions' `post` scripts, as
+    /// `Post <step name>` (id `post:<step id>`).
+    fn post_if(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The post phase: gets the same inputs, the state the main run left in `call.state`, and
+    /// the environment at the end of the job. An `Err` fails the post step.
+    async fn post(&self, call: BuiltinCall<'_>, out: &mut dyn OutputSink) -> Result<(), String> {
+        let _ = (call, out);
+        Ok(())
+    }
 }
 
 /// A resolved action.

@@ -408,14 +408,29 @@ struct Scope {
 
 /// A JavaScript action's `post` script, run at the end of the job.
 struct PostStep {
-    action: Arc<LoadedAction>,
-    script: String,
-    condition: Option<YStr>,
+    kind: PostKind,
     inputs: IndexMap<String, String>,
     env: Vec<(String, String)>,
     state: IndexMap<String, String>,
     id: String,
     name: String,
+}
+
+/// What a post step runs.
+enum PostKind {
+    /// A JavaScript action's `post` script, with its `post-if`.
+    Node {
+        action: Arc<LoadedAction>,
+        script: String,
+        condition: Option<YStr>,
+    },
+    /// A built-in action's post phase ([`crate::run::action::BuiltinAction::post`]).
+    Builtin {
+        action: Arc<dyn crate::run::action::BuiltinAction>,
+        uses: String,
+        git_ref: String,
+        condition: &'static str,
+    },
 }
 
 /// How one process of a step ended, after its environment files were applied.

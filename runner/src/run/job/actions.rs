@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 
 use super::{
-    Exec, FileContents, LegRunner, PostStep, Scope, StepFiles, Tee, default_step_name, literal,
-    read_files, set_env, step_ids,
+    Exec, FileContents, LegRunner, PostKind, PostStep, Scope, StepFiles, Tee, default_step_name,
+    literal, read_files, set_env, step_ids,
 };
 use crate::context::{Contexts, Status};
 use crate::event::{Conclusion, RunEvent, StepRef, StepSummary};
@@ -468,19 +468,9 @@ impl<'a> LegRunner<'a> {
                     let paths = h.paths().clone();
                     let mut sink = self.sink(index);
                     let workspace = self.workspace.clone();
-                    // The run's default variables (`GITHUB_SHA`, `GITHUB_REPOSITORY`…), then the
-                    // step's env.
-                    let mut env = self.shared.default_env.clone();
-                    set_env(&mut env, "GITHUB_JOB", self.job.id.value.clone());
-                    set_env(&mut env, "GITHUB_ACTION", at.id.clone());
-                    set_env(
-                        &mut env,
-                        "GITHUB_WORKSPACE",
-                        workspace.to_string_lossy().into_owned(),
-                    );
-                    for (k, v) in &step_env {
-                        set_env(&mut env, k, v.clone());
-                    }
+                    let mut env = self.builtin_env(&at.id, &step_env);
+                    let run_dir = self.shared.log_dir.as_ref().and_then(|d| d.parent());
+                    let mut state = IndexMap::new();
                     // A built-in writes Markdown to its step summary like any step, and its
                     // evidence (scan reports, benchmark results) into the run's record.
                     let summary_file = paths
@@ -491,7 +481,7 @@ impl<'a> LegRunner<'a> {
                         "GITHUB_STEP_SUMMARY",
                         summary_file.to_string_lossy().into_owned(),
                     );
-                    if let Some(record) = self.shared.log_dir.as_ref().and_then(|d| d.parent()) {
+                    if let Some(record) = run_dir {
                         set_env(
                             &mut env,
                             "PIPE_RUN_RECORD",
@@ -508,10 +498,28 @@ impl<'a> LegRunner<'a> {
                                 workspace: &workspace,
                                 temp: &paths.temp_host,
                                 cancel: &cancel,
+                                repository: &self.shared.workspace,
+                                run_dir,
+                                state: &mut state,
                             },
                             &mut sink,
                         )
                         .await;
+                    if let Some(condition) = action.post_if() {
+                        self.posts.push(PostStep {
+                            kind: PostKind::Builtin {
+                                action: action.clone(),
+                                uses: uses.to_owned(),
+                                git_ref: git_ref.clone(),
+                                condition,
+                            },
+                            inputs: given.clone(),
+                            env: step_env.clone(),
+                            state,
+                            id: at.id.clone(),
+                            name: format!("Post {}", at.name),
+                        });
+                    }
                     let mut outputs = std::mem::take(&mut sink.outputs);
                     let written = std::fs::read_to_string(&summary_file).unwrap_or_default();
                     let _ = std::fs::remove_file(&summary_file);
@@ -689,9 +697,11 @@ impl<'a> LegRunner<'a> {
                         let mut all_state = state;
                         all_state.extend(res.state.clone());
                         self.posts.push(PostStep {
-                            action: a.clone(),
-                            script: post.text.clone(),
-                            condition: post_if.clone(),
+                            kind: PostKind::Node {
+                                action: a.clone(),
+                                script: post.text.clone(),
+                                condition: post_if.clone(),
+                            },
                             inputs: inputs.clone(),
                             env: step_env.clone(),
                             state: all_state,
@@ -943,15 +953,25 @@ impl<'a> LegRunner<'a> {
             let index = self.job.steps.len() + self.extra_steps.len();
             let paths = h.paths().clone();
             let ctx = self.step_contexts(&p.id, &self.env, &paths);
-            let run_it = match &p.condition {
-                None => true,
-                Some(c) => match condition_in(&p.action.source, c, &ctx) {
+            let run_it = match &p.kind {
+                PostKind::Node {
+                    condition: None, ..
+                } => true,
+                PostKind::Node {
+                    action,
+                    condition: Some(c),
+                    ..
+                } => match condition_in(&action.source, c, &ctx) {
                     Ok(b) => b,
                     Err(e) => {
                         self.error_annotation(None, &e);
                         false
                     }
                 },
+                PostKind::Builtin { condition, .. } => parse_condition(condition)
+                    .map_err(|e| e.message)
+                    .and_then(|c| c.eval(&ctx).map_err(|e| e.message))
+                    .unwrap_or(false),
             };
             if !run_it {
                 continue;
@@ -977,29 +997,92 @@ impl<'a> LegRunner<'a> {
                 soft: tokio_util::sync::CancellationToken::new(),
                 hard: self.cancel.hard.clone(),
             };
-            let res = self
-                .run_node(
-                    h,
-                    &p.action,
-                    &p.script,
-                    &p.inputs,
-                    &p.env,
-                    &p.state,
-                    (index, &p.id),
-                    None,
-                    &cancel,
-                )
-                .await;
+            let mut p = p;
+            let (outcome, error) = match &p.kind {
+                PostKind::Node { action, script, .. } => {
+                    let res = self
+                        .run_node(
+                            h,
+                            action,
+                            script,
+                            &p.inputs,
+                            &p.env,
+                            &p.state,
+                            (index, &p.id),
+                            None,
+                            &cancel,
+                        )
+                        .await;
+                    (res.outcome, res.error)
+                }
+                PostKind::Builtin {
+                    action,
+                    uses,
+                    git_ref,
+                    ..
+                } => {
+                    let mut sink = self.sink(index);
+                    let workspace = self.workspace.clone();
+                    let env = self.builtin_env(&p.id, &p.env);
+                    let run_dir = self.shared.log_dir.as_ref().and_then(|d| d.parent());
+                    let r = action
+                        .post(
+                            BuiltinCall {
+                                uses,
+                                git_ref,
+                                inputs: &p.inputs,
+                                env: &env,
+                                workspace: &workspace,
+                                temp: &paths.temp_host,
+                                cancel: &cancel,
+                                repository: &self.shared.workspace,
+                                run_dir,
+                                state: &mut p.state,
+                            },
+                            &mut sink,
+                        )
+                        .await;
+                    let res = match r {
+                        Ok(()) => (Conclusion::Success, None),
+                        Err(e) => {
+                            sink.runner_line(&format!("Error: {e}"));
+                            (Conclusion::Failure, Some(e))
+                        }
+                    };
+                    sink.finish();
+                    if let Some(e) = &res.1 {
+                        self.error_annotation(Some(index), e);
+                    }
+                    res
+                }
+            };
             let s = self.finish_step(
                 summary,
                 step_ref,
-                res.outcome,
+                outcome,
                 false,
                 IndexMap::new(),
                 started,
-                res.error,
+                error,
             );
             self.extra_steps.push(s);
         }
+    }
+
+    /// The environment a built-in action sees: the run's default variables (`GITHUB_SHA`,
+    /// `GITHUB_REPOSITORY`…), the job's, then the step's env.
+    fn builtin_env(&self, id: &str, step_env: &[(String, String)]) -> Vec<(String, String)> {
+        let mut env = self.shared.default_env.clone();
+        set_env(&mut env, "GITHUB_JOB", self.job.id.value.clone());
+        set_env(&mut env, "GITHUB_ACTION", id.to_owned());
+        set_env(
+            &mut env,
+            "GITHUB_WORKSPACE",
+            self.workspace.to_string_lossy().into_owned(),
+        );
+        for (k, v) in step_env {
+            set_env(&mut env, k, v.clone());
+        }
+        env
     }
 }

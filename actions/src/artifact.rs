@@ -1,0 +1,506 @@
+//! `actions/upload-artifact` (v4.6.2 surface, outputs `artifact-id`, `artifact-url`,
+//! `artifact-digest`) and `actions/download-artifact` (v4.3.0), stored
+//! with the run's records: `runs/<N>/artifacts/<name>/artifact.json` and its `files/`.
+//!
+//! v4 semantics: names are immutable within a run (a second upload of a name fails unless
+//! `overwrite: true`, which replaces it under a new id); the files keep their paths relative
+//! to the least common ancestor of the search paths (a single file is stored by its name);
+//! hidden files are left out unless `include-hidden-files: true`. Ids increase per run.
+//! Downloading by `name` writes into `path` itself; by `pattern`, `artifact-ids` or everything,
+//! each artifact goes to `path/<name>` unless `merge-multiple: true`. `compression-level` is
+//! checked but files are stored as they are (nothing crosses a network).
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use pipe_runner::executor::OutputSink;
+use pipe_runner::run::action::{BuiltinAction, BuiltinCall, BuiltinResult};
+use serde::{Deserialize, Serialize};
+
+use crate::util::{
+    common_ancestor, env, expand, input, input_bool, input_lines, line, par_chunks, resolve,
+    warn_unexpected, warning,
+};
+
+const UPLOAD_INPUTS: &[&str] = &[
+    "name",
+    "path",
+    "if-no-files-found",
+    "retention-days",
+    "compression-level",
+    "overwrite",
+    "include-hidden-files",
+];
+
+const DOWNLOAD_INPUTS: &[&str] = &[
+    "name",
+    "artifact-ids",
+    "path",
+    "pattern",
+    "merge-multiple",
+    "github-token",
+    "repository",
+    "run-id",
+];
+
+/// Characters an artifact name may not contain.
+const INVALID_NAME_CHARS: &[char] = &['"', ':', '<', '>', '|', '*', '?', '\r', '\n', '\\', '/'];
+
+/// What `artifact.json` records of one artifact.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ArtifactInfo {
+    /// Id, unique within the run.
+    pub id: u64,
+    /// Name, unique within the run.
+    pub name: String,
+    /// Total size of the files in bytes.
+    pub size: u64,
+    /// Number of files.
+    pub files: u64,
+    /// Retention in days (recorded; pruning a run removes its artifacts).
+    pub retention_days: u32,
+    /// The job that uploaded it.
+    pub job: String,
+    /// Seconds since the epoch.
+    pub created: u64,
+    /// SHA-256 over the stored paths and their contents' SHA-256 (`artifact-digest`; GitHub's
+    /// is the digest of its zip, which pipe does not make).
+    #[serde(default)]
+    pub digest: String,
+}
+
+/// The artifacts folder of a run.
+pub fn artifacts_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("artifacts")
+}
+
+/// Every finished artifact of a run, by id.
+pub fn list(run_dir: &Path) -> Vec<(ArtifactInfo, PathBuf)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(artifacts_dir(run_dir)) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let Ok(text) = std::fs::read_to_string(p.join("artifact.json")) else {
+            continue;
+        };
+        if let Ok(info) = serde_json::from_str::<ArtifactInfo>(&text) {
+            out.push((info, p.join("files")));
+        }
+    }
+    out.sort_by_key(|(i, _)| i.id);
+    out
+}
+
+fn run_dir<'a>(call: &BuiltinCall<'a>) -> Result<&'a Path, String> {
+    call.run_dir.ok_or_else(|| {
+        "artifacts need a recorded run: the state directory could not be written".to_owned()
+    })
+}
+
+/// The next id of a run: folders `artifact-ids/<n>` beside `artifacts/` are claimed with an
+/// exclusive `mkdir` (beside it, so no artifact name can collide with them).
+fn next_id(dir: &Path) -> Result<u64, String> {
+    let ids = dir.parent().unwrap_or(dir).join("artifact-ids");
+    std::fs::create_dir_all(&ids).map_err(|e| format!("cannot create `{}`: {e}", ids.display()))?;
+    let mut n = std::fs::read_dir(&ids)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0);
+    loop {
+        n += 1;
+        match std::fs::create_dir(ids.join(n.to_string())) {
+            Ok(()) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(format!("cannot allocate an artifact id: {e}")),
+        }
+    }
+}
+
+/// Copies a file or symlink, making parent folders.
+fn copy_entry(from: &Path, to: &Path) -> std::io::Result<u64> {
+    if let Some(p) = to.parent() {
+        std::fs::create_dir_all(p)?;
+    }
+    let meta = std::fs::symlink_metadata(from)?;
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(from)?;
+        let _ = std::fs::remove_file(to);
+        std::os::unix::fs::symlink(target, to)?;
+        Ok(0)
+    } else {
+        std::fs::copy(from, to)
+    }
+}
+
+/// `actions/upload-artifact`.
+pub struct Upload;
+
+#[async_trait]
+impl BuiltinAction for Upload {
+    async fn run(&self, call: BuiltinCall<'_>, out: &mut dyn OutputSink) -> BuiltinResult {
+        let i = call.inputs;
+        warn_unexpected(out, i, UPLOAD_INPUTS, call.uses);
+        let name = match input(i, "name") {
+            "" => "artifact",
+            n => n,
+        }
+        .to_owned();
+        if let Some(c) = name.chars().find(|c| INVALID_NAME_CHARS.contains(c)) {
+            return Err(format!(
+                "the artifact name is not valid: `{name}` contains the character {c:?}; invalid characters include: {}",
+                INVALID_NAME_CHARS
+                    .iter()
+                    .map(|c| format!("{c:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        // `.` and `..` would name the artifacts folder or the run itself.
+        if name == "." || name == ".." {
+            return Err(format!("the artifact name is not valid: `{name}`"));
+        }
+        let patterns = input_lines(i, "path");
+        if patterns.is_empty() {
+            return Err("input required and not supplied: path".to_owned());
+        }
+        let if_none = match input(i, "if-no-files-found") {
+            "" | "warn" => "warn",
+            v @ ("error" | "ignore") => v,
+            v => {
+                return Err(format!(
+                    "unrecognized `if-no-files-found` input: `{v}`; available options: warn, error, ignore"
+                ));
+            }
+        };
+        let retention_days: u32 = match input(i, "retention-days") {
+            "" | "0" => 90,
+            v => match v.parse::<u32>() {
+                Ok(d) if d > 90 => {
+                    warning(
+                        out,
+                        &format!(
+                            "retention days cannot be greater than the maximum allowed retention set within the repository; using 90 instead of {d}"
+                        ),
+                    );
+                    90
+                }
+                Ok(d) => d,
+                Err(_) => return Err(format!("invalid `retention-days`: `{v}`")),
+            },
+        };
+        match input(i, "compression-level") {
+            "" => {}
+            v => match v.parse::<u8>() {
+                Ok(l) if l <= 9 => {}
+                _ => {
+                    return Err(format!(
+                        "invalid `compression-level`: `{v}`; valid values are 0-9"
+                    ));
+                }
+            },
+        }
+        let overwrite = input_bool(i, "overwrite", false)?;
+        let hidden = input_bool(i, "include-hidden-files", false)?;
+        let matched = expand(&patterns, call.workspace, call.env, hidden)?;
+        if matched.files.is_empty() {
+            let msg = format!(
+                "No files were found with the provided path: {}. No artifacts will be uploaded.",
+                patterns.join("\n")
+            );
+            match if_none {
+                "error" => return Err(msg),
+                "warn" => warning(out, &msg),
+                _ => line(out, &msg),
+            }
+            return Ok(IndexMap::new());
+        }
+        // The root: a single file is stored by its name; otherwise paths are relative to the
+        // least common ancestor of the search paths.
+        let root = if matched.files.len() == 1
+            && matched.search_paths.len() == 1
+            && matched.search_paths[0] == matched.files[0]
+        {
+            matched.files[0]
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        } else {
+            common_ancestor(&matched.search_paths)
+        };
+        line(
+            out,
+            &format!(
+                "With the provided path, there will be {} file(s) uploaded",
+                matched.files.len()
+            ),
+        );
+        let run = run_dir(&call)?;
+        let dir = artifacts_dir(run);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        let adir = dir.join(&name);
+        let job = env(call.env, "GITHUB_JOB").unwrap_or("").to_owned();
+        let info = tokio::task::block_in_place(|| -> Result<ArtifactInfo, String> {
+            match std::fs::create_dir(&adir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if !overwrite {
+                        return Err(format!(
+                            "failed to create artifact: an artifact with the name `{name}` already exists on the workflow run (set `overwrite: true` to replace it)"
+                        ));
+                    }
+                    line(
+                        out,
+                        &format!("Artifact '{name}' will be deleted and replaced"),
+                    );
+                    std::fs::remove_dir_all(&adir)
+                        .and_then(|()| std::fs::create_dir(&adir))
+                        .map_err(|e| format!("cannot replace `{}`: {e}", adir.display()))?;
+                }
+                Err(e) => return Err(format!("cannot create `{}`: {e}", adir.display())),
+            }
+            let files_dir = adir.join("files");
+            // Copied on several threads; each file's SHA-256 goes into the digest, which
+            // covers every stored path with its content, in path order.
+            let copied = par_chunks(&matched.files, |chunk| {
+                let mut buf = Vec::new();
+                let mut done = Vec::with_capacity(chunk.len());
+                for f in chunk {
+                    let rel = f.strip_prefix(&root).unwrap_or(f);
+                    let rel = rel.strip_prefix("/").unwrap_or(rel).to_path_buf();
+                    let stored = files_dir.join(&rel);
+                    let size = copy_entry(f, &stored)
+                        .map_err(|e| format!("cannot upload `{}`: {e}", f.display()))?;
+                    let content = if stored.is_symlink() {
+                        std::fs::read_link(&stored)
+                            .map(|t| pipe_cache::Digest::of(t.as_os_str().as_encoded_bytes()))
+                    } else {
+                        pipe_cache::digest::hash_file_with(&stored, &mut buf).map(|(d, _)| d)
+                    }
+                    .map_err(|e| format!("cannot read `{}`: {e}", stored.display()))?;
+                    done.push((rel, content, size));
+                }
+                Ok(done)
+            });
+            let mut copied: Vec<_> = match copied {
+                Ok(c) => c.into_iter().flatten().collect(),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&adir);
+                    return Err(e);
+                }
+            };
+            copied.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut listing = pipe_cache::Hasher::new();
+            let mut size = 0;
+            for (rel, content, n) in &copied {
+                listing.update(rel.to_string_lossy().as_bytes());
+                listing.update(b"\0");
+                listing.update(content.as_bytes());
+                size += n;
+            }
+            let digest = listing.finish().hex();
+            let id = next_id(&dir)?;
+            let created = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let info = ArtifactInfo {
+                id,
+                name: name.clone(),
+                size,
+                files: matched.files.len() as u64,
+                retention_days,
+                job,
+                created,
+                digest,
+            };
+            let json = serde_json::to_vec_pretty(&info).map_err(|e| e.to_string())?;
+            pipe_runner::store::write_atomic(&adir.join("artifact.json"), &json)
+                .map_err(|e| format!("cannot write `{}`: {e}", adir.display()))?;
+            Ok(info)
+        })?;
+        let url = format!(
+            "{}/{}/actions/runs/{}/artifacts/{}",
+            env(call.env, "GITHUB_SERVER_URL").unwrap_or("https://github.com"),
+            env(call.env, "GITHUB_REPOSITORY").unwrap_or(""),
+            env(call.env, "GITHUB_RUN_ID").unwrap_or(""),
+            info.id
+        );
+        line(
+            out,
+            &format!(
+                "Artifact {name} has been successfully uploaded! Final size is {} bytes. Artifact ID is {}",
+                info.size, info.id
+            ),
+        );
+        line(out, &format!("Artifact download URL: {url}"));
+        let mut outputs = IndexMap::new();
+        outputs.insert("artifact-id".to_owned(), info.id.to_string());
+        outputs.insert("artifact-url".to_owned(), url);
+        outputs.insert("artifact-digest".to_owned(), info.digest.clone());
+        Ok(outputs)
+    }
+}
+
+/// Copies a tree (files and symlinks, on several threads), replacing files that exist.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("cannot create `{}`: {e}", to.display()))?;
+    let mut files = Vec::new();
+    let mut stack = vec![from.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let rd =
+            std::fs::read_dir(&dir).map_err(|e| format!("cannot list `{}`: {e}", dir.display()))?;
+        for e in rd.flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    par_chunks(&files, |chunk| {
+        for p in chunk {
+            let rel = p.strip_prefix(from).unwrap_or(p);
+            copy_entry(p, &to.join(rel)).map_err(|e| format!("`{}`: {e}", rel.display()))?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// `actions/download-artifact`.
+pub struct Download;
+
+#[async_trait]
+impl BuiltinAction for Download {
+    async fn run(&self, call: BuiltinCall<'_>, out: &mut dyn OutputSink) -> BuiltinResult {
+        let i = call.inputs;
+        warn_unexpected(out, i, DOWNLOAD_INPUTS, call.uses);
+        let name = input(i, "name");
+        let ids = input(i, "artifact-ids");
+        if !name.is_empty() && !ids.is_empty() {
+            return Err(
+                "inputs `name` and `artifact-ids` cannot be used together; specify only one"
+                    .to_owned(),
+            );
+        }
+        let ours = env(call.env, "GITHUB_REPOSITORY").unwrap_or("");
+        let repo = input(i, "repository");
+        if !repo.is_empty() && !repo.eq_ignore_ascii_case(ours) {
+            return Err(format!(
+                "downloading artifacts of `{repo}` is not available offline: pipe keeps only this repository's runs"
+            ));
+        }
+        let merge = input_bool(i, "merge-multiple", false)?;
+        let mut run = run_dir(&call)?.to_path_buf();
+        let this_run = env(call.env, "GITHUB_RUN_ID").unwrap_or("");
+        match input(i, "run-id") {
+            "" => {}
+            r if r == this_run => {}
+            r => {
+                let n: u64 = r.parse().map_err(|_| format!("invalid `run-id`: `{r}`"))?;
+                run = run
+                    .parent()
+                    .map(|p| p.join(n.to_string()))
+                    .unwrap_or_default();
+                if !run.is_dir() {
+                    return Err(format!("run #{n} is not recorded"));
+                }
+            }
+        }
+        let all = list(&run);
+        let dest = match input(i, "path") {
+            "" => call.workspace.to_path_buf(),
+            p => resolve(call.workspace, call.env, p),
+        };
+        let single = !name.is_empty();
+        let chosen: Vec<(ArtifactInfo, PathBuf)> = if single {
+            match all.into_iter().find(|(a, _)| a.name == name) {
+                Some(a) => vec![a],
+                None => return Err(format!("artifact `{name}` not found")),
+            }
+        } else if !ids.is_empty() {
+            let mut wanted = Vec::new();
+            for s in ids.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                wanted.push(
+                    s.parse::<u64>()
+                        .map_err(|_| format!("invalid artifact id `{s}` in `artifact-ids`"))?,
+                );
+            }
+            let found: Vec<_> = all
+                .into_iter()
+                .filter(|(a, _)| wanted.contains(&a.id))
+                .collect();
+            let missing: Vec<String> = wanted
+                .iter()
+                .filter(|w| !found.iter().any(|(a, _)| a.id == **w))
+                .map(u64::to_string)
+                .collect();
+            if !missing.is_empty() {
+                warning(
+                    out,
+                    &format!(
+                        "could not find the following artifact id(s): {}",
+                        missing.join(", ")
+                    ),
+                );
+            }
+            found
+        } else {
+            match input(i, "pattern") {
+                "" => all,
+                p => {
+                    let g = globset::Glob::new(p)
+                        .map_err(|e| format!("invalid `pattern` `{p}`: {e}"))?
+                        .compile_matcher();
+                    all.into_iter()
+                        .filter(|(a, _)| g.is_match(&a.name))
+                        .collect()
+                }
+            }
+        };
+        tokio::task::block_in_place(|| -> Result<(), String> {
+            for (a, files) in &chosen {
+                let target = if single || merge {
+                    dest.clone()
+                } else {
+                    dest.join(&a.name)
+                };
+                line(
+                    out,
+                    &format!(
+                        "Downloading artifact '{}' (ID {}) to {}",
+                        a.name,
+                        a.id,
+                        target.display()
+                    ),
+                );
+                if files.is_dir() {
+                    copy_tree(files, &target)
+                } else {
+                    std::fs::create_dir_all(&target).map_err(|e| e.to_string())
+                }
+                .map_err(|e| format!("cannot download artifact `{}`: {e}", a.name))?;
+            }
+            Ok(())
+        })?;
+        line(
+            out,
+            &format!("Total of {} artifact(s) downloaded", chosen.len()),
+        );
+        let mut outputs = IndexMap::new();
+        outputs.insert(
+            "download-path".to_owned(),
+            dest.to_string_lossy().into_owned(),
+        );
+        Ok(outputs)
+    }
+}

@@ -1,0 +1,79 @@
+//! `pipe artifacts [RUN]`: the artifacts a recorded run uploaded (`actions/upload-artifact`).
+
+use pipe_runner::exit;
+
+use crate::args::{ArtifactsArgs, Cli};
+use crate::output;
+
+/// Runs the command and returns its exit code.
+pub fn run(cli: &Cli, args: &ArtifactsArgs) -> u8 {
+    let st = match super::runs::open_store(cli) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let number = match &args.run {
+        Some(r) => match r.trim_start_matches('#').parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => {
+                super::error(
+                    cli,
+                    &format!("`{r}` is not a run number"),
+                    Some("use `pipe runs` to list them"),
+                );
+                return exit::USAGE;
+            }
+        },
+        None => match st.latest() {
+            Ok(Some(n)) => n,
+            _ => {
+                super::error(cli, "no runs recorded yet", None);
+                return exit::USAGE;
+            }
+        },
+    };
+    let dir = st.run_dir(number);
+    if !dir.is_dir() {
+        super::error(
+            cli,
+            &format!("run #{number} is not recorded"),
+            Some("use `pipe runs` to list them"),
+        );
+        return exit::USAGE;
+    }
+    let list = pipe_actions::artifact::list(&dir);
+    let text = if args.json {
+        let items: Vec<serde_json::Value> = list
+            .iter()
+            .map(|(a, files)| {
+                let mut v = serde_json::to_value(a).unwrap_or_default();
+                v["path"] = serde_json::Value::from(files.to_string_lossy().into_owned());
+                v
+            })
+            .collect();
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&items).unwrap_or_default()
+        )
+    } else if list.is_empty() {
+        format!("run #{number} has no artifacts\n")
+    } else {
+        let mut out = format!(
+            "{:<4}  {:<24}  {:>12}  {:>6}  {:<12}  {}\n",
+            "ID", "NAME", "SIZE", "FILES", "JOB", "PATH"
+        );
+        for (a, files) in &list {
+            out.push_str(&format!(
+                "{:<4}  {:<24}  {:>12}  {:>6}  {:<12}  {}\n",
+                a.id,
+                a.name,
+                a.size,
+                a.files,
+                a.job,
+                files.display()
+            ));
+        }
+        out
+    };
+    let _ = output::stdout_write(text.as_bytes());
+    exit::SUCCESS
+}
