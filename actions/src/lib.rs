@@ -25,6 +25,7 @@ pub fn registry(action_dir: Option<PathBuf>) -> ActionRegistry {
     let mut r = ActionRegistry::new().with_action_dir(action_dir);
     r.register("pipe/echo", Arc::new(echo::Echo));
     r.register("pipe/scan", Arc::new(scan::action::ScanAction));
+    r.register("pipe/bench", Arc::new(bench::action::BenchAction));
     r.register("actions/checkout", Arc::new(checkout::Checkout));
     r.register(
         "actions/cache",

@@ -331,3 +331,90 @@ fn job_reports_feed_the_summary_and_run_record() {
         v.stdout
     );
 }
+
+#[test]
+fn the_bench_action_reports_to_the_log_summary_and_evidence() {
+    let t = repo();
+    let state = tempfile::tempdir().expect("state");
+    std::fs::write(
+        t.path().join("wf.yml"),
+        r#"on: push
+jobs:
+  perf:
+    runs-on: ubuntu-latest
+    steps:
+      - id: b
+        uses: pipe/bench@v1
+        with:
+          commands: |
+            true
+            true
+          names: |
+            base
+            same
+          runs: 5
+          export-json: bench.json
+      - run: echo "verdict=${{ steps.b.outputs.verdict }}"
+      - uses: pipe/bench@v1
+        continue-on-error: true
+        with:
+          commands: true
+          runs: lots
+"#,
+    )
+    .expect("write");
+    let summary = t.path().join("summary.json");
+    let r = pipe(
+        t.path(),
+        state.path(),
+        &[
+            "run",
+            "-W",
+            "wf.yml",
+            "--progress",
+            "plain",
+            "--summary",
+            summary.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
+    let steps = &s["jobs"][0]["steps"];
+    let outputs = &steps[0]["outputs"];
+    let verdict = outputs["verdict"].as_str().expect("verdict");
+    assert!(
+        ["PASS", "FAIL", "INCONCLUSIVE"].contains(&verdict),
+        "{verdict}"
+    );
+    assert!(
+        r.stderr.contains(&format!("verdict={verdict}")),
+        "{}",
+        r.stderr
+    );
+    let report = std::path::PathBuf::from(outputs["report"].as_str().expect("report"));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("evidence")).expect("json");
+    assert_eq!(json["results"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        json["results"][0]["times"].as_array().map(Vec::len),
+        Some(5)
+    );
+    assert!(
+        t.path().join("bench.json").is_file(),
+        "export-json is written"
+    );
+    // The markdown table is the step summary, printed after the run.
+    assert!(
+        r.stderr.contains("| `base`") || r.stderr.contains("base"),
+        "{}",
+        r.stderr
+    );
+    // A bad input fails its step with the input named.
+    assert_eq!(steps[2]["outcome"], "failure", "{s}");
+    assert!(
+        r.stderr.contains("input `runs` must be a whole number"),
+        "{}",
+        r.stderr
+    );
+}

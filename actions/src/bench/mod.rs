@@ -1,5 +1,5 @@
 //! `pipe bench`: timing commands, ingesting other tools' results, history and the regression
-//! gate. The CLI and the future `pipe/bench@v1` action call these functions; nothing here
+//! gate. The CLI and the `pipe/bench@v1` action ([`action`]) call these functions; nothing here
 //! prints or exits.
 //!
 //! - [`run::run_bench`] times commands and returns a hyperfine-compatible [`run::BenchReport`];
@@ -8,6 +8,7 @@
 //! - [`history::History`] keeps samples by name, commit, branch and machine fingerprint;
 //! - [`compare_with_baseline`] applies the gate in [`compare`] to a candidate and a baseline.
 
+pub mod action;
 pub mod chart;
 pub mod compare;
 pub mod fingerprint;
