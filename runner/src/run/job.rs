@@ -1908,28 +1908,22 @@ struct FileContents {
 }
 
 fn read_files(files: &StepFiles) -> FileContents {
-    let read = |p: &Path| {
-        std::fs::read(p)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+    // Read, then remove, each file the step created; a file it never wrote costs one failed
+    // open and nothing more (most steps write none of the five).
+    let read = |p: &Path| match std::fs::read(p) {
+        Ok(b) => {
+            let _ = std::fs::remove_file(p);
+            String::from_utf8_lossy(&b).into_owned()
+        }
+        Err(_) => String::new(),
     };
-    let contents = FileContents {
+    FileContents {
         output: read(&files.output),
         env: read(&files.env),
         path: read(&files.path),
         summary: read(&files.summary),
         state: read(&files.state),
-    };
-    for p in [
-        &files.output,
-        &files.env,
-        &files.path,
-        &files.summary,
-        &files.state,
-    ] {
-        let _ = std::fs::remove_file(p);
     }
-    contents
 }
 
 /// Passes output on and keeps a copy (up to [`stepcache::MAX_LOG`]) for the step cache.
