@@ -175,7 +175,30 @@ fn open_step_cache(
     let opened = dirs::cache_root(&dirs::process_env)
         .map_err(|e| e.to_string())
         .and_then(|dir| {
-            let opts = pipe_cache::StoreOptions::from_env(&dirs::process_env)?;
+            // `PIPE_CACHE_MAX_SIZE`/`_AGE` win over `[cache] max-size`/`max-age`.
+            let cfg = &p.config.cache;
+            let env = |k: &str| {
+                dirs::process_env(k).or_else(|| match k {
+                    "PIPE_CACHE_MAX_SIZE" => cfg.max_size.clone(),
+                    "PIPE_CACHE_MAX_AGE" => cfg.max_age.clone(),
+                    _ => None,
+                })
+            };
+            let opts = pipe_cache::StoreOptions::from_env(&env).map_err(|e| {
+                let mut e = e;
+                for (var, key) in [
+                    ("PIPE_CACHE_MAX_SIZE", "max-size"),
+                    ("PIPE_CACHE_MAX_AGE", "max-age"),
+                ] {
+                    if dirs::process_env(var).is_none() {
+                        e = e.replace(
+                            &format!("`{var}="),
+                            &format!("`.pipe/config.toml` `[cache] {key} = "),
+                        );
+                    }
+                }
+                e
+            })?;
             pipe_cache::LocalStore::open(&dir, opts).map_err(|e| e.to_string())
         });
     let local = match opened {
