@@ -526,3 +526,42 @@ jobs:
         "{all}"
     );
 }
+
+#[test]
+fn a_bad_store_limit_in_the_config_runs_steps_uncached_with_a_warning() {
+    let p = Project::new(
+        r#"on: push
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    steps:
+      - id: s
+        run: echo run >> "$COUNTS/s"
+        cache: true
+"#,
+    );
+    std::fs::create_dir_all(p.root().join(".pipe")).expect("mkdir");
+    std::fs::write(
+        p.root().join(".pipe/config.toml"),
+        "[cache]\nmax-size = \"lots\"\n",
+    )
+    .expect("write");
+    let (code, s, err) = p.run(&[], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(status(&s, "s"), "none");
+    assert!(
+        err.contains(
+            "steps run uncached: `.pipe/config.toml` `[cache] max-size = lots` is not a size"
+        ),
+        "{err}"
+    );
+    std::fs::write(
+        p.root().join(".pipe/config.toml"),
+        "[cache]\nmax-size = \"1G\"\nmax-age = \"30d\"\n",
+    )
+    .expect("write");
+    let (_, s, _) = p.run(&[], &[]);
+    assert_eq!(status(&s, "s"), "miss");
+    let (_, s, _) = p.run(&[], &[]);
+    assert_eq!(status(&s, "s"), "hit");
+}
