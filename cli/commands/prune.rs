@@ -28,7 +28,22 @@ pub fn run(cli: &Cli, args: &PruneArgs) -> u8 {
                 return exit::INFRA;
             }
         };
-        match docker::prune(&engine, args.all).await {
+        // A request a killed `pipe` had in flight (a create) can still complete inside the
+        // engine just after it died: when the first sweep found something, look once more.
+        let swept = match docker::prune(&engine, args.all).await {
+            Ok(first) if first.containers + first.networks + first.volumes > 0 => {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                docker::prune(&engine, args.all)
+                    .await
+                    .map(|again| docker::Swept {
+                        containers: first.containers + again.containers,
+                        networks: first.networks + again.networks,
+                        volumes: first.volumes + again.volumes,
+                    })
+            }
+            other => other,
+        };
+        match swept {
             Ok(s) => {
                 if !cli.quiet {
                     output::stderr_write(

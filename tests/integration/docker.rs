@@ -737,16 +737,25 @@ jobs:
         if signal == "KILL" {
             // A request the killed pipe had in flight (a create) may still complete inside the
             // engine after it died: prune until nothing is left, for a bounded while.
+            // Done when two looks a second apart find nothing (a create the engine was still
+            // finishing shows up in between).
             let deadline = Instant::now() + Duration::from_secs(30);
             let mut pruned = Vec::new();
+            let mut clean_looks = 0;
             loop {
                 let p = repo.command(&["prune"]).output().expect("prune");
                 assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
                 pruned.push(String::from_utf8_lossy(&p.stderr).trim().to_owned());
                 let left = leftovers(&format!("dev.pipe.pid={pid}"));
                 if left.is_empty() {
-                    break;
+                    clean_looks += 1;
+                    if clean_looks == 2 {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
                 }
+                clean_looks = 0;
                 if Instant::now() > deadline {
                     let details: Vec<String> = left
                         .iter()
