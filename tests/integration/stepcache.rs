@@ -565,3 +565,34 @@ jobs:
     let (_, s, _) = p.run(&[], &[]);
     assert_eq!(status(&s, "s"), "hit");
 }
+
+#[test]
+fn a_dry_run_runs_no_action_either() {
+    let p = Project::new(
+        r#"on: push
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/upload-artifact@v4
+        with:
+          name: a
+          path: src
+      - uses: pipe/echo@v1
+        with:
+          message: dry-run-should-not-print-this
+      - run: echo run >> "$COUNTS/r"
+"#,
+    );
+    let (code, s, err) = p.run(&[], &["--dry-run"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("dry-run-should-not-print-this"), "{err}");
+    assert_eq!(p.count("r"), 0);
+    let steps = s["jobs"][0]["steps"].as_array().expect("steps");
+    assert!(steps.iter().all(|x| x["outcome"] == "success"), "{s}");
+    let (code, out, _) = p.pipe(&["artifacts"]);
+    assert!(
+        code != Some(0) || !out.contains(" a "),
+        "a dry run uploaded an artifact: {out}"
+    );
+}

@@ -1380,6 +1380,18 @@ impl<'a> LegRunner<'a> {
             self.cancel.clone()
         };
         self.step_started(step_ref(&name));
+        if step.uses.is_some() && self.shared.dry_run {
+            // `--dry-run` runs nothing: not an action, a built-in or a container either.
+            return self.finish_step(
+                summary,
+                step_ref(&name),
+                Conclusion::Success,
+                false,
+                IndexMap::new(),
+                started,
+                None,
+            );
+        }
         if step.uses.is_some() {
             return self
                 .run_action(
