@@ -1,8 +1,8 @@
 //! pipe's built-in actions (checkout, cache, artifacts, scan, bench, image, deploy).
 //!
 //! The runner defines the action registry; this crate fills it. `scan` (`pipe/scan@v1`, also behind `pipe scan`) is the first built-in.
-//! Built-ins write their step summary to `GITHUB_STEP_SUMMARY` and their evidence below
-//! `PIPE_RUN_RECORD` (the run's record folder), both in the env they are given.
+//! Built-ins write their step summary to `GITHUB_STEP_SUMMARY` (in the env they are given) and
+//! their evidence below `call.run_dir` (`util::append_step_summary`, `util::write_evidence`).
 
 pub mod artifact;
 pub mod bench;

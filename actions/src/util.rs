@@ -4,6 +4,7 @@ use std::path::{Component, Path, PathBuf};
 
 use indexmap::IndexMap;
 use pipe_runner::executor::OutputSink;
+use pipe_runner::run::action::BuiltinCall;
 
 /// A line of the step's log.
 pub fn line(out: &mut dyn OutputSink, text: &str) {
@@ -79,6 +80,50 @@ pub fn env<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
         .filter(|v| !v.is_empty())
+}
+
+/// Appends Markdown to the step summary (the `GITHUB_STEP_SUMMARY` file the runner reads
+/// back after the step).
+pub fn append_step_summary(call: &BuiltinCall<'_>, markdown: &[u8]) {
+    use std::io::Write;
+    if let Some(path) = env(call.env, "GITHUB_STEP_SUMMARY")
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        let _ = f.write_all(markdown);
+    }
+}
+
+/// Keeps a report as the run's evidence (`runs/<N>/evidence/<kind>-<job>-<step>.json`,
+/// where promotion gates read it). `None` when the run is not recorded.
+pub fn write_evidence(
+    call: &BuiltinCall<'_>,
+    kind: &str,
+    json: &[u8],
+) -> Option<Result<PathBuf, String>> {
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let dir = call.run_dir?.join("evidence");
+    let job = env(call.env, "GITHUB_JOB").unwrap_or("job");
+    let step = env(call.env, "GITHUB_ACTION").unwrap_or(kind);
+    let file = dir.join(format!("{kind}-{}-{}.json", safe(job), safe(step)));
+    Some(
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| pipe_runner::store::write_atomic(&file, json))
+            .map(|()| file)
+            .map_err(|e| e.to_string()),
+    )
 }
 
 /// Removes `.` and resolves `..` lexically.

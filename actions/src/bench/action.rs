@@ -9,7 +9,6 @@
 //! `verdict` (`PASS`, `FAIL`, `INCONCLUSIVE` or `NONE` with one command) and `mean` (the
 //! first command's mean in seconds).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -48,27 +47,6 @@ fn number(name: &str, v: &str) -> Result<u32, String> {
     v.trim()
         .parse()
         .map_err(|_| format!("input `{name}` must be a whole number, not `{v}`"))
-}
-
-fn env<'a>(call: &'a BuiltinCall<'_>, name: &str) -> Option<&'a str> {
-    call.env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
-}
-
-fn safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// Options from the action's inputs.
@@ -143,16 +121,7 @@ impl BuiltinAction for BenchAction {
         let md = super::render::markdown(&report);
         out.write(md.as_bytes());
         out.write(b"\n");
-        if let Some(path) = env(&call, "GITHUB_STEP_SUMMARY") {
-            use std::io::Write;
-            if let Ok(mut f) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-            {
-                let _ = f.write_all(md.as_bytes());
-            }
-        }
+        crate::util::append_step_summary(&call, md.as_bytes());
         let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
         let mut outputs = IndexMap::new();
         if let Some(file) = export {
@@ -160,22 +129,15 @@ impl BuiltinAction for BenchAction {
             pipe_runner::store::write_atomic(&p, &json)
                 .map_err(|e| format!("cannot write `{}`: {e}", p.display()))?;
         }
-        if let Some(record) = env(&call, "PIPE_RUN_RECORD") {
-            let step = env(&call, "GITHUB_ACTION").unwrap_or("bench");
-            let job = env(&call, "GITHUB_JOB").unwrap_or("job");
-            let dir = PathBuf::from(record).join("evidence");
-            let file = dir.join(format!("bench-{}-{}.json", safe(job), safe(step)));
-            match std::fs::create_dir_all(&dir)
-                .and_then(|()| pipe_runner::store::write_atomic(&file, &json))
-            {
-                Ok(()) => {
-                    outputs.insert("report".to_owned(), file.to_string_lossy().into_owned());
-                }
-                Err(e) => out.write(
-                    format!("::warning::the benchmark report was not kept as evidence: {e}\n")
-                        .as_bytes(),
-                ),
+        match crate::util::write_evidence(&call, "bench", &json) {
+            None => {}
+            Some(Ok(file)) => {
+                outputs.insert("report".to_owned(), file.to_string_lossy().into_owned());
             }
+            Some(Err(e)) => out.write(
+                format!("::warning::the benchmark report was not kept as evidence: {e}\n")
+                    .as_bytes(),
+            ),
         }
         let verdict = if report.pipe.comparisons.is_empty() {
             "NONE"

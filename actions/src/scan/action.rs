@@ -8,39 +8,16 @@
 //! fails when the policy fails (exit 1), the options are wrong (2) or the database is
 //! missing or stale (3), with the scanner's message.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
 use async_trait::async_trait;
 use indexmap::IndexMap;
 use pipe_runner::executor::OutputSink;
 use pipe_runner::run::action::{BuiltinAction, BuiltinCall, BuiltinResult};
+use std::collections::BTreeMap;
 
 use super::{Format, Level, OutputSpec, ScanOptions, render, run_scan};
 
 /// `pipe/scan`.
 pub struct ScanAction;
-
-fn env<'a>(call: &'a BuiltinCall<'_>, name: &str) -> Option<&'a str> {
-    call.env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
-}
-
-fn safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
 
 #[async_trait]
 impl BuiltinAction for ScanAction {
@@ -89,42 +66,24 @@ impl BuiltinAction for ScanAction {
             return Err(why);
         };
         // Markdown to the step summary.
-        if let Some(path) = env(&call, "GITHUB_STEP_SUMMARY") {
-            let mut md = Vec::new();
-            if render::write(Format::Markdown, report, false, &mut md).is_ok() {
-                use std::io::Write;
-                if let Ok(mut f) = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                {
-                    let _ = f.write_all(&md);
-                }
-            }
+        let mut md = Vec::new();
+        if render::write(Format::Markdown, report, false, &mut md).is_ok() {
+            crate::util::append_step_summary(&call, &md);
         }
         // JSON to the run's evidence.
         let mut outputs = IndexMap::new();
-        if let Some(record) = env(&call, "PIPE_RUN_RECORD") {
-            let step = env(&call, "GITHUB_ACTION").unwrap_or("scan");
-            let job = env(&call, "GITHUB_JOB").unwrap_or("job");
-            let dir = PathBuf::from(record).join("evidence");
-            let file = dir.join(format!("scan-{}-{}.json", safe(job), safe(step)));
-            let mut json = Vec::new();
-            let written = render::write(Format::Json, report, false, &mut json)
-                .map_err(|e| e.to_string())
-                .and_then(|()| std::fs::create_dir_all(&dir).map_err(|e| e.to_string()))
-                .and_then(|()| {
-                    pipe_runner::store::write_atomic(&file, &json).map_err(|e| e.to_string())
-                });
-            match written {
-                Ok(()) => {
-                    outputs.insert("report".to_owned(), file.to_string_lossy().into_owned());
-                }
-                Err(e) => out.write(
-                    format!("::warning::the scan report was not kept as evidence: {e}\n")
-                        .as_bytes(),
-                ),
+        let mut json = Vec::new();
+        let written = render::write(Format::Json, report, false, &mut json)
+            .map_err(|e| e.to_string())
+            .map(|()| crate::util::write_evidence(&call, "scan", &json));
+        match written {
+            Ok(None) => {}
+            Ok(Some(Ok(file))) => {
+                outputs.insert("report".to_owned(), file.to_string_lossy().into_owned());
             }
+            Ok(Some(Err(e))) | Err(e) => out.write(
+                format!("::warning::the scan report was not kept as evidence: {e}\n").as_bytes(),
+            ),
         }
         let unsuppressed: usize = report.summary.by_severity.values().sum();
         outputs.insert("result".to_owned(), report.result.clone());

@@ -889,13 +889,9 @@ impl<'a> LegRunner<'a> {
         let sc2 = sc.clone();
         let ident = identity.to_owned();
         let ws = self.workspace.clone();
-        let probe = stepcache::Computed {
-            key: computed.key.clone(),
-            snapshot: None,
-            changes: Vec::new(),
-            same_as_last: computed.same_as_last,
-        };
-        let got = tokio::task::spawn_blocking(move || match sc2.lookup(&ident, &probe) {
+        let key = computed.key.clone();
+        let same = computed.same_as_last;
+        let got = tokio::task::spawn_blocking(move || match sc2.lookup(&ident, &key, same) {
             Lookup::Hit { manifest, source } => sc2
                 .restore(&manifest, &ws)
                 .map(|(log, rec)| Some((log, rec, source))),
@@ -926,22 +922,13 @@ impl<'a> LegRunner<'a> {
         }
         let mut outputs = sink.outputs.clone();
         let mut state = sink.state.clone();
-        let contents = FileContents {
-            output: recorded.output,
-            env: recorded.env,
-            path: recorded.path,
-            summary: recorded.summary,
-            state: recorded.state,
-        };
+        let ran_ms = recorded.duration_ms;
+        let contents = FileContents::from(recorded);
         if let Err(e) = self.apply_files(&contents, &mut outputs, &mut state) {
             outcome = Conclusion::Failure;
             error = Some(e);
         }
-        self.cache_info = Some(stepcache::hit_info(
-            &computed.key,
-            source,
-            recorded.duration_ms,
-        ));
+        self.cache_info = Some(stepcache::hit_info(&computed.key, source, ran_ms));
         Some(self.finish_step(
             summary,
             step.clone(),
@@ -1498,13 +1485,7 @@ impl<'a> LegRunner<'a> {
                 };
                 if let Some(recorded) = recorded {
                     // Later steps see the effects, as in a real run.
-                    let contents = FileContents {
-                        output: recorded.output,
-                        env: recorded.env,
-                        path: recorded.path,
-                        summary: recorded.summary,
-                        state: recorded.state,
-                    };
+                    let contents = FileContents::from(recorded);
                     let mut dry_state = IndexMap::new();
                     let _ = self.apply_files(&contents, &mut dry_outputs, &mut dry_state);
                 }
@@ -1917,6 +1898,18 @@ struct FileContents {
     path: String,
     summary: String,
     state: String,
+}
+
+impl From<stepcache::Recorded> for FileContents {
+    fn from(r: stepcache::Recorded) -> Self {
+        FileContents {
+            output: r.output,
+            env: r.env,
+            path: r.path,
+            summary: r.summary,
+            state: r.state,
+        }
+    }
 }
 
 fn read_files(files: &StepFiles) -> FileContents {

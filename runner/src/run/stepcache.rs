@@ -40,7 +40,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::event::{CacheStatus, StepCacheInfo};
-use crate::source::Span;
 use crate::yaml::{Node, NodeKind, ScalarValue};
 
 /// Namespace of step entries in the store.
@@ -284,11 +283,6 @@ pub fn check(wf: &crate::workflow::Workflow, out: &mut Vec<Diagnostic>) {
     }
 }
 
-/// Span of a node, for callers that report at a `cache:` value.
-pub fn span(node: &Node) -> Span {
-    node.span
-}
-
 /// The process-wide step cache: the store (with its remote) and where preimages are kept.
 #[derive(Debug)]
 pub struct StepCache {
@@ -464,13 +458,11 @@ impl StepCache {
         })
     }
 
-    /// Looks a key up; a hit is remembered as this step's latest key.
-    pub fn lookup(&self, identity: &str, computed: &Computed) -> Lookup {
-        let l = self
-            .cache
-            .lookup(&EntryKey::new(NAMESPACE, &computed.key.hex()));
-        if matches!(l, Lookup::Hit { .. }) && !computed.same_as_last {
-            self.remember(identity, &computed.key);
+    /// Looks a key up; a hit is remembered as this step's latest key (unless it already is).
+    pub fn lookup(&self, identity: &str, key: &Key, same_as_last: bool) -> Lookup {
+        let l = self.cache.lookup(&EntryKey::new(NAMESPACE, &key.hex()));
+        if matches!(l, Lookup::Hit { .. }) && !same_as_last {
+            self.remember(identity, key);
         }
         l
     }

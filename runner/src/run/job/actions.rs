@@ -471,8 +471,7 @@ impl<'a> LegRunner<'a> {
                     let mut env = self.builtin_env(&at.id, &step_env);
                     let run_dir = self.shared.log_dir.as_ref().and_then(|d| d.parent());
                     let mut state = IndexMap::new();
-                    // A built-in writes Markdown to its step summary like any step, and its
-                    // evidence (scan reports, benchmark results) into the run's record.
+                    // A built-in writes Markdown to its step summary like any step.
                     let summary_file = paths
                         .temp_host
                         .join(format!("step_summary_builtin_{}", self.log_index(index)));
@@ -481,13 +480,6 @@ impl<'a> LegRunner<'a> {
                         "GITHUB_STEP_SUMMARY",
                         summary_file.to_string_lossy().into_owned(),
                     );
-                    if let Some(record) = run_dir {
-                        set_env(
-                            &mut env,
-                            "PIPE_RUN_RECORD",
-                            record.to_string_lossy().into_owned(),
-                        );
-                    }
                     let r = action
                         .run(
                             BuiltinCall {
