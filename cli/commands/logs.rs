@@ -12,25 +12,9 @@ pub fn run(cli: &Cli, args: &LogsArgs) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let number = match &args.run {
-        Some(r) => match r.trim_start_matches('#').parse::<u64>() {
-            Ok(n) => n,
-            Err(_) => {
-                super::error(
-                    cli,
-                    &format!("`{r}` is not a run number"),
-                    Some("use `pipe runs` to list them"),
-                );
-                return exit::USAGE;
-            }
-        },
-        None => match st.latest() {
-            Ok(Some(n)) => n,
-            _ => {
-                super::error(cli, "no runs recorded yet", None);
-                return exit::USAGE;
-            }
-        },
+    let number = match super::runs::run_or_latest(cli, &st, args.run.as_deref()) {
+        Ok(n) => n,
+        Err(code) => return code,
     };
     let dir = st.run_dir(number);
     let events = match std::fs::read_to_string(dir.join("events.jsonl")) {

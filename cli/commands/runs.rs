@@ -66,3 +66,29 @@ pub fn run(cli: &Cli, args: &RunsArgs) -> u8 {
     let _ = output::stdout_write(text.as_bytes());
     exit::SUCCESS
 }
+
+/// A run number as given on the command line (`42` or `#42`); a usage error otherwise.
+pub fn parse_run(cli: &Cli, r: &str) -> Result<u64, u8> {
+    r.trim_start_matches('#').parse::<u64>().map_err(|_| {
+        super::error(
+            cli,
+            &format!("`{r}` is not a run number"),
+            Some("use `pipe runs` to list them"),
+        );
+        exit::USAGE
+    })
+}
+
+/// The run `run` names, or the newest recorded one.
+pub fn run_or_latest(cli: &Cli, st: &Store, run: Option<&str>) -> Result<u64, u8> {
+    match run {
+        Some(r) => parse_run(cli, r),
+        None => match st.latest() {
+            Ok(Some(n)) => Ok(n),
+            _ => {
+                super::error(cli, "no runs recorded yet", None);
+                Err(exit::USAGE)
+            }
+        },
+    }
+}

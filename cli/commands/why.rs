@@ -29,16 +29,9 @@ pub fn run(cli: &Cli, args: &WhyArgs) -> u8 {
         None => (args.target.clone(), None),
     };
     let numbers: Vec<u64> = match &args.run {
-        Some(r) => match r.trim_start_matches('#').parse::<u64>() {
+        Some(r) => match super::runs::parse_run(cli, r) {
             Ok(n) => vec![n],
-            Err(_) => {
-                super::error(
-                    cli,
-                    &format!("`{r}` is not a run number"),
-                    Some("use `pipe runs` to list them"),
-                );
-                return exit::USAGE;
-            }
+            Err(code) => return code,
         },
         None => match st.list(usize::MAX) {
             Ok(runs) => runs.into_iter().map(|r| r.number).collect(),
