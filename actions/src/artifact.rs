@@ -19,7 +19,7 @@ use pipe_runner::run::action::{BuiltinAction, BuiltinCall, BuiltinResult};
 use serde::{Deserialize, Serialize};
 
 use crate::util::{
-    common_ancestor, env, expand, input, input_bool, input_lines, line, par_chunks, resolve,
+    common_ancestor, env, expand, input, input_bool, input_lines, line, copy_hashing, par_chunks, resolve,
     warn_unexpected, warning,
 };
 
@@ -271,20 +271,31 @@ impl BuiltinAction for Upload {
             // covers every stored path with its content, in path order.
             let copied = par_chunks(&matched.files, |chunk| {
                 let mut buf = Vec::new();
+                let mut made: std::collections::HashSet<PathBuf> = Default::default();
                 let mut done = Vec::with_capacity(chunk.len());
                 for f in chunk {
                     let rel = f.strip_prefix(&root).unwrap_or(f);
                     let rel = rel.strip_prefix("/").unwrap_or(rel).to_path_buf();
                     let stored = files_dir.join(&rel);
-                    let size = copy_entry(f, &stored)
-                        .map_err(|e| format!("cannot upload `{}`: {e}", f.display()))?;
-                    let content = if stored.is_symlink() {
-                        std::fs::read_link(&stored)
-                            .map(|t| pipe_cache::Digest::of(t.as_os_str().as_encoded_bytes()))
-                    } else {
-                        pipe_cache::digest::hash_file_with(&stored, &mut buf).map(|(d, _)| d)
+                    let fail = |e: std::io::Error| format!("cannot upload `{}`: {e}", f.display());
+                    if let Some(p) = stored.parent()
+                        && !made.contains(p)
+                    {
+                        std::fs::create_dir_all(p).map_err(fail)?;
+                        made.insert(p.to_path_buf());
                     }
-                    .map_err(|e| format!("cannot read `{}`: {e}", stored.display()))?;
+                    let meta = std::fs::symlink_metadata(f).map_err(fail)?;
+                    let (content, size) = if meta.file_type().is_symlink() {
+                        let target = std::fs::read_link(f).map_err(fail)?;
+                        let _ = std::fs::remove_file(&stored);
+                        std::os::unix::fs::symlink(&target, &stored).map_err(fail)?;
+                        (
+                            pipe_cache::Digest::of(target.as_os_str().as_encoded_bytes()),
+                            0,
+                        )
+                    } else {
+                        copy_hashing(f, &stored, &mut buf).map_err(fail)?
+                    };
                     done.push((rel, content, size));
                 }
                 Ok(done)

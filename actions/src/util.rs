@@ -285,6 +285,47 @@ pub fn common_ancestor(paths: &[PathBuf]) -> PathBuf {
     common.iter().map(|c| c.as_os_str()).collect()
 }
 
+/// Copies a regular file to `to` in one pass, hashing what it reads, and returns the digest
+/// and size of what was written (one read of the source instead of a copy and a second read
+/// to hash the copy). The mode is kept; the parent folder must exist.
+pub fn copy_hashing(
+    from: &Path,
+    to: &Path,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<(pipe_cache::Digest, u64)> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut src = std::fs::File::open(from)?;
+    let meta = src.metadata()?;
+    let mode = meta.permissions().mode() & 0o7777;
+    let _ = std::fs::remove_file(to);
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(to)?;
+    let mut h = pipe_cache::Hasher::new();
+    let mut total = 0u64;
+    buf.resize(CHUNK.max(buf.len()), 0);
+    loop {
+        let n = match src.read(&mut buf[..CHUNK]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..n]);
+        dst.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+    // `mode` on open is filtered by the umask; set it exactly as `fs::copy` does.
+    dst.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    Ok((h.finish(), total))
+}
+
+/// Read size of [`copy_hashing`].
+const CHUNK: usize = 1 << 20;
+
 /// Runs `f` on contiguous chunks of `items` on up to 8 threads (file copies and store writes
 /// wait on the disk more than they compute) and returns the results in order; the first
 /// error wins.
