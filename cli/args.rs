@@ -50,6 +50,12 @@ pub enum Command {
     Bench(crate::commands::bench::BenchArgs),
     /// Remove containers, networks and volumes that a killed `pipe` left behind.
     Prune(PruneArgs),
+    /// List the builds runs registered (promotion).
+    Builds(crate::commands::promote::builds::BuildsArgs),
+    /// Show a build: subjects, jobs, evidence and its history in the ledger.
+    Show(crate::commands::promote::builds::ShowArgs),
+    /// Check and export the promotion ledger.
+    Ledger(crate::commands::promote::ledger::LedgerArgs),
 }
 
 /// `pipe prune`.

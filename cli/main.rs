@@ -43,6 +43,9 @@ fn main() -> ExitCode {
         Command::Scan(a) => commands::scan::run(&cli, a),
         Command::Bench(a) => commands::bench::run(&cli, a),
         Command::Prune(a) => commands::prune::run(&cli, a),
+        Command::Builds(a) => commands::promote::builds::builds(&cli, a),
+        Command::Show(a) => commands::promote::builds::show(&cli, a),
+        Command::Ledger(a) => commands::promote::ledger::run(&cli, a),
     };
     ExitCode::from(code)
 }
