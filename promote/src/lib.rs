@@ -7,6 +7,8 @@
 //! Nothing here prints or exits: the CLI renders results and maps errors to exit codes.
 
 pub mod build;
+pub mod engine;
+pub mod gates;
 pub mod ledger;
 pub mod policy;
 pub mod state;
