@@ -419,6 +419,20 @@ impl<'a> Engine<'a> {
             }
             let eval_json = serde_json::to_value(&evaluation).unwrap_or_default();
             let decision = evaluation.decision;
+            // While pending, record the evaluation only when a gate's result changed (so
+            // `--wait` does not fill the ledger with identical entries).
+            if decision == Decision::Pending
+                && self.last_evaluation(&env.name, &b.id, request.seq)?
+                    == Some(results_of(&evaluation))
+            {
+                return Ok(PromoteOutcome {
+                    decision,
+                    evaluation,
+                    request: request.seq,
+                    decided: None,
+                    release: None,
+                });
+            }
             let draft = match decision {
                 Decision::Pending => Draft::new(kind::GATE_EVALUATED, actor.clone(), serde_json::json!({ "request": request.seq, "policy": env.digest, "evaluation": eval_json })),
                 _ => {
@@ -466,6 +480,22 @@ impl<'a> Engine<'a> {
         Err(EngineError::Refused(
             "the ledger kept changing while deciding; try again".into(),
         ))
+    }
+
+    /// The gate results of the last `gate.evaluated` entry of a request.
+    fn last_evaluation(
+        &self,
+        env: &str,
+        build: &str,
+        request: u64,
+    ) -> Result<Option<Vec<(String, String)>>, LedgerError> {
+        let es = self.entries(env, Some(build), &[kind::GATE_EVALUATED])?;
+        Ok(es
+            .iter()
+            .rev()
+            .find(|e| e.body.get("request").and_then(|v| v.as_u64()) == Some(request))
+            .and_then(|e| serde_json::from_value::<Evaluation>(e.body["evaluation"].clone()).ok())
+            .map(|ev| results_of(&ev)))
     }
 
     /// Appends `draft` only if the head is still `expected`.
@@ -605,6 +635,13 @@ impl<'a> Engine<'a> {
         };
         Ok(self.ledger.append(draft.env(&env.name))?)
     }
+}
+
+fn results_of(ev: &Evaluation) -> Vec<(String, String)> {
+    ev.gates
+        .iter()
+        .map(|g| (g.gate.clone(), g.result.as_str().to_owned()))
+        .collect()
 }
 
 /// Runs a custom gate command; its exit status, or None when it could not run or timed out.

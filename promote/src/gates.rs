@@ -10,14 +10,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::build::Build;
 use crate::policy::{ApprovalGate, Environment, Mode, OnInconclusive, Policy, Severity, When};
 use crate::state::Release;
 
 /// A gate's result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Outcome {
     /// Met.
@@ -46,7 +46,7 @@ impl Outcome {
 }
 
 /// One gate's evaluation.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GateResult {
     /// The gate (`jobs`, `approvals`, `custom:NAME`, …).
     pub gate: String,
@@ -61,7 +61,7 @@ pub struct GateResult {
 }
 
 /// The decision over all gates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Decision {
     /// Every enforced gate passed.
@@ -73,7 +73,7 @@ pub enum Decision {
 }
 
 /// The evaluation of every gate.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     /// The decision.
     pub decision: Decision,

@@ -8,6 +8,8 @@
 
 pub mod build;
 pub mod engine;
+
+pub use jiff;
 pub mod gates;
 pub mod ledger;
 pub mod policy;

@@ -3,7 +3,9 @@
 //! end of `pipe run`.
 
 pub mod builds;
+pub mod gates;
 pub mod ledger;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +21,6 @@ use crate::output;
 use crate::render;
 
 /// `promote` exits 3 while the request waits (approvals, soak, window, queue).
-#[allow(dead_code, reason = "used by the gate commands that follow")]
 pub const PENDING: u8 = exit::INFRA;
 
 /// What every promotion command opens.
@@ -27,7 +28,6 @@ pub struct Ctx {
     /// The project.
     pub project: super::Project,
     /// The repository's state folder.
-    #[allow(dead_code, reason = "used by the gate commands that follow")]
     pub state: PathBuf,
     /// The ledger.
     pub ledger: Ledger,
@@ -89,7 +89,6 @@ pub fn resolve(cli: &Cli, ctx: &Ctx, text: &str) -> Result<Build, u8> {
 }
 
 /// Reads the policy at the trusted ref; problems are printed (exit 2).
-#[allow(dead_code, reason = "used by the gate commands that follow")]
 pub fn policy(cli: &Cli, root: &Path, policy_ref: Option<&str>) -> Result<(Loaded, Policy), u8> {
     let mut loaded = source::load_from_ref(root, policy_ref).map_err(|e| {
         super::error(cli, &e.to_string(), e.hint());
@@ -109,7 +108,6 @@ pub fn policy(cli: &Cli, root: &Path, policy_ref: Option<&str>) -> Result<(Loade
     }
 }
 
-#[allow(dead_code, reason = "used by the gate commands that follow")]
 fn print_diagnostics(cli: &Cli, loaded: &Loaded) {
     let styles = super::err_styles(cli);
     for d in &loaded.diagnostics {
@@ -127,7 +125,6 @@ pub fn print_json<T: serde::Serialize>(value: &T) {
 }
 
 /// The acting person: `--as`, else `PIPE_ACTOR`, else git's `user.name`/`$USER`.
-#[allow(dead_code, reason = "used by the gate commands that follow")]
 pub fn actor(root: &Path, explicit: Option<&str>) -> Actor {
     let id = explicit
         .map(str::to_owned)

@@ -20,7 +20,7 @@ use jiff::SignedDuration;
 use pipe_runner::source::Span;
 use serde::Serialize;
 
-pub use parse::parse;
+pub use parse::{parse, parse_duration, parse_instant};
 pub use window::{Window, WindowKind};
 
 /// The rule id of policy diagnostics.
@@ -94,7 +94,7 @@ pub enum SubjectSource {
 }
 
 /// A gate's mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// The gate blocks.
