@@ -17,7 +17,7 @@ use crate::gates::{
     self, ApprovalFact, Decision, Evaluation, Facts, LockFact, RequestFact, VetoFact,
 };
 use crate::ledger::{
-    Actor, AllowedSigners, Draft, Entry, Filter, Head, Ledger, LedgerError, SshSigner, kind,
+    Actor, AllowedSigners, Draft, Entry, Filter, Ledger, LedgerError, SshSigner, kind,
 };
 use crate::policy::{Environment, Policy};
 use crate::state;
@@ -419,6 +419,11 @@ impl<'a> Engine<'a> {
             }
             let eval_json = serde_json::to_value(&evaluation).unwrap_or_default();
             let decision = evaluation.decision;
+            let current = facts
+                .releases
+                .get(&env.name)
+                .and_then(|rs| rs.last())
+                .cloned();
             // While pending, record the evaluation only when a gate's result changed (so
             // `--wait` does not fill the ledger with identical entries).
             if decision == Decision::Pending
@@ -433,7 +438,7 @@ impl<'a> Engine<'a> {
                     release: None,
                 });
             }
-            let draft = match decision {
+            let mut drafts = vec![match decision {
                 Decision::Pending => Draft::new(kind::GATE_EVALUATED, actor.clone(), serde_json::json!({ "request": request.seq, "policy": env.digest, "evaluation": eval_json })),
                 _ => {
                     let mut body = self.policy_body(env);
@@ -445,9 +450,28 @@ impl<'a> Engine<'a> {
                 }
             }
             .env(&env.name)
-            .build(&b.id);
-            match self.append_if_head(head.as_ref(), draft) {
-                Ok(e) => {
+            .build(&b.id)];
+            // The decision and the release it makes are one atomic append, so no other
+            // promoter can decide between them. Promoting the current release changes nothing.
+            let already = current.as_ref().is_some_and(|r| r.build == b.id);
+            if decision == Decision::Allowed && !already {
+                drafts.push(
+                    Draft::new(kind::RELEASE_RECORDED, actor.clone(), serde_json::json!({ "request": request.seq, "previous": current.as_ref().map(|r| r.build.clone()), "policy": env.digest }))
+                        .env(&env.name)
+                        .build(&b.id),
+                );
+            }
+            match self.ledger.append_all_with(
+                |h| {
+                    if h == head.as_ref() {
+                        Ok(drafts.clone())
+                    } else {
+                        Err(LedgerError::Refused("stale".into()))
+                    }
+                },
+                None,
+            ) {
+                Ok(es) => {
                     let mut out = PromoteOutcome {
                         decision,
                         evaluation,
@@ -456,20 +480,10 @@ impl<'a> Engine<'a> {
                         release: None,
                     };
                     if decision != Decision::Pending {
-                        out.decided = Some(e.seq);
+                        out.decided = es.first().map(|e| e.seq);
                     }
                     if decision == Decision::Allowed {
-                        let previous = facts
-                            .releases
-                            .get(&env.name)
-                            .and_then(|rs| rs.last())
-                            .map(|r| r.build.clone());
-                        let r = self.ledger.append(
-                            Draft::new(kind::RELEASE_RECORDED, actor.clone(), serde_json::json!({ "decision": e.seq, "previous": previous, "policy": env.digest }))
-                                .env(&env.name)
-                                .build(&b.id),
-                        )?;
-                        out.release = Some(r.seq);
+                        out.release = es.get(1).map(|e| e.seq).or(current.map(|r| r.seq));
                     }
                     return Ok(out);
                 }
@@ -496,20 +510,6 @@ impl<'a> Engine<'a> {
             .find(|e| e.body.get("request").and_then(|v| v.as_u64()) == Some(request))
             .and_then(|e| serde_json::from_value::<Evaluation>(e.body["evaluation"].clone()).ok())
             .map(|ev| results_of(&ev)))
-    }
-
-    /// Appends `draft` only if the head is still `expected`.
-    fn append_if_head(&self, expected: Option<&Head>, draft: Draft) -> Result<Entry, LedgerError> {
-        self.ledger.append_with(
-            |h| {
-                if h == expected {
-                    Ok(draft.clone())
-                } else {
-                    Err(LedgerError::Refused("stale".into()))
-                }
-            },
-            None,
-        )
     }
 
     /// Records a signed approval.

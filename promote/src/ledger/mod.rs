@@ -249,6 +249,20 @@ impl Ledger {
         mut make: impl FnMut(Option<&Head>) -> Result<Draft, LedgerError>,
         signer: Option<&SshSigner>,
     ) -> Result<Entry, LedgerError> {
+        let mut entries = self.append_all_with(|h| Ok(vec![make(h)?]), signer)?;
+        entries
+            .pop()
+            .ok_or_else(|| LedgerError::Refused("nothing to append".into()))
+    }
+
+    /// Appends the entries `make` returns for the current head, atomically and consecutively
+    /// (a checkpoint may fall between them); `signer` signs the first. Retried like
+    /// [`Ledger::append_with`].
+    pub fn append_all_with(
+        &self,
+        mut make: impl FnMut(Option<&Head>) -> Result<Vec<Draft>, LedgerError>,
+        signer: Option<&SshSigner>,
+    ) -> Result<Vec<Entry>, LedgerError> {
         let mut expected = self.store.head()?;
         for _ in 0..MAX_RETRIES {
             let mut rows = Vec::new();
@@ -261,20 +275,26 @@ impl Ledger {
                     next
                 }
             };
-            let draft = make(expected.as_ref())?;
-            let e = self.seal(draft, seq, &prev, signer)?;
-            rows.push(Self::row(&e)?);
-            if (seq + 1) % CHECKPOINT_EVERY == 0 {
+            let drafts = make(expected.as_ref())?;
+            let mut out = Vec::new();
+            for (i, draft) in drafts.into_iter().enumerate() {
+                let e = self.seal(draft, seq, &prev, if i == 0 { signer } else { None })?;
+                rows.push(Self::row(&e)?);
                 prev = e.hash.clone();
                 seq += 1;
-                let body = serde_json::json!({ "size": seq, "head": prev });
-                let c = self.seal(
-                    Draft::new(kind::CHECKPOINT, Actor::system(), body),
-                    seq,
-                    &prev,
-                    None,
-                )?;
-                rows.push(Self::row(&c)?);
+                out.push(e);
+                if seq % CHECKPOINT_EVERY == 0 {
+                    let body = serde_json::json!({ "size": seq, "head": prev });
+                    let c = self.seal(
+                        Draft::new(kind::CHECKPOINT, Actor::system(), body),
+                        seq,
+                        &prev,
+                        None,
+                    )?;
+                    rows.push(Self::row(&c)?);
+                    prev = c.hash;
+                    seq += 1;
+                }
             }
             let last = rows
                 .last()
@@ -282,7 +302,7 @@ impl Ledger {
                 .ok_or_else(|| LedgerError::Refused("nothing to append".into()))?;
             let sig = self.head_sig(&last)?;
             match self.store.append(expected.as_ref(), &rows, &sig) {
-                Ok(_) => return Ok(e),
+                Ok(_) => return Ok(out),
                 Err(StoreError::Conflict(now)) => expected = now,
                 Err(err) => return Err(err.into()),
             }
