@@ -172,7 +172,7 @@ groups:
   release-managers: [alice, bob, carol]
 environments:
   staging:
-    promote: {{ from: build, refs: {{ branches: [main] }} }}
+    promote: {{ from: build, auto: true, refs: {{ branches: [main] }} }}
     gates:
       jobs: [build, test, scan, bench]
       vulnerabilities:
@@ -319,15 +319,15 @@ fn a_build_is_promoted_through_staging_to_production() {
     let Some(repo) = setup() else { return };
 
     // The run registers the build.
-    let (code, _, err) = repo.pipe(&[
+    let (code, _, run_err) = repo.pipe(&[
         "run",
         "-W",
         ".github/workflows/ci.yml",
         "--progress",
         "plain",
     ]);
-    assert_eq!(code, 0, "{err}");
-    assert!(err.contains("registered build `"), "{err}");
+    assert_eq!(code, 0, "{run_err}");
+    assert!(run_err.contains("registered build `"), "{run_err}");
     let (_, builds) = repo.json(&["builds", "--json"]);
     let builds = builds.as_array().expect("array");
     assert_eq!(builds.len(), 1, "{builds:?}");
@@ -349,15 +349,11 @@ fn a_build_is_promoted_through_staging_to_production() {
     assert_eq!(code, 0);
     assert!(show.contains(&format!("alias {alias}")), "{show}");
 
-    // Production is out of reach: not in staging yet, no soak, no approvals.
+    // Production waits: staging took the build (`auto: true`), but no approvals yet.
     let (code, g) = repo.json(&["gates", &alias, "--to", "production", "--json"]);
-    assert_eq!(code, 1, "{g:#}");
-    assert_eq!(g["decision"], "DENIED");
-    assert_eq!(
-        gate(&g, "from")["reasons"][0],
-        "never released in `staging`"
-    );
-    assert_eq!(gate(&g, "soak")["result"], "FAIL");
+    assert_eq!(code, 3, "{g:#}");
+    assert_eq!(g["decision"], "PENDING");
+    assert_eq!(gate(&g, "from")["reasons"][0], "released in `staging`");
     assert_eq!(gate(&g, "approvals")["result"], "PENDING");
     let (_, human, _) = repo.pipe(&["gates", &alias, "--to", "production"]);
     assert!(
@@ -386,8 +382,21 @@ fn a_build_is_promoted_through_staging_to_production() {
     );
     assert_ne!(gate(&g, "benchmarks")["result"], "FAIL", "{g:#}");
     assert_eq!(gate(&g, "jobs")["result"], "PASS");
+    // `auto: true` promoted it at the end of the run already; promoting again changes nothing.
+    assert!(
+        run_err.contains(&format!("auto-promotion `{alias}` -> `staging`: promoted")),
+        "{run_err}"
+    );
     let (code, _, err) = repo.pipe(&["promote", &alias, "--to", "staging", "--reason", "nightly"]);
     assert_eq!(code, 0, "{err}");
+    let (_, hist) = repo.json(&["history", "staging", "--json"]);
+    let releases = hist
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter(|h| h["kind"] == "release.recorded")
+        .count();
+    assert_eq!(releases, 1, "{hist:#}");
     assert!(
         err.contains(&format!("`{alias}` is now the release of `staging`")),
         "{err}"

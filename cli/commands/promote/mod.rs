@@ -190,20 +190,67 @@ pub fn after_run(
         auth: None,
         via: "run".to_owned(),
     };
-    match build::register(&ledger, state, &spec, &facts, actor) {
-        Ok(Some(b)) if !cli.quiet => {
-            let s = super::err_styles(cli);
-            output::stderr_write(
+    let b = match build::register(&ledger, state, &spec, &facts, actor.clone()) {
+        Ok(Some(b)) => b,
+        Ok(None) => return,
+        Err(e) => {
+            warn(&format!("no build registered: {e}"));
+            return;
+        }
+    };
+    let s = super::err_styles(cli);
+    if !cli.quiet {
+        output::stderr_write(
+            format!(
+                "{} build `{}` ({})\n",
+                s.paint(s.bold, "registered"),
+                b.body.alias,
+                b.id
+            )
+            .as_bytes(),
+        );
+    }
+    // Environments with `auto: true` that take builds straight from runs.
+    let Some(policy) = loaded.policy.as_ref() else {
+        return;
+    };
+    let allowed = loaded
+        .allowed_signers
+        .as_deref()
+        .and_then(|t| pipe_promote::ledger::AllowedSigners::parse(t).ok());
+    let eng = pipe_promote::engine::Engine {
+        ledger: &ledger,
+        state_dir: state,
+        root,
+        policy: pipe_promote::engine::PolicyRef {
+            policy,
+            origin: &loaded.origin,
+            commit: loaded.commit.as_deref(),
+            allowed: allowed.as_ref(),
+        },
+    };
+    for env in policy
+        .environments
+        .iter()
+        .filter(|e| e.auto && e.from.iter().any(|f| f == "build"))
+    {
+        match eng.promote(env, &b, &actor, Some("auto"), None) {
+            Ok(out) if !cli.quiet => output::stderr_write(
                 format!(
-                    "{} build `{}` ({})\n",
-                    s.paint(s.bold, "registered"),
+                    "{} `{}` -> `{}`: {}\n",
+                    s.paint(s.bold, "auto-promotion"),
                     b.body.alias,
-                    b.id
+                    env.name,
+                    match out.decision {
+                        pipe_promote::gates::Decision::Allowed => "promoted",
+                        pipe_promote::gates::Decision::Denied => "denied (see `pipe gates`)",
+                        pipe_promote::gates::Decision::Pending => "pending (see `pipe gates`)",
+                    }
                 )
                 .as_bytes(),
-            );
+            ),
+            Ok(_) => {}
+            Err(e) => warn(&format!("auto-promotion to `{}`: {e}", env.name)),
         }
-        Ok(_) => {}
-        Err(e) => warn(&format!("no build registered: {e}")),
     }
 }
