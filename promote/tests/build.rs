@@ -124,4 +124,14 @@ fn a_run_registers_a_build_with_its_evidence() {
         "subject `app`: job `build` has no output `image` in run 3"
     );
     assert!(ledger.verify().expect("verify").failure.is_none());
+
+    // A lost ledger key is not silently replaced.
+    drop(ledger);
+    std::fs::remove_file(state.join("promote/ledger.key")).expect("remove key");
+    let err = Ledger::open_in(state, system_clock()).expect_err("key mismatch");
+    assert!(
+        err.to_string()
+            .contains("is not the key the genesis entry names"),
+        "{err}"
+    );
 }

@@ -151,7 +151,21 @@ impl Ledger {
     /// `promote/ledger.key`).
     pub fn open_in(state_dir: &std::path::Path, clock: Clock) -> Result<Ledger, LedgerError> {
         let store = SqliteStore::open(&state_dir.join("ledger.db"))?;
-        let key = SystemKey::load_or_create(&state_dir.join("promote").join("ledger.key"))?;
+        let key_path = state_dir.join("promote").join("ledger.key");
+        let key = SystemKey::load_or_create(&key_path)?;
+        // A ledger can only be continued with the key its genesis names.
+        if let Some(g) = store.get(0)?
+            && let Ok(e) = parse_row(&g)
+            && e.body.get("key").and_then(|k| k.as_str()) != Some(key.public_id().as_str())
+        {
+            return Err(LedgerError::Corrupt {
+                seq: 0,
+                message: format!(
+                    "the ledger key `{}` is not the key the genesis entry names; restore it",
+                    key_path.display()
+                ),
+            });
+        }
         Ok(Ledger::new(Box::new(store), key, clock))
     }
 
