@@ -364,7 +364,70 @@ pub fn head_message(h: &Head) -> String {
     format!("pipe-ledger-head-v1 {} {}", h.seq, h.hash)
 }
 
+/// What the per-entry checks keep for the in-order pass.
+struct Checked {
+    seq: u64,
+    prev: String,
+    hash: String,
+    kind: String,
+    sig: Option<Sig>,
+    key: Option<String>,
+    checkpoint: (Option<u64>, Option<String>),
+}
+
+/// The checks one stored entry can pass on its own: JSON, hash, canonical form, SSH signature.
+fn check_row(text: &str, allowed: Option<&AllowedSigners>) -> Result<Checked, String> {
+    let e: Entry = serde_json::from_str(text).map_err(|e| format!("not a valid entry: {e}"))?;
+    let hash = e.compute_hash().map_err(|e| e.to_string())?;
+    if hash != e.hash {
+        return Err("hash does not match the content (altered)".into());
+    }
+    let canon = e.to_canonical().map_err(|e| e.to_string())?;
+    if canon != text {
+        return Err("stored text is not the entry's canonical form (altered)".into());
+    }
+    if let Some(sig) = &e.sig
+        && sig.alg == "sshsig"
+    {
+        let key = keys::verify_ssh(e.hash.as_bytes(), sig).map_err(|e| e.to_string())?;
+        if let Some(a) = allowed {
+            match a.principal_of(&key) {
+                Some(p) if p == e.actor.id => {}
+                Some(p) => return Err(format!("signed by `{p}`, entry names `{}`", e.actor.id)),
+                None => {
+                    return Err(format!(
+                        "signed by `{}`, which is not in the allowed signers",
+                        sig.keyid
+                    ));
+                }
+            }
+        }
+    }
+    let key = e
+        .body
+        .get("key")
+        .and_then(|k| k.as_str())
+        .map(str::to_owned);
+    let checkpoint = (
+        e.body.get("size").and_then(|v| v.as_u64()),
+        e.body
+            .get("head")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+    );
+    Ok(Checked {
+        seq: e.seq,
+        prev: e.prev,
+        hash: e.hash,
+        kind: e.kind,
+        sig: e.sig,
+        key,
+        checkpoint,
+    })
+}
+
 /// Verifies a store; `allowed` (when given) must list every SSH key that signed an entry.
+/// The per-entry checks run on every core; the chain is then walked in order.
 pub fn verify_store(
     store: &dyn LedgerStore,
     allowed: Option<&AllowedSigners>,
@@ -375,82 +438,102 @@ pub fn verify_store(
         signatures: 0,
         failure: None,
     };
+    let mut rows: Vec<Row> = Vec::new();
+    store.scan(0, &mut |row| {
+        rows.push(row);
+        true
+    })?;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let chunk = rows.len().div_ceil(threads).max(1);
+    let checked: Vec<Result<Checked, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = rows
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|r| check_row(&r.text, allowed))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec![Err("verification thread failed".to_owned())])
+            })
+            .collect()
+    });
     let mut system: Option<SystemPublic> = None;
     let mut prev = GENESIS_PREV.to_owned();
     let mut expect = 0u64;
     let mut failure: Option<VerifyFailure> = None;
     let fail = |seq: u64, message: String| Some(VerifyFailure { seq, message });
-    store.scan(0, &mut |row| {
+    for (row, c) in rows.iter().zip(checked) {
         let seq = expect;
         let check = (|| -> Result<(), String> {
             if row.seq != seq {
-                return Err(format!("expected entry #{seq}, found #{} (an entry was removed or reordered)", row.seq));
+                return Err(format!(
+                    "expected entry #{seq}, found #{} (an entry was removed or reordered)",
+                    row.seq
+                ));
             }
-            let e: Entry = serde_json::from_str(&row.text).map_err(|e| format!("not a valid entry: {e}"))?;
+            let e = c?;
             if e.seq != seq {
-                return Err(format!("entry says it is #{}, stored as #{seq} (reordered)", e.seq));
+                return Err(format!(
+                    "entry says it is #{}, stored as #{seq} (reordered)",
+                    e.seq
+                ));
             }
             if e.prev != prev {
                 return Err("does not link to the previous entry's hash (an entry was removed, reordered or altered)".into());
             }
-            let hash = e.compute_hash().map_err(|e| e.to_string())?;
-            if hash != e.hash {
-                return Err("hash does not match the content (altered)".into());
-            }
-            let canon = e.to_canonical().map_err(|e| e.to_string())?;
-            if canon != row.text {
-                return Err("stored text is not the entry's canonical form (altered)".into());
-            }
             if seq == 0 {
                 if e.kind != kind::GENESIS {
-                    return Err(format!("first entry is `{}`, not `{}`", e.kind, kind::GENESIS));
+                    return Err(format!(
+                        "first entry is `{}`, not `{}`",
+                        e.kind,
+                        kind::GENESIS
+                    ));
                 }
-                let key = e.body.get("key").and_then(|k| k.as_str()).ok_or("genesis names no key")?;
+                let key = e.key.as_deref().ok_or("genesis names no key")?;
                 system = Some(SystemPublic::parse(key).map_err(|e| e.to_string())?);
             }
-            if let Some(sig) = &e.sig {
-                match sig.alg.as_str() {
-                    "sshsig" => {
-                        let key = keys::verify_ssh(e.hash.as_bytes(), sig).map_err(|e| e.to_string())?;
-                        if let Some(a) = allowed {
-                            match a.principal_of(&key) {
-                                Some(p) if p == e.actor.id => {}
-                                Some(p) => return Err(format!("signed by `{p}`, entry names `{}`", e.actor.id)),
-                                None => return Err(format!("signed by `{}`, which is not in the allowed signers", sig.keyid)),
-                            }
-                        }
+            match &e.sig {
+                Some(sig) => {
+                    if sig.alg != "sshsig" {
+                        system
+                            .as_ref()
+                            .ok_or("no ledger key")?
+                            .verify(e.hash.as_bytes(), sig)
+                            .map_err(|e| e.to_string())?;
                     }
-                    _ => system
-                        .as_ref()
-                        .ok_or("no ledger key")?
-                        .verify(e.hash.as_bytes(), sig)
-                        .map_err(|e| e.to_string())?,
+                    report.signatures += 1;
                 }
-                report.signatures += 1;
-            } else if e.kind == kind::GENESIS || e.kind == kind::CHECKPOINT {
-                return Err(format!("`{}` entry is not signed", e.kind));
+                None if e.kind == kind::GENESIS || e.kind == kind::CHECKPOINT => {
+                    return Err(format!("`{}` entry is not signed", e.kind));
+                }
+                None => {}
             }
-            if e.kind == kind::CHECKPOINT {
-                let size = e.body.get("size").and_then(|v| v.as_u64());
-                let head = e.body.get("head").and_then(|v| v.as_str());
-                if size != Some(seq) || head != Some(prev.as_str()) {
-                    return Err("checkpoint does not commit to the chain before it".into());
-                }
+            if e.kind == kind::CHECKPOINT
+                && (e.checkpoint.0 != Some(seq) || e.checkpoint.1.as_deref() != Some(prev.as_str()))
+            {
+                return Err("checkpoint does not commit to the chain before it".into());
             }
             prev = e.hash;
             Ok(())
         })();
         match check {
-            Ok(()) => {
-                expect += 1;
-                true
-            }
+            Ok(()) => expect += 1,
             Err(m) => {
                 failure = fail(seq, m);
-                false
+                break;
             }
         }
-    })?;
+    }
     report.entries = expect;
     if failure.is_none() {
         let head = store.signed_head()?;
