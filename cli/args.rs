@@ -50,6 +50,30 @@ pub enum Command {
     Bench(crate::commands::bench::BenchArgs),
     /// Remove containers, networks and volumes that a killed `pipe` left behind.
     Prune(PruneArgs),
+    /// List the builds runs registered (promotion).
+    Builds(crate::commands::promote::builds::BuildsArgs),
+    /// Show a build: subjects, jobs, evidence and its history in the ledger.
+    Show(crate::commands::promote::builds::ShowArgs),
+    /// Dry-run every gate of an environment for a build and say what is unmet.
+    Gates(crate::commands::promote::gates::GatesArgs),
+    /// Promote a build to an environment (exit 0 done, 1 denied, 3 pending).
+    Promote(crate::commands::promote::gates::PromoteArgs),
+    /// Approve a build for an environment, signed with your SSH key.
+    Approve(crate::commands::promote::gates::ApproveArgs),
+    /// Veto a build for an environment (until a new promotion request).
+    Reject(crate::commands::promote::gates::RejectArgs),
+    /// Environments: current release, lock, pending requests, windows.
+    Status(crate::commands::promote::status::StatusArgs),
+    /// The promotion ledger's entries, filtered.
+    History(crate::commands::promote::status::HistoryArgs),
+    /// Stop the line: refuse promotions to an environment (`--hard` also blocks rollbacks).
+    Lock(crate::commands::promote::status::LockArgs),
+    /// Lift a lock.
+    Unlock(crate::commands::promote::status::UnlockArgs),
+    /// Promotion metrics in Prometheus text format.
+    Metrics(crate::commands::promote::status::MetricsArgs),
+    /// Check and export the promotion ledger.
+    Ledger(crate::commands::promote::ledger::LedgerArgs),
 }
 
 /// `pipe prune`.

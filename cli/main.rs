@@ -43,6 +43,18 @@ fn main() -> ExitCode {
         Command::Scan(a) => commands::scan::run(&cli, a),
         Command::Bench(a) => commands::bench::run(&cli, a),
         Command::Prune(a) => commands::prune::run(&cli, a),
+        Command::Builds(a) => commands::promote::builds::builds(&cli, a),
+        Command::Show(a) => commands::promote::builds::show(&cli, a),
+        Command::Gates(a) => commands::promote::gates::gates(&cli, a),
+        Command::Promote(a) => commands::promote::gates::promote(&cli, a),
+        Command::Approve(a) => commands::promote::gates::approve(&cli, a),
+        Command::Reject(a) => commands::promote::gates::reject(&cli, a),
+        Command::Status(a) => commands::promote::status::status(&cli, a),
+        Command::History(a) => commands::promote::status::history(&cli, a),
+        Command::Lock(a) => commands::promote::status::lock(&cli, a),
+        Command::Unlock(a) => commands::promote::status::unlock(&cli, a),
+        Command::Metrics(a) => commands::promote::status::metrics(&cli, a),
+        Command::Ledger(a) => commands::promote::ledger::run(&cli, a),
     };
     ExitCode::from(code)
 }

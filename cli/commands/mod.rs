@@ -7,6 +7,7 @@ pub mod cache;
 pub mod graph;
 pub mod list;
 pub mod logs;
+pub mod promote;
 pub mod prune;
 pub mod run;
 pub mod runs;

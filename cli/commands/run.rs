@@ -827,6 +827,19 @@ async fn run_one(
             u64::try_from(result.duration.as_millis()).unwrap_or(0),
         );
     }
+    // Promotion: the run registers the build its policy declares (never fails the run).
+    if let Some(s) = &store
+        && recording.as_ref().is_some_and(|r| !r.failed())
+    {
+        super::promote::after_run(
+            cli,
+            &p.root,
+            s.dir(),
+            &s.run_dir(run_number),
+            &summary,
+            &git,
+        );
+    }
     // A prune still busy when the command ends is cut short; the next run finishes it (a
     // half-removed folder has lost its `run.json` first and is no longer listed).
     drop(pruning);

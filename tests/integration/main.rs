@@ -7,7 +7,8 @@
 //! workflows of `tests/conformance/` and the interrupt tests; `builtins` runs the built-in
 //! GitHub actions across runs; `cache` drives `pipe cache` and its fault tests; `scan` drives
 //! `pipe scan` (vulnerabilities); `scan_targets` drives secrets, misconfiguration, rootfs and
-//! image targets; `bench` drives `pipe bench` and the job `reports:` key; `docker` runs jobs
+//! image targets; `bench` drives `pipe bench` and the job `reports:` key; `promote` drives builds, gates,
+//! approvals and the ledger end to end; `docker` runs jobs
 //! in containers on the real engine.
 
 mod bad_input;
@@ -19,6 +20,7 @@ mod conformance;
 mod corpus;
 mod docker;
 mod plan;
+mod promote;
 mod run_cli;
 mod scan;
 mod scan_targets;
