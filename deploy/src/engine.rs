@@ -360,7 +360,7 @@ pub fn rollback(
     let recovered = lock.interrupted();
     let state = store.state()?;
     let releases = store.list()?;
-    let to = pick_target(env, &releases, &state, target)?;
+    let to = pick_target(env, &releases, &state, target, recovered.is_some())?;
     let mut run = Run {
         ctx,
         store,
@@ -401,10 +401,13 @@ fn pick_target(
     releases: &[Release],
     state: &EnvState,
     target: &RollbackTarget,
+    recovering: bool,
 ) -> Result<Release, EngineError> {
+    // recovering from an interrupted deploy, the last verified release itself is the target
     let current_build = state
         .current
         .and_then(|c| releases.iter().find(|r| r.seq == c))
+        .filter(|_| !recovering)
         .map(|r| r.build.id.clone());
     // verified releases, newest first, one per build, excluding the current build
     let mut seen = Vec::new();

@@ -178,7 +178,16 @@ impl Nginx {
         })?;
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
-            if children(pid).iter().any(|c| !before.contains(c)) {
+            let now = children(pid);
+            if now.iter().any(|c| !before.contains(c)) {
+                // new workers run; give the old ones (told to quit after the new ones
+                // started) a moment to close their listeners
+                let grace = Instant::now();
+                while grace.elapsed() < Duration::from_secs(2)
+                    && children(pid).iter().any(|c| before.contains(c))
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(10));

@@ -337,7 +337,7 @@ impl Check {
     /// A short label for messages: the name, else the URL or command.
     pub fn label(&self) -> String {
         match self {
-            Check::Http(h) => h.name.clone().unwrap_or_else(|| format!("http {}", h.url)),
+            Check::Http(h) => h.name.clone().unwrap_or_else(|| format!("GET {}", h.url)),
             Check::Command(c) => c.name.clone().unwrap_or_else(|| format!("command `{}`", c.run)),
             Check::Metric(m) => m
                 .name
