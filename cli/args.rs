@@ -50,6 +50,12 @@ pub enum Command {
     Bench(crate::commands::bench::BenchArgs),
     /// Remove containers, networks and volumes that a killed `pipe` left behind.
     Prune(PruneArgs),
+    /// Roll an environment back to an earlier verified release (recovers an interrupted deploy).
+    Rollback(crate::commands::deploy::RollbackArgs),
+    /// Signed in-toto evidence for a build (`--export DIR`), or verify an export offline.
+    Evidence(crate::commands::deploy::EvidenceArgs),
+    /// Print deploy and promotion metrics in the Prometheus text format.
+    Metrics(crate::commands::deploy::MetricsArgs),
 }
 
 /// `pipe prune`.

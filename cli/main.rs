@@ -43,6 +43,9 @@ fn main() -> ExitCode {
         Command::Scan(a) => commands::scan::run(&cli, a),
         Command::Bench(a) => commands::bench::run(&cli, a),
         Command::Prune(a) => commands::prune::run(&cli, a),
+        Command::Rollback(a) => commands::deploy::rollback(&cli, a),
+        Command::Evidence(a) => commands::deploy::evidence(&cli, a),
+        Command::Metrics(a) => commands::deploy::metrics(&cli, a),
     };
     ExitCode::from(code)
 }

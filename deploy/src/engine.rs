@@ -268,7 +268,14 @@ pub fn interrupted_message(r: &InFlight) -> String {
     };
     format!(
         "environment `{}` is locked: a {} of build {} (release {}, pid {}, started {}) was interrupted while {}{slots}\nhint: run `pipe rollback {} --reason TEXT` to restore the last verified release, then promote again",
-        r.env, r.op, short(&r.build), r.release, r.pid, r.started, r.phase, r.env
+        r.env,
+        r.op,
+        short(&r.build),
+        r.release,
+        r.pid,
+        r.started,
+        r.phase,
+        r.env
     )
 }
 
@@ -371,10 +378,7 @@ pub fn rollback(
     if let Some(r) = &recovered {
         // the interrupted release is over: say so in its record
         if let Ok(mut old) = run.store.load(r.release)
-            && matches!(
-                old.state,
-                ReleaseState::Deploying | ReleaseState::Verifying
-            )
+            && matches!(old.state, ReleaseState::Deploying | ReleaseState::Verifying)
         {
             old.state = ReleaseState::Interrupted;
             old.failure = Some(format!("interrupted while {}", r.phase));
@@ -622,7 +626,14 @@ fn execute(
     if let Some(d) = &config.deploy {
         let log = run.store.log_path(rel.seq);
         let t = Instant::now();
-        let f = crate::proc::run_shell(&d.run, &ctx.project_root, &env, d.timeout(), &ctx.cancel, &log)?;
+        let f = crate::proc::run_shell(
+            &d.run,
+            &ctx.project_root,
+            &env,
+            d.timeout(),
+            &ctx.cancel,
+            &log,
+        )?;
         if bg.is_some()
             && let Some(slot) = &rel.plan.slot
         {
@@ -674,8 +685,12 @@ fn execute(
                 .as_ref()
                 .map(|v| v.interval())
                 .unwrap_or(std::time::Duration::from_millis(500));
-            let (verdict, probes) =
-                verify::wait_healthy(&bg.pre_switch, &probe_ctx, bg.pre_switch_timeout(), interval);
+            let (verdict, probes) = verify::wait_healthy(
+                &bg.pre_switch,
+                &probe_ctx,
+                bg.pre_switch_timeout(),
+                interval,
+            );
             run.emit(Event::PreSwitch {
                 env: rel.env.clone(),
                 slot: slot.clone(),
@@ -763,10 +778,8 @@ fn execute(
                     rel.state = ReleaseState::Held;
                     let reason = format!("verify inconclusive: {}", verification.reason);
                     rel.failure = Some(reason.clone());
-                    run.state.hold = Some(format!(
-                        "release {} is held unverified: {reason}",
-                        rel.seq
-                    ));
+                    run.state.hold =
+                        Some(format!("release {} is held unverified: {reason}", rel.seq));
                     return finish(run, rel, start, Ending::Held { reason });
                 }
                 v => {
@@ -925,7 +938,9 @@ fn restore(
         rel.started = now_rfc3339();
         rel.finished = None;
         rel.duration_ms = None;
-        rel.plan.env.insert("PIPE_ROLLBACK".to_owned(), "true".to_owned());
+        rel.plan
+            .env
+            .insert("PIPE_ROLLBACK".to_owned(), "true".to_owned());
         rel.plan_digest = crate::digest_json(&rel.plan);
         let mut flight = InFlight {
             op: "rollback".to_owned(),
@@ -1006,11 +1021,7 @@ fn restore(
         how: format!("redeployed as release {}", out.release.seq),
     });
     Ok(Outcome {
-        result: if ok {
-            Ending::Verified
-        } else {
-            out.result
-        },
+        result: if ok { Ending::Verified } else { out.result },
         ..out
     })
 }
@@ -1033,7 +1044,10 @@ fn close_rollback(
         let reason = format!(
             "rollback to release {}: {}",
             target.seq,
-            rel.verify.as_ref().map(|v| v.reason.as_str()).unwrap_or("failed")
+            rel.verify
+                .as_ref()
+                .map(|v| v.reason.as_str())
+                .unwrap_or("failed")
         );
         rel.failure = Some(reason.clone());
         Ending::Failed { reason }
@@ -1062,9 +1076,8 @@ fn proxy_failed(
 }
 
 fn summarize(v: &Verification) -> VerifySummary {
-    let count = |h| {
-        u32::try_from(v.samples.iter().filter(|s| s.health == h).count()).unwrap_or(u32::MAX)
-    };
+    let count =
+        |h| u32::try_from(v.samples.iter().filter(|s| s.health == h).count()).unwrap_or(u32::MAX);
     VerifySummary {
         verdict: v.verdict,
         reason: v.reason.clone(),
@@ -1098,7 +1111,11 @@ fn finish(
 
 /// Ctrl-C: the record says interrupted, the in-flight record stays, the lock is released
 /// by the caller dropping it (or the process exiting).
-fn interrupted(run: &mut Run<'_>, mut rel: Release, start: Instant) -> Result<Outcome, EngineError> {
+fn interrupted(
+    run: &mut Run<'_>,
+    mut rel: Release,
+    start: Instant,
+) -> Result<Outcome, EngineError> {
     rel.state = ReleaseState::Interrupted;
     rel.failure = Some("interrupted".to_owned());
     rel.finished = Some(now_rfc3339());
@@ -1113,7 +1130,10 @@ fn interrupted(run: &mut Run<'_>, mut rel: Release, start: Instant) -> Result<Ou
 }
 
 /// The environment's state and its current release, for `status` displays.
-pub fn status(state_dir: &Path, env: &str) -> Result<(EnvState, Option<Release>, Option<InFlight>), StoreError> {
+pub fn status(
+    state_dir: &Path,
+    env: &str,
+) -> Result<(EnvState, Option<Release>, Option<InFlight>), StoreError> {
     let store = EnvStore::open(state_dir, env);
     let state = store.state()?;
     let current = state.current.map(|c| store.load(c)).transpose()?;

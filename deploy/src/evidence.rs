@@ -187,7 +187,12 @@ pub struct Envelope {
 
 /// DSSE's pre-authentication encoding.
 pub fn pae(payload_type: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!("DSSEv1 {} {payload_type} {} ", payload_type.len(), body.len()).into_bytes();
+    let mut out = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        body.len()
+    )
+    .into_bytes();
     out.extend_from_slice(body);
     out
 }
@@ -227,7 +232,9 @@ pub struct Signer {
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer").field("keyid", &self.keyid()).finish()
+        f.debug_struct("Signer")
+            .field("keyid", &self.keyid())
+            .finish()
     }
 }
 
@@ -327,7 +334,9 @@ pub fn read_public_pem(path: &Path) -> Result<VerifyingKey, EvidenceError> {
     let raw = der
         .strip_prefix(&SPKI_ED25519_PREFIX[..])
         .ok_or_else(|| bad("not an ed25519 public key (SPKI)"))?;
-    let raw: [u8; 32] = raw.try_into().map_err(|_| bad("an ed25519 key is 32 bytes"))?;
+    let raw: [u8; 32] = raw
+        .try_into()
+        .map_err(|_| bad("an ed25519 key is 32 bytes"))?;
     VerifyingKey::from_bytes(&raw).map_err(|e| bad(&format!("invalid ed25519 key: {e}")))
 }
 
@@ -357,11 +366,8 @@ pub fn export(
     crate::write_atomic(&key, signer.public_pem().as_bytes()).map_err(io(&key))?;
     written.push(key);
     let idx = dir.join("index.json");
-    crate::write_json(
-        &idx,
-        &json!({ "keyid": signer.keyid(), "files": index }),
-    )
-    .map_err(io(&idx))?;
+    crate::write_json(&idx, &json!({ "keyid": signer.keyid(), "files": index }))
+        .map_err(io(&idx))?;
     written.push(idx);
     Ok(written)
 }
@@ -436,11 +442,18 @@ fn check_envelope(file: &str, text: &str, vk: &VerifyingKey) -> FileCheck {
         return fc;
     }
     if env.payload_type != PAYLOAD_TYPE {
-        fc.error = Some(format!("payload type `{}` is not in-toto", env.payload_type));
+        fc.error = Some(format!(
+            "payload type `{}` is not in-toto",
+            env.payload_type
+        ));
         return fc;
     }
     match serde_json::from_slice::<Statement>(&body) {
-        Ok(st) if st.type_ == STATEMENT_V1 && !st.subject.is_empty() && st.subject.iter().all(|s| !s.digest.is_empty()) => {
+        Ok(st)
+            if st.type_ == STATEMENT_V1
+                && !st.subject.is_empty()
+                && st.subject.iter().all(|s| !s.digest.is_empty()) =>
+        {
             fc.subjects = st
                 .subject
                 .iter()
@@ -483,8 +496,14 @@ mod tests {
         let checks = verify_dir(dir.path(), None).expect("verify");
         assert_eq!(checks.len(), 1);
         assert_eq!(checks[0].error, None);
-        assert_eq!(checks[0].predicate_type.as_deref(), Some(SLSA_PROVENANCE_V1));
-        assert_eq!(checks[0].subjects, [format!("app.tar.gz@sha256:{}", "b".repeat(64))]);
+        assert_eq!(
+            checks[0].predicate_type.as_deref(),
+            Some(SLSA_PROVENANCE_V1)
+        );
+        assert_eq!(
+            checks[0].subjects,
+            [format!("app.tar.gz@sha256:{}", "b".repeat(64))]
+        );
 
         // change the statement inside the envelope: the signature no longer holds
         let path = dir.path().join("provenance.intoto.json");
@@ -496,14 +515,30 @@ mod tests {
         env.payload = B64.encode(&body);
         std::fs::write(&path, serde_json::to_string(&env).expect("json")).expect("write");
         let checks = verify_dir(dir.path(), None).expect("verify");
-        assert!(checks[0].error.as_deref().expect("error").starts_with("no valid signature"));
+        assert!(
+            checks[0]
+                .error
+                .as_deref()
+                .expect("error")
+                .starts_with("no valid signature")
+        );
 
         // another key is not the signer
         let other = tempfile::tempdir().expect("tmp");
-        std::fs::write(other.path().join("k.pem"), Signer::from_seed([8; 32]).public_pem())
-            .expect("write");
-        export(dir.path(), &[("provenance".into(), provenance(&build(), &BuildInfo::default()))], &signer)
-            .expect("export");
+        std::fs::write(
+            other.path().join("k.pem"),
+            Signer::from_seed([8; 32]).public_pem(),
+        )
+        .expect("write");
+        export(
+            dir.path(),
+            &[(
+                "provenance".into(),
+                provenance(&build(), &BuildInfo::default()),
+            )],
+            &signer,
+        )
+        .expect("export");
         let checks = verify_dir(dir.path(), Some(&other.path().join("k.pem"))).expect("verify");
         assert!(checks[0].error.is_some());
     }

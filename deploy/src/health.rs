@@ -112,7 +112,12 @@ fn fetch(url: &str, timeout: Duration) -> Result<(u16, String), (Health, String)
                 .with_config()
                 .limit(4 << 20)
                 .read_to_string()
-                .map_err(|e| (Health::Unhealthy, format!("reading the body: {}", short(&e))))?;
+                .map_err(|e| {
+                    (
+                        Health::Unhealthy,
+                        format!("reading the body: {}", short(&e)),
+                    )
+                })?;
             Ok((status, body))
         }
         Err(e) => Err((Health::Unhealthy, short(&e))),
@@ -134,7 +139,10 @@ fn http(h: &HttpCheck, ctx: &ProbeContext) -> (Health, String) {
     let (status, body) = match fetch(&url, timeout) {
         Ok(x) => x,
         Err((h, d)) if d == "timed out" => {
-            return (h, format!("timed out after {}", humantime::format_duration(timeout)));
+            return (
+                h,
+                format!("timed out after {}", humantime::format_duration(timeout)),
+            );
         }
         Err(e) => return e,
     };
@@ -146,11 +154,9 @@ fn http(h: &HttpCheck, ctx: &ProbeContext) -> (Health, String) {
         let want = match &h.status {
             None => "2xx".to_owned(),
             Some(StatusMatch::One(c)) => c.to_string(),
-            Some(StatusMatch::Many(v)) => v
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join("|"),
+            Some(StatusMatch::Many(v)) => {
+                v.iter().map(u16::to_string).collect::<Vec<_>>().join("|")
+            }
         };
         return (
             Health::Unhealthy,
@@ -199,7 +205,13 @@ fn command(c: &CommandCheck, ctx: &ProbeContext) -> (Health, String) {
         Err(e) => return (Health::Unknown, format!("could not start `sh`: {e}")),
     };
     let last = f.tail.lines().last().unwrap_or("").trim().to_owned();
-    let with = |s: String| if last.is_empty() { s } else { format!("{s}: {last}") };
+    let with = |s: String| {
+        if last.is_empty() {
+            s
+        } else {
+            format!("{s}: {last}")
+        }
+    };
     use crate::proc::Ended;
     match f.ended {
         Ended::Exited(0) => (Health::Healthy, with("exit 0".to_owned())),
@@ -207,7 +219,9 @@ fn command(c: &CommandCheck, ctx: &ProbeContext) -> (Health, String) {
         Ended::Exited(2) => (Health::Unknown, with("exit 2".to_owned())),
         Ended::Exited(n) => (
             Health::Unknown,
-            with(format!("exit {n} (only 0 healthy, 1 unhealthy and 2 unknown have a meaning)")),
+            with(format!(
+                "exit {n} (only 0 healthy, 1 unhealthy and 2 unknown have a meaning)"
+            )),
         ),
         Ended::Signalled(s) => (Health::Unknown, with(format!("killed by signal {s}"))),
         Ended::TimedOut => (
@@ -235,12 +249,21 @@ fn metric(m: &MetricCheck, ctx: &ProbeContext) -> (Health, String) {
     let (status, body) = match fetch(&url, timeout) {
         Ok(x) => x,
         Err((h, d)) if d == "timed out" => {
-            return (h, format!("scrape timed out after {}", humantime::format_duration(timeout)));
+            return (
+                h,
+                format!(
+                    "scrape timed out after {}",
+                    humantime::format_duration(timeout)
+                ),
+            );
         }
         Err((h, d)) => return (h, format!("scrape failed: {d}")),
     };
     if !(200..300).contains(&status) {
-        return (Health::Unhealthy, format!("scrape returned status {status}"));
+        return (
+            Health::Unhealthy,
+            format!("scrape returned status {status}"),
+        );
     }
     let samples = match promtext::parse(&body) {
         Ok(s) => s,
@@ -253,12 +276,16 @@ fn metric(m: &MetricCheck, ctx: &ProbeContext) -> (Health, String) {
     let shown = promtext::format_value(v);
     if failure.is_some_and(|f| f.holds(v)) {
         let f = m.failure.as_deref().unwrap_or_default();
-        return (Health::Unhealthy, format!("value {shown} matches failure `{f}`"));
+        return (
+            Health::Unhealthy,
+            format!("value {shown} matches failure `{f}`"),
+        );
     }
     match (success, &m.success) {
-        (Some(s), Some(text)) if s.holds(v) => {
-            (Health::Healthy, format!("value {shown} matches success `{text}`"))
-        }
+        (Some(s), Some(text)) if s.holds(v) => (
+            Health::Healthy,
+            format!("value {shown} matches success `{text}`"),
+        ),
         (Some(_), Some(text)) if failure.is_none() => (
             Health::Unhealthy,
             format!("value {shown} does not match success `{text}`"),

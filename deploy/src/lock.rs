@@ -256,7 +256,8 @@ mod tests {
     fn waiters_are_served_in_arrival_order() {
         let dir = tempfile::tempdir().expect("tmp");
         let env = dir.path().to_owned();
-        let first = acquire(&env, &Cancel::new(), &mut |_| panic!("free lock waited")).expect("lock");
+        let first =
+            acquire(&env, &Cancel::new(), &mut |_| panic!("free lock waited")).expect("lock");
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Vec::new();
         for i in 0..4 {

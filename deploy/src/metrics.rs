@@ -60,11 +60,19 @@ pub fn render(state_dir: &Path) -> Result<String, StoreError> {
         for (env, releases, _) in &per_env {
             let mut counts: BTreeMap<(&str, &str), u64> = BTreeMap::new();
             for r in releases {
-                let kind = if r.rollback.is_some() { "rollback" } else { "deploy" };
+                let kind = if r.rollback.is_some() {
+                    "rollback"
+                } else {
+                    "deploy"
+                };
                 *counts.entry((kind, result_label(r.state))).or_default() += 1;
             }
             for ((kind, result), n) in counts {
-                f.sample("", &[("env", env), ("kind", kind), ("result", result)], n as f64);
+                f.sample(
+                    "",
+                    &[("env", env), ("kind", kind), ("result", result)],
+                    n as f64,
+                );
             }
         }
     }
@@ -115,9 +123,17 @@ pub fn render(state_dir: &Path) -> Result<String, StoreError> {
                 .collect();
             for le in DURATION_BUCKETS {
                 let n = durations.iter().filter(|d| **d <= le).count();
-                f.sample("_bucket", &[("env", env), ("le", &format!("{le}"))], n as f64);
+                f.sample(
+                    "_bucket",
+                    &[("env", env), ("le", &format!("{le}"))],
+                    n as f64,
+                );
             }
-            f.sample("_bucket", &[("env", env), ("le", "+Inf")], durations.len() as f64);
+            f.sample(
+                "_bucket",
+                &[("env", env), ("le", "+Inf")],
+                durations.len() as f64,
+            );
             f.sample("_sum", &[("env", env)], durations.iter().sum());
             f.sample("_count", &[("env", env)], durations.len() as f64);
         }
@@ -175,7 +191,11 @@ pub fn render(state_dir: &Path) -> Result<String, StoreError> {
             "1 when automatic promotion to the environment is held after an automatic rollback.",
         );
         for (env, _, state) in &per_env {
-            f.sample("", &[("env", env)], if state.hold.is_some() { 1.0 } else { 0.0 });
+            f.sample(
+                "",
+                &[("env", env)],
+                if state.hold.is_some() { 1.0 } else { 0.0 },
+            );
         }
     }
     Ok(out)

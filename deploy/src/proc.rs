@@ -143,12 +143,26 @@ mod tests {
         let log = dir.path().join("log");
         let env = BTreeMap::from([("GREETING".to_owned(), "hi".to_owned())]);
         let c = Cancel::new();
-        let f = run_shell("echo $GREETING; exit 3", dir.path(), &env, Duration::from_secs(5), &c, &log)
-            .expect("run");
+        let f = run_shell(
+            "echo $GREETING; exit 3",
+            dir.path(),
+            &env,
+            Duration::from_secs(5),
+            &c,
+            &log,
+        )
+        .expect("run");
         assert_eq!(f.ended, Ended::Exited(3));
         assert_eq!(f.tail, "hi");
-        let f = run_shell("sleep 5", dir.path(), &env, Duration::from_millis(200), &c, &log)
-            .expect("run");
+        let f = run_shell(
+            "sleep 5",
+            dir.path(),
+            &env,
+            Duration::from_millis(200),
+            &c,
+            &log,
+        )
+        .expect("run");
         assert_eq!(f.ended, Ended::TimedOut);
         assert!(f.elapsed < Duration::from_secs(3));
         let c2 = Cancel::new();
@@ -157,8 +171,15 @@ mod tests {
             std::thread::sleep(Duration::from_millis(150));
             c3.cancel();
         });
-        let f = run_shell("sleep 5", dir.path(), &env, Duration::from_secs(30), &c2, &log)
-            .expect("run");
+        let f = run_shell(
+            "sleep 5",
+            dir.path(),
+            &env,
+            Duration::from_secs(30),
+            &c2,
+            &log,
+        )
+        .expect("run");
         assert_eq!(f.ended, Ended::Cancelled);
     }
 

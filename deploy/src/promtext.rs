@@ -222,7 +222,9 @@ fn parse_value(s: &str) -> Option<f64> {
         "NaN" => Some(f64::NAN),
         _ => {
             // Rust's parser takes "inf"/"nan" spellings the format does not allow.
-            if s.chars().any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E') {
+            if s.chars()
+                .any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+            {
                 return None;
             }
             s.parse().ok()

@@ -200,9 +200,8 @@ impl Nginx {
 }
 
 fn default_bin() -> String {
-    let on_path = std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| d.join("nginx").is_file())
-    });
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("nginx").is_file()));
     if on_path {
         "nginx".to_owned()
     } else {
@@ -227,7 +226,10 @@ pub fn children(pid: i32) -> Vec<i32> {
         let Some((_, rest)) = stat.rsplit_once(')') else {
             continue;
         };
-        let ppid = rest.split_whitespace().nth(1).and_then(|s| s.parse::<i32>().ok());
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse::<i32>().ok());
         if ppid == Some(pid) {
             out.push(child);
         }

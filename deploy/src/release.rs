@@ -368,6 +368,9 @@ mod tests {
         assert!(!b.matches("7d1e")); // too short to be unambiguous
         assert!(!b.matches("7d1e2a4c"));
         assert_eq!(b.short(), "sha256:7d1e2a4b5c6d (bold-otter)");
-        assert_eq!(subject_var("ghcr.io/acme/app"), "PIPE_SUBJECT_GHCR_IO_ACME_APP");
+        assert_eq!(
+            subject_var("ghcr.io/acme/app"),
+            "PIPE_SUBJECT_GHCR_IO_ACME_APP"
+        );
     }
 }

@@ -166,14 +166,20 @@ impl BlueGreenSpec {
             );
         }
         for (name, addr) in &self.slots {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 err(
                     errs,
                     format!("deploy.blue_green.slots.{name}"),
                     "slot names are letters, digits, `-` and `_`",
                 );
             }
-            if addr.is_empty() || addr.contains(|c: char| c.is_whitespace() || c == ';' || c == '{' || c == '}') {
+            if addr.is_empty()
+                || addr.contains(|c: char| c.is_whitespace() || c == ';' || c == '{' || c == '}')
+            {
                 err(
                     errs,
                     format!("deploy.blue_green.slots.{name}"),
@@ -291,7 +297,9 @@ impl VerifySpec {
         match self.window {
             Some(w) => {
                 let i = self.interval().as_millis().max(1);
-                u32::try_from(w.as_millis().div_ceil(i)).unwrap_or(u32::MAX).max(1)
+                u32::try_from(w.as_millis().div_ceil(i))
+                    .unwrap_or(u32::MAX)
+                    .max(1)
             }
             None => 5,
         }
@@ -299,7 +307,11 @@ impl VerifySpec {
 
     fn validate(&self, errs: &mut Vec<SpecError>) {
         if self.checks.is_empty() {
-            err(errs, "verify.checks", "no checks: a verify needs at least one");
+            err(
+                errs,
+                "verify.checks",
+                "no checks: a verify needs at least one",
+            );
         }
         if self.count == Some(0) {
             err(errs, "verify.count", "must be at least 1");
@@ -338,7 +350,10 @@ impl Check {
     pub fn label(&self) -> String {
         match self {
             Check::Http(h) => h.name.clone().unwrap_or_else(|| format!("GET {}", h.url)),
-            Check::Command(c) => c.name.clone().unwrap_or_else(|| format!("command `{}`", c.run)),
+            Check::Command(c) => c
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("command `{}`", c.run)),
             Check::Metric(m) => m
                 .name
                 .clone()
@@ -350,7 +365,11 @@ impl Check {
         match self {
             Check::Http(h) => {
                 if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
-                    err(errs, format!("{at}.http.url"), format!("`{}` is not an http(s) URL", h.url));
+                    err(
+                        errs,
+                        format!("{at}.http.url"),
+                        format!("`{}` is not an http(s) URL", h.url),
+                    );
                 }
                 if let Some(re) = &h.body_regex
                     && let Err(e) = regex::Regex::new(re)
@@ -360,7 +379,11 @@ impl Check {
                 if let Some(StatusMatch::Many(v)) = &h.status
                     && v.is_empty()
                 {
-                    err(errs, format!("{at}.http.status"), "an empty list matches nothing");
+                    err(
+                        errs,
+                        format!("{at}.http.status"),
+                        "an empty list matches nothing",
+                    );
                 }
             }
             Check::Command(c) => {
@@ -370,7 +393,11 @@ impl Check {
             }
             Check::Metric(m) => {
                 if !(m.url.starts_with("http://") || m.url.starts_with("https://")) {
-                    err(errs, format!("{at}.metric.url"), format!("`{}` is not an http(s) URL", m.url));
+                    err(
+                        errs,
+                        format!("{at}.metric.url"),
+                        format!("`{}` is not an http(s) URL", m.url),
+                    );
                 }
                 if let Err(e) = m.query.parse::<Query>() {
                     err(errs, format!("{at}.metric.query"), e);

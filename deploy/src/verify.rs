@@ -313,29 +313,116 @@ mod tests {
     #[test]
     fn judge_table() {
         let rows: &[(VerifySpec, &[Health], Verdict, usize, &str)] = &[
-            (spec(0, 0, 1, 2), &[H, H, H], Verdict::Passed, 3, "3 samples, the last 1 healthy"),
-            (spec(0, 0, 1, 2), &[H, U, H], Verdict::Failed, 2, "1 unhealthy sample (limit 0)"),
-            (spec(1, 0, 1, 2), &[H, U, H, H], Verdict::Passed, 4, "4 samples"),
-            (spec(1, 0, 1, 2), &[U, H, U], Verdict::Failed, 3, "2 unhealthy samples (limit 1)"),
+            (
+                spec(0, 0, 1, 2),
+                &[H, H, H],
+                Verdict::Passed,
+                3,
+                "3 samples, the last 1 healthy",
+            ),
+            (
+                spec(0, 0, 1, 2),
+                &[H, U, H],
+                Verdict::Failed,
+                2,
+                "1 unhealthy sample (limit 0)",
+            ),
+            (
+                spec(1, 0, 1, 2),
+                &[H, U, H, H],
+                Verdict::Passed,
+                4,
+                "4 samples",
+            ),
+            (
+                spec(1, 0, 1, 2),
+                &[U, H, U],
+                Verdict::Failed,
+                3,
+                "2 unhealthy samples (limit 1)",
+            ),
             // unknown never passes silently
-            (spec(0, 0, 1, 2), &[H, X, H], Verdict::Inconclusive, 2, "1 unknown sample (limit 0)"),
-            (spec(0, 1, 1, 2), &[H, X, H], Verdict::Passed, 3, "3 samples"),
-            (spec(0, 1, 1, 2), &[H, H, X], Verdict::Inconclusive, 3, "the last 1 samples were not all known"),
-            (spec(0, 5, 2, 2), &[X, X, X], Verdict::Inconclusive, 3, "the last 2 samples"),
+            (
+                spec(0, 0, 1, 2),
+                &[H, X, H],
+                Verdict::Inconclusive,
+                2,
+                "1 unknown sample (limit 0)",
+            ),
+            (
+                spec(0, 1, 1, 2),
+                &[H, X, H],
+                Verdict::Passed,
+                3,
+                "3 samples",
+            ),
+            (
+                spec(0, 1, 1, 2),
+                &[H, H, X],
+                Verdict::Inconclusive,
+                3,
+                "the last 1 samples were not all known",
+            ),
+            (
+                spec(0, 5, 2, 2),
+                &[X, X, X],
+                Verdict::Inconclusive,
+                3,
+                "the last 2 samples",
+            ),
             // flapping: health changes more often than the limit fail even under the failure limit
-            (spec(5, 0, 1, 2), &[H, U, H, U, H], Verdict::Failed, 4, "flapping: health changed 3 times (limit 2)"),
-            (spec(5, 0, 1, 4), &[H, U, H, U, H], Verdict::Passed, 5, "5 samples"),
+            (
+                spec(5, 0, 1, 2),
+                &[H, U, H, U, H],
+                Verdict::Failed,
+                4,
+                "flapping: health changed 3 times (limit 2)",
+            ),
+            (
+                spec(5, 0, 1, 4),
+                &[H, U, H, U, H],
+                Verdict::Passed,
+                5,
+                "5 samples",
+            ),
             // unknowns in between do not count as changes
-            (spec(5, 5, 1, 1), &[H, X, H, X, H], Verdict::Passed, 5, "5 samples"),
+            (
+                spec(5, 5, 1, 1),
+                &[H, X, H, X, H],
+                Verdict::Passed,
+                5,
+                "5 samples",
+            ),
             // the end of the window must be settled
-            (spec(2, 0, 2, 4), &[H, H, U], Verdict::Failed, 3, "not healthy at the end of the window"),
-            (spec(2, 0, 2, 4), &[U, H, H], Verdict::Passed, 3, "3 samples"),
-            (spec(0, 0, 3, 2), &[H, H], Verdict::Failed, 2, "not healthy at the end"),
+            (
+                spec(2, 0, 2, 4),
+                &[H, H, U],
+                Verdict::Failed,
+                3,
+                "not healthy at the end of the window",
+            ),
+            (
+                spec(2, 0, 2, 4),
+                &[U, H, H],
+                Verdict::Passed,
+                3,
+                "3 samples",
+            ),
+            (
+                spec(0, 0, 3, 2),
+                &[H, H],
+                Verdict::Failed,
+                2,
+                "not healthy at the end",
+            ),
         ];
         for (i, (s, seq, verdict, used, reason)) in rows.iter().enumerate() {
             let (v, r, n) = judge(s, seq);
             assert_eq!((v, n), (*verdict, *used), "row {i}: {r}");
-            assert!(r.starts_with(reason), "row {i}: {r:?} does not start with {reason:?}");
+            assert!(
+                r.starts_with(reason),
+                "row {i}: {r:?} does not start with {reason:?}"
+            );
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pipe_deploy::Cancel;
 use pipe_deploy::engine::{
-    Context, DeployRequest, EngineError, Ending, Event, RollbackTarget, deploy, rollback,
+    Context, DeployRequest, Ending, EngineError, Event, RollbackTarget, deploy, rollback,
 };
 use pipe_deploy::release::{BuildRef, EnvStore, ReleaseState, Subject};
 use pipe_deploy::spec::EnvDeploy;
@@ -16,7 +16,10 @@ use support::{Load, Nginx, get, nginx_bin, python, testdata};
 
 fn build(alias: &str) -> BuildRef {
     use sha2::Digest as _;
-    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(alias.as_bytes())));
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(alias.as_bytes()))
+    );
     BuildRef {
         id: digest.clone(),
         alias: Some(alias.to_owned()),
@@ -37,7 +40,13 @@ fn context(root: &Path, state: &Path) -> Context {
     }
 }
 
-fn blue_green(nginx: &Nginx, services: &Path, blue: u16, green: u16, extra_verify: &str) -> EnvDeploy {
+fn blue_green(
+    nginx: &Nginx,
+    services: &Path,
+    blue: u16,
+    green: u16,
+    extra_verify: &str,
+) -> EnvDeploy {
     let d = nginx.dir.display();
     let yaml = format!(
         r#"
@@ -94,14 +103,22 @@ fn blue_green_switches_rolls_back_and_never_drops_a_request() {
         return;
     };
     let tmp = tempfile::tempdir().expect("tmp");
-    let (root, state, services) = (tmp.path().join("repo"), tmp.path().join("state"), tmp.path().join("svc"));
+    let (root, state, services) = (
+        tmp.path().join("repo"),
+        tmp.path().join("state"),
+        tmp.path().join("svc"),
+    );
     for d in [&root, &state, &services] {
         std::fs::create_dir_all(d).expect("mkdir");
     }
     let _cleanup = Cleanup(&services);
     let (blue, green) = (support::free_port(), support::free_port());
     // nginx starts pointing at nothing; pipe's first deploy gives it a backend
-    let nginx = Nginx::start(&bin, &tmp.path().join("nginx"), "upstream pipe_backend { server 127.0.0.1:9; }\n");
+    let nginx = Nginx::start(
+        &bin,
+        &tmp.path().join("nginx"),
+        "upstream pipe_backend { server 127.0.0.1:9; }\n",
+    );
     let metric = format!(
         "    - metric: {{ url: \"{}\", query: 'http_requests_total{{code=\"500\"}}', success: \"< 10\", failure: \">= 10\" }}",
         nginx.url("/metrics")
@@ -139,27 +156,44 @@ fn blue_green_switches_rolls_back_and_never_drops_a_request() {
         }
     );
     let failure = out.release.failure.clone().expect("failure");
-    assert!(failure.starts_with("pre-switch checks on slot `green` failed: GET http://"), "{failure}");
+    assert!(
+        failure.starts_with("pre-switch checks on slot `green` failed: GET http://"),
+        "{failure}"
+    );
     assert!(failure.contains("status 503"), "{failure}");
     assert_eq!(out.release.state, ReleaseState::RolledBack);
     assert!(errors.is_empty(), "the load loop saw errors: {errors:?}");
     assert!(ok.len() > 10, "the load loop ran ({} requests)", ok.len());
-    assert!(ok.iter().all(|b| b == "hello from good-one"), "production served something else");
+    assert!(
+        ok.iter().all(|b| b == "hello from good-one"),
+        "production served something else"
+    );
 
     // 3. a build that passes the pre-switch check but fails verification after the switch
     //    (its error ratio): switched back to `blue`, which kept running
     let load = Load::start(nginx.url("/"));
     let out = deploy(&ctx, &req("noisy-three"), &mut obs).expect("deploy 3");
     let (ok, errors) = load.stop();
-    assert!(matches!(out.result, Ending::RolledBack { to: 1, .. }), "{:?}", out.result);
     assert!(
-        out.release.failure.as_deref().expect("failure").starts_with("verify failed: 1 unhealthy sample"),
+        matches!(out.result, Ending::RolledBack { to: 1, .. }),
+        "{:?}",
+        out.result
+    );
+    assert!(
+        out.release
+            .failure
+            .as_deref()
+            .expect("failure")
+            .starts_with("verify failed: 1 unhealthy sample"),
         "{:?}",
         out.release.failure
     );
     assert!(errors.is_empty(), "the load loop saw errors: {errors:?}");
     assert_eq!(served(&nginx), "hello from good-one");
-    assert!(ok.iter().all(|b| b == "hello from good-one" || b == "hello from noisy-three"));
+    assert!(
+        ok.iter()
+            .all(|b| b == "hello from good-one" || b == "hello from noisy-three")
+    );
 
     let store = EnvStore::open(&state, "production");
     let st = store.state().expect("state");
@@ -171,7 +205,12 @@ fn blue_green_switches_rolls_back_and_never_drops_a_request() {
     assert_eq!(releases[3].state, ReleaseState::Verified);
     assert_eq!(st.current, Some(4));
     assert_eq!(st.active_slot.as_deref(), Some("blue"));
-    assert!(st.hold.as_deref().expect("hold").starts_with("automatic rollback of release 3"));
+    assert!(
+        st.hold
+            .as_deref()
+            .expect("hold")
+            .starts_with("automatic rollback of release 3")
+    );
     // a rollback restores the configuration it ran with
     assert_eq!(releases[3].config_digest, releases[0].config_digest);
 
@@ -180,20 +219,41 @@ fn blue_green_switches_rolls_back_and_never_drops_a_request() {
     assert_eq!(out.result, Ending::Verified);
     assert_eq!(served(&nginx), "hello from good-five");
     assert!(st.hold.is_some());
-    assert!(store.state().expect("state").hold.is_none(), "a verified deploy clears the hold");
-    let out = rollback(&ctx, "production", &RollbackTarget::Previous, "customer report", &mut obs)
-        .expect("rollback");
+    assert!(
+        store.state().expect("state").hold.is_none(),
+        "a verified deploy clears the hold"
+    );
+    let out = rollback(
+        &ctx,
+        "production",
+        &RollbackTarget::Previous,
+        "customer report",
+        &mut obs,
+    )
+    .expect("rollback");
     assert_eq!(out.result, Ending::Verified, "{:?}", out.release.failure);
     assert_eq!(out.release.build.alias.as_deref(), Some("good-one"));
     assert_eq!(out.release.reason.as_deref(), Some("customer report"));
     assert_eq!(served(&nginx), "hello from good-one");
     // `--to` a build never verified here is refused with a reason
-    let e = rollback(&ctx, "production", &RollbackTarget::Build("bad-two".into()), "x", &mut obs)
-        .expect_err("bad-two was never verified");
-    assert!(e.to_string().contains("was never verified in `production`"), "{e}");
+    let e = rollback(
+        &ctx,
+        "production",
+        &RollbackTarget::Build("bad-two".into()),
+        "x",
+        &mut obs,
+    )
+    .expect_err("bad-two was never verified");
+    assert!(
+        e.to_string().contains("was never verified in `production`"),
+        "{e}"
+    );
 
     // the events tell the story in order
-    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().expect("kind")).collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["kind"].as_str().expect("kind"))
+        .collect();
     assert!(kinds.contains(&"verify.pre_switch") && kinds.contains(&"rollback.finished"));
     assert_eq!(kinds.iter().filter(|k| **k == "proxy.switched").count(), 5);
 
@@ -203,13 +263,33 @@ fn blue_green_switches_rolls_back_and_never_drops_a_request() {
     let get = |name: &str, labels: &[(&str, &str)]| {
         samples
             .iter()
-            .find(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+            .find(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
             .map(|s| s.value)
     };
-    assert_eq!(get("pipe_rollbacks_total", &[("trigger", "auto")]), Some(2.0));
-    assert_eq!(get("pipe_rollbacks_total", &[("trigger", "manual")]), Some(1.0));
-    assert_eq!(get("pipe_deploy_duration_seconds_count", &[("env", "production")]), Some(6.0));
-    assert_eq!(get("pipe_environment_held", &[("env", "production")]), Some(0.0));
+    assert_eq!(
+        get("pipe_rollbacks_total", &[("trigger", "auto")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        get("pipe_rollbacks_total", &[("trigger", "manual")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        get(
+            "pipe_deploy_duration_seconds_count",
+            &[("env", "production")]
+        ),
+        Some(6.0)
+    );
+    assert_eq!(
+        get("pipe_environment_held", &[("env", "production")]),
+        Some(0.0)
+    );
 }
 
 fn script_config(root: &Path, extra_env: &str, verify_ok: &str) -> EnvDeploy {
@@ -235,7 +315,12 @@ fn a_script_deploy_rolls_back_by_replaying_the_recorded_release() {
     let (root, state) = (tmp.path().join("repo"), tmp.path().join("state"));
     std::fs::create_dir_all(&root).expect("mkdir");
     let ctx = context(&root, &state);
-    let current = || std::fs::read_to_string(root.join("current.txt")).expect("current").trim().to_owned();
+    let current = || {
+        std::fs::read_to_string(root.join("current.txt"))
+            .expect("current")
+            .trim()
+            .to_owned()
+    };
     let ok = "grep -qv broken current.txt";
     let r1 = DeployRequest {
         env: "staging".into(),
@@ -254,14 +339,24 @@ fn a_script_deploy_rolls_back_by_replaying_the_recorded_release() {
         reason: None,
     };
     let out = deploy(&ctx, &r2, &mut |_| {}).expect("deploy");
-    assert!(matches!(out.result, Ending::RolledBack { to: 1, .. }), "{:?}", out.result);
+    assert!(
+        matches!(out.result, Ending::RolledBack { to: 1, .. }),
+        "{:?}",
+        out.result
+    );
     // the rollback replayed release 1 with *its* configuration
     assert_eq!(current(), "first hello rollback=true");
     let store = EnvStore::open(&state, "staging");
     let rs = store.list().expect("list");
     assert_eq!(rs.len(), 3);
-    assert_eq!((rs[1].state, rs[1].rolled_back_to), (ReleaseState::RolledBack, Some(1)));
-    assert_eq!((rs[2].restores, rs[2].rollback.as_deref()), (Some(1), Some("auto")));
+    assert_eq!(
+        (rs[1].state, rs[1].rolled_back_to),
+        (ReleaseState::RolledBack, Some(1))
+    );
+    assert_eq!(
+        (rs[2].restores, rs[2].rollback.as_deref()),
+        (Some(1), Some("auto"))
+    );
     assert_eq!(rs[2].plan.env["GREETING"], "hello");
     assert_eq!(rs[2].config_digest, rs[0].config_digest);
     assert_ne!(rs[1].config_digest, rs[0].config_digest);
@@ -273,8 +368,13 @@ fn a_script_deploy_rolls_back_by_replaying_the_recorded_release() {
     let mut bad = r1.clone();
     bad.config.deploy.as_mut().expect("deploy").run = "echo cannot reach host >&2; exit 4".into();
     let out = deploy(&ctx2, &bad, &mut |_| {}).expect("deploy");
-    let Ending::Failed { reason } = out.result else { panic!("{:?}", out.result) };
-    assert_eq!(reason, "the deploy command exited with 4; no earlier verified release to roll back to");
+    let Ending::Failed { reason } = out.result else {
+        panic!("{:?}", out.result)
+    };
+    assert_eq!(
+        reason,
+        "the deploy command exited with 4; no earlier verified release to roll back to"
+    );
 }
 
 #[test]
@@ -290,10 +390,18 @@ fn an_interrupted_deploy_leaves_the_environment_locked_until_a_rollback() {
         config: script_config(&root, "hello", ok),
         reason: None,
     };
-    assert_eq!(deploy(&ctx, &req, &mut |_| {}).expect("deploy").result, Ending::Verified);
+    assert_eq!(
+        deploy(&ctx, &req, &mut |_| {}).expect("deploy").result,
+        Ending::Verified
+    );
     // the second deploy hangs and is interrupted
     req.build = build("second");
-    req.config.deploy.as_mut().expect("deploy").env.insert("DEPLOY_SLEEP".into(), "30".into());
+    req.config
+        .deploy
+        .as_mut()
+        .expect("deploy")
+        .env
+        .insert("DEPLOY_SLEEP".into(), "30".into());
     let ctx_i = context(&root, &state);
     let cancel = ctx_i.cancel.clone();
     std::thread::spawn(move || {
@@ -309,16 +417,35 @@ fn an_interrupted_deploy_leaves_the_environment_locked_until_a_rollback() {
     assert!(matches!(e, EngineError::NeedsRecovery(_)));
     let msg = e.to_string();
     assert!(
-        msg.starts_with("environment `staging` is locked: a deploy of build sha256:") && msg.contains("was interrupted while deploying"),
+        msg.starts_with("environment `staging` is locked: a deploy of build sha256:")
+            && msg.contains("was interrupted while deploying"),
         "{msg}"
     );
-    assert!(msg.contains("hint: run `pipe rollback staging --reason TEXT`"), "{msg}");
+    assert!(
+        msg.contains("hint: run `pipe rollback staging --reason TEXT`"),
+        "{msg}"
+    );
     // a rollback recovers it
-    let out = rollback(&ctx, "staging", &RollbackTarget::Previous, "recover", &mut |_| {}).expect("rollback");
+    let out = rollback(
+        &ctx,
+        "staging",
+        &RollbackTarget::Previous,
+        "recover",
+        &mut |_| {},
+    )
+    .expect("rollback");
     assert_eq!(out.result, Ending::Verified);
     assert_eq!(out.recovered.expect("recovered").build, build("second").id);
     let store = EnvStore::open(&state, "staging");
     assert_eq!(store.load(2).expect("2").state, ReleaseState::Interrupted);
-    req.config.deploy.as_mut().expect("deploy").env.remove("DEPLOY_SLEEP");
-    assert_eq!(deploy(&ctx, &req, &mut |_| {}).expect("deploy").result, Ending::Verified);
+    req.config
+        .deploy
+        .as_mut()
+        .expect("deploy")
+        .env
+        .remove("DEPLOY_SLEEP");
+    assert_eq!(
+        deploy(&ctx, &req, &mut |_| {}).expect("deploy").result,
+        Ending::Verified
+    );
 }

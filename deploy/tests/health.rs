@@ -34,12 +34,48 @@ fn http_status_and_body() {
     let svc = Service::start("v1", Some(&ctl));
     let c = ctx(dir.path());
     let rows: &[(String, Health, &str)] = &[
-        (format!("http: {{ url: '{}' }}", svc.url("/healthz")), Health::Healthy, "status 200"),
-        (format!("http: {{ url: '{}', status: 200, body: ok }}", svc.url("/healthz")), Health::Healthy, "status 200"),
-        (format!("http: {{ url: '{}', body: nope }}", svc.url("/healthz")), Health::Unhealthy, "status 200, body does not contain `nope`"),
-        (format!("http: {{ url: '{}', body_regex: '^hello from v\\d$' }}", svc.url("/")), Health::Unhealthy, "status 200, body does not match"),
-        (format!("http: {{ url: '{}', body_regex: '^hello from v\\d\\n' }}", svc.url("/")), Health::Healthy, "status 200"),
-        (format!("http: {{ url: '{}', status: [201, 204] }}", svc.url("/readyz")), Health::Unhealthy, "status 200, expected 201|204"),
+        (
+            format!("http: {{ url: '{}' }}", svc.url("/healthz")),
+            Health::Healthy,
+            "status 200",
+        ),
+        (
+            format!(
+                "http: {{ url: '{}', status: 200, body: ok }}",
+                svc.url("/healthz")
+            ),
+            Health::Healthy,
+            "status 200",
+        ),
+        (
+            format!("http: {{ url: '{}', body: nope }}", svc.url("/healthz")),
+            Health::Unhealthy,
+            "status 200, body does not contain `nope`",
+        ),
+        (
+            format!(
+                "http: {{ url: '{}', body_regex: '^hello from v\\d$' }}",
+                svc.url("/")
+            ),
+            Health::Unhealthy,
+            "status 200, body does not match",
+        ),
+        (
+            format!(
+                "http: {{ url: '{}', body_regex: '^hello from v\\d\\n' }}",
+                svc.url("/")
+            ),
+            Health::Healthy,
+            "status 200",
+        ),
+        (
+            format!(
+                "http: {{ url: '{}', status: [201, 204] }}",
+                svc.url("/readyz")
+            ),
+            Health::Unhealthy,
+            "status 200, expected 201|204",
+        ),
     ];
     for (yaml, health, detail) in rows {
         let p = probe(&check(yaml), &c);
@@ -48,11 +84,22 @@ fn http_status_and_body() {
     }
     // the service turns unhealthy: any 2xx is no longer met
     control(&ctl, r#"{"health": 503}"#);
-    let p = probe(&check(&format!("http: {{ url: '{}' }}", svc.url("/healthz"))), &c);
-    assert_eq!((p.health, p.detail.as_str()), (Health::Unhealthy, "status 503, expected 2xx"));
+    let p = probe(
+        &check(&format!("http: {{ url: '{}' }}", svc.url("/healthz"))),
+        &c,
+    );
+    assert_eq!(
+        (p.health, p.detail.as_str()),
+        (Health::Unhealthy, "status 503, expected 2xx")
+    );
     // nothing listening: unhealthy, not unknown
     let port = support::free_port();
-    let p = probe(&check(&format!("http: {{ url: 'http://127.0.0.1:{port}/healthz' }}")), &c);
+    let p = probe(
+        &check(&format!(
+            "http: {{ url: 'http://127.0.0.1:{port}/healthz' }}"
+        )),
+        &c,
+    );
     assert_eq!(p.health, Health::Unhealthy, "{}", p.detail);
 }
 
@@ -64,8 +111,17 @@ fn http_timeout_is_unhealthy_and_bounded() {
     control(&ctl, r#"{"delay": 3}"#);
     let svc = Service::start("v1", Some(&ctl));
     let t = Instant::now();
-    let p = probe(&check(&format!("http: {{ url: '{}', timeout: 300ms }}", svc.url("/slow"))), &ctx(dir.path()));
-    assert_eq!((p.health, p.detail.as_str()), (Health::Unhealthy, "timed out after 300ms"));
+    let p = probe(
+        &check(&format!(
+            "http: {{ url: '{}', timeout: 300ms }}",
+            svc.url("/slow")
+        )),
+        &ctx(dir.path()),
+    );
+    assert_eq!(
+        (p.health, p.detail.as_str()),
+        (Health::Unhealthy, "timed out after 300ms")
+    );
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
 
@@ -74,13 +130,37 @@ fn command_exit_codes_mean_healthy_unhealthy_unknown() {
     let dir = tempfile::tempdir().expect("tmp");
     let c = ctx(dir.path());
     let rows = [
-        ("command: { run: 'echo fine; exit 0' }", Health::Healthy, "exit 0: fine"),
-        ("command: { run: 'echo db down >&2; exit 1' }", Health::Unhealthy, "exit 1: db down"),
+        (
+            "command: { run: 'echo fine; exit 0' }",
+            Health::Healthy,
+            "exit 0: fine",
+        ),
+        (
+            "command: { run: 'echo db down >&2; exit 1' }",
+            Health::Unhealthy,
+            "exit 1: db down",
+        ),
         ("command: { run: 'exit 2' }", Health::Unknown, "exit 2"),
-        ("command: { run: 'exit 3' }", Health::Unknown, "exit 3 (only 0 healthy, 1 unhealthy and 2 unknown have a meaning)"),
-        ("command: { run: 'kill -9 $$' }", Health::Unknown, "killed by signal 9"),
-        ("command: { run: 'sleep 5', timeout: 200ms }", Health::Unhealthy, "timed out after 200ms"),
-        ("command: { run: 'test -f marker' }", Health::Unhealthy, "exit 1"),
+        (
+            "command: { run: 'exit 3' }",
+            Health::Unknown,
+            "exit 3 (only 0 healthy, 1 unhealthy and 2 unknown have a meaning)",
+        ),
+        (
+            "command: { run: 'kill -9 $$' }",
+            Health::Unknown,
+            "killed by signal 9",
+        ),
+        (
+            "command: { run: 'sleep 5', timeout: 200ms }",
+            Health::Unhealthy,
+            "timed out after 200ms",
+        ),
+        (
+            "command: { run: 'test -f marker' }",
+            Health::Unhealthy,
+            "exit 1",
+        ),
     ];
     for (yaml, health, detail) in rows {
         let p = probe(&check(yaml), &c);
@@ -90,7 +170,10 @@ fn command_exit_codes_mean_healthy_unhealthy_unknown() {
     std::fs::write(dir.path().join("marker"), "").expect("marker");
     let mut c = ctx(dir.path());
     c.env.insert("PIPE_BUILD".into(), "sha256:ab".into());
-    let p = probe(&check("command: { run: 'test -f marker && test \"$PIPE_BUILD\" = sha256:ab' }"), &c);
+    let p = probe(
+        &check("command: { run: 'test -f marker && test \"$PIPE_BUILD\" = sha256:ab' }"),
+        &c,
+    );
     assert_eq!(p.health, Health::Healthy, "{}", p.detail);
 }
 
@@ -108,7 +191,9 @@ fn prometheus_thresholds() {
     }
     let m = svc.url("/metrics");
     let ratio = |s: &str, f: &str| {
-        let mut y = format!("metric: {{ url: '{m}', query: 'http_requests_total{{code=\"500\"}} / http_requests_total'");
+        let mut y = format!(
+            "metric: {{ url: '{m}', query: 'http_requests_total{{code=\"500\"}} / http_requests_total'"
+        );
         if !s.is_empty() {
             y.push_str(&format!(", success: '{s}'"));
         }
@@ -131,13 +216,27 @@ fn prometheus_thresholds() {
     control(&ctl, r#"{"errors": 50}"#);
     let p = ratio("<= 0.01", "> 0.05");
     assert_eq!(p.health, Health::Unhealthy, "{}", p.detail);
-    assert!(p.detail.ends_with("matches failure `> 0.05`"), "{}", p.detail);
+    assert!(
+        p.detail.ends_with("matches failure `> 0.05`"),
+        "{}",
+        p.detail
+    );
     // a series the endpoint does not have is unknown
-    let p = probe(&check(&format!("metric: {{ url: '{m}', query: 'nope_total', success: '< 1' }}")), &c);
-    assert_eq!((p.health, p.detail.as_str()), (Health::Unknown, "no series matches `nope_total`"));
+    let p = probe(
+        &check(&format!(
+            "metric: {{ url: '{m}', query: 'nope_total', success: '< 1' }}"
+        )),
+        &c,
+    );
+    assert_eq!(
+        (p.health, p.detail.as_str()),
+        (Health::Unknown, "no series matches `nope_total`")
+    );
     // a label selector picks one series
     let p = probe(
-        &check(&format!("metric: {{ url: '{m}', query: 'app_build_info{{version=\"v1\"}}', success: '== 1' }}")),
+        &check(&format!(
+            "metric: {{ url: '{m}', query: 'app_build_info{{version=\"v1\"}}', success: '== 1' }}"
+        )),
         &c,
     );
     assert_eq!(p.health, Health::Healthy, "{}", p.detail);
@@ -183,8 +282,16 @@ fn a_verify_window_of_healthy_samples_passes_and_an_unknown_does_not() {
         &c,
         &mut |_| {},
     );
-    assert_eq!((v.verdict, v.samples.len()), (Verdict::Passed, 5), "{}", v.reason);
-    assert!(t.elapsed() >= Duration::from_millis(400), "samples are spaced by the interval");
+    assert_eq!(
+        (v.verdict, v.samples.len()),
+        (Verdict::Passed, 5),
+        "{}",
+        v.reason
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "samples are spaced by the interval"
+    );
     // one check that cannot tell makes the whole verify inconclusive
     let v = verify(
         &spec(&format!(

@@ -7,7 +7,7 @@
 //! workflows of `tests/conformance/` and the interrupt tests; `builtins` runs the built-in
 //! GitHub actions across runs; `cache` drives `pipe cache` and its fault tests; `scan` drives
 //! `pipe scan` (vulnerabilities); `scan_targets` drives secrets, misconfiguration, rootfs and
-//! image targets; `bench` drives `pipe bench` and the job `reports:` key; `docker` runs jobs
+//! image targets; `deploy` drives `pipe rollback`, `evidence` and `metrics`; `bench` drives `pipe bench` and the job `reports:` key; `docker` runs jobs
 //! in containers on the real engine.
 
 mod bad_input;
@@ -17,6 +17,7 @@ mod cache;
 mod common;
 mod conformance;
 mod corpus;
+mod deploy;
 mod docker;
 mod plan;
 mod run_cli;

@@ -21,7 +21,10 @@ pub fn nginx_bin() -> Option<String> {
     if Command::new("nginx").arg("-v").output().is_ok() {
         return Some("nginx".to_owned());
     }
-    assert!(!in_ci(), "nginx is missing (CI=true): .ci/run installs nginx-light");
+    assert!(
+        !in_ci(),
+        "nginx is missing (CI=true): .ci/run installs nginx-light"
+    );
     eprintln!("skipping: nginx is not installed (apt-get install nginx-light)");
     None
 }
@@ -54,7 +57,10 @@ pub fn testdata() -> PathBuf {
 pub fn wait_port(port: u16) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(15), "port {port} never opened");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "port {port} never opened"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -108,7 +114,14 @@ impl Nginx {
         let d = dir.display();
         std::fs::create_dir_all(dir.join("tmp")).expect("mkdir");
         std::fs::write(dir.join("upstream.conf"), initial_upstream).expect("upstream");
-        let user = if std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").expect("proc")) == 0 { "user root;\n" } else { "" };
+        let user =
+            if std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").expect("proc"))
+                == 0
+            {
+                "user root;\n"
+            } else {
+                ""
+            };
         let conf = format!(
             "{user}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 512; }}\n\
