@@ -200,6 +200,55 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The ledger entry kind (promotion.md §5.5): `verify.finished` is split into
+    /// `verify.passed|failed|inconclusive|interrupted`.
+    pub fn ledger_kind(&self) -> String {
+        match self {
+            Event::LockWaiting { .. } => "queue.entered".to_owned(),
+            Event::Verified { summary, .. } => format!(
+                "verify.{}",
+                match summary.verdict {
+                    Verdict::Passed => "passed",
+                    Verdict::Failed => "failed",
+                    Verdict::Inconclusive => "inconclusive",
+                    Verdict::Interrupted => "interrupted",
+                }
+            ),
+            other => serde_json::to_value(other)
+                .ok()
+                .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The event as a JSON body without its `kind` (no floats: a ledger can hash it with JCS).
+    pub fn body(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("kind");
+        }
+        v
+    }
+
+    /// The environment the event is about.
+    pub fn env(&self) -> &str {
+        match self {
+            Event::LockWaiting { env, .. }
+            | Event::LockAcquired { env }
+            | Event::Deployed { env, .. }
+            | Event::DeployFailed { env, .. }
+            | Event::PreSwitch { env, .. }
+            | Event::Switched { env, .. }
+            | Event::Sample { env, .. }
+            | Event::Verified { env, .. }
+            | Event::RollbackStarted { env, .. }
+            | Event::RollbackFinished { env, .. } => env,
+            Event::Started { release } | Event::Finished { release } => &release.env,
+        }
+    }
+}
+
 /// How a deploy or rollback ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ending {
@@ -1138,4 +1187,43 @@ pub fn status(
     let state = store.state()?;
     let current = state.current.map(|c| store.load(c)).transpose()?;
     Ok((state, current, lock::read_inflight(&store.dir)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_name_their_ledger_kind_and_carry_no_kind_in_the_body() {
+        let e = Event::Verified {
+            env: "production".into(),
+            release: 3,
+            summary: VerifySummary {
+                verdict: Verdict::Failed,
+                reason: "1 unhealthy sample (limit 0)".into(),
+                samples: 1,
+                healthy: 0,
+                unhealthy: 1,
+                unknown: 0,
+            },
+        };
+        assert_eq!(e.ledger_kind(), "verify.failed");
+        assert_eq!(e.env(), "production");
+        let body = e.body();
+        assert!(body.get("kind").is_none());
+        assert_eq!(body["summary"]["verdict"], "FAILED");
+        let s = Event::Switched {
+            env: "production".into(),
+            from: Some("blue".into()),
+            to: "green".into(),
+            release: 4,
+        };
+        assert_eq!(s.ledger_kind(), "proxy.switched");
+        let w = Event::LockWaiting {
+            env: "staging".into(),
+            ahead: 1,
+            holder: None,
+        };
+        assert_eq!(w.ledger_kind(), "queue.entered");
+    }
 }

@@ -35,6 +35,37 @@ impl EnvDeploy {
         crate::digest_json(self)
     }
 
+    /// Types the three sections of an environment read as JSON (how the policy parser keeps
+    /// them), then validates: every problem names its section or field.
+    pub fn from_json_parts(
+        deploy: Option<&serde_json::Value>,
+        verify: Option<&serde_json::Value>,
+        rollback: Option<&serde_json::Value>,
+    ) -> Result<EnvDeploy, Vec<SpecError>> {
+        fn part<T: serde::de::DeserializeOwned>(
+            name: &str,
+            v: Option<&serde_json::Value>,
+            errs: &mut Vec<SpecError>,
+        ) -> Option<T> {
+            let v = v?;
+            match serde_json::from_value::<T>(v.clone()) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    err(errs, name, e.to_string());
+                    None
+                }
+            }
+        }
+        let mut errs = Vec::new();
+        let out = EnvDeploy {
+            deploy: part("deploy", deploy, &mut errs),
+            verify: part("verify", verify, &mut errs),
+            rollback: part::<RollbackSpec>("rollback", rollback, &mut errs).unwrap_or_default(),
+        };
+        errs.extend(out.validate());
+        if errs.is_empty() { Ok(out) } else { Err(errs) }
+    }
+
     /// Problems a parser cannot see (bad thresholds, slot names, empty commands), each
     /// naming its field (`deploy.blue_green.slots`, `verify.checks[1].metric.success`).
     pub fn validate(&self) -> Vec<SpecError> {
@@ -670,6 +701,30 @@ verify:
             serde_saphyr::from_str("verify: { interval: soon, checks: [] }");
         let msg = r.expect_err("bad duration").to_string();
         assert!(msg.contains("`soon` is not a duration"), "{msg}");
+    }
+
+    #[test]
+    fn json_sections_are_typed_with_the_section_named() {
+        let d = serde_json::json!({ "run": "./deploy.sh", "timeout": "1m" });
+        let v = serde_json::json!({ "count": 3, "checks": [ { "http": { "url": "http://127.0.0.1:1/healthz", "status": 200 } } ] });
+        let e = EnvDeploy::from_json_parts(Some(&d), Some(&v), None).expect("valid");
+        assert_eq!(e.verify.as_ref().map(VerifySpec::count), Some(3));
+        assert!(e.rollback.auto);
+        let bad = serde_json::json!({ "run": "x", "stratgy": "script" });
+        let errs = EnvDeploy::from_json_parts(
+            Some(&bad),
+            None,
+            Some(&serde_json::json!({ "auto": "yes" })),
+        )
+        .expect_err("invalid");
+        assert_eq!(errs.len(), 2);
+        assert_eq!(errs[0].field, "deploy");
+        assert!(
+            errs[0].message.contains("unknown field `stratgy`"),
+            "{}",
+            errs[0].message
+        );
+        assert_eq!(errs[1].field, "rollback");
     }
 
     #[test]
