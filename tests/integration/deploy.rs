@@ -362,3 +362,50 @@ fn ctrl_c_during_a_rollback_leaves_the_environment_locked_and_recoverable() {
     assert!(!inflight.exists());
     assert_eq!(sb.current(), "second rollback=true");
 }
+
+#[test]
+fn concurrent_rollbacks_wait_their_turn() {
+    let sb = Sandbox::new();
+    assert_eq!(sb.deploy("slow", "${PIPE_SLOW:-0}"), Ending::Verified);
+    assert_eq!(sb.deploy("second", "0"), Ending::Verified);
+    let first = sb
+        .cmd(&["rollback", "staging", "--reason", "first in line"])
+        .env("PIPE_SLOW", "2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let inflight = sb
+        .state()
+        .join("deploy")
+        .join("staging")
+        .join("inflight.json");
+    let start = Instant::now();
+    while !inflight.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "rollback never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // the second one queues behind the first, then rolls back from what the first restored
+    let (code, out, err) = sb.pipe(&["rollback", "staging", "--reason", "second in line"]);
+    let first = first.wait_with_output().expect("wait");
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("(slow)"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.starts_with("waiting for `staging`: a rollback of build sha256:")
+            && err.contains("1 ahead in the queue"),
+        "{err}"
+    );
+    assert!(out.contains("(second)"), "{out}");
+    let rs = EnvStore::open(&sb.state(), "staging").list().expect("list");
+    let reasons: Vec<_> = rs.iter().filter_map(|r| r.reason.clone()).collect();
+    assert_eq!(reasons, ["first in line", "second in line"]);
+}
