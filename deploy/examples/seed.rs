@@ -29,7 +29,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(alias.as_bytes())));
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(alias.as_bytes()))
+    );
     let ctx = Context {
         state_dir: state.into(),
         project_root: root.into(),

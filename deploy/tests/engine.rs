@@ -449,3 +449,64 @@ fn an_interrupted_deploy_leaves_the_environment_locked_until_a_rollback() {
         Ending::Verified
     );
 }
+
+#[test]
+fn a_switch_nginx_refuses_leaves_the_old_upstream_serving() {
+    let (Some(bin), Some(())) = (nginx_bin(), python()) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let svc = support::Service::start("old", None);
+    let upstream = format!(
+        "upstream pipe_backend {{ server 127.0.0.1:{}; }}\n",
+        svc.port
+    );
+    let nginx = Nginx::start(&bin, &tmp.path().join("nginx"), &upstream);
+    assert_eq!(served(&nginx), "hello from old");
+    let d = nginx.dir.display();
+    let spec: pipe_deploy::spec::NginxSpec = serde_saphyr::from_str(&format!(
+        "{{ config: {d}/nginx.conf, upstream_file: {d}/upstream.conf, pid_file: {d}/nginx.pid, nginx: {bin} }}"
+    ))
+    .expect("spec");
+    let proxy = pipe_deploy::proxy::Nginx::from_spec(&spec, tmp.path());
+    // a port nginx rejects: `nginx -t` fails, the old file is back, nothing reloaded
+    let workers = pipe_deploy::proxy::children(
+        std::fs::read_to_string(nginx.dir.join("nginx.pid"))
+            .expect("pid")
+            .trim()
+            .parse()
+            .expect("pid"),
+    );
+    let e = proxy
+        .switch("green", "127.0.0.1:99999")
+        .expect_err("nginx -t refuses");
+    assert!(
+        e.to_string()
+            .starts_with("`nginx -t` refused the new configuration"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("invalid port"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(nginx.dir.join("upstream.conf")).expect("read"),
+        upstream
+    );
+    let pid = std::fs::read_to_string(nginx.dir.join("nginx.pid"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert_eq!(
+        pipe_deploy::proxy::children(pid),
+        workers,
+        "no reload happened"
+    );
+    assert_eq!(served(&nginx), "hello from old");
+    assert_eq!(proxy.current_slot(), None);
+    // a good switch writes pipe's marker and the new server, and reloads
+    proxy
+        .switch("blue", &format!("127.0.0.1:{}", svc.port))
+        .expect("switch");
+    assert_eq!(proxy.current_slot().as_deref(), Some("blue"));
+    assert_ne!(pipe_deploy::proxy::children(pid), workers, "new workers");
+    assert_eq!(served(&nginx), "hello from old");
+}
