@@ -262,7 +262,7 @@ impl Cache {
             }
         };
         for blob in manifest.cas_blobs() {
-            if self.local.has_blob(&blob.digest) {
+            if self.local.has_blob_sized(&blob.digest, blob.size) {
                 continue;
             }
             let mut w = self

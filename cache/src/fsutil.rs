@@ -1,7 +1,7 @@
 //! File-system helpers: temp files that become real files only by an atomic rename, and
 //! the small conversions every module needs.
 //!
-//! A cache write is "write a temp file in the same folder tree, fsync, rename". A process
+//! A cache write is "write a temp file in the same folder tree, (fsync,) rename". A process
 //! killed half way leaves only a temp file (collected by `gc`), never a half-written blob
 //! or manifest under its real name.
 

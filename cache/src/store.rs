@@ -11,9 +11,14 @@
 //!   tmp/                    temp files, renamed into place when complete
 //! ```
 //!
-//! Invariants: a file under `blobs/` or `ac/` is always complete (temp, fsync, rename); a blob
+//! Invariants: a file appears under `blobs/` or `ac/` only when complete (temp, rename); a blob
 //! is re-hashed whenever it is read, and one that does not match its name is removed and
-//! reported as a miss, never returned; a manifest carries its own checksum. Identical blobs
+//! reported as a miss, never returned; a manifest carries its own checksum. Files are not
+//! fsynced by default ([`StoreOptions::fsync`]): a crash can leave a torn blob or manifest,
+//! which reads detect and treat as a miss, and a blob whose size is not the size being
+//! stored is replaced rather than trusted for dedup. Every entry can be re-created by
+//! running its step again, so 10,000 fsyncs for a 10,000-file entry buy nothing (Bazel's
+//! disk cache, ccache and Turborepo do not fsync either); `PIPE_CACHE_FSYNC=1` turns them on. Identical blobs
 //! are stored once (dedup by name). Size and age limits with LRU eviction (by the manifest's
 //! mtime, refreshed on every hit) are on by default and enforced by an automatic `gc` at most
 //! once per [`StoreOptions::gc_interval`].
@@ -102,7 +107,8 @@ pub struct StoreOptions {
     pub gc_interval: Duration,
     /// Blobs up to this size are stored inside the manifest.
     pub inline_max: usize,
-    /// Fsync files and folders on write (off only for benchmarks and throwaway stores).
+    /// Fsync files and folders on write. Off by default (see the module's invariants);
+    /// on with [`ENV_FSYNC`]`=1`.
     pub fsync: bool,
 }
 
@@ -110,6 +116,8 @@ pub struct StoreOptions {
 pub const ENV_MAX_SIZE: &str = "PIPE_CACHE_MAX_SIZE";
 /// Environment variable with the age budget (`12h`, `30d`).
 pub const ENV_MAX_AGE: &str = "PIPE_CACHE_MAX_AGE";
+/// Environment variable that makes every store write durable (`1`/`true`).
+pub const ENV_FSYNC: &str = "PIPE_CACHE_FSYNC";
 
 /// Parses a size: `10G`, `500M`, `64K`, `1T` (powers of 1024) or plain bytes.
 pub fn parse_size(s: &str) -> Option<u64> {
@@ -152,6 +160,13 @@ impl StoreOptions {
             o.max_age =
                 parse_age(&v).ok_or_else(|| format!("`{ENV_MAX_AGE}={v}` is not a duration"))?;
         }
+        if let Some(v) = env(ENV_FSYNC).filter(|v| !v.is_empty()) {
+            o.fsync = match v.as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => return Err(format!("`{ENV_FSYNC}={v}` is not `1` or `0`")),
+            };
+        }
         Ok(o)
     }
 }
@@ -164,7 +179,7 @@ impl Default for StoreOptions {
             auto_gc: true,
             gc_interval: Duration::from_secs(24 * 3600),
             inline_max: 16 << 10,
-            fsync: true,
+            fsync: false,
         }
     }
 }
@@ -375,6 +390,12 @@ impl LocalStore {
         self.blob_path(d).is_file()
     }
 
+    /// Whether the blob is present with `size` bytes: the check before skipping a write, so
+    /// a blob torn by a crash (files are not fsynced) is written again, not trusted.
+    pub fn has_blob_sized(&self, d: &Digest, size: u64) -> bool {
+        fs::metadata(self.blob_path(d)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
     fn ensure_parent(path: &Path) -> Result<(), StoreError> {
         if let Some(parent) = path.parent()
             && !parent.is_dir()
@@ -384,10 +405,14 @@ impl LocalStore {
         Ok(())
     }
 
-    /// Moves a complete temp file into the CAS under `d`, keeping an existing copy.
-    fn commit_blob(&self, tmp: TempFile, d: &Digest) -> Result<(), StoreError> {
+    /// Moves a complete temp file of `size` bytes into the CAS under `d`, keeping an existing
+    /// copy of the same size (one of another size was torn by a crash and is replaced).
+    fn commit_blob(&self, tmp: TempFile, d: &Digest, size: u64) -> Result<(), StoreError> {
         let dest = self.blob_path(d);
         Self::ensure_parent(&dest)?;
+        if fs::symlink_metadata(&dest).is_ok_and(|m| m.len() != size) {
+            let _ = fs::remove_file(&dest);
+        }
         tmp.persist_noclobber(&dest, self.opts.fsync)
             .map_err(io_err("cannot store blob", &dest))?;
         Ok(())
@@ -402,7 +427,7 @@ impl LocalStore {
     }
 
     fn put_bytes_locked(&self, d: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
-        if self.has_blob(d) {
+        if self.has_blob_sized(d, bytes.len() as u64) {
             return Ok(());
         }
         let tmp_dir = self.tmp_dir();
@@ -412,7 +437,7 @@ impl LocalStore {
         t.file()
             .and_then(|f| f.write_all(bytes))
             .map_err(io_err("cannot write", &tp))?;
-        self.commit_blob(t, d)
+        self.commit_blob(t, d, bytes.len() as u64)
     }
 
     /// Copies a file into the CAS (hashing while copying); returns its digest and size.
@@ -493,7 +518,7 @@ impl LocalStore {
                 actual: digest,
             });
         }
-        self.commit_blob(t, &digest)?;
+        self.commit_blob(t, &digest, total)?;
         Ok((digest, total))
     }
 
@@ -621,7 +646,7 @@ impl LocalStore {
 
     fn blobs_present(&self, m: &Manifest, manifest_path: &Path) -> bool {
         for b in m.cas_blobs() {
-            if !self.has_blob(&b.digest) {
+            if !self.has_blob_sized(&b.digest, b.size) {
                 tracing::debug!(
                     "cache: entry `{}` misses blob `{}`",
                     manifest_path.display(),
@@ -1058,7 +1083,7 @@ impl BlobWriter<'_> {
                 actual,
             });
         }
-        self.store.commit_blob(self.tmp, expected)?;
+        self.store.commit_blob(self.tmp, expected, self.size)?;
         Ok(self.size)
     }
 }
@@ -1374,6 +1399,37 @@ mod tests {
         );
         let v = s.verify(false).expect("verify");
         assert_eq!(v.problems.len(), 2, "{v:?}");
+    }
+
+    #[test]
+    fn torn_blob_is_rewritten_not_trusted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = store(dir.path());
+        let bytes = vec![7u8; 4096];
+        let d = s.put_bytes(&bytes).expect("put");
+        // A crash before the data reached the disk leaves an empty or short file.
+        fs::write(s.blob_path(&d), b"").expect("tear");
+        assert!(s.has_blob(&d));
+        assert!(!s.has_blob_sized(&d, 4096));
+        assert_eq!(s.put_bytes(&bytes).expect("put again"), d);
+        assert_eq!(s.read_blob(&d).expect("read"), Some(bytes.clone()));
+        // The streaming path (files above the in-memory limit) replaces a torn blob too.
+        let big = vec![3u8; (IN_MEMORY_MAX + 1) as usize];
+        let src = dir.path().join("big");
+        fs::write(&src, &big).expect("write");
+        let (bd, n) = s.put_file(&src).expect("put file");
+        fs::write(s.blob_path(&bd), &big[..10]).expect("tear");
+        assert_eq!(s.put_file(&src).expect("put file again"), (bd, n));
+        assert_eq!(fs::metadata(s.blob_path(&bd)).expect("stat").len(), n);
+    }
+
+    #[test]
+    fn fsync_is_off_by_default_and_on_with_the_env() {
+        assert!(!StoreOptions::default().fsync);
+        let on = StoreOptions::from_env(&|k| (k == ENV_FSYNC).then(|| "1".to_string()));
+        assert!(on.expect("parse").fsync);
+        let bad = StoreOptions::from_env(&|k| (k == ENV_FSYNC).then(|| "maybe".to_string()));
+        assert!(bad.expect_err("bad").contains("PIPE_CACHE_FSYNC"));
     }
 
     #[test]
