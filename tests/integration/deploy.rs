@@ -409,3 +409,184 @@ fn concurrent_rollbacks_wait_their_turn() {
     let reasons: Vec<_> = rs.iter().filter_map(|r| r.reason.clone()).collect();
     assert_eq!(reasons, ["first in line", "second in line"]);
 }
+
+#[path = "../../deploy/tests/support/mod.rs"]
+mod support;
+
+/// The issue's end-to-end flow with the deploy engine standing in for `pipe promote`
+/// (which calls the same `deploy`): `staging` (script deploy of the example service behind
+/// its own nginx) and `production` (blue-green behind nginx); a build whose health check
+/// fails is rolled back automatically while a load loop sees no error; then `pipe rollback`
+/// switches production back to the earlier build, again without an error.
+#[test]
+fn staging_then_blue_green_production_with_automatic_and_manual_rollback() {
+    let (Some(bin), Some(())) = (support::nginx_bin(), support::python()) else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let services = sb.tmp.path().join("svc");
+    std::fs::create_dir_all(&services).expect("mkdir");
+    struct Kill(PathBuf);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            for e in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+                if e.path().extension().is_some_and(|x| x == "pid")
+                    && let Ok(pid) = std::fs::read_to_string(e.path())
+                {
+                    let _ = Command::new("kill").arg(pid.trim()).status();
+                }
+            }
+        }
+    }
+    let _kill = Kill(services.clone());
+    let script = support::testdata().join("start-slot.sh");
+    let ctx = Context {
+        state_dir: sb.state(),
+        project_root: sb.repo(),
+        actor: "release-manager".into(),
+        cancel: Cancel::new(),
+    };
+
+    // staging: one slot behind its own nginx, deployed in place
+    let stg_port = support::free_port();
+    let stg = support::Nginx::start(
+        &bin,
+        &sb.tmp.path().join("nginx-staging"),
+        &format!("upstream pipe_backend {{ server 127.0.0.1:{stg_port}; }}\n"),
+    );
+    let staging: EnvDeploy = serde_saphyr::from_str(&format!(
+        r#"
+deploy:
+  run: PIPE_SLOT=staging PIPE_SLOT_PORT={stg_port} {script}
+  env: {{ SERVICE_DIR: "{services}" }}
+verify:
+  initial_delay: 300ms
+  interval: 100ms
+  count: 5
+  checks:
+    - http: {{ url: "{healthz}", body: ok }}
+    - http: {{ url: "{readyz}" }}
+"#,
+        script = script.display(),
+        services = services.display(),
+        healthz = stg.url("/healthz"),
+        readyz = stg.url("/readyz"),
+    ))
+    .expect("staging config");
+    let req = |env: &str, alias: &str, config: &EnvDeploy| DeployRequest {
+        env: env.into(),
+        build: build(alias),
+        config: config.clone(),
+        reason: Some(format!("promote {alias} to {env}")),
+    };
+    let out = deploy(&ctx, &req("staging", "good-one", &staging), &mut |_| {}).expect("staging");
+    assert_eq!(out.result, Ending::Verified, "{:?}", out.release.failure);
+    assert_eq!(
+        support::get(&stg.url("/")).expect("staging").1.trim(),
+        "hello from good-one"
+    );
+
+    // production: blue-green behind nginx
+    let (blue, green) = (support::free_port(), support::free_port());
+    let prod = support::Nginx::start(
+        &bin,
+        &sb.tmp.path().join("nginx-production"),
+        "upstream pipe_backend { server 127.0.0.1:9; }\n",
+    );
+    let d = prod.dir.display();
+    let production: EnvDeploy = serde_saphyr::from_str(&format!(
+        r#"
+deploy:
+  strategy: blue_green
+  run: {script}
+  env: {{ SERVICE_DIR: "{services}" }}
+  blue_green:
+    slots: {{ blue: "127.0.0.1:{blue}", green: "127.0.0.1:{green}" }}
+    proxy: {{ config: {d}/nginx.conf, upstream_file: {d}/upstream.conf, pid_file: {d}/nginx.pid, nginx: {bin} }}
+    pre_switch:
+      - http: {{ url: "http://{{slot_addr}}/healthz", status: 200, body: ok }}
+    pre_switch_timeout: 3s
+verify:
+  interval: 100ms
+  count: 5
+  checks:
+    - http: {{ url: "{readyz}" }}
+"#,
+        script = script.display(),
+        services = services.display(),
+        readyz = prod.url("/readyz"),
+    ))
+    .expect("production config");
+    let out = deploy(
+        &ctx,
+        &req("production", "good-one", &production),
+        &mut |_| {},
+    )
+    .expect("prod 1");
+    assert_eq!(out.result, Ending::Verified, "{:?}", out.release.failure);
+
+    // a second build with a failing health check: rolled back, production keeps serving
+    let load = support::Load::start(prod.url("/"));
+    std::thread::sleep(Duration::from_millis(100));
+    let out = deploy(
+        &ctx,
+        &req("production", "bad-two", &production),
+        &mut |_| {},
+    )
+    .expect("prod 2");
+    let (ok, errors) = load.stop();
+    assert!(
+        matches!(out.result, Ending::RolledBack { to: 1, .. }),
+        "{:?}",
+        out.result
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(
+        ok.len() > 10 && ok.iter().all(|b| b == "hello from good-one"),
+        "{} requests",
+        ok.len()
+    );
+
+    // a third, good build goes live; then `pipe rollback` returns to the first, under load
+    let out = deploy(
+        &ctx,
+        &req("production", "good-three", &production),
+        &mut |_| {},
+    )
+    .expect("prod 3");
+    assert_eq!(out.result, Ending::Verified, "{:?}", out.release.failure);
+    assert_eq!(
+        support::get(&prod.url("/")).expect("prod").1.trim(),
+        "hello from good-three"
+    );
+    let load = support::Load::start(prod.url("/"));
+    let (code, out, err) = sb.pipe(&["rollback", "production", "--reason", "latency regression"]);
+    let (ok, errors) = load.stop();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("(good-one)"), "{out}");
+    assert!(
+        err.contains("proxy switched from slot `green` to `blue`"),
+        "{err}"
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(
+        ok.iter()
+            .all(|b| b == "hello from good-one" || b == "hello from good-three")
+    );
+    assert_eq!(
+        support::get(&prod.url("/")).expect("prod").1.trim(),
+        "hello from good-one"
+    );
+
+    // the evidence of the first build covers both environments and verifies offline
+    let dir = sb.tmp.path().join("evidence");
+    let d = dir.to_str().expect("utf8");
+    let (code, _, err) = sb.pipe(&["evidence", "good-one", "--export", d]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = sb.pipe(&["evidence", "--verify", d]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("deployment-production-000001") && out.contains("deployment-staging-000001"),
+        "{out}"
+    );
+}

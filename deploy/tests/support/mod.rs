@@ -48,9 +48,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// `deploy/testdata/`.
+/// `deploy/testdata/` (this module is also included by the workspace's integration tests,
+/// whose manifest folder is the repository root).
 pub fn testdata() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata")
+    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if base.join("testdata").join("service.py").is_file() {
+        base.join("testdata")
+    } else {
+        base.join("deploy").join("testdata")
+    }
 }
 
 /// Waits until `addr` accepts connections.
