@@ -259,7 +259,13 @@ pub fn engine_error(cli: &Cli, e: &EngineError, which: &AtomicU8) -> u8 {
             exit::FAILURE
         }
         EngineError::NoTarget(m) => {
-            super::error(cli, m, Some("`pipe history ENV` lists its releases"));
+            super::error(
+                cli,
+                m,
+                Some(
+                    "a rollback returns only to a release deployed and verified in that environment",
+                ),
+            );
             exit::FAILURE
         }
         EngineError::Invalid(_) => {
