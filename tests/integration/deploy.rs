@@ -590,3 +590,49 @@ verify:
         "{out}"
     );
 }
+
+#[test]
+fn sigterm_during_a_rollback_exits_143_and_keeps_the_record() {
+    let sb = Sandbox::new();
+    assert_eq!(sb.deploy("slow", "${PIPE_SLOW:-0}"), Ending::Verified);
+    assert_eq!(sb.deploy("second", "0"), Ending::Verified);
+    let child = sb
+        .cmd(&["rollback", "staging", "--reason", "try"])
+        .env("PIPE_SLOW", "30")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let inflight = sb
+        .state()
+        .join("deploy")
+        .join("staging")
+        .join("inflight.json");
+    let start = Instant::now();
+    while !inflight.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "rollback never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(inflight.exists());
+    let left = pipe_deploy::lock::read_inflight(&sb.state().join("deploy").join("staging"))
+        .expect("record");
+    assert_eq!(
+        (left.op.as_str(), left.phase.as_str()),
+        ("rollback", "deploying")
+    );
+}
