@@ -70,10 +70,14 @@ pub enum Command {
     Lock(crate::commands::promote::status::LockArgs),
     /// Lift a lock.
     Unlock(crate::commands::promote::status::UnlockArgs),
-    /// Promotion metrics in Prometheus text format.
+    /// Promotion, gate and deploy metrics in the Prometheus text format.
     Metrics(crate::commands::promote::status::MetricsArgs),
     /// Check and export the promotion ledger.
     Ledger(crate::commands::promote::ledger::LedgerArgs),
+    /// Roll an environment back to an earlier verified release (recovers an interrupted deploy).
+    Rollback(crate::commands::deploy::RollbackArgs),
+    /// Signed in-toto evidence for a build (`--export DIR`), or verify an export offline.
+    Evidence(crate::commands::deploy::EvidenceArgs),
 }
 
 /// `pipe prune`.

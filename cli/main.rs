@@ -53,8 +53,13 @@ fn main() -> ExitCode {
         Command::History(a) => commands::promote::status::history(&cli, a),
         Command::Lock(a) => commands::promote::status::lock(&cli, a),
         Command::Unlock(a) => commands::promote::status::unlock(&cli, a),
-        Command::Metrics(a) => commands::promote::status::metrics(&cli, a),
+        Command::Metrics(a) => match commands::promote::status::metrics(&cli, a) {
+            0 => commands::deploy::metrics(&cli, &commands::deploy::MetricsArgs {}),
+            code => code,
+        },
         Command::Ledger(a) => commands::promote::ledger::run(&cli, a),
+        Command::Rollback(a) => commands::deploy::rollback(&cli, a),
+        Command::Evidence(a) => commands::deploy::evidence(&cli, a),
     };
     ExitCode::from(code)
 }

@@ -4,6 +4,7 @@
 pub mod artifacts;
 pub mod bench;
 pub mod cache;
+pub mod deploy;
 pub mod graph;
 pub mod list;
 pub mod logs;

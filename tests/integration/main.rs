@@ -8,7 +8,7 @@
 //! GitHub actions across runs; `cache` drives `pipe cache` and its fault tests; `scan` drives
 //! `pipe scan` (vulnerabilities); `scan_targets` drives secrets, misconfiguration, rootfs and
 //! image targets; `bench` drives `pipe bench` and the job `reports:` key; `promote` drives builds, gates,
-//! approvals and the ledger end to end; `docker` runs jobs
+//! approvals and the ledger end to end; `deploy` drives `pipe rollback`, `evidence` and `metrics`; `docker` runs jobs
 //! in containers on the real engine.
 
 mod bad_input;
@@ -18,6 +18,7 @@ mod cache;
 mod common;
 mod conformance;
 mod corpus;
+mod deploy;
 mod docker;
 mod plan;
 mod promote;
