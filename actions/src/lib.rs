@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cache;
 pub mod checkout;
 pub mod echo;
+pub mod image;
 pub mod reports;
 pub mod scan;
 pub mod util;
