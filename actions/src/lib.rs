@@ -27,6 +27,7 @@ pub fn registry(action_dir: Option<PathBuf>) -> ActionRegistry {
     r.register("pipe/echo", Arc::new(echo::Echo));
     r.register("pipe/scan", Arc::new(scan::action::ScanAction));
     r.register("pipe/bench", Arc::new(bench::action::BenchAction));
+    r.register("pipe/image", Arc::new(image::action::ImageAction));
     r.register("actions/checkout", Arc::new(checkout::Checkout));
     r.register(
         "actions/cache",

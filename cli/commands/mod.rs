@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod bench;
 pub mod cache;
 pub mod graph;
+pub mod image;
 pub mod list;
 pub mod logs;
 pub mod prune;

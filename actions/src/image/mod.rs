@@ -19,13 +19,15 @@ pub mod load;
 pub mod platform;
 pub mod push;
 
+pub use layout::{Index, Manifest};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
 use layer::{LayerOptions, LayerSource};
-use layout::{Descriptor, DockerSaveEntry, Index, Layout, Manifest};
+use layout::{Descriptor, DockerSaveEntry, Layout};
 pub use platform::Platform;
 
 /// Why an image operation failed; [`ImageError::exit_code`] maps it to decisions.md's codes.
