@@ -8,7 +8,8 @@
 //! GitHub actions across runs; `cache` drives `pipe cache` and its fault tests; `scan` drives
 //! `pipe scan` (vulnerabilities); `scan_targets` drives secrets, misconfiguration, rootfs and
 //! image targets; `bench` drives `pipe bench` and the job `reports:` key; `docker` runs jobs
-//! in containers on the real engine.
+//! in containers on the real engine; `image` drives `pipe image` against skopeo, umoci, a real
+//! registry and the engine, and runs `pipelines/release.yml`.
 
 mod bad_input;
 mod bench;
@@ -18,6 +19,7 @@ mod common;
 mod conformance;
 mod corpus;
 mod docker;
+mod image;
 mod plan;
 mod run_cli;
 mod scan;

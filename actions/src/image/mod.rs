@@ -648,8 +648,13 @@ pub fn build(spec: &BuildSpec) -> Result<Built, ImageError> {
     }
     for (_, l) in &spec.layers {
         if !l.src.exists() && std::fs::symlink_metadata(&l.src).is_err() {
+            let hint = if l.src.to_string_lossy().contains(':') {
+                " (hint: a target after `:` must be absolute, e.g. `SRC:/usr/bin`)"
+            } else {
+                ""
+            };
             return Err(ImageError::Input(format!(
-                "the layer source `{}` does not exist",
+                "the layer source `{}` does not exist{hint}",
                 l.src.display()
             )));
         }
