@@ -653,3 +653,59 @@ jobs:
         ])
         .output();
 }
+
+#[test]
+fn the_release_example_builds_scans_pushes_and_runs_with_stable_digests() {
+    if !docker_available()
+        || !qemu_arm64()
+        || !have(&["gcc", "aarch64-linux-gnu-gcc", "docker-registry", "python3"])
+    {
+        return;
+    }
+    let release = common::repo().join("pipelines/release.yml");
+    let text = std::fs::read_to_string(&release).expect("pipelines/release.yml");
+    let repo = Repo::new(&text);
+    common::copy_tree(
+        &common::repo().join("pipelines"),
+        &repo.path().join("pipelines"),
+    );
+    let mut outputs = Vec::new();
+    for _ in 0..2 {
+        let (code, stderr, s) = repo.run(&["-W", "pipelines/release.yml"]);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(
+            stderr.contains("linux/arm64: hello from aarch64"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("linux/amd64: hello from x86_64"),
+            "{stderr}"
+        );
+        let jobs: BTreeMap<String, serde_json::Value> = s["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .map(|j| {
+                (
+                    j["name"].as_str().expect("name").to_owned(),
+                    j["outputs"].clone(),
+                )
+            })
+            .collect();
+        outputs.push(jobs);
+    }
+    assert_eq!(outputs[0], outputs[1], "the digests changed between runs");
+    let image = &outputs[0]["image"];
+    for k in [
+        "digest",
+        "digest-amd64",
+        "digest-arm64",
+        "config-amd64",
+        "config-arm64",
+    ] {
+        let d = image[k].as_str().unwrap_or("");
+        assert!(d.starts_with("sha256:") && d.len() == 71, "{k}: {image}");
+    }
+    assert_ne!(image["digest-amd64"], image["digest-arm64"]);
+    assert_eq!(image["scan"], "pass");
+}

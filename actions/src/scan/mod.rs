@@ -426,6 +426,7 @@ impl Default for ScanOptions {
 /// The inputs of `uses: pipe/scan@v1`; each mirrors the flag of the same name.
 pub const ACTION_INPUTS: &[&str] = &[
     "path",
+    "kind",
     "scanners",
     "secret-config",
     "git-history",
@@ -472,6 +473,19 @@ impl ScanOptions {
         for (k, v) in inputs {
             match k.as_str() {
                 "path" => o.target = PathBuf::from(v.trim()),
+                // What `path` is, as the subcommands of `pipe scan` say it.
+                "kind" => {
+                    o.target_kind = match v.trim() {
+                        "" | "fs" => TargetKind::Fs,
+                        "rootfs" => TargetKind::Rootfs,
+                        "image" => TargetKind::Image,
+                        other => {
+                            return Err(format!(
+                                "input `kind`: `{other}` is not `fs`, `rootfs` or `image`"
+                            ));
+                        }
+                    }
+                }
                 "scanners" => o.scanners = Some(parse_scanners(v)?),
                 "secret-config" => o.secret_config = Some(PathBuf::from(v.trim())),
                 "git-history" => o.git_history = boolean(k, v)?,
