@@ -709,3 +709,127 @@ fn the_release_example_builds_scans_pushes_and_runs_with_stable_digests() {
     assert_ne!(image["digest-amd64"], image["digest-arm64"]);
     assert_eq!(image["scan"], "pass");
 }
+
+#[test]
+fn a_multi_stage_dockerfile_builds_for_both_platforms_through_the_engine() {
+    if !docker_available() || !qemu_arm64() {
+        return;
+    }
+    let Some(bb) = arm64_busybox() else {
+        assert!(
+            !in_ci(),
+            "CI=true but the arm64 busybox is missing (`.ci/run`)"
+        );
+        eprintln!("skipped: no arm64 busybox");
+        return;
+    };
+    let t = tempfile::tempdir().expect("tmp");
+    // Per-platform busybox base images, built and loaded by pipe itself.
+    for (arch, src) in [("amd64", PathBuf::from("/bin/busybox")), ("arm64", bb)] {
+        let bin = t.path().join("bb").join(arch).join("bin");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        std::fs::copy(&src, bin.join("busybox")).expect("copy");
+        for applet in ["sh", "mkdir", "uname", "cat"] {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("symlink");
+        }
+    }
+    build_with(
+        t.path(),
+        "pipe-it/dfbase:v1",
+        "linux/amd64,linux/arm64",
+        &[
+            "--layer",
+            "bb/{arch}:/",
+            "-e",
+            "PATH=/bin",
+            "-o",
+            "base",
+            "--load",
+        ],
+    );
+    let ctx = t.path().join("ctx");
+    std::fs::create_dir_all(&ctx).expect("mkdir");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "ARG TARGETARCH\nFROM pipe-it/dfbase:v1-${TARGETARCH} AS build\nRUN mkdir -p /out && uname -m > /out/machine\n\nFROM pipe-it/dfbase:v1-${TARGETARCH}\nCOPY --from=build /out/machine /machine\nENTRYPOINT [\"/bin/busybox\", \"cat\", \"/machine\"]\n",
+    )
+    .expect("write");
+    let v = build_with(
+        t.path(),
+        "pipe-it/df:v1",
+        "linux/amd64,linux/arm64",
+        &["--dockerfile", "ctx/Dockerfile", "-o", "out", "--load"],
+    );
+    for (i, (arch, machine)) in [("amd64", "x86_64"), ("arm64", "aarch64")]
+        .iter()
+        .enumerate()
+    {
+        let tag = format!("pipe-it/df:v1-{arch}");
+        let out = sh(Command::new("docker").args([
+            "run",
+            "--rm",
+            "--platform",
+            &format!("linux/{arch}"),
+            &tag,
+        ]));
+        // The RUN step ran on the target architecture (under qemu for arm64).
+        assert_eq!(out.trim(), *machine);
+        assert_eq!(
+            v["platforms"][i]["platform"],
+            format!("linux/{arch}").as_str()
+        );
+        // The config is the engine's own: its digest is the engine's image id.
+        let id = sh(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", &tag]));
+        assert_eq!(
+            id.trim(),
+            v["platforms"][i]["config"].as_str().expect("config")
+        );
+    }
+    // The layout is a real multi-arch index.
+    if have(&["skopeo"]) {
+        let inspect: serde_json::Value = serde_json::from_str(&sh(Command::new("skopeo")
+            .args(["inspect", "--override-arch", "arm64"])
+            .arg(format!("oci:{}:v1", t.path().join("out").display()))))
+        .expect("json");
+        assert_eq!(inspect["Architecture"], "arm64");
+    }
+    // A failing RUN is exit 1 with the build's own message.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM pipe-it/dfbase:v1-amd64\nRUN exit 7\n",
+    )
+    .expect("write");
+    let r = common::pipe(
+        t.path(),
+        &[
+            "image",
+            "build",
+            "-t",
+            "pipe-it/df:bad",
+            "--platform",
+            "linux/amd64",
+            "--dockerfile",
+            "ctx/Dockerfile",
+            "-o",
+            "bad",
+        ],
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("the build for `linux/amd64` failed"),
+        "{}",
+        r.stderr
+    );
+    let _ = Command::new("docker")
+        .args([
+            "rmi",
+            "-f",
+            "pipe-it/df:v1",
+            "pipe-it/df:v1-amd64",
+            "pipe-it/df:v1-arm64",
+            "pipe-it/dfbase:v1",
+            "pipe-it/dfbase:v1-amd64",
+            "pipe-it/dfbase:v1-arm64",
+        ])
+        .output();
+}

@@ -350,6 +350,39 @@ pub fn write_layer_blob(
     Ok(blob)
 }
 
+/// Compresses an existing layer tar (a docker-save layer) into `blob_dir`: `diff_id` is the
+/// tar's sha256, `digest` the blob's, from one pass.
+pub fn compress_tar_file(
+    tar_path: &Path,
+    opts: LayerOptions,
+    blob_dir: &Path,
+) -> Result<LayerBlob, ImageError> {
+    let mut src = File::open(tar_path).map_err(|e| ImageError::io(tar_path, e))?;
+    let tmp = tempfile::NamedTempFile::new_in(blob_dir).map_err(|e| ImageError::io(blob_dir, e))?;
+    let gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(
+            HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp)),
+            flate2::Compression::new(opts.level.min(9)),
+        );
+    let mut raw = HashingWriter::new(gz);
+    io::copy(&mut src, &mut raw).map_err(|e| ImageError::io(tar_path, e))?;
+    let (gz, diff_id, _) = raw.finish();
+    let hashed = gz.finish().map_err(|e| ImageError::io(tar_path, e))?;
+    let (w, digest, size) = hashed.finish();
+    let tmp = w
+        .into_inner()
+        .map_err(|e| ImageError::Io(format!("cannot write the layer: {}", e.error())))?;
+    tmp.persist(blob_dir.join(digest.trim_start_matches("sha256:")))
+        .map_err(|e| ImageError::io(blob_dir, e.error))?;
+    Ok(LayerBlob {
+        digest,
+        diff_id,
+        size,
+    })
+}
+
 /// The key under which a layer built from `entries` with `opts` is remembered: it changes
 /// when any entry's path, mode, size, link target or stat stamp does.
 pub fn reuse_key(entries: &[Entry], opts: LayerOptions) -> String {

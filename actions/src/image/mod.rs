@@ -659,18 +659,8 @@ pub fn build(spec: &BuildSpec) -> Result<Built, ImageError> {
             )));
         }
     }
-    if spec.output.exists()
-        && !spec.output.join("oci-layout").exists()
-        && std::fs::read_dir(&spec.output).is_ok_and(|mut d| d.next().is_some())
-    {
-        return Err(ImageError::Input(format!(
-            "the output folder `{}` is not empty and not an OCI layout (pipe replaces what it holds)",
-            spec.output.display()
-        )));
-    }
     let base = spec.base.as_deref().map(Base::open).transpose()?;
-    let out = Layout::create(&spec.output)?;
-    let host = Platform::host();
+    let out = output_layout(spec)?;
     let mut platforms = Vec::new();
     let (mut written, mut reused) = (0, 0);
     for p in &spec.platforms {
@@ -721,33 +711,68 @@ pub fn build(spec: &BuildSpec) -> Result<Built, ImageError> {
             });
         }
         let cfg = make_config(base_cfg.as_ref(), p, spec, &diff_ids, &own);
-        let config = out.put(layout::MT_CONFIG, &layout::to_json(&cfg)?)?;
-        let manifest_doc = Manifest {
-            schema_version: 2,
-            media_type: Some(layout::MT_MANIFEST.to_owned()),
-            config: config.clone(),
-            layers: layers.clone(),
-            annotations: spec.annotations.clone(),
-        };
-        let mut manifest = out.put(layout::MT_MANIFEST, &layout::to_json(&manifest_doc)?)?;
-        manifest.platform = Some(p.into());
-        let mut repo_tags = vec![format!("{}:{}-{}", spec.name, spec.tag, p.suffix())];
-        if p.os == host.os
-            && p.arch == host.arch
-            && !platforms
-                .iter()
-                .any(|b: &BuiltPlatform| b.repo_tags.len() > 1)
-        {
-            repo_tags.push(format!("{}:{}", spec.name, spec.tag));
-        }
-        platforms.push(BuiltPlatform {
-            platform: p.clone(),
-            manifest,
-            config,
-            layers,
-            repo_tags,
-        });
+        let entry = add_platform(spec, &out, p, &layout::to_json(&cfg)?, layers, &platforms)?;
+        platforms.push(entry);
     }
+    assemble(spec, &out, platforms, written, reused)
+}
+
+/// Opens the output layout, refusing a folder that holds something else.
+pub(crate) fn output_layout(spec: &BuildSpec) -> Result<Layout, ImageError> {
+    if spec.output.exists()
+        && !spec.output.join("oci-layout").exists()
+        && std::fs::read_dir(&spec.output).is_ok_and(|mut d| d.next().is_some())
+    {
+        return Err(ImageError::Input(format!(
+            "the output folder `{}` is not empty and not an OCI layout (pipe replaces what it holds)",
+            spec.output.display()
+        )));
+    }
+    Layout::create(&spec.output)
+}
+
+/// Stores one platform's config and manifest; names it for docker-save (`name:tag-<arch>`, and
+/// `name:tag` for the first platform that matches this machine).
+pub(crate) fn add_platform(
+    spec: &BuildSpec,
+    out: &Layout,
+    p: &Platform,
+    config_bytes: &[u8],
+    layers: Vec<Descriptor>,
+    earlier: &[BuiltPlatform],
+) -> Result<BuiltPlatform, ImageError> {
+    let host = Platform::host();
+    let config = out.put(layout::MT_CONFIG, config_bytes)?;
+    let manifest_doc = Manifest {
+        schema_version: 2,
+        media_type: Some(layout::MT_MANIFEST.to_owned()),
+        config: config.clone(),
+        layers: layers.clone(),
+        annotations: spec.annotations.clone(),
+    };
+    let mut manifest = out.put(layout::MT_MANIFEST, &layout::to_json(&manifest_doc)?)?;
+    manifest.platform = Some(p.into());
+    let mut repo_tags = vec![format!("{}:{}-{}", spec.name, spec.tag, p.suffix())];
+    if p.os == host.os && p.arch == host.arch && !earlier.iter().any(|b| b.repo_tags.len() > 1) {
+        repo_tags.push(format!("{}:{}", spec.name, spec.tag));
+    }
+    Ok(BuiltPlatform {
+        platform: p.clone(),
+        manifest,
+        config,
+        layers,
+        repo_tags,
+    })
+}
+
+/// Writes the index and `index.json`, drops blobs of earlier builds, writes the archive.
+pub(crate) fn assemble(
+    spec: &BuildSpec,
+    out: &Layout,
+    platforms: Vec<BuiltPlatform>,
+    written: usize,
+    reused: usize,
+) -> Result<Built, ImageError> {
     let index_doc = Index {
         schema_version: 2,
         media_type: Some(layout::MT_INDEX.to_owned()),
@@ -776,7 +801,7 @@ pub fn build(spec: &BuildSpec) -> Result<Built, ImageError> {
     let keep: BTreeSet<String> = built.blobs().into_iter().map(|d| d.digest).collect();
     out.remove_other_blobs(&keep)?;
     if let Some(a) = &spec.archive {
-        layout::write_archive(&out, &built.blobs(), &built.docker_entries(), a)?;
+        layout::write_archive(out, &built.blobs(), &built.docker_entries(), a)?;
     }
     Ok(built)
 }
