@@ -27,7 +27,7 @@ pub struct ImageArgs {
 pub enum ImageCommand {
     /// Build a multi-platform OCI image from folders (or a Dockerfile), then optionally load
     /// it into Docker and push it.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Push an OCI image layout to a registry (blobs, then manifests, then the index).
     Push(PushArgs),
     /// Verify an OCI image layout (every blob re-hashed) and list its platforms.

@@ -446,7 +446,10 @@ mod tests {
         t
     }
 
-    fn listing(blob: &[u8]) -> Vec<(String, tar::EntryType, u32, u64, u64, u64, Vec<u8>)> {
+    /// Path, type, mode, mtime, uid, gid and content (or link target) of each entry.
+    type Listed = (String, tar::EntryType, u32, u64, u64, u64, Vec<u8>);
+
+    fn listing(blob: &[u8]) -> Vec<Listed> {
         let gz = flate2::read::GzDecoder::new(blob);
         let mut a = tar::Archive::new(gz);
         let mut out = Vec::new();

@@ -352,6 +352,9 @@ pub fn source_date_epoch(value: Option<&str>) -> Result<u64, ImageError> {
     }
 }
 
+/// A base image's manifest and config for one platform.
+type BaseImage = (Manifest, Map<String, Value>);
+
 /// A base image: its layout (extracted when it came as a tar) and chosen manifests.
 struct Base {
     layout: Layout,
@@ -396,7 +399,7 @@ impl Base {
     }
 
     /// The manifest (and its config JSON) of `platform`.
-    fn select(&self, platform: &Platform) -> Result<(Manifest, Map<String, Value>), ImageError> {
+    fn select(&self, platform: &Platform) -> Result<BaseImage, ImageError> {
         let top = self.layout.index_json()?;
         let mut found = None;
         for d in &top.manifests {
@@ -418,7 +421,7 @@ impl Base {
         d: &Descriptor,
         platform: &Platform,
         depth: usize,
-    ) -> Result<Option<(Manifest, Map<String, Value>)>, ImageError> {
+    ) -> Result<Option<BaseImage>, ImageError> {
         if depth > 4 {
             return Ok(None);
         }
