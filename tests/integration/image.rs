@@ -833,3 +833,16 @@ fn a_multi_stage_dockerfile_builds_for_both_platforms_through_the_engine() {
         ])
         .output();
 }
+
+#[test]
+fn inspect_output_is_stable() {
+    let t = tempfile::tempdir().expect("tmp");
+    trees(t.path());
+    build(
+        t.path(),
+        &["--layer", "src/{arch}:/", "--label", "a=b", "-o", "out"],
+    );
+    let r = common::pipe(t.path(), &["image", "inspect", "out"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    insta::assert_snapshot!("image-inspect", r.stdout);
+}

@@ -646,4 +646,48 @@ mod tests {
         );
         assert_ne!(k2, k3);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Any tree packs to a tar that holds exactly its files (content and mode), twice the
+        /// same bytes.
+        #[test]
+        fn random_trees_round_trip(
+            files in proptest::collection::btree_map(
+                "[a-z]{1,8}(/[a-z0-9_][a-z0-9._-]{0,11}){0,3}",
+                (proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 0o400u32..0o1000),
+                1..12,
+            )
+        ) {
+            let t = tempfile::tempdir().expect("tmp");
+            let mut want = std::collections::BTreeMap::new();
+            for (path, (data, mode)) in &files {
+                let p = t.path().join(path);
+                // A path that is a prefix folder of another one stays a folder.
+                if files.keys().any(|k| k.starts_with(&format!("{path}/"))) {
+                    continue;
+                }
+                if p.ancestors().skip(1).any(|a| a.is_file()) {
+                    continue;
+                }
+                std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+                std::fs::write(&p, data).expect("write");
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).expect("chmod");
+                want.insert(format!("x/{path}"), (*mode, data.clone()));
+            }
+            let src = LayerSource { src: t.path().to_path_buf(), target: "/x".to_owned() };
+            let es = entries(&src).expect("entries");
+            let (one, info) = write_layer(&es, LayerOptions::default(), Vec::new()).expect("layer");
+            let (two, _) = write_layer(&entries(&src).expect("entries"), LayerOptions::default(), Vec::new()).expect("layer");
+            proptest::prop_assert_eq!(&one, &two);
+            proptest::prop_assert_eq!(info.size, one.len() as u64);
+            let got: std::collections::BTreeMap<String, (u32, Vec<u8>)> = listing(&one)
+                .into_iter()
+                .filter(|e| e.1 == tar::EntryType::Regular)
+                .map(|e| (e.0, (e.2, e.6)))
+                .collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
 }

@@ -149,4 +149,14 @@ mod tests {
             assert!(e.contains(why), "{s}: {e}");
         }
     }
+
+    proptest::proptest! {
+        /// Parsing never panics, and what parses prints back the same.
+        #[test]
+        fn parse_is_total_and_round_trips(s in "[a-z0-9/]{0,20}") {
+            if let Ok(p) = Platform::parse(&s) {
+                proptest::prop_assert_eq!(p.to_string(), s);
+            }
+        }
+    }
 }
