@@ -1098,6 +1098,12 @@ mod tests {
         assert_eq!(o.outputs[1].format, Format::Json);
         assert_eq!(o.max_file_size, 10 * 1024 * 1024);
         assert_eq!(
+            ScanOptions::from_inputs(&inputs(&[("kind", "image")]))
+                .expect("kind")
+                .target_kind,
+            TargetKind::Image
+        );
+        assert_eq!(
             ScanOptions::from_inputs(&inputs(&[("fail-on", "none")]))
                 .expect("none")
                 .fail_on,
@@ -1111,6 +1117,7 @@ mod tests {
             ("typo", "x"),
             ("scanners", "licenses"),
             ("scanners", ","),
+            ("kind", "container"),
         ] {
             assert!(
                 ScanOptions::from_inputs(&inputs(&[bad])).is_err(),
