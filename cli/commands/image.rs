@@ -118,10 +118,10 @@ pub struct BuildArgs {
     /// Also write one tar that is an OCI layout and a docker-save archive.
     #[arg(long, value_name = "FILE")]
     pub archive: Option<String>,
-    /// Layer compression (`gzip`).
+    /// Layer compression: `gzip`, or `zstd` (Docker before 23 and umoci 0.4.7 cannot read it).
     #[arg(long, value_name = "KIND")]
     pub compression: Option<String>,
-    /// gzip level 0–9 (default 1).
+    /// Compression level: gzip 0–9 (default 1), zstd 0–19.
     #[arg(long, value_name = "N")]
     pub compression_level: Option<String>,
     /// Load the image into the Docker engine (`name:tag-<arch>`, and `name:tag` for this

@@ -236,6 +236,44 @@ fn skopeo_and_umoci_read_back_what_pipe_builds() {
             format!("linux/{arch}").as_str()
         );
     }
+    // zstd layers (opt-in, with a warning) hold the same tars: skopeo reads the same diff_ids.
+    let r = common::pipe(
+        t.path(),
+        &[
+            "image",
+            "build",
+            "-t",
+            "pipe-it/app:v1",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--layer",
+            "src/{arch}:/",
+            "-o",
+            "zout",
+            "--compression",
+            "zstd",
+        ],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stderr.contains("warning: zstd layers"), "{}", r.stderr);
+    let layers = |dir: &str| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&sh(Command::new("skopeo")
+            .args(["inspect", "--override-arch", "arm64"])
+            .arg(format!("oci:{}:v1", t.path().join(dir).display()))))
+        .expect("json");
+        v["Layers"].clone()
+    };
+    let (z, g) = (layers("zout"), layers("out"));
+    assert_eq!(z.as_array().map(Vec::len), Some(1));
+    assert_ne!(z, g);
+    let zstd_manifests = std::fs::read_dir(t.path().join("zout/blobs/sha256"))
+        .expect("blobs")
+        .filter(|e| {
+            std::fs::read(e.as_ref().expect("entry").path())
+                .is_ok_and(|b| String::from_utf8_lossy(&b).contains("tar+zstd"))
+        })
+        .count();
+    assert_eq!(zstd_manifests, 2);
     // `pipe image inspect` re-hashes every blob.
     let r = common::pipe(t.path(), &["image", "inspect", "out", "--json"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -443,9 +481,9 @@ fn bad_input_is_exit_2_naming_the_problem() {
                 "--layer",
                 "src/amd64",
                 "--compression",
-                "zstd",
+                "lz4",
             ],
-            "`zstd`",
+            "`lz4` is unknown",
         ),
         (
             vec![

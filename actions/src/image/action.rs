@@ -6,7 +6,7 @@
 //! `{arch}`, `{os}`, `{variant}`, `{platform}` are replaced), `base`, `dockerfile`, `context`,
 //! `build-args`, `entrypoint`, `cmd`, `env`, `workdir`, `user`, `labels`, `exposed-ports`,
 //! `annotations`, `tags` (`name:tag`), `output` (layout folder), `archive` (tar),
-//! `compression` (`gzip`), `compression-level`, `load`, `push` (`HOST/REPO:TAG`),
+//! `compression` (`gzip`, or `zstd` with a warning), `compression-level`, `load`, `push` (`HOST/REPO:TAG`),
 //! `insecure-registries`, `username`, `password`.
 //! Outputs: `digest` (the index), `digests` (JSON: platform → manifest digest),
 //! `digest-<os>-<arch>[-<variant>]`, `config-<os>-<arch>[-<variant>]` (= the engine's image id
@@ -20,7 +20,7 @@ use indexmap::IndexMap;
 use pipe_runner::executor::OutputSink;
 use pipe_runner::run::action::{BuiltinAction, BuiltinCall, BuiltinResult};
 
-use super::layer::LayerOptions;
+use super::layer::{Compression, LayerOptions};
 use super::load::Loaded;
 use super::push::{PushOptions, PushReport, Reference};
 use super::{BuildSpec, Built, ImageConfig, ImageError};
@@ -160,31 +160,31 @@ impl Request {
         }
         let (name, tag) = super::split_name_tag(self.tag.trim());
         super::check_name_tag(&name, &tag)?;
-        let level =
-            match self
-                .level
-                .as_deref()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-            {
-                None => LayerOptions::default().level,
-                Some(l) => l.parse().ok().filter(|n| *n <= 9).ok_or_else(|| {
-                    ImageError::Input(format!("compression level `{l}` is not 0–9"))
-                })?,
-            };
-        match self.compression.as_deref().map(str::trim) {
-            None | Some("") | Some("gzip") => {}
-            Some("zstd") => {
-                return Err(ImageError::Input(
-                    "`zstd` layers are not supported yet (Docker 20.10 and umoci 0.4.7 cannot read them either); use `gzip`".to_owned(),
-                ));
-            }
+        let compression = match self.compression.as_deref().map(str::trim) {
+            None | Some("") | Some("gzip") => Compression::Gzip,
+            Some("zstd") => Compression::Zstd,
             Some(other) => {
                 return Err(ImageError::Input(format!(
-                    "compression `{other}` is unknown (use `gzip`)"
+                    "compression `{other}` is unknown (use `gzip` or `zstd`)"
                 )));
             }
-        }
+        };
+        let max = if compression == Compression::Zstd {
+            19
+        } else {
+            9
+        };
+        let level = match self
+            .level
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => LayerOptions::default().level,
+            Some(l) => l.parse().ok().filter(|n| *n <= max).ok_or_else(|| {
+                ImageError::Input(format!("compression level `{l}` is not 0–{max}"))
+            })?,
+        };
         let argv = |v: &Option<String>, what: &str| {
             v.as_deref()
                 .map(str::trim)
@@ -221,6 +221,7 @@ impl Request {
             layer: LayerOptions {
                 mtime: super::source_date_epoch(self.source_date_epoch.as_deref())?,
                 level,
+                compression,
             },
             reuse_dir: self.reuse_dir.clone(),
         })
@@ -259,6 +260,11 @@ pub async fn run_request(req: &Request, cwd: &Path) -> Result<Outcome, ImageErro
         .transpose()?;
     let push_opts = req.push_options()?;
     let mut warnings = Vec::new();
+    if spec.layer.compression == Compression::Zstd {
+        warnings.push(
+            "zstd layers cannot be read by Docker before 23 (20.10 fails to pull or load them) nor by umoci 0.4.7; use gzip for images older engines or tools must read".to_owned(),
+        );
+    }
     if req.load && spec.archive.is_none() {
         spec.archive = Some(spec.output.with_extension("tar"));
     }

@@ -307,7 +307,7 @@ pub async fn build(
                 )));
             }
             layers.push(Descriptor {
-                media_type: layout::MT_LAYER_GZIP.to_owned(),
+                media_type: spec.layer.compression.media_type().to_owned(),
                 digest: blob.digest,
                 size: blob.size,
                 platform: None,

@@ -22,18 +22,91 @@ pub struct LayerSource {
     pub target: String,
 }
 
+/// How layer blobs are compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// gzip (every engine and tool reads it).
+    #[default]
+    Gzip,
+    /// zstd (opt-in: Docker 20.10 and umoci 0.4.7 cannot read it).
+    Zstd,
+}
+
+impl Compression {
+    /// The layer media type.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Compression::Gzip => super::layout::MT_LAYER_GZIP,
+            Compression::Zstd => super::layout::MT_LAYER_ZSTD,
+        }
+    }
+}
+
 /// How layers are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayerOptions {
     /// The mtime of every entry (`SOURCE_DATE_EPOCH`, else 0).
     pub mtime: u64,
-    /// gzip level 0–9.
+    /// gzip level 0–9 (zstd: the zstd level, 0 meaning its default).
     pub level: u32,
+    /// gzip or zstd.
+    pub compression: Compression,
 }
 
 impl Default for LayerOptions {
     fn default() -> Self {
-        LayerOptions { mtime: 0, level: 1 }
+        LayerOptions {
+            mtime: 0,
+            level: 1,
+            compression: Compression::Gzip,
+        }
+    }
+}
+
+/// A gzip (no timestamp, no name, OS unknown) or zstd (single-threaded, so deterministic)
+/// encoder.
+enum Encoder<W: Write> {
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    fn new(w: W, opts: LayerOptions) -> io::Result<Encoder<W>> {
+        Ok(match opts.compression {
+            Compression::Gzip => Encoder::Gzip(
+                flate2::GzBuilder::new()
+                    .mtime(0)
+                    .operating_system(255)
+                    .write(w, flate2::Compression::new(opts.level.min(9))),
+            ),
+            Compression::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(
+                w,
+                opts.level.min(19) as i32,
+            )?),
+        })
+    }
+
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Gzip(g) => g.finish(),
+            Encoder::Zstd(z) => z.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Gzip(g) => g.write(buf),
+            Encoder::Zstd(z) => z.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Gzip(g) => g.flush(),
+            Encoder::Zstd(z) => z.flush(),
+        }
     }
 }
 
@@ -252,13 +325,8 @@ pub fn write_layer<W: Write>(
     opts: LayerOptions,
     out: W,
 ) -> Result<(W, LayerBlob), ImageError> {
-    let gz = flate2::GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(
-            HashingWriter::new(out),
-            flate2::Compression::new(opts.level.min(9)),
-        );
+    let gz = Encoder::new(HashingWriter::new(out), opts)
+        .map_err(|e| ImageError::Io(format!("cannot start the compressor: {e}")))?;
     let tar_stream = HashingWriter::new(gz);
     let mut tar = tar::Builder::new(tar_stream);
     tar.mode(tar::HeaderMode::Deterministic);
@@ -359,13 +427,11 @@ pub fn compress_tar_file(
 ) -> Result<LayerBlob, ImageError> {
     let mut src = File::open(tar_path).map_err(|e| ImageError::io(tar_path, e))?;
     let tmp = tempfile::NamedTempFile::new_in(blob_dir).map_err(|e| ImageError::io(blob_dir, e))?;
-    let gz = flate2::GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(
-            HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp)),
-            flate2::Compression::new(opts.level.min(9)),
-        );
+    let gz = Encoder::new(
+        HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp)),
+        opts,
+    )
+    .map_err(|e| ImageError::io(tar_path, e))?;
     let mut raw = HashingWriter::new(gz);
     io::copy(&mut src, &mut raw).map_err(|e| ImageError::io(tar_path, e))?;
     let (gz, diff_id, _) = raw.finish();
@@ -387,7 +453,10 @@ pub fn compress_tar_file(
 /// when any entry's path, mode, size, link target or stat stamp does.
 pub fn reuse_key(entries: &[Entry], opts: LayerOptions) -> String {
     let mut h = Sha256::new();
-    h.update(format!("pipe-layer-v1\0{}\0{}\0", opts.mtime, opts.level));
+    h.update(format!(
+        "pipe-layer-v1\0{}\0{}\0{:?}\0",
+        opts.mtime, opts.level, opts.compression
+    ));
     for e in entries {
         h.update(e.path.as_bytes());
         h.update([0]);
@@ -689,5 +758,36 @@ mod tests {
                 .collect();
             proptest::prop_assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn zstd_layers_hold_the_same_tar() {
+        let t = tree();
+        let es = entries(&LayerSource {
+            src: t.path().to_path_buf(),
+            target: "/".to_owned(),
+        })
+        .expect("entries");
+        let zopts = LayerOptions {
+            compression: Compression::Zstd,
+            level: 3,
+            ..LayerOptions::default()
+        };
+        let (gz, g) = write_layer(&es, LayerOptions::default(), Vec::new()).expect("gzip");
+        let (zs, z) = write_layer(&es, zopts, Vec::new()).expect("zstd");
+        assert_eq!(g.diff_id, z.diff_id);
+        assert_ne!(g.digest, z.digest);
+        assert_eq!(&zs[..4], &[0x28, 0xb5, 0x2f, 0xfd][..]);
+        let raw = zstd::decode_all(&zs[..]).expect("unzstd");
+        let mut raw_gz = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut raw_gz)
+            .expect("gunzip");
+        assert_eq!(raw, raw_gz);
+        assert_eq!(write_layer(&es, zopts, Vec::new()).expect("again").0, zs);
+        assert_ne!(
+            reuse_key(&es, zopts),
+            reuse_key(&es, LayerOptions::default())
+        );
     }
 }

@@ -706,7 +706,7 @@ pub fn build(spec: &BuildSpec) -> Result<Built, ImageError> {
             }
             diff_ids.push(blob.diff_id.clone());
             layers.push(Descriptor {
-                media_type: layout::MT_LAYER_GZIP.to_owned(),
+                media_type: spec.layer.compression.media_type().to_owned(),
                 digest: blob.digest,
                 size: blob.size,
                 platform: None,
