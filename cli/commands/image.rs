@@ -172,6 +172,10 @@ pub fn run(cli: &Cli, args: &ImageArgs) -> u8 {
     };
     match result {
         Ok(()) => exit::SUCCESS,
+        Err(ImageError::Interrupted) => {
+            output::stderr_write(b"interrupted\n");
+            SIGNAL_CODE.load(std::sync::atomic::Ordering::SeqCst)
+        }
         Err(e) => {
             output::stderr_write(
                 format!("{} {e}\n", styles.paint(styles.error, "error:")).as_bytes(),
@@ -227,7 +231,13 @@ fn build(cli: &Cli, a: &BuildArgs) -> Result<(), ImageError> {
         .enable_all()
         .build()
         .map_err(|e| ImageError::Io(format!("cannot start the async runtime: {e}")))?;
-    let outcome = rt.block_on(action::run_request(&req, &cwd))?;
+    let outcome = rt.block_on(async {
+        // SIGINT/SIGTERM stop the build at its next entry, chunk or request; what it wrote
+        // into temporary files goes with them.
+        tokio::spawn(watch_signals());
+        action::run_request(&req, &cwd).await
+    });
+    let outcome = outcome?;
     for w in &outcome.warnings {
         eprintln!("warning: {w}");
     }
@@ -241,6 +251,25 @@ fn build(cli: &Cli, a: &BuildArgs) -> Result<(), ImageError> {
     } else {
         print_stdout(&outcome.built.index.digest)
     }
+}
+
+/// The signal that interrupted us (143 for SIGTERM, else 130).
+static SIGNAL_CODE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(130);
+
+async fn watch_signals() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    let code = tokio::select! {
+        _ = int.recv() => 130,
+        _ = term.recv() => 143,
+    };
+    SIGNAL_CODE.store(code, std::sync::atomic::Ordering::SeqCst);
+    pipe_actions::image::cancel();
 }
 
 fn push_cmd(cli: &Cli, a: &PushArgs) -> Result<(), ImageError> {

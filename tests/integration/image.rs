@@ -884,3 +884,52 @@ fn inspect_output_is_stable() {
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     insta::assert_snapshot!("image-inspect", r.stdout);
 }
+
+#[test]
+fn an_interrupted_build_exits_130_and_leaves_no_temporary_blob() {
+    let t = tempfile::tempdir().expect("tmp");
+    let big = t.path().join("big");
+    std::fs::create_dir_all(&big).expect("mkdir");
+    // Random bytes compress slowly: enough to be interrupted in the middle.
+    sh(Command::new("sh").arg("-c").arg(format!(
+        "head -c 300000000 /dev/urandom > {}/blob",
+        big.display()
+    )));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .args([
+            "image",
+            "build",
+            "-t",
+            "pipe-it/big:v1",
+            "--platform",
+            "linux/amd64",
+        ])
+        .args(["--layer", "big:/", "-o", "out"])
+        .current_dir(t.path())
+        .env("PIPE_CACHE_DIR", t.path().join("cache"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pipe");
+    // Wait until the layer's temporary file exists, then interrupt.
+    let blobs = t.path().join("out/blobs/sha256");
+    let start = Instant::now();
+    while std::fs::read_dir(&blobs).map_or(true, |mut d| d.next().is_none()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no temporary blob appeared"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130));
+    let left: Vec<_> = std::fs::read_dir(&blobs)
+        .expect("blobs")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(!t.path().join("out/index.json").exists());
+}

@@ -87,6 +87,7 @@ async fn build_one(
     let mut log: Vec<String> = Vec::new();
     let mut id = None;
     while let Some(item) = stream.next().await {
+        super::check_cancel()?;
         let info = item.map_err(|e| {
             ImageError::Failed(format!(
                 "the build for `{p}` failed: {}{}",
@@ -237,7 +238,17 @@ pub async fn build(
         let id = build_one(docker, p, &tmp_tag, &ctx, &df_name, &args).await;
         let id = match id {
             Ok(id) => id,
-            Err(e) => return Err(e),
+            Err(e) => {
+                // A build that was cut short may still have tagged its image.
+                let _ = docker
+                    .remove_image(
+                        &tmp_tag,
+                        None::<bollard::query_parameters::RemoveImageOptions>,
+                        None,
+                    )
+                    .await;
+                return Err(e);
+            }
         };
         let dir = work.path().join(p.suffix());
         std::fs::create_dir_all(&dir).map_err(|e| ImageError::io(&dir, e))?;

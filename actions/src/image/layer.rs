@@ -331,6 +331,7 @@ pub fn write_layer<W: Write>(
     let mut tar = tar::Builder::new(tar_stream);
     tar.mode(tar::HeaderMode::Deterministic);
     for e in entries {
+        super::check_cancel()?;
         let mut h = tar::Header::new_gnu();
         h.set_mtime(opts.mtime);
         h.set_uid(0);
@@ -359,7 +360,13 @@ pub fn write_layer<W: Write>(
                 tar.append_data(&mut h, &e.path, &mut exact)
             }
         };
-        written.map_err(|err| ImageError::Io(format!("cannot pack `{}`: {err}", e.path)))?;
+        written.map_err(|err| {
+            if super::cancelled() {
+                ImageError::Interrupted
+            } else {
+                ImageError::Io(format!("cannot pack `{}`: {err}", e.path))
+            }
+        })?;
     }
     let tar_stream = tar
         .into_inner()
@@ -388,6 +395,9 @@ struct ExactReader<'a, R> {
 
 impl<R: Read> Read for ExactReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if super::cancelled() {
+            return Err(io::Error::other("interrupted"));
+        }
         let n = self.inner.read(buf)?;
         if n == 0 && self.left > 0 && !buf.is_empty() {
             return Err(io::Error::other(format!(

@@ -30,6 +30,29 @@ use layer::{LayerOptions, LayerSource};
 use layout::{Descriptor, DockerSaveEntry, Layout};
 pub use platform::Platform;
 
+/// Set by [`cancel`] (the CLI's SIGINT/SIGTERM handler): packing, pushing and Dockerfile
+/// builds stop at the next entry, chunk or request and clean up their temporary files.
+static CANCELLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks every image operation of this process to stop.
+pub fn cancel() {
+    CANCELLED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether [`cancel`] was called.
+pub fn cancelled() -> bool {
+    CANCELLED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Fails with [`ImageError::Interrupted`] once [`cancel`] was called.
+pub fn check_cancel() -> Result<(), ImageError> {
+    if cancelled() {
+        Err(ImageError::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
 /// Why an image operation failed; [`ImageError::exit_code`] maps it to decisions.md's codes.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -51,6 +74,9 @@ pub enum ImageError {
     /// The work ran and failed (a Dockerfile build; exit 1).
     #[error("{0}")]
     Failed(String),
+    /// Stopped by a signal (exit 130 or 143, decided by the caller).
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl ImageError {
@@ -64,6 +90,7 @@ impl ImageError {
         match self {
             ImageError::Input(_) => 2,
             ImageError::Failed(_) => 1,
+            ImageError::Interrupted => 130,
             _ => 3,
         }
     }
@@ -698,6 +725,7 @@ pub fn build(spec: &BuildSpec) -> Result<Built, ImageError> {
             .collect();
         let mut diff_ids = Vec::new();
         for src in &own {
+            check_cancel()?;
             let (blob, was_reused) = build_layer(spec, &out, src)?;
             if was_reused {
                 reused += 1;

@@ -591,6 +591,7 @@ pub fn push(
         ..PushReport::default()
     };
     for b in &blobs {
+        super::check_cancel()?;
         if client.blob_exists(b)? {
             report.blobs_skipped += 1;
         } else {
