@@ -6,10 +6,11 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use pipe_actions::image::ImageError;
 use pipe_actions::image::action::{self, Request};
 use pipe_actions::image::layout::{self, Layout};
+use pipe_actions::image::layout::{Index, Manifest};
 use pipe_actions::image::push::{self, PushOptions, Reference};
-use pipe_actions::image::{ImageError, Index, Manifest};
 use pipe_runner::exit;
 
 use crate::args::Cli;
@@ -76,7 +77,8 @@ pub struct BuildArgs {
     /// `{variant}` and `{platform}` in SRC are replaced per platform.
     #[arg(long = "layer", value_name = "SPEC")]
     pub layers: Vec<String>,
-    /// A base image: an OCI layout folder or tar.
+    /// A base image: an OCI layout (folder or tar), a docker-save archive, or `docker:NAME`
+    /// (exported from the engine).
     #[arg(long, value_name = "PATH")]
     pub base: Option<String>,
     /// Build this Dockerfile once per platform with the Docker engine instead.

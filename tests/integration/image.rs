@@ -933,3 +933,80 @@ fn an_interrupted_build_exits_130_and_leaves_no_temporary_blob() {
     assert!(left.is_empty(), "left behind: {left:?}");
     assert!(!t.path().join("out/index.json").exists());
 }
+
+#[test]
+fn an_engine_image_or_its_docker_save_tar_is_a_base() {
+    if !docker_available() {
+        return;
+    }
+    let t = tempfile::tempdir().expect("tmp");
+    let bin = t.path().join("bb/bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    std::fs::copy("/bin/busybox", bin.join("busybox")).expect("busybox-static");
+    for applet in ["sh", "cat"] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("symlink");
+    }
+    std::fs::create_dir_all(t.path().join("extra")).expect("mkdir");
+    std::fs::write(t.path().join("extra/x"), "from the derived layer\n").expect("write");
+    let base = build_with(
+        t.path(),
+        "pipe-it/base:v1",
+        "linux/amd64",
+        &["--layer", "bb:/", "-e", "PATH=/bin", "-o", "base", "--load"],
+    );
+    sh(Command::new("sh")
+        .current_dir(t.path())
+        .arg("-c")
+        .arg("docker save pipe-it/base:v1-amd64 > saved.tar"));
+    let derive = |base_arg: &str, out: &str, load: bool| {
+        let mut extra = vec![
+            "--base",
+            base_arg,
+            "--layer",
+            "extra:/opt",
+            "--cmd",
+            "cat /opt/x",
+            "-o",
+            out,
+        ];
+        if load {
+            extra.push("--load");
+        }
+        build_with(t.path(), "pipe-it/derived:v1", "linux/amd64", &extra)
+    };
+    let from_engine = derive("docker:pipe-it/base:v1-amd64", "d1", true);
+    let from_tar = derive("saved.tar", "d2", false);
+    let from_layout = derive("base", "d3", false);
+    assert_eq!(from_engine["digest"], from_tar["digest"]);
+    // The base's layer is the same content whichever way it came (the engine's export
+    // recompressed by pipe gives the same bytes as pipe's own layer).
+    assert_eq!(
+        from_engine["platforms"][0]["layers"][0]["digest"],
+        base["platforms"][0]["layers"][0]["digest"]
+    );
+    assert_eq!(
+        from_layout["platforms"][0]["layers"][0],
+        base["platforms"][0]["layers"][0]
+    );
+    let out = sh(Command::new("docker").args(["run", "--rm", "pipe-it/derived:v1-amd64"]));
+    assert_eq!(out, "from the derived layer\n");
+    let path = sh(Command::new("docker").args([
+        "run",
+        "--rm",
+        "pipe-it/derived:v1-amd64",
+        "sh",
+        "-c",
+        "echo $PATH",
+    ]));
+    assert_eq!(path.trim(), "/bin");
+    let _ = Command::new("docker")
+        .args([
+            "rmi",
+            "-f",
+            "pipe-it/derived:v1",
+            "pipe-it/derived:v1-amd64",
+            "pipe-it/base:v1",
+            "pipe-it/base:v1-amd64",
+        ])
+        .output();
+}

@@ -3,7 +3,8 @@
 //! Dockerfile builds per platform), then `load`, then `push`.
 //!
 //! Inputs: `platforms` (comma or line list), `layers` (one `[PLATFORM=]SRC[:TARGET]` a line;
-//! `{arch}`, `{os}`, `{variant}`, `{platform}` are replaced), `base`, `dockerfile`, `context`,
+//! `{arch}`, `{os}`, `{variant}`, `{platform}` are replaced), `base` (OCI layout, docker-save
+//! archive or `docker:NAME`), `dockerfile`, `context`,
 //! `build-args`, `entrypoint`, `cmd`, `env`, `workdir`, `user`, `labels`, `exposed-ports`,
 //! `annotations`, `tags` (`name:tag`), `output` (layout folder), `archive` (tar),
 //! `compression` (`gzip`, or `zstd` with a warning), `compression-level`, `load`, `push` (`HOST/REPO:TAG`),
@@ -267,6 +268,19 @@ pub async fn run_request(req: &Request, cwd: &Path) -> Result<Outcome, ImageErro
     }
     if req.load && spec.archive.is_none() {
         spec.archive = Some(spec.output.with_extension("tar"));
+    }
+    // `docker:NAME` bases come out of the engine as a docker-save archive first.
+    let mut _exported = None;
+    if let Some(name) = req
+        .base
+        .as_deref()
+        .map(str::trim)
+        .and_then(|b| b.strip_prefix("docker:"))
+    {
+        let docker = super::load::connect().await?;
+        let tmp = tempfile::tempdir().map_err(|e| ImageError::Io(e.to_string()))?;
+        spec.base = Some(super::dockerfile::export(&docker, name, tmp.path()).await?);
+        _exported = Some(tmp);
     }
     let built = match req
         .dockerfile

@@ -149,7 +149,11 @@ fn tail(log: &[String]) -> String {
 }
 
 /// Exports `image` into `dir` (a docker-save tar unpacked).
-async fn export(docker: &Docker, image: &str, dir: &Path) -> Result<PathBuf, ImageError> {
+pub(crate) async fn export(
+    docker: &Docker,
+    image: &str,
+    dir: &Path,
+) -> Result<PathBuf, ImageError> {
     let tar_path = dir.join("save.tar");
     let mut f = tokio::fs::File::create(&tar_path)
         .await

@@ -19,15 +19,13 @@ pub mod load;
 pub mod platform;
 pub mod push;
 
-pub use layout::{Index, Manifest};
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
 use layer::{LayerOptions, LayerSource};
-use layout::{Descriptor, DockerSaveEntry, Layout};
+use layout::{Descriptor, DockerSaveEntry, Index, Layout, Manifest};
 pub use platform::Platform;
 
 /// Set by [`cancel`] (the CLI's SIGINT/SIGTERM handler): packing, pushing and Dockerfile
@@ -389,8 +387,13 @@ struct Base {
 }
 
 impl Base {
+    /// Opens an OCI layout (folder or tar) or a docker-save archive (folder or tar, as
+    /// Docker < 25 writes it; converted into a temporary layout).
     fn open(path: &Path) -> Result<Base, ImageError> {
         if path.is_dir() {
+            if !path.join("oci-layout").exists() && path.join("manifest.json").exists() {
+                return Base::from_docker_save(path);
+            }
             return Ok(Base {
                 layout: Layout::open(path)?,
                 _tmp: None,
@@ -403,24 +406,37 @@ impl Base {
             ))
         })?;
         let tmp = tempfile::tempdir().map_err(|e| ImageError::Io(e.to_string()))?;
-        let mut a = tar::Archive::new(f);
-        // Only plain files and folders below the temp root; `unpack_in` refuses `..`.
-        for e in a.entries().map_err(|e| ImageError::io(path, e))? {
-            let mut e = e.map_err(|e| ImageError::io(path, e))?;
-            let kind = e.header().entry_type();
-            if kind.is_file() || kind.is_dir() {
-                e.unpack_in(tmp.path())
-                    .map_err(|e| ImageError::io(path, e))?;
-            }
-        }
+        unpack_plain(f, path, tmp.path())?;
         if !tmp.path().join("index.json").exists() {
+            if tmp.path().join("manifest.json").exists() {
+                return Base::from_docker_save(tmp.path());
+            }
             return Err(ImageError::Input(format!(
-                "the base image `{}` is not an OCI layout (no `index.json`; a docker-save tar of Docker < 25 can be converted with `skopeo copy docker-archive:FILE oci:DIR:TAG`)",
+                "the base image `{}` is neither an OCI layout nor a docker-save archive (no `index.json` or `manifest.json`)",
                 path.display()
             )));
         }
         Ok(Base {
             layout: Layout::open(tmp.path())?,
+            _tmp: Some(tmp),
+        })
+    }
+
+    /// A docker-save archive (unpacked in `dir`) as a temporary OCI layout: configs kept byte
+    /// for byte, layers gzip-compressed (diff_ids checked), one manifest per image.
+    fn from_docker_save(dir: &Path) -> Result<Base, ImageError> {
+        let tmp = tempfile::tempdir().map_err(|e| ImageError::Io(e.to_string()))?;
+        let out = Layout::create(tmp.path())?;
+        let manifests = docker_save_to_layout(dir, &out, LayerOptions::default())?;
+        let index = Index {
+            schema_version: 2,
+            media_type: Some(layout::MT_INDEX.to_owned()),
+            manifests,
+            annotations: BTreeMap::new(),
+        };
+        layout::write_atomic(&tmp.path().join("index.json"), &layout::to_json(&index)?)?;
+        Ok(Base {
+            layout: out,
             _tmp: Some(tmp),
         })
     }
@@ -492,6 +508,104 @@ impl Base {
             _ => Ok(None),
         }
     }
+}
+
+/// Unpacks plain files and folders of a tar below `to` (`unpack_in` refuses `..`; links and
+/// devices are skipped).
+pub(crate) fn unpack_plain(f: std::fs::File, path: &Path, to: &Path) -> Result<(), ImageError> {
+    let mut a = tar::Archive::new(f);
+    for e in a.entries().map_err(|e| ImageError::io(path, e))? {
+        let mut e = e.map_err(|e| ImageError::io(path, e))?;
+        let kind = e.header().entry_type();
+        if kind.is_file() || kind.is_dir() {
+            e.unpack_in(to).map_err(|e| ImageError::io(path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// One image of a docker-save `manifest.json`.
+#[derive(serde::Deserialize)]
+pub(crate) struct SaveEntry {
+    #[serde(rename = "Config")]
+    pub(crate) config: String,
+    #[serde(rename = "Layers")]
+    pub(crate) layers: Vec<String>,
+}
+
+/// Stores the images of an unpacked docker-save archive in `out`; returns their manifest
+/// descriptors (with `platform` from each config).
+pub(crate) fn docker_save_to_layout(
+    dir: &Path,
+    out: &Layout,
+    opts: LayerOptions,
+) -> Result<Vec<Descriptor>, ImageError> {
+    let manifest_path = dir.join("manifest.json");
+    let entries: Vec<SaveEntry> = std::fs::read(&manifest_path)
+        .map_err(|e| ImageError::io(&manifest_path, e))
+        .and_then(|b| {
+            serde_json::from_slice(&b)
+                .map_err(|e| ImageError::Corrupt(format!("`{}`: {e}", manifest_path.display())))
+        })?;
+    let mut out_descs = Vec::new();
+    for entry in &entries {
+        let inside = |rel: &str| -> Result<PathBuf, ImageError> {
+            if rel.split('/').any(|p| p == "..") || rel.starts_with('/') {
+                return Err(ImageError::Corrupt(format!(
+                    "`{}` names `{rel}` outside the archive",
+                    manifest_path.display()
+                )));
+            }
+            Ok(dir.join(rel))
+        };
+        let cfg_path = inside(&entry.config)?;
+        let config_bytes = std::fs::read(&cfg_path).map_err(|e| ImageError::io(&cfg_path, e))?;
+        let cfg: Value = serde_json::from_slice(&config_bytes)
+            .map_err(|e| ImageError::Corrupt(format!("`{}`: {e}", cfg_path.display())))?;
+        let diff_ids: Vec<String> = cfg["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut layers = Vec::new();
+        for (i, l) in entry.layers.iter().enumerate() {
+            check_cancel()?;
+            let blob = layer::compress_tar_file(&inside(l)?, opts, &out.blob_dir())?;
+            if diff_ids.get(i) != Some(&blob.diff_id) {
+                return Err(ImageError::Corrupt(format!(
+                    "layer `{l}` hashes to {}, its config says {}",
+                    blob.diff_id,
+                    diff_ids.get(i).map(String::as_str).unwrap_or("nothing")
+                )));
+            }
+            layers.push(Descriptor {
+                media_type: opts.compression.media_type().to_owned(),
+                digest: blob.digest,
+                size: blob.size,
+                platform: None,
+                annotations: BTreeMap::new(),
+            });
+        }
+        let config = out.put(layout::MT_CONFIG, &config_bytes)?;
+        let m = Manifest {
+            schema_version: 2,
+            media_type: Some(layout::MT_MANIFEST.to_owned()),
+            config,
+            layers,
+            annotations: BTreeMap::new(),
+        };
+        let mut d = out.put(layout::MT_MANIFEST, &layout::to_json(&m)?)?;
+        d.platform = Some(layout::PlatformJson {
+            architecture: cfg["architecture"].as_str().unwrap_or("amd64").to_owned(),
+            os: cfg["os"].as_str().unwrap_or("linux").to_owned(),
+            variant: cfg["variant"].as_str().map(str::to_owned),
+        });
+        out_descs.push(d);
+    }
+    Ok(out_descs)
 }
 
 /// Copies a blob from one layout to another, re-hashing it on the way.
