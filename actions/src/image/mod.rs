@@ -750,9 +750,10 @@ fn build_layer(
         && let Ok(text) = std::fs::read_to_string(r)
     {
         let parts: Vec<&str> = text.split_whitespace().collect();
-        if let [digest, diff_id, size] = parts.as_slice()
+        if let [digest, diff_id, size, stamp] = parts.as_slice()
             && let Ok(size) = size.parse::<u64>()
             && out.has(digest, size)
+            && blob_stamp(out, digest).as_deref() == Some(*stamp)
         {
             return Ok((
                 layer::LayerBlob {
@@ -771,12 +772,28 @@ fn build_layer(
         && std::fs::create_dir_all(dir).is_ok()
     {
         // A lost record only costs a repack.
+        let stamp = blob_stamp(out, &blob.digest).unwrap_or_default();
         let _ = layout::write_atomic(
             r,
-            format!("{} {} {}\n", blob.digest, blob.diff_id, blob.size).as_bytes(),
+            format!("{} {} {} {stamp}\n", blob.digest, blob.diff_id, blob.size).as_bytes(),
         );
     }
     Ok((blob, false))
+}
+
+/// The blob file's mtime (ns), ctime (ns) and inode: a blob changed in place (even to the
+/// same size) no longer matches its reuse record and is packed again.
+fn blob_stamp(out: &Layout, digest: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(out.blob_path(digest).ok()?).ok()?;
+    Some(format!(
+        "{}.{}/{}.{}/{}",
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+        m.ino()
+    ))
 }
 
 /// Builds the image: layers, configs, manifests, the index, `index.json`; then removes blobs
