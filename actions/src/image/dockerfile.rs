@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use pipe_runner::executor::docker::endpoint;
 use tokio::io::AsyncWriteExt;
 
-use super::layout::{self, Descriptor};
+use super::layout;
 use super::{BuildSpec, Built, BuiltPlatform, ImageError, Platform};
 
 /// The context tar: the folder's files (sorted, `.dockerignore` not read), plus the
@@ -47,15 +47,6 @@ fn context_tar(context: &Path, dockerfile: &Path) -> Result<(Vec<u8>, String), I
         .into_inner()
         .map_err(|e| ImageError::Io(e.to_string()))?;
     Ok((bytes, name))
-}
-
-/// One docker-save image.
-#[derive(serde::Deserialize)]
-struct SaveEntry {
-    #[serde(rename = "Config")]
-    config: String,
-    #[serde(rename = "Layers")]
-    layers: Vec<String>,
 }
 
 /// Runs one platform's build; returns the image id.
@@ -265,71 +256,38 @@ pub async fn build(
             )
             .await;
         let saved = saved?;
-        let manifest_path = saved.join("manifest.json");
-        let entries: Vec<SaveEntry> = std::fs::read(&manifest_path)
-            .map_err(|e| ImageError::io(&manifest_path, e))
-            .and_then(|b| {
-                serde_json::from_slice(&b)
-                    .map_err(|e| ImageError::Corrupt(format!("the engine's `manifest.json`: {e}")))
-            })?;
-        let [entry] = entries.as_slice() else {
+        let (blob_out, opts) = (super::layout::Layout::open(out.root())?, spec.layer);
+        let images =
+            tokio::task::spawn_blocking(move || super::docker_save_images(&saved, &blob_out, opts))
+                .await
+                .map_err(|e| ImageError::Io(e.to_string()))??;
+        let [img] = images.as_slice() else {
             return Err(ImageError::Corrupt(format!(
                 "the engine exported {} images for `{tmp_tag}`",
-                entries.len()
+                images.len()
             )));
         };
-        let config_bytes = std::fs::read(saved.join(&entry.config))
-            .map_err(|e| ImageError::io(&saved.join(&entry.config), e))?;
-        let cfg: serde_json::Value = serde_json::from_slice(&config_bytes)
-            .map_err(|e| ImageError::Corrupt(format!("the engine's image config: {e}")))?;
-        if layout::sha256(&config_bytes) != id {
+        if layout::sha256(&img.config_bytes) != id {
             warnings.push(format!(
                 "the exported config of `{p}` hashes to {} but the engine called the image {id}",
-                layout::sha256(&config_bytes)
+                layout::sha256(&img.config_bytes)
             ));
         }
-        let arch = cfg["architecture"].as_str().unwrap_or("");
+        let arch = img.config["architecture"].as_str().unwrap_or("");
         if arch != p.arch {
             return Err(ImageError::Failed(format!(
                 "the engine built `{arch}` when asked for `{p}` (is the base image for that platform?)"
             )));
         }
-        let diff_ids: Vec<String> = cfg["rootfs"]["diff_ids"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut layers = Vec::new();
-        for (i, l) in entry.layers.iter().enumerate() {
-            let path = saved.join(l);
-            let blob_dir = out.blob_dir();
-            let opts = spec.layer;
-            let blob = tokio::task::spawn_blocking(move || {
-                super::layer::compress_tar_file(&path, opts, &blob_dir)
-            })
-            .await
-            .map_err(|e| ImageError::Io(e.to_string()))??;
-            written += 1;
-            if diff_ids.get(i) != Some(&blob.diff_id) {
-                return Err(ImageError::Corrupt(format!(
-                    "layer {} of `{p}` hashes to {}, its config says {}",
-                    i + 1,
-                    blob.diff_id,
-                    diff_ids.get(i).map(String::as_str).unwrap_or("nothing")
-                )));
-            }
-            layers.push(Descriptor {
-                media_type: spec.layer.compression.media_type().to_owned(),
-                digest: blob.digest,
-                size: blob.size,
-                platform: None,
-                annotations: Default::default(),
-            });
-        }
-        let entry = super::add_platform(spec, &out, p, &config_bytes, layers, &platforms)?;
+        written += img.layers.len();
+        let entry = super::add_platform(
+            spec,
+            &out,
+            p,
+            &img.config_bytes,
+            img.layers.clone(),
+            &platforms,
+        )?;
         platforms.push(entry);
     }
     super::assemble(spec, &out, platforms, written, 0)

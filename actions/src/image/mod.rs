@@ -533,13 +533,20 @@ pub(crate) struct SaveEntry {
     pub(crate) layers: Vec<String>,
 }
 
-/// Stores the images of an unpacked docker-save archive in `out`; returns their manifest
-/// descriptors (with `platform` from each config).
-pub(crate) fn docker_save_to_layout(
+/// One image of a docker-save archive, stored in a layout: its config (bytes as the archive
+/// has them, and parsed) and its layers, gzip-compressed with their diff_ids checked.
+pub(crate) struct SavedImage {
+    pub(crate) config_bytes: Vec<u8>,
+    pub(crate) config: Value,
+    pub(crate) layers: Vec<Descriptor>,
+}
+
+/// Stores the images of an unpacked docker-save archive (`dir`) in `out`.
+pub(crate) fn docker_save_images(
     dir: &Path,
     out: &Layout,
     opts: LayerOptions,
-) -> Result<Vec<Descriptor>, ImageError> {
+) -> Result<Vec<SavedImage>, ImageError> {
     let manifest_path = dir.join("manifest.json");
     let entries: Vec<SaveEntry> = std::fs::read(&manifest_path)
         .map_err(|e| ImageError::io(&manifest_path, e))
@@ -547,22 +554,22 @@ pub(crate) fn docker_save_to_layout(
             serde_json::from_slice(&b)
                 .map_err(|e| ImageError::Corrupt(format!("`{}`: {e}", manifest_path.display())))
         })?;
-    let mut out_descs = Vec::new();
+    let inside = |rel: &str| -> Result<PathBuf, ImageError> {
+        if rel.split('/').any(|p| p == "..") || rel.starts_with('/') {
+            return Err(ImageError::Corrupt(format!(
+                "`{}` names `{rel}` outside the archive",
+                manifest_path.display()
+            )));
+        }
+        Ok(dir.join(rel))
+    };
+    let mut images = Vec::new();
     for entry in &entries {
-        let inside = |rel: &str| -> Result<PathBuf, ImageError> {
-            if rel.split('/').any(|p| p == "..") || rel.starts_with('/') {
-                return Err(ImageError::Corrupt(format!(
-                    "`{}` names `{rel}` outside the archive",
-                    manifest_path.display()
-                )));
-            }
-            Ok(dir.join(rel))
-        };
         let cfg_path = inside(&entry.config)?;
         let config_bytes = std::fs::read(&cfg_path).map_err(|e| ImageError::io(&cfg_path, e))?;
-        let cfg: Value = serde_json::from_slice(&config_bytes)
+        let config: Value = serde_json::from_slice(&config_bytes)
             .map_err(|e| ImageError::Corrupt(format!("`{}`: {e}", cfg_path.display())))?;
-        let diff_ids: Vec<String> = cfg["rootfs"]["diff_ids"]
+        let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
             .as_array()
             .map(|a| {
                 a.iter()
@@ -589,23 +596,42 @@ pub(crate) fn docker_save_to_layout(
                 annotations: BTreeMap::new(),
             });
         }
-        let config = out.put(layout::MT_CONFIG, &config_bytes)?;
+        images.push(SavedImage {
+            config_bytes,
+            config,
+            layers,
+        });
+    }
+    Ok(images)
+}
+
+/// Stores the images of an unpacked docker-save archive in `out`; returns their manifest
+/// descriptors (with `platform` from each config).
+pub(crate) fn docker_save_to_layout(
+    dir: &Path,
+    out: &Layout,
+    opts: LayerOptions,
+) -> Result<Vec<Descriptor>, ImageError> {
+    let mut descs = Vec::new();
+    for img in docker_save_images(dir, out, opts)? {
+        let config = out.put(layout::MT_CONFIG, &img.config_bytes)?;
         let m = Manifest {
             schema_version: 2,
             media_type: Some(layout::MT_MANIFEST.to_owned()),
             config,
-            layers,
+            layers: img.layers,
             annotations: BTreeMap::new(),
         };
         let mut d = out.put(layout::MT_MANIFEST, &layout::to_json(&m)?)?;
+        let cfg = &img.config;
         d.platform = Some(layout::PlatformJson {
             architecture: cfg["architecture"].as_str().unwrap_or("amd64").to_owned(),
             os: cfg["os"].as_str().unwrap_or("linux").to_owned(),
             variant: cfg["variant"].as_str().map(str::to_owned),
         });
-        out_descs.push(d);
+        descs.push(d);
     }
-    Ok(out_descs)
+    Ok(descs)
 }
 
 /// Copies a blob from one layout to another, re-hashing it on the way.
