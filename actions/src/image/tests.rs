@@ -717,3 +717,47 @@ fn push_gives_up_after_retries_and_reports_digest_errors() {
     };
     assert!(e.contains("MANIFEST_BLOB_UNKNOWN"), "{e}");
 }
+
+#[test]
+fn variants_reach_the_index_and_the_config() {
+    let t = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(t.path().join("src")).expect("mkdir");
+    std::fs::write(t.path().join("src/f"), "x").expect("write");
+    let platforms = parse_platforms(&["linux/arm/v7,linux/arm64".to_owned()]).expect("platforms");
+    let layers = parse_layer_spec("src:/", &platforms, t.path()).expect("layers");
+    let s = BuildSpec {
+        platforms,
+        layers,
+        base: None,
+        config: ImageConfig::default(),
+        annotations: BTreeMap::new(),
+        name: "pipe/v".to_owned(),
+        tag: "1".to_owned(),
+        output: t.path().join("out"),
+        archive: None,
+        layer: LayerOptions::default(),
+        reuse_dir: None,
+    };
+    let b = build(&s).expect("build");
+    assert_eq!(b.platforms[0].repo_tags, ["pipe/v:1-arm-v7"]);
+    let l = Layout::open(&s.output).expect("layout");
+    let idx = oci_spec::image::ImageIndex::from_reader(&l.read_blob(&b.index).expect("index")[..])
+        .expect("index");
+    let p = idx.manifests()[0].platform().as_ref().expect("platform");
+    assert_eq!(p.variant().as_deref(), Some("v7"));
+    assert_eq!(p.architecture().to_string(), "arm");
+    assert_eq!(
+        idx.manifests()[1].platform().as_ref().expect("p").variant(),
+        &None
+    );
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&l.read_blob(&b.platforms[0].config).expect("config"))
+            .expect("json");
+    assert_eq!(
+        (cfg["architecture"].as_str(), cfg["variant"].as_str()),
+        (Some("arm"), Some("v7"))
+    );
+    // One layer content, two platforms: the blob is stored once.
+    assert_eq!(b.platforms[0].layers[0], b.platforms[1].layers[0]);
+    assert_eq!(l.verify().expect("verify").len(), 6);
+}
