@@ -488,9 +488,13 @@ impl BuiltinAction for ImageAction {
                 .ok()
                 .map(|d| d.join("image-layers")),
         };
-        let outcome = run_request(&req, call.workspace)
-            .await
-            .map_err(|e| e.to_string())?;
+        // A cancelled step ends now; a layer being packed finishes in the background and is
+        // swept from the layout by the next build.
+        let outcome = tokio::select! {
+            r = run_request(&req, call.workspace) => r.map_err(|e| e.to_string())?,
+            _ = call.cancel.soft.cancelled() => return Err("the image build was cancelled".to_owned()),
+            _ = call.cancel.hard.cancelled() => return Err("the image build was cancelled".to_owned()),
+        };
         for w in &outcome.warnings {
             crate::util::warning(out, w);
         }
