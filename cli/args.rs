@@ -48,6 +48,8 @@ pub enum Command {
     Scan(crate::commands::scan::ScanArgs),
     /// Time commands (hyperfine's flags), compare with baselines, show history.
     Bench(crate::commands::bench::BenchArgs),
+    /// Build multi-platform OCI images, load them into Docker, push them (`build`, `push`, `inspect`).
+    Image(crate::commands::image::ImageArgs),
     /// Remove containers, networks and volumes that a killed `pipe` left behind.
     Prune(PruneArgs),
     /// List the builds runs registered (promotion).

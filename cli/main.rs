@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         Command::Cache(a) => commands::cache::run(&cli, a),
         Command::Scan(a) => commands::scan::run(&cli, a),
         Command::Bench(a) => commands::bench::run(&cli, a),
+        Command::Image(a) => commands::image::run(&cli, a),
         Command::Prune(a) => commands::prune::run(&cli, a),
         Command::Builds(a) => commands::promote::builds::builds(&cli, a),
         Command::Show(a) => commands::promote::builds::show(&cli, a),

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cache;
 pub mod checkout;
 pub mod echo;
+pub mod image;
 pub mod reports;
 pub mod scan;
 pub mod util;
@@ -26,6 +27,7 @@ pub fn registry(action_dir: Option<PathBuf>) -> ActionRegistry {
     r.register("pipe/echo", Arc::new(echo::Echo));
     r.register("pipe/scan", Arc::new(scan::action::ScanAction));
     r.register("pipe/bench", Arc::new(bench::action::BenchAction));
+    r.register("pipe/image", Arc::new(image::action::ImageAction));
     r.register("actions/checkout", Arc::new(checkout::Checkout));
     r.register(
         "actions/cache",

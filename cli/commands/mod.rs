@@ -6,6 +6,7 @@ pub mod bench;
 pub mod cache;
 pub mod deploy;
 pub mod graph;
+pub mod image;
 pub mod list;
 pub mod logs;
 pub mod promote;

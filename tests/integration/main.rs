@@ -9,7 +9,8 @@
 //! `pipe scan` (vulnerabilities); `scan_targets` drives secrets, misconfiguration, rootfs and
 //! image targets; `bench` drives `pipe bench` and the job `reports:` key; `promote` drives builds, gates,
 //! approvals and the ledger end to end; `deploy` drives `pipe rollback`, `evidence` and `metrics`; `docker` runs jobs
-//! in containers on the real engine.
+//! in containers on the real engine; `image` drives `pipe image` against skopeo, umoci, a real
+//! registry and the engine, and runs `pipelines/release.yml`.
 
 mod bad_input;
 mod bench;
@@ -20,6 +21,7 @@ mod conformance;
 mod corpus;
 mod deploy;
 mod docker;
+mod image;
 mod plan;
 mod promote;
 mod run_cli;

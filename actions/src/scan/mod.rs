@@ -426,6 +426,7 @@ impl Default for ScanOptions {
 /// The inputs of `uses: pipe/scan@v1`; each mirrors the flag of the same name.
 pub const ACTION_INPUTS: &[&str] = &[
     "path",
+    "kind",
     "scanners",
     "secret-config",
     "git-history",
@@ -472,6 +473,19 @@ impl ScanOptions {
         for (k, v) in inputs {
             match k.as_str() {
                 "path" => o.target = PathBuf::from(v.trim()),
+                // What `path` is, as the subcommands of `pipe scan` say it.
+                "kind" => {
+                    o.target_kind = match v.trim() {
+                        "" | "fs" => TargetKind::Fs,
+                        "rootfs" => TargetKind::Rootfs,
+                        "image" => TargetKind::Image,
+                        other => {
+                            return Err(format!(
+                                "input `kind`: `{other}` is not `fs`, `rootfs` or `image`"
+                            ));
+                        }
+                    }
+                }
                 "scanners" => o.scanners = Some(parse_scanners(v)?),
                 "secret-config" => o.secret_config = Some(PathBuf::from(v.trim())),
                 "git-history" => o.git_history = boolean(k, v)?,
@@ -1084,6 +1098,12 @@ mod tests {
         assert_eq!(o.outputs[1].format, Format::Json);
         assert_eq!(o.max_file_size, 10 * 1024 * 1024);
         assert_eq!(
+            ScanOptions::from_inputs(&inputs(&[("kind", "image")]))
+                .expect("kind")
+                .target_kind,
+            TargetKind::Image
+        );
+        assert_eq!(
             ScanOptions::from_inputs(&inputs(&[("fail-on", "none")]))
                 .expect("none")
                 .fail_on,
@@ -1097,6 +1117,7 @@ mod tests {
             ("typo", "x"),
             ("scanners", "licenses"),
             ("scanners", ","),
+            ("kind", "container"),
         ] {
             assert!(
                 ScanOptions::from_inputs(&inputs(&[bad])).is_err(),
