@@ -50,6 +50,12 @@ pub enum Command {
     Bench(crate::commands::bench::BenchArgs),
     /// Remove containers, networks and volumes that a killed `pipe` left behind.
     Prune(PruneArgs),
+    /// Serve the job queue API on PostgreSQL (`migrate`, `token` manage it).
+    Server(crate::commands::server::ServerArgs),
+    /// Claim jobs from a `pipe server` and run them.
+    Agent(crate::commands::agent::AgentArgs),
+    /// Send a run to a `pipe server`.
+    Submit(crate::commands::submit::SubmitArgs),
 }
 
 /// `pipe prune`.
@@ -154,6 +160,10 @@ pub struct RunArgs {
     /// Live view on a terminal (`auto`) or plain prefixed lines.
     #[arg(long, value_enum, default_value_t = crate::reporter::ProgressMode::Auto)]
     pub progress: crate::reporter::ProgressMode,
+    /// Results of jobs that ran elsewhere (JSON `{"job": {"result": "success", "outputs":
+    /// {}}}`), for jobs left out with `-j JOB --no-deps`: `pipe agent` runs one job this way.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub needs_results: Option<PathBuf>,
 }
 
 /// `pipe list`.

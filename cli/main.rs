@@ -43,6 +43,9 @@ fn main() -> ExitCode {
         Command::Scan(a) => commands::scan::run(&cli, a),
         Command::Bench(a) => commands::bench::run(&cli, a),
         Command::Prune(a) => commands::prune::run(&cli, a),
+        Command::Server(a) => commands::server::run(&cli, a),
+        Command::Agent(a) => commands::agent::run(&cli, a),
+        Command::Submit(a) => commands::submit::run(&cli, a),
     };
     ExitCode::from(code)
 }

@@ -13,6 +13,7 @@ pub mod agent;
 pub mod api;
 pub mod client;
 pub mod db;
+pub mod git;
 pub mod http;
 pub mod plan;
 pub mod secret;

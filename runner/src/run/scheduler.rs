@@ -29,10 +29,15 @@ use crate::run::report::NoticeLevel;
 use crate::workflow::YStr;
 
 /// How to run a plan.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     /// Legs running at once (`-p`).
     pub parallel: usize,
+    /// Results of jobs that ran elsewhere, by job id: a job that is not selected and has an
+    /// entry here is done with that result and those outputs (its dependants' `needs` and
+    /// status functions see them); without one it counts as a success with no outputs. This is
+    /// how an agent of `pipe server` runs one job of a workflow whose needs other agents ran.
+    pub given: HashMap<String, (Conclusion, IndexMap<String, String>)>,
 }
 
 /// What a run produced.
@@ -186,11 +191,14 @@ pub async fn run_plan(
                 }
                 let pj = &plan.jobs[j];
                 if !pj.selected {
-                    // Not selected: its dependants see success with no outputs.
-                    state[j] = JobState::Done {
-                        result: Conclusion::Success,
-                        outputs: IndexMap::new(),
-                    };
+                    // Not selected: its dependants see the given result, or success with no
+                    // outputs.
+                    let (result, outputs) = opts
+                        .given
+                        .get(&pj.id)
+                        .cloned()
+                        .unwrap_or((Conclusion::Success, IndexMap::new()));
+                    state[j] = JobState::Done { result, outputs };
                     mark_done(j, &mut remaining, &mut ready);
                     progressed = true;
                     continue;
