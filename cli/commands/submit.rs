@@ -130,9 +130,11 @@ fn requests(cli: &Cli, args: &SubmitArgs) -> Result<Vec<SubmitRequest>, u8> {
 /// inside one, else `.github/workflows/NAME`.
 fn workflow_path(file: &Path) -> String {
     let abs = file.canonicalize().unwrap_or_else(|_| file.to_path_buf());
-    let root = pipe_runner::project::find_root(abs.parent().unwrap_or(Path::new("/")));
+    let parent = abs.parent().unwrap_or(Path::new("/"));
+    let root = pipe_runner::project::find_root(parent);
+    let in_git = root.join(".git").exists();
     match abs.strip_prefix(&root) {
-        Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+        Ok(rel) if in_git && !rel.as_os_str().is_empty() => rel.display().to_string(),
         _ => format!(
             ".github/workflows/{}",
             file.file_name()

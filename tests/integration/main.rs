@@ -7,7 +7,8 @@
 //! workflows of `tests/conformance/` and the interrupt tests; `builtins` runs the built-in
 //! GitHub actions across runs; `cache` drives `pipe cache` and its fault tests; `scan` drives
 //! `pipe scan` (vulnerabilities); `scan_targets` drives secrets, misconfiguration, rootfs and
-//! image targets; `bench` drives `pipe bench` and the job `reports:` key; `docker` runs jobs
+//! image targets; `server` drives `pipe server`, `pipe agent` and `pipe submit` on a real
+//! PostgreSQL with their failure cases; `bench` drives `pipe bench` and the job `reports:` key; `docker` runs jobs
 //! in containers on the real engine.
 
 mod bad_input;
@@ -22,5 +23,6 @@ mod plan;
 mod run_cli;
 mod scan;
 mod scan_targets;
+mod server;
 mod snapshots;
 mod stepcache;
