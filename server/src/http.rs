@@ -174,7 +174,35 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/jobs/{job}/attempts/{attempt}/complete", post(complete))
         .route("/api/v1/webhooks/github", post(webhook))
         .layer(DefaultBodyLimit::max(8 * 1024 * 1024))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Every error answer is a JSON `{"error": …}`, including axum's own rejections (a path or
+/// query that does not parse, a body too large) which are plain text.
+async fn json_errors(resp: Response) -> Response {
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if resp.status().as_u16() < 400 || is_json {
+        return resp;
+    }
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let message = if body.trim().is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_lowercase()
+    } else {
+        body.trim().to_owned()
+    };
+    ApiError(status, message).into_response()
 }
 
 async fn openapi() -> Response {
@@ -182,12 +210,24 @@ async fn openapi() -> Response {
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("invalid JSON body: {e}"),
-        )
-    })
+    let bad = |e: String| ApiError(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"));
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    // PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
+    fn has_nul(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(a) => a.iter().any(has_nul),
+            serde_json::Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    if has_nul(&v) {
+        return Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "strings must not contain NUL characters".to_owned(),
+        ));
+    }
+    serde_json::from_value(v).map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid request: {e}")))
 }
 
 fn request_id(headers: &HeaderMap) -> Option<String> {
