@@ -17,15 +17,24 @@ pub struct AgentArgs {
     #[arg(long, env = "PIPE_SERVER", value_name = "URL")]
     pub server: String,
     /// The agent token (`pipe server token --kind agent`).
-    #[arg(long, env = "PIPE_AGENT_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PIPE_AGENT_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub token: String,
     /// The agent's name (default: host name and process id).
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
     /// The agent's labels, comma-separated: it takes the jobs whose `runs-on` labels are all
     /// among them.
-    #[arg(long, value_delimiter = ',', value_name = "LABELS",
-          default_value = "self-hosted,linux,x64,ubuntu-latest,ubuntu-24.04,ubuntu-22.04")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "LABELS",
+        default_value = "self-hosted,linux,x64,ubuntu-latest,ubuntu-24.04,ubuntu-22.04"
+    )]
     pub labels: Vec<String>,
     /// Jobs running at once.
     #[arg(short = 'c', long, default_value_t = 1, value_name = "N")]
@@ -58,7 +67,11 @@ pub fn run(cli: &Cli, args: &AgentArgs) -> u8 {
         None => match pipe_runner::dirs::state_root(&pipe_runner::dirs::process_env) {
             Ok(root) => root.join("agent").join(&name),
             Err(e) => {
-                super::error(cli, &format!("no state directory: {e}"), Some("pass `--work-dir`"));
+                super::error(
+                    cli,
+                    &format!("no state directory: {e}"),
+                    Some("pass `--work-dir`"),
+                );
                 return exit::USAGE;
             }
         },
@@ -82,7 +95,12 @@ pub fn run(cli: &Cli, args: &AgentArgs) -> u8 {
         server: args.server.clone(),
         token: args.token.clone(),
         name,
-        labels: args.labels.iter().filter(|l| !l.is_empty()).cloned().collect(),
+        labels: args
+            .labels
+            .iter()
+            .filter(|l| !l.is_empty())
+            .cloned()
+            .collect(),
         concurrency: args.concurrency.max(1),
         work_dir,
         pipe,
@@ -95,14 +113,18 @@ pub fn run(cli: &Cli, args: &AgentArgs) -> u8 {
     {
         let (stop, signal_code) = (stop.clone(), signal_code.clone());
         std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async {
                 use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut term), Ok(mut int)) =
-                    (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-                else {
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
                     return;
                 };
                 let code = tokio::select! {

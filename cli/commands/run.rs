@@ -765,13 +765,7 @@ async fn run_one(
             },
             None => Default::default(),
         };
-        run_plan(
-            shared,
-            &plan,
-            &RunOptions { parallel, given },
-            cancel,
-        )
-        .await
+        run_plan(shared, &plan, &RunOptions { parallel, given }, cancel).await
     };
     // Whatever the jobs did not remove (a panic, a job killed mid-setup) goes now.
     executor.finish().await;
@@ -876,10 +870,7 @@ async fn run_one(
 /// Reads `--needs-results`: `{"job": {"result": "success", "outputs": {"k": "v"}}}`.
 fn read_needs_results(
     path: &std::path::Path,
-) -> Result<
-    std::collections::HashMap<String, (Conclusion, indexmap::IndexMap<String, String>)>,
-    String,
-> {
+) -> Result<pipe_runner::run::scheduler::GivenResults, String> {
     #[derive(serde::Deserialize)]
     struct Given {
         result: String,

@@ -27,7 +27,12 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub rate_limit: u32,
     /// The shared secret of `POST /api/v1/webhooks/github` (unset: webhooks are off).
-    #[arg(long, env = "PIPE_WEBHOOK_SECRET", value_name = "SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PIPE_WEBHOOK_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
     pub webhook_secret: Option<String>,
     /// Database connections per server.
     #[arg(long, default_value_t = 32, value_name = "N")]
@@ -78,7 +83,10 @@ pub fn run(cli: &Cli, args: &ServerArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             super::error(cli, &format!("cannot start the runtime: {e}"), None);
@@ -131,7 +139,11 @@ async fn serve(cli: &Cli, args: &ServerArgs, db: Db) -> u8 {
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(l) => l,
         Err(e) => {
-            super::error(cli, &format!("cannot listen on `{}`: {e}", args.listen), None);
+            super::error(
+                cli,
+                &format!("cannot listen on `{}`: {e}", args.listen),
+                None,
+            );
             return exit::INFRA;
         }
     };
@@ -152,9 +164,10 @@ async fn serve(cli: &Cli, args: &ServerArgs, db: Db) -> u8 {
     let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) =
-            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             return;
         };
         let code = tokio::select! {

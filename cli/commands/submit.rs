@@ -17,7 +17,12 @@ use crate::output;
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
     /// The workflow file to run.
-    #[arg(short = 'W', long = "workflow", value_name = "FILE", required_unless_present = "git_dir")]
+    #[arg(
+        short = 'W',
+        long = "workflow",
+        value_name = "FILE",
+        required_unless_present = "git_dir"
+    )]
     pub workflow: Option<PathBuf>,
     /// The server's URL.
     #[arg(long, env = "PIPE_SERVER", value_name = "URL")]
@@ -171,14 +176,24 @@ pub fn run(cli: &Cli, args: &SubmitArgs) -> u8 {
                 }
                 runs.push(st)
             }
-            Err(pipe_server::client::ClientError::Status { status: 422, message }) => {
+            Err(pipe_server::client::ClientError::Status {
+                status: 422,
+                message,
+            }) => {
                 output::stderr_write(format!("{message}\n").as_bytes());
-                super::error(cli, &format!("the server refused `{}`", req.workflow_path), None);
+                super::error(
+                    cli,
+                    &format!("the server refused `{}`", req.workflow_path),
+                    None,
+                );
                 return exit::USAGE;
             }
             Err(e) => {
                 super::error(cli, &e.to_string(), None);
-                return if matches!(e, pipe_server::client::ClientError::Status { status: 401, .. }) {
+                return if matches!(
+                    e,
+                    pipe_server::client::ClientError::Status { status: 401, .. }
+                ) {
                     exit::USAGE
                 } else {
                     exit::INFRA
@@ -193,7 +208,9 @@ pub fn run(cli: &Cli, args: &SubmitArgs) -> u8 {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(200));
-                match retry(Instant::now() + Duration::from_secs(60), || client.run(st.id)) {
+                match retry(Instant::now() + Duration::from_secs(60), || {
+                    client.run(st.id)
+                }) {
                     Ok(s) => *st = s,
                     Err(e) => {
                         super::error(cli, &e.to_string(), None);
@@ -226,7 +243,11 @@ pub fn run(cli: &Cli, args: &SubmitArgs) -> u8 {
         }
         let _ = output::stdout_write(text.as_bytes());
     }
-    if args.wait && runs.iter().any(|r| r.conclusion.as_deref() != Some("success")) {
+    if args.wait
+        && runs
+            .iter()
+            .any(|r| r.conclusion.as_deref() != Some("success"))
+    {
         return exit::FAILURE;
     }
     exit::SUCCESS

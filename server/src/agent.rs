@@ -122,7 +122,10 @@ pub fn run(opts: &AgentOptions, stop: Arc<AtomicBool>) -> Result<Stopped, String
                 backoff = Duration::from_millis(200);
                 r.jobs
             }
-            Err(ClientError::Status { status: 401, message }) => {
+            Err(ClientError::Status {
+                status: 401,
+                message,
+            }) => {
                 return Err(format!("the server refused the agent token: {message}"));
             }
             Err(e) => {
@@ -141,7 +144,10 @@ pub fn run(opts: &AgentOptions, stop: Arc<AtomicBool>) -> Result<Stopped, String
             let opts = opts.clone();
             let slots = slots.clone();
             threads.push(std::thread::spawn(move || {
-                let key = format!("job {} (`{}`) attempt {}", job.job_id, job.job_key, job.attempt);
+                let key = format!(
+                    "job {} (`{}`) attempt {}",
+                    job.job_id, job.job_key, job.attempt
+                );
                 match run_job(&opts, &client, &job) {
                     Ok(result) => tracing::info!("{key}: {result}"),
                     Err(e) => tracing::warn!("{key}: {e}"),
@@ -214,7 +220,11 @@ fn prepare(dir: &Path, job: &ClaimedJob) -> Result<(), String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the workspace: {e}"))?;
     }
     let rel = Path::new(&job.workflow_path);
-    if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
         return Err(format!(
             "the workflow path `{}` must be relative and stay in the workspace",
             job.workflow_path
@@ -222,7 +232,8 @@ fn prepare(dir: &Path, job: &ClaimedJob) -> Result<(), String> {
     }
     let wf = dir.join(rel);
     if let Some(parent) = wf.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
     }
     std::fs::write(&wf, &job.workflow).map_err(|e| format!("cannot write `{}`: {e}", wf.display()))
 }
@@ -249,9 +260,12 @@ fn signal(child: &Child, sig: nix::sys::signal::Signal) {
 
 /// Runs one claimed job to its end; returns the result reported.
 fn run_job(opts: &AgentOptions, client: &Client, job: &ClaimedJob) -> Result<String, String> {
-    let base = opts.work_dir.join(format!("job-{}-{}", job.job_id, job.attempt));
+    let base = opts
+        .work_dir
+        .join(format!("job-{}-{}", job.job_id, job.attempt));
     let _ = std::fs::remove_dir_all(&base);
-    std::fs::create_dir_all(&base).map_err(|e| format!("cannot create `{}`: {e}", base.display()))?;
+    std::fs::create_dir_all(&base)
+        .map_err(|e| format!("cannot create `{}`: {e}", base.display()))?;
     let ws = base.join("workspace");
     let log = Arc::new(Mutex::new(LogBuf::default()));
     let fenced = Arc::new(AtomicBool::new(false));
@@ -314,7 +328,10 @@ fn ship(client: &Client, job: &ClaimedJob, log: &Mutex<LogBuf>, fenced: &AtomicB
         let end = if all || b.closed {
             pending.len()
         } else {
-            pending.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1)
+            pending
+                .iter()
+                .rposition(|&c| c == b'\n')
+                .map_or(0, |i| i + 1)
         };
         // At most 1 MiB a call, cut after a line (or a UTF-8 boundary) when possible.
         let mut end = end.min(1 << 20);
@@ -376,7 +393,9 @@ fn execute(
         .iter()
         .map(|(k, v)| format!("{k}={}\n", dotenv_quote(v)))
         .collect();
-    if let Err(e) = write_private(&needs, &needs_text).and_then(|()| write_private(&secrets, &secrets_text)) {
+    if let Err(e) =
+        write_private(&needs, &needs_text).and_then(|()| write_private(&secrets, &secrets_text))
+    {
         note(&format!("pipe agent: {e}\n"));
         ship(client, job, log, fenced, true);
         return ("failure".to_owned(), BTreeMap::new());
@@ -403,14 +422,23 @@ fn execute(
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            note(&format!("pipe agent: cannot start `{}`: {e}\n", opts.pipe.display()));
+            note(&format!(
+                "pipe agent: cannot start `{}`: {e}\n",
+                opts.pipe.display()
+            ));
             ship(client, job, log, fenced, true);
             return ("failure".to_owned(), BTreeMap::new());
         }
     };
     let readers: Vec<_> = [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
     ]
     .into_iter()
     .flatten()

@@ -83,7 +83,9 @@ impl Client {
         &self.base
     }
 
-    fn finish(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<String, ClientError> {
+    fn finish(
+        resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<String, ClientError> {
         let mut resp = resp.map_err(|e| ClientError::Transport(e.to_string()))?;
         let status = resp.status().as_u16();
         let text = resp
@@ -141,7 +143,11 @@ impl Client {
 
     /// Cancels a run.
     pub fn cancel(&self, run: i64) -> Result<RunStatus, ClientError> {
-        self.post(&format!("/api/v1/runs/{run}/cancel"), &serde_json::json!({}), &[])
+        self.post(
+            &format!("/api/v1/runs/{run}/cancel"),
+            &serde_json::json!({}),
+            &[],
+        )
     }
 
     /// A job's stored log.

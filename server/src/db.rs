@@ -23,11 +23,8 @@ use crate::api::{ClaimedJob, JobStatus, NeedResult, RunStatus, SubmitRequest};
 use crate::plan::NewJob;
 
 /// The migrations, in order; `pipe server migrate` and server start apply the missing ones.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
 
 /// The notification channel woken when jobs become claimable.
 pub const CHANNEL: &str = "pipe_jobs";
@@ -292,13 +289,7 @@ impl Db {
                         lease_token_hash = ($5::text[])[c.n]
                  FROM c WHERE j.id = c.id
                  RETURNING j.id, j.attempt, j.run_id, j.job_key, c.n",
-                &[
-                    &Json(labels),
-                    &slots,
-                    &agent,
-                    &lease_ms,
-                    &hashes,
-                ],
+                &[&Json(labels), &slots, &agent, &lease_ms, &hashes],
             )
             .await?;
         if rows.is_empty() {
@@ -650,11 +641,7 @@ impl Db {
 
 /// After a job is done: decrements its dependants' pending needs, queues those with none
 /// left, and finishes the run when it was the last job.
-async fn finish_job(
-    tx: &deadpool_postgres::Transaction<'_>,
-    run: i64,
-    key: &str,
-) -> DbResult<()> {
+async fn finish_job(tx: &deadpool_postgres::Transaction<'_>, run: i64, key: &str) -> DbResult<()> {
     let released = tx
         .query(
             "UPDATE jobs SET pending_deps = pending_deps - 1,

@@ -52,7 +52,11 @@ fn is_sha(s: &str) -> bool {
 
 /// The workflows at `sha` in the repository at `git_dir` that `event` triggers, as
 /// `(path, text)`.
-pub fn workflows_at(git_dir: &Path, sha: &str, event: &str) -> Result<Vec<(String, String)>, String> {
+pub fn workflows_at(
+    git_dir: &Path,
+    sha: &str,
+    event: &str,
+) -> Result<Vec<(String, String)>, String> {
     if !is_sha(sha) {
         return Err(format!("`{sha}` is not a full commit id"));
     }
@@ -89,7 +93,10 @@ pub fn push_requests(
         return Ok(Vec::new());
     }
     if !is_sha(&payload.after) {
-        return Err(format!("`after` must be a full commit id, not `{}`", payload.after));
+        return Err(format!(
+            "`after` must be a full commit id, not `{}`",
+            payload.after
+        ));
     }
     let url = &payload.repository.clone_url;
     let mirror = cache.join(format!(
@@ -103,7 +110,13 @@ pub fn push_requests(
     }
     git(
         &mirror,
-        &["fetch", "-q", "--no-tags", url, &format!("+{}:refs/pipe/fetched", payload.git_ref)],
+        &[
+            "fetch",
+            "-q",
+            "--no-tags",
+            url,
+            &format!("+{}:refs/pipe/fetched", payload.git_ref),
+        ],
     )?;
     Ok(workflows_at(&mirror, &payload.after, event)?
         .into_iter()

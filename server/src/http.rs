@@ -169,9 +169,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/runs/{run}/cancel", post(cancel_run))
         .route("/api/v1/jobs/{job}/log", get(job_log))
         .route("/api/v1/agent/claim", post(claim))
-        .route("/api/v1/jobs/{job}/attempts/{attempt}/heartbeat", post(heartbeat))
+        .route(
+            "/api/v1/jobs/{job}/attempts/{attempt}/heartbeat",
+            post(heartbeat),
+        )
         .route("/api/v1/jobs/{job}/attempts/{attempt}/log", put(append_log))
-        .route("/api/v1/jobs/{job}/attempts/{attempt}/complete", post(complete))
+        .route(
+            "/api/v1/jobs/{job}/attempts/{attempt}/complete",
+            post(complete),
+        )
         .route("/api/v1/webhooks/github", post(webhook))
         .layer(DefaultBodyLimit::max(8 * 1024 * 1024))
         .layer(axum::middleware::map_response(json_errors))
@@ -195,10 +201,7 @@ async fn json_errors(resp: Response) -> Response {
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let message = if body.trim().is_empty() {
-        status
-            .canonical_reason()
-            .unwrap_or("error")
-            .to_lowercase()
+        status.canonical_reason().unwrap_or("error").to_lowercase()
     } else {
         body.trim().to_owned()
     };
@@ -227,7 +230,12 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
             "strings must not contain NUL characters".to_owned(),
         ));
     }
-    serde_json::from_value(v).map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid request: {e}")))
+    serde_json::from_value(v).map_err(|e| {
+        ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("invalid request: {e}"),
+        )
+    })
 }
 
 fn request_id(headers: &HeaderMap) -> Option<String> {
@@ -307,11 +315,7 @@ async fn job_log(
     rate_limited(&state, addr.ip())?;
     require(&state, &headers, TokenKind::User).await?;
     let log = state.db.job_log(job).await?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        log,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], log).into_response())
 }
 
 async fn claim(
@@ -453,10 +457,11 @@ async fn webhook(
         .map(str::to_owned);
     let cache = state.settings.git_cache.clone();
     let ev = event.clone();
-    let requests = tokio::task::spawn_blocking(move || crate::git::push_requests(&cache, &payload, &ev))
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    let requests =
+        tokio::task::spawn_blocking(move || crate::git::push_requests(&cache, &payload, &ev))
+            .await
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     let mut runs = Vec::new();
     for req in &requests {
         let rid = delivery

@@ -99,8 +99,11 @@ mod tests {
 
     #[test]
     fn an_invalid_workflow_names_line_and_column() {
-        let err = plan_jobs("ci.yml", "on: push\njobs:\n  a:\n    needs: nope\n    runs-on: x\n    steps: [{run: 'true'}]\n")
-            .expect_err("unknown need");
+        let err = plan_jobs(
+            "ci.yml",
+            "on: push\njobs:\n  a:\n    needs: nope\n    runs-on: x\n    steps: [{run: 'true'}]\n",
+        )
+        .expect_err("unknown need");
         assert!(err.starts_with("ci.yml:4:"), "{err}");
         assert!(err.contains("nope"), "{err}");
     }

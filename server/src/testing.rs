@@ -71,7 +71,8 @@ impl PgCluster {
 
     /// A cluster of its own (for tests that stop and restart it).
     pub fn start_new() -> Result<PgCluster, String> {
-        let bin = pg_bin().ok_or("PostgreSQL's `initdb` was not found under /usr/lib/postgresql")?;
+        let bin =
+            pg_bin().ok_or("PostgreSQL's `initdb` was not found under /usr/lib/postgresql")?;
         let dir = tempfile::Builder::new()
             .prefix("pipe-pg-")
             .tempdir()
@@ -171,7 +172,9 @@ impl PgCluster {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start postgres: {e}"))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start postgres: {e}"))?;
         // Reap the watchdog in the background.
         std::thread::spawn(move || child.wait());
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -226,7 +229,11 @@ impl PgCluster {
     /// Creates a fresh database and returns its URL.
     pub fn fresh_db(&self) -> String {
         static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!("t{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
         let out = self
             .command("psql")
             .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
@@ -235,7 +242,10 @@ impl PgCluster {
             .output();
         match out {
             Ok(o) if o.status.success() => {}
-            Ok(o) => panic!("CREATE DATABASE failed: {}", String::from_utf8_lossy(&o.stderr)),
+            Ok(o) => panic!(
+                "CREATE DATABASE failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
             Err(e) => panic!("psql: {e}"),
         }
         self.url(&name)

@@ -173,7 +173,10 @@ impl Fixture {
         BufReader::new(p.child.stdout.take().expect("stdout"))
             .read_line(&mut line)
             .expect("read");
-        assert!(line.starts_with("listening on http://"), "server said {line:?}");
+        assert!(
+            line.starts_with("listening on http://"),
+            "server said {line:?}"
+        );
         self.server = Some(p);
     }
 
@@ -318,8 +321,17 @@ fn a_workflow_runs_across_agents_with_needs_outputs_and_masked_logs() {
     let wf = f.write(".github/workflows/ci.yml", PIPELINE);
     let (code, out, err) = pipe_out(
         &[
-            "submit", "--server", &f.url, "--token", &f.user_token, "-W",
-            wf.to_str().expect("utf-8"), "-s", "DEPLOY_KEY=s3cr3t-k3y-value", "--wait", "--json",
+            "submit",
+            "--server",
+            &f.url,
+            "--token",
+            &f.user_token,
+            "-W",
+            wf.to_str().expect("utf-8"),
+            "-s",
+            "DEPLOY_KEY=s3cr3t-k3y-value",
+            "--wait",
+            "--json",
         ],
         f.path(),
         &[],
@@ -332,7 +344,14 @@ fn a_workflow_runs_across_agents_with_needs_outputs_and_masked_logs() {
     let mut schema = doc["components"]["schemas"]["RunStatus"].clone();
     schema["components"] = doc["components"].clone();
     let validator = jsonschema::validator_for(&schema).expect("valid schema");
-    assert!(validator.is_valid(&runs[0]), "{:?}", validator.iter_errors(&runs[0]).map(|e| e.to_string()).collect::<Vec<_>>());
+    assert!(
+        validator.is_valid(&runs[0]),
+        "{:?}",
+        validator
+            .iter_errors(&runs[0])
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    );
     let st: RunStatus = serde_json::from_value(runs[0].clone()).expect("run");
     assert_eq!(st.conclusion.as_deref(), Some("success"));
     let result = |k: &str| {
@@ -343,7 +362,12 @@ fn a_workflow_runs_across_agents_with_needs_outputs_and_masked_logs() {
             .expect("job")
     };
     assert_eq!(
-        [result("build"), result("test"), result("skipped"), result("report")],
+        [
+            result("build"),
+            result("test"),
+            result("skipped"),
+            result("report")
+        ],
         ["success", "success", "skipped", "success"]
     );
     let build = &st.jobs[0];
@@ -356,11 +380,23 @@ fn a_workflow_runs_across_agents_with_needs_outputs_and_masked_logs() {
     assert!(test_log.contains("shard 1 tests 1.2.3"), "{test_log}");
     assert!(test_log.contains("shard 2 tests 1.2.3"), "{test_log}");
     let report_log = user.log(st.jobs[3].id).expect("log");
-    assert!(report_log.contains("report for 1.2.3 after success"), "{report_log}");
+    assert!(
+        report_log.contains("report for 1.2.3 after success"),
+        "{report_log}"
+    );
     // No job ran twice; the secret is in no stored chunk.
-    assert_eq!(f.sql("SELECT count(*) FROM attempts WHERE outcome <> 'accepted'"), "0");
-    assert_eq!(f.sql("SELECT count(*) FROM log_chunks WHERE data LIKE '%s3cr3t%'"), "0");
-    assert_eq!(f.sql("SELECT count(*) FROM tokens WHERE hash LIKE 'pip%'"), "0");
+    assert_eq!(
+        f.sql("SELECT count(*) FROM attempts WHERE outcome <> 'accepted'"),
+        "0"
+    );
+    assert_eq!(
+        f.sql("SELECT count(*) FROM log_chunks WHERE data LIKE '%s3cr3t%'"),
+        "0"
+    );
+    assert_eq!(
+        f.sql("SELECT count(*) FROM tokens WHERE hash LIKE 'pip%'"),
+        "0"
+    );
 }
 
 #[test]
@@ -372,17 +408,36 @@ fn bad_tokens_and_invalid_workflows_are_refused() {
         "on: push\njobs:\n  a:\n    needs: nope\n    runs-on: x\n    steps: [{run: 'true'}]\n",
     );
     let (code, _, err) = pipe_out(
-        &["submit", "--server", &f.url, "--token", &f.user_token, "-W", wf.to_str().expect("utf-8")],
+        &[
+            "submit",
+            "--server",
+            &f.url,
+            "--token",
+            &f.user_token,
+            "-W",
+            wf.to_str().expect("utf-8"),
+        ],
         f.path(),
         &[],
     );
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains(".github/workflows/bad.yml:4:"), "{err}");
     assert!(err.contains("nope"), "{err}");
-    let ok = f.write(".github/workflows/ok.yml", "on: push\njobs:\n  a: {runs-on: x, steps: [{run: 'true'}]}\n");
+    let ok = f.write(
+        ".github/workflows/ok.yml",
+        "on: push\njobs:\n  a: {runs-on: x, steps: [{run: 'true'}]}\n",
+    );
     // An agent token cannot submit.
     let (code, _, err) = pipe_out(
-        &["submit", "--server", &f.url, "--token", &f.agent_token, "-W", ok.to_str().expect("utf-8")],
+        &[
+            "submit",
+            "--server",
+            &f.url,
+            "--token",
+            &f.agent_token,
+            "-W",
+            ok.to_str().expect("utf-8"),
+        ],
         f.path(),
         &[],
     );
@@ -407,14 +462,26 @@ fn an_agent_killed_mid_job_is_requeued_and_the_job_runs_exactly_once_more() {
     );
     let mut doomed = f.agent("doomed", 1, &f.url);
     let run = f.submit(wf.to_str().expect("utf-8"), &[]);
-    wait_for("the first attempt to start", Duration::from_secs(30), || lines(&marks).len() == 1);
+    wait_for(
+        "the first attempt to start",
+        Duration::from_secs(30),
+        || lines(&marks).len() == 1,
+    );
     doomed.kill_session();
     let _rescuer = f.agent("rescuer", 1, &f.url);
     let st = f.wait_run(run, Duration::from_secs(60));
     assert_eq!(st.conclusion.as_deref(), Some("success"));
     assert_eq!(st.jobs[0].accepted_attempt, Some(2));
-    assert_eq!(lines(&marks), ["started", "started"], "ran exactly once more");
-    assert_eq!(lines(&marks.with_extension("done")).len(), 1, "only the second attempt finished");
+    assert_eq!(
+        lines(&marks),
+        ["started", "started"],
+        "ran exactly once more"
+    );
+    assert_eq!(
+        lines(&marks.with_extension("done")).len(),
+        1,
+        "only the second attempt finished"
+    );
     assert_eq!(
         f.sql("SELECT string_agg(attempt || ':' || agent || ':' || outcome, ' ' ORDER BY attempt) FROM attempts"),
         "1:doomed:lost 2:rescuer:accepted"
@@ -440,9 +507,14 @@ impl Proxy {
                     drop(client);
                     continue;
                 }
-                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
                 for (mut from, mut to) in [
-                    (client.try_clone().expect("clone"), server.try_clone().expect("clone")),
+                    (
+                        client.try_clone().expect("clone"),
+                        server.try_clone().expect("clone"),
+                    ),
                     (server, client),
                 ] {
                     let c = c.clone();
@@ -465,7 +537,12 @@ impl Proxy {
                                         return;
                                     }
                                 }
-                                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock
+                                            | std::io::ErrorKind::TimedOut
+                                    ) => {}
                                 Err(_) => return,
                             }
                         }
@@ -492,10 +569,18 @@ fn an_agent_cut_off_from_the_network_is_fenced_and_its_late_result_refused() {
     );
     let _isolated = f.agent("isolated", 1, &format!("http://127.0.0.1:{}", proxy.port));
     let run = f.submit(wf.to_str().expect("utf-8"), &[]);
-    wait_for("the first attempt to start", Duration::from_secs(30), || lines(&marks).len() == 1);
+    wait_for(
+        "the first attempt to start",
+        Duration::from_secs(30),
+        || lines(&marks).len() == 1,
+    );
     proxy.cut.store(true, Ordering::SeqCst);
     let _other = f.agent("other", 1, &f.url);
-    wait_for("the second attempt to start", Duration::from_secs(30), || lines(&marks).len() == 2);
+    wait_for(
+        "the second attempt to start",
+        Duration::from_secs(30),
+        || lines(&marks).len() == 2,
+    );
     // The network comes back while both attempts exist: the isolated agent is fenced.
     proxy.cut.store(false, Ordering::SeqCst);
     let st = f.wait_run(run, Duration::from_secs(60));
@@ -506,7 +591,10 @@ fn an_agent_cut_off_from_the_network_is_fenced_and_its_late_result_refused() {
         f.sql("SELECT string_agg(attempt || ':' || agent || ':' || outcome, ' ' ORDER BY attempt) FROM attempts"),
         "1:isolated:lost 2:other:accepted"
     );
-    assert_eq!(f.sql("SELECT count(*) FROM log_chunks WHERE attempt = 2"), f.sql("SELECT count(*) FROM log_chunks WHERE attempt = 2 AND job_id = 1"));
+    assert_eq!(
+        f.sql("SELECT count(*) FROM log_chunks WHERE attempt = 2"),
+        f.sql("SELECT count(*) FROM log_chunks WHERE attempt = 2 AND job_id = 1")
+    );
 }
 
 #[test]
@@ -523,10 +611,16 @@ fn sigterm_drains_an_agent() {
     );
     let mut agent = f.agent("drainer", 1, &f.url);
     let run = f.submit(wf.to_str().expect("utf-8"), &[]);
-    wait_for("the job to start", Duration::from_secs(30), || lines(&marks).len() == 1);
+    wait_for("the job to start", Duration::from_secs(30), || {
+        lines(&marks).len() == 1
+    });
     agent.signal("-TERM");
     assert_eq!(agent.wait_exit(Duration::from_secs(30)), Some(143));
-    assert_eq!(lines(&marks), ["started", "finished"], "the running job finished; no new one was taken");
+    assert_eq!(
+        lines(&marks),
+        ["started", "finished"],
+        "the running job finished; no new one was taken"
+    );
     let st = f.user().run(run).expect("status");
     assert_eq!(st.jobs[0].result.as_deref(), Some("success"));
     assert_eq!(st.jobs[1].state, "queued");
@@ -546,9 +640,17 @@ fn restarting_the_server_and_postgres_during_1000_jobs_loses_nothing() {
         ));
     }
     let path = f.write(".github/workflows/many.yml", &wf);
-    let agents: Vec<Proc> = (0..4).map(|i| f.agent(&format!("a{i}"), 2, &f.url)).collect();
-    let runs: Vec<i64> = (0..10).map(|_| f.submit(path.to_str().expect("utf-8"), &[])).collect();
-    let done = |f: &Fixture| f.sql("SELECT count(*) FROM jobs WHERE state = 'done'").parse::<usize>().unwrap_or(0);
+    let agents: Vec<Proc> = (0..4)
+        .map(|i| f.agent(&format!("a{i}"), 2, &f.url))
+        .collect();
+    let runs: Vec<i64> = (0..10)
+        .map(|_| f.submit(path.to_str().expect("utf-8"), &[]))
+        .collect();
+    let done = |f: &Fixture| {
+        f.sql("SELECT count(*) FROM jobs WHERE state = 'done'")
+            .parse::<usize>()
+            .unwrap_or(0)
+    };
     wait_for("100 jobs", Duration::from_secs(120), || done(&f) >= 100);
     // The server dies and comes back on the same address.
     if let Some(mut s) = f.server.take() {
@@ -566,13 +668,19 @@ fn restarting_the_server_and_postgres_during_1000_jobs_loses_nothing() {
         assert_eq!(st.conclusion.as_deref(), Some("success"), "{st:?}");
     }
     drop(agents);
-    assert_eq!(f.sql("SELECT count(*) FROM jobs WHERE state = 'done' AND result = 'success'"), "1000");
+    assert_eq!(
+        f.sql("SELECT count(*) FROM jobs WHERE state = 'done' AND result = 'success'"),
+        "1000"
+    );
     // Exactly one accepted result per job.
     assert_eq!(
         f.sql("SELECT count(*) FROM (SELECT job_id FROM attempts WHERE outcome = 'accepted' GROUP BY job_id HAVING count(*) = 1) s"),
         "1000"
     );
-    assert_eq!(f.sql("SELECT count(*) FROM jobs WHERE accepted_attempt IS NULL"), "0");
+    assert_eq!(
+        f.sql("SELECT count(*) FROM jobs WHERE accepted_attempt IS NULL"),
+        "0"
+    );
     // No log lost: every job's accepted attempt has its own line.
     assert_eq!(
         f.sql("SELECT count(*) FROM jobs j WHERE EXISTS (SELECT 1 FROM log_chunks c WHERE c.job_id = j.id AND c.attempt = j.accepted_attempt AND c.data LIKE '%line of ' || j.job_key || ' in run %')"),
@@ -590,7 +698,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "t@example.com")
         .output()
         .expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -612,7 +724,10 @@ fn a_push_to_a_bare_repository_runs_its_workflow_through_the_post_receive_hook()
     let Some(cluster) = cluster() else { return };
     let f = Fixture::new(cluster, 10_000, &[]);
     let bare = f.path().join("origin.git");
-    git(f.path(), &["init", "-q", "--bare", bare.to_str().expect("utf-8")]);
+    git(
+        f.path(),
+        &["init", "-q", "--bare", bare.to_str().expect("utf-8")],
+    );
     let hook = bare.join("hooks/post-receive");
     std::fs::write(
         &hook,
@@ -635,7 +750,10 @@ fn a_push_to_a_bare_repository_runs_its_workflow_through_the_post_receive_hook()
     assert!(out.status.success(), "{said}");
     let run: i64 = said
         .lines()
-        .find_map(|l| l.strip_prefix("remote: ").and_then(|n| n.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix("remote: ")
+                .and_then(|n| n.trim().parse().ok())
+        })
         .unwrap_or_else(|| panic!("the hook printed no run id: {said}"));
     let st = f.wait_run(run, Duration::from_secs(60));
     assert_eq!(st.conclusion.as_deref(), Some("success"));
@@ -695,13 +813,19 @@ fn schemathesis_finds_no_server_errors_or_schema_violations() {
     let Some(cluster) = cluster() else { return };
     let st = Command::new("schemathesis").arg("--version").output();
     if !st.is_ok_and(|o| o.status.success()) {
-        assert!(!crate::common::in_ci(), "schemathesis is required when CI=true");
+        assert!(
+            !crate::common::in_ci(),
+            "schemathesis is required when CI=true"
+        );
         eprintln!("skipping: schemathesis is not installed");
         return;
     }
     let f = Fixture::new(cluster, 10_000, &["--webhook-secret", "s"]);
     // Some data for the read endpoints.
-    let wf = f.write(".github/workflows/a.yml", "on: push\njobs:\n  a: {runs-on: x, steps: [{run: 'true'}]}\n");
+    let wf = f.write(
+        ".github/workflows/a.yml",
+        "on: push\njobs:\n  a: {runs-on: x, steps: [{run: 'true'}]}\n",
+    );
     f.submit(wf.to_str().expect("utf-8"), &[]);
     let out = Command::new("schemathesis")
         .args(["run", &format!("{}/openapi.json", f.url)])
@@ -712,6 +836,10 @@ fn schemathesis_finds_no_server_errors_or_schema_violations() {
         .env("SCHEMATHESIS_HOOKS", "")
         .output()
         .expect("schemathesis");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{text}");
 }

@@ -28,6 +28,9 @@ use crate::run::job::{LegOutcome, LegRunner, LegSpec, Shared, default_step_name,
 use crate::run::report::NoticeLevel;
 use crate::workflow::YStr;
 
+/// Results of jobs that ran elsewhere: job id → (result, outputs).
+pub type GivenResults = HashMap<String, (Conclusion, IndexMap<String, String>)>;
+
 /// How to run a plan.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -37,7 +40,7 @@ pub struct RunOptions {
     /// entry here is done with that result and those outputs (its dependants' `needs` and
     /// status functions see them); without one it counts as a success with no outputs. This is
     /// how an agent of `pipe server` runs one job of a workflow whose needs other agents ran.
-    pub given: HashMap<String, (Conclusion, IndexMap<String, String>)>,
+    pub given: GivenResults,
 }
 
 /// What a run produced.
