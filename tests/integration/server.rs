@@ -567,7 +567,7 @@ fn an_agent_cut_off_from_the_network_is_fenced_and_its_late_result_refused() {
             m = marks.display()
         ),
     );
-    let _isolated = f.agent("isolated", 1, &format!("http://127.0.0.1:{}", proxy.port));
+    let mut isolated = f.agent("isolated", 1, &format!("http://127.0.0.1:{}", proxy.port));
     let run = f.submit(wf.to_str().expect("utf-8"), &[]);
     wait_for(
         "the first attempt to start",
@@ -591,10 +591,86 @@ fn an_agent_cut_off_from_the_network_is_fenced_and_its_late_result_refused() {
         f.sql("SELECT string_agg(attempt || ':' || agent || ':' || outcome, ' ' ORDER BY attempt) FROM attempts"),
         "1:isolated:lost 2:other:accepted"
     );
-    assert_eq!(
-        f.sql("SELECT count(*) FROM log_chunks WHERE attempt = 2"),
-        f.sql("SELECT count(*) FROM log_chunks WHERE attempt = 2 AND job_id = 1")
+    // The fenced agent dropped the job and lives on.
+    assert!(
+        isolated.child.try_wait().expect("wait").is_none(),
+        "the isolated agent exited"
     );
+}
+
+#[test]
+fn run_takes_the_results_of_needs_that_ran_elsewhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wf = dir.path().join("wf.yml");
+    std::fs::write(
+        &wf,
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    outputs: {v: '${{ steps.s.outputs.v }}'}\n    steps: [{id: s, run: echo v=local >> $GITHUB_OUTPUT}]\n  b:\n    needs: a\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"a said ${{ needs.a.outputs.v }} with ${{ needs.a.result }}\"\n  c:\n    needs: a\n    runs-on: ubuntu-latest\n    steps: [{run: echo c ran}]\n",
+    )
+    .expect("write");
+    let needs = dir.path().join("needs.json");
+    std::fs::write(
+        &needs,
+        r#"{"a": {"result": "success", "outputs": {"v": "remote"}}}"#,
+    )
+    .expect("write");
+    let (code, out, err) = pipe_out(
+        &[
+            "run",
+            "-W",
+            "wf.yml",
+            "-j",
+            "b",
+            "--no-deps",
+            "--needs-results",
+            "needs.json",
+        ],
+        dir.path(),
+        &[],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains("a said remote with success"),
+        "{out}{err}"
+    );
+    // A failed need skips its dependants, as on GitHub.
+    std::fs::write(&needs, r#"{"a": {"result": "failure"}}"#).expect("write");
+    let (code, out, err) = pipe_out(
+        &[
+            "run",
+            "-W",
+            "wf.yml",
+            "-j",
+            "c",
+            "--no-deps",
+            "--needs-results",
+            "needs.json",
+        ],
+        dir.path(),
+        &[],
+    );
+    assert!(!format!("{out}{err}").contains("c ran"), "{out}{err}");
+    assert_eq!(
+        code,
+        Some(0),
+        "a skipped job is no failure of its own: {out}{err}"
+    );
+    std::fs::write(&needs, r#"{"a": {"result": "bogus"}}"#).expect("write");
+    let (code, _, err) = pipe_out(
+        &[
+            "run",
+            "-W",
+            "wf.yml",
+            "-j",
+            "c",
+            "--no-deps",
+            "--needs-results",
+            "needs.json",
+        ],
+        dir.path(),
+        &[],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("unknown result `bogus`"), "{err}");
 }
 
 #[test]

@@ -680,6 +680,10 @@ pub async fn run_plan(
         }
         if let JobState::Done { result, outputs } = &state[j] {
             job_results.push((plan.jobs[j].index, *result, outputs.clone()));
+            // Jobs that were not selected (or ran elsewhere, `given`) do not decide this run.
+            if !plan.jobs[j].selected {
+                continue;
+            }
             match result {
                 Conclusion::Failure => any_failure = true,
                 Conclusion::Cancelled => any_cancelled = true,
