@@ -288,7 +288,7 @@ impl Db {
                         lease_expires_at = now() + make_interval(secs => $4::bigint / 1000.0),
                         lease_token_hash = ($5::text[])[c.n]
                  FROM c WHERE j.id = c.id
-                 RETURNING j.id, j.attempt, j.run_id, j.job_key, c.n",
+                 RETURNING j.id, j.attempt, j.run_id, j.job_key, c.n, cardinality(j.needs)",
                 &[&Json(labels), &slots, &agent, &lease_ms, &hashes],
             )
             .await?;
@@ -325,11 +325,21 @@ impl Db {
                     &[&run],
                 )
                 .await?;
-            let needs = tx
-                .query(
-                    "SELECT job_key, result, outputs FROM jobs
-                     WHERE run_id = $1 AND state = 'done'",
-                    &[&run],
+            // The results of the job's ancestors (its needs, theirs, …): the `needs` context
+            // and the status functions read them. A job without needs skips the query.
+            let has_needs = r.get::<_, Option<i32>>(5).unwrap_or(0) > 0;
+            let needs = if !has_needs {
+                BTreeMap::new()
+            } else {
+                tx.query(
+                    "WITH RECURSIVE anc(key) AS (
+                         SELECT unnest(needs) FROM jobs WHERE id = $2
+                         UNION
+                         SELECT unnest(j.needs) FROM jobs j JOIN anc ON j.job_key = anc.key
+                         WHERE j.run_id = $1)
+                     SELECT job_key, result, outputs FROM jobs
+                     WHERE run_id = $1 AND state = 'done' AND job_key IN (SELECT key FROM anc)",
+                    &[&run, &job],
                 )
                 .await?
                 .iter()
@@ -343,7 +353,8 @@ impl Db {
                         },
                     )
                 })
-                .collect();
+                .collect()
+            };
             let secrets: Json<BTreeMap<String, String>> = run_row.get(5);
             out.push(ClaimedJob {
                 job_id: job,

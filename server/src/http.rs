@@ -63,7 +63,13 @@ pub struct AppState {
     settings: Settings,
     wake: Arc<Notify>,
     limiter: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    /// Recently checked tokens (hash → owner), so a busy agent costs one query per minute,
+    /// not one per request.
+    tokens: Mutex<HashMap<(bool, String), (String, Instant)>>,
 }
+
+/// How long a checked token is trusted without asking the database again.
+const TOKEN_TTL: Duration = Duration::from_secs(60);
 
 /// An error answer.
 pub struct ApiError(StatusCode, String);
@@ -116,11 +122,25 @@ async fn require(state: &AppState, headers: &HeaderMap, kind: TokenKind) -> ApiR
         )
     };
     let token = bearer(headers).ok_or_else(unauthorized)?;
-    state
+    let key = (kind == TokenKind::Agent, crate::db::hash_token(token));
+    if let Ok(cache) = state.tokens.lock()
+        && let Some((name, at)) = cache.get(&key)
+        && at.elapsed() < TOKEN_TTL
+    {
+        return Ok(name.clone());
+    }
+    let name = state
         .db
         .check_token(kind, token)
         .await?
-        .ok_or_else(unauthorized)
+        .ok_or_else(unauthorized)?;
+    if let Ok(mut cache) = state.tokens.lock() {
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(key, (name.clone(), Instant::now()));
+    }
+    Ok(name)
 }
 
 fn job_token(headers: &HeaderMap) -> ApiResult<&str> {
@@ -546,6 +566,7 @@ pub async fn serve(
         settings,
         wake,
         limiter: Mutex::new(HashMap::new()),
+        tokens: Mutex::new(HashMap::new()),
     });
     let app = router(state);
     let r = axum::serve(
