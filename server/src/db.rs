@@ -264,6 +264,10 @@ impl Db {
     }
 
     /// Leases up to `slots` queued jobs whose labels are a subset of `labels` to `agent`.
+    ///
+    /// One statement (one round trip, its own transaction) leases the jobs, records the
+    /// attempts and reads the runs; only a job with needs costs a second query for its
+    /// ancestors' results, which are final and need no transaction.
     pub async fn claim(
         &self,
         agent: &str,
@@ -271,67 +275,54 @@ impl Db {
         slots: u32,
         lease: Duration,
     ) -> DbResult<Vec<ClaimedJob>> {
-        let mut c = self.pool.get().await?;
+        let c = self.pool.get().await?;
         let slots = i64::from(slots.clamp(1, 64));
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let tokens: Vec<String> = (0..slots).map(|_| new_token("pipj_")).collect();
         let hashes: Vec<String> = tokens.iter().map(|t| hash_token(t)).collect();
-        let tx = c.transaction().await?;
-        let rows = tx
+        let rows = c
             .query(
                 "WITH c AS (
                      SELECT id, row_number() OVER (ORDER BY id) AS n FROM (
                          SELECT id FROM jobs
                          WHERE state = 'queued' AND labels <@ $1::jsonb
-                         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) s)
-                 UPDATE jobs j SET state = 'leased', attempt = j.attempt + 1, lease_owner = $3,
-                        lease_expires_at = now() + make_interval(secs => $4::bigint / 1000.0),
-                        lease_token_hash = ($5::text[])[c.n]
-                 FROM c WHERE j.id = c.id
-                 RETURNING j.id, j.attempt, j.run_id, j.job_key, c.n, cardinality(j.needs)",
+                         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) s),
+                 u AS (
+                     UPDATE jobs j SET state = 'leased', attempt = j.attempt + 1,
+                            lease_owner = $3,
+                            lease_expires_at = now() + make_interval(secs => $4::bigint / 1000.0),
+                            lease_token_hash = ($5::text[])[c.n]
+                     FROM c WHERE j.id = c.id
+                     RETURNING j.id, j.attempt, j.run_id, j.job_key, c.n,
+                               cardinality(j.needs) AS nn),
+                 a AS (
+                     INSERT INTO attempts (job_id, attempt, agent)
+                     SELECT id, attempt, $3 FROM u ON CONFLICT DO NOTHING)
+                 SELECT u.id, u.attempt, u.run_id, u.job_key, u.n, u.nn,
+                        r.workflow_path, r.workflow, r.event, r.repo, r.sha, r.secrets
+                 FROM u JOIN runs r ON r.id = u.run_id ORDER BY u.n",
                 &[&Json(labels), &slots, &agent, &lease_ms, &hashes],
             )
             .await?;
-        if rows.is_empty() {
-            tx.commit().await?;
-            return Ok(Vec::new());
-        }
         let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let job: i64 = r.get(0);
-            let attempt: i32 = r.get(1);
-            tx.execute(
-                "INSERT INTO attempts (job_id, attempt, agent) VALUES ($1, $2, $3)
-                 ON CONFLICT DO NOTHING",
-                &[&job, &attempt, &agent],
-            )
-            .await?;
-        }
         for r in rows {
             let job: i64 = r.get(0);
             let attempt: i32 = r.get(1);
             let run: i64 = r.get(2);
             let key: String = r.get(3);
             let n: i64 = r.get(4);
+            let has_needs = r.get::<_, Option<i32>>(5).unwrap_or(0) > 0;
             let token = usize::try_from(n - 1)
                 .ok()
                 .and_then(|i| tokens.get(i))
                 .cloned()
                 .ok_or_else(|| DbError::Invalid("token index out of range".into()))?;
-            let run_row = tx
-                .query_one(
-                    "SELECT workflow_path, workflow, event, repo, sha, secrets FROM runs
-                     WHERE id = $1",
-                    &[&run],
-                )
-                .await?;
             // The results of the job's ancestors (its needs, theirs, …): the `needs` context
-            // and the status functions read them. A job without needs skips the query.
-            let has_needs = r.get::<_, Option<i32>>(5).unwrap_or(0) > 0;
+            // and the status functions read them.
             let needs = if !has_needs {
                 BTreeMap::new()
             } else {
-                tx.query(
+                c.query(
                     "WITH RECURSIVE anc(key) AS (
                          SELECT unnest(needs) FROM jobs WHERE id = $2
                          UNION
@@ -355,24 +346,23 @@ impl Db {
                 })
                 .collect()
             };
-            let secrets: Json<BTreeMap<String, String>> = run_row.get(5);
+            let secrets: Json<BTreeMap<String, String>> = r.get(11);
             out.push(ClaimedJob {
                 job_id: job,
                 attempt,
                 token,
                 run_id: run,
                 job_key: key,
-                workflow_path: run_row.get(0),
-                workflow: run_row.get(1),
-                event: run_row.get(2),
-                repo: run_row.get(3),
-                sha: run_row.get(4),
+                workflow_path: r.get(6),
+                workflow: r.get(7),
+                event: r.get(8),
+                repo: r.get(9),
+                sha: r.get(10),
                 needs,
                 secrets: secrets.0,
                 lease_ms: u64::try_from(lease_ms).unwrap_or(0),
             });
         }
-        tx.commit().await?;
         Ok(out)
     }
 
@@ -463,19 +453,43 @@ impl Db {
         let hash = hash_token(token);
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
+        // One statement: the job is done, its attempt accepted, its dependants' counters drop
+        // (those at zero are queued and announced), and the run's count of unfinished jobs
+        // drops.
         let row = tx
-            .query_opt(
-                "UPDATE jobs SET state = 'done', result = $4, outputs = $5,
-                        accepted_attempt = attempt, finished_at = now(),
-                        lease_expires_at = NULL
-                 WHERE id = $1 AND attempt = $2 AND state = 'leased' AND lease_token_hash = $3
-                 RETURNING run_id, job_key",
+            .query_one(
+                "WITH j AS (
+                     UPDATE jobs SET state = 'done', result = $4, outputs = $5,
+                            accepted_attempt = attempt, finished_at = now(),
+                            lease_expires_at = NULL
+                     WHERE id = $1 AND attempt = $2 AND state = 'leased'
+                       AND lease_token_hash = $3
+                     RETURNING id, attempt, run_id, job_key),
+                 a AS (
+                     UPDATE attempts SET outcome = 'accepted', ended_at = now()
+                     FROM j WHERE attempts.job_id = j.id AND attempts.attempt = j.attempt),
+                 d AS (
+                     UPDATE jobs SET pending_deps = jobs.pending_deps - 1,
+                            state = CASE WHEN jobs.pending_deps = 1 THEN 'queued'
+                                         ELSE jobs.state END,
+                            queued_at = CASE WHEN jobs.pending_deps = 1 THEN now()
+                                             ELSE jobs.queued_at END
+                     FROM j
+                     WHERE jobs.run_id = j.run_id AND jobs.needs @> ARRAY[j.job_key]
+                       AND jobs.state = 'blocked'
+                     RETURNING jobs.pending_deps),
+                 r AS (
+                     UPDATE runs SET jobs_remaining = runs.jobs_remaining - 1
+                     FROM j WHERE runs.id = j.run_id
+                     RETURNING runs.id, runs.jobs_remaining)
+                 SELECT (SELECT id FROM r), (SELECT jobs_remaining FROM r),
+                        (SELECT count(*) FROM d WHERE pending_deps = 0)",
                 &[&job, &attempt, &hash, &result, &Json(outputs)],
             )
             .await?;
-        let Some(row) = row else {
+        let run: Option<i64> = row.get(0);
+        let Some(run) = run else {
             tx.rollback().await?;
-            let c = self.pool.get().await?;
             let again = c
                 .query_opt(
                     "SELECT 1 FROM jobs WHERE id = $1 AND state = 'done'
@@ -488,15 +502,14 @@ impl Db {
                 None => Err(DbError::Fenced { job, attempt }),
             };
         };
-        let run: i64 = row.get(0);
-        let key: String = row.get(1);
-        tx.execute(
-            "UPDATE attempts SET outcome = 'accepted', ended_at = now()
-             WHERE job_id = $1 AND attempt = $2",
-            &[&job, &attempt],
-        )
-        .await?;
-        finish_job(&tx, run, &key).await?;
+        let remaining: Option<i32> = row.get(1);
+        let released: i64 = row.get(2);
+        if released > 0 {
+            tx.execute(&format!("NOTIFY {CHANNEL}"), &[]).await?;
+        }
+        if remaining == Some(0) {
+            conclude_run(&tx, run).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -678,6 +691,14 @@ async fn finish_job(tx: &deadpool_postgres::Transaction<'_>, run: i64, key: &str
         .await?;
     let remaining: i32 = row.get(0);
     if remaining == 0 {
+        conclude_run(tx, run).await?;
+    }
+    Ok(())
+}
+
+/// Sets a finished run's conclusion from its jobs' results.
+async fn conclude_run(tx: &deadpool_postgres::Transaction<'_>, run: i64) -> DbResult<()> {
+    {
         tx.execute(
             "UPDATE runs SET state = 'done', finished_at = now(), conclusion = (
                  SELECT CASE WHEN bool_or(result = 'failure') THEN 'failure'
