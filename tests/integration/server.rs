@@ -919,3 +919,87 @@ fn schemathesis_finds_no_server_errors_or_schema_violations() {
     );
     assert!(out.status.success(), "{text}");
 }
+
+#[test]
+fn cancelling_a_run_stops_its_running_job_and_its_queued_ones() {
+    let Some(cluster) = cluster() else { return };
+    let f = Fixture::new(cluster, 1_500, &[]);
+    let marks = f.path().join("marks");
+    let wf = f.write(
+        ".github/workflows/long.yml",
+        &format!(
+            "on: push\njobs:\n  long:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo started >> {m}; sleep 60; echo finished >> {m}\n  after:\n    needs: long\n    if: always()\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo after >> {m}\n",
+            m = marks.display()
+        ),
+    );
+    let _agent = f.agent("a", 1, &f.url);
+    let run = f.submit(wf.to_str().expect("utf-8"), &[]);
+    wait_for("the job to start", Duration::from_secs(30), || {
+        lines(&marks).len() == 1
+    });
+    let started = Instant::now();
+    f.user().cancel(run).expect("cancel");
+    let st = f.wait_run(run, Duration::from_secs(30));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the job was not stopped"
+    );
+    assert_eq!(st.conclusion.as_deref(), Some("cancelled"));
+    assert_eq!(st.jobs[0].result.as_deref(), Some("cancelled"));
+    assert_eq!(st.jobs[1].result.as_deref(), Some("cancelled"));
+    assert_eq!(lines(&marks), ["started"]);
+}
+
+#[test]
+fn public_endpoints_are_rate_limited() {
+    let Some(cluster) = cluster() else { return };
+    let mut f = Fixture::new(cluster, 10_000, &[]);
+    if let Some(mut s) = f.server.take() {
+        s.kill_session();
+    }
+    // The fixture's server has no limit; this one allows 2 requests a second (bursts of 4).
+    f.port = free_port();
+    f.url = format!("http://127.0.0.1:{}", f.port);
+    let listen = format!("127.0.0.1:{}", f.port);
+    let mut p = spawn(
+        &[
+            "server",
+            "--database",
+            &f.db_url,
+            "--listen",
+            &listen,
+            "--rate-limit",
+            "2",
+        ],
+        f.path(),
+        Stdio::piped(),
+    );
+    let mut line = String::new();
+    BufReader::new(p.child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    let codes: Vec<u16> = (0..12)
+        .map(|_| match f.user().run(1) {
+            Ok(_) => 200,
+            Err(pipe_server::client::ClientError::Status { status, .. }) => status,
+            Err(e) => panic!("{e}"),
+        })
+        .collect();
+    assert!(codes.contains(&429), "{codes:?}");
+    assert!(
+        codes.iter().filter(|&&c| c == 429).count() >= 6,
+        "{codes:?}"
+    );
+    // Agents' job calls are not limited: a claim still answers.
+    let agent = Client::new(&f.url, &f.agent_token);
+    for _ in 0..10 {
+        agent
+            .claim(&pipe_server::api::ClaimRequest {
+                agent: "x".into(),
+                labels: vec![],
+                slots: None,
+                wait_ms: None,
+            })
+            .expect("claim is not rate limited");
+    }
+}
