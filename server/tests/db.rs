@@ -391,3 +391,93 @@ async fn concurrent_claimers_never_double_claim() {
     assert_eq!(st.conclusion.as_deref(), Some("success"));
     assert!(st.jobs.iter().all(|j| j.accepted_attempt == Some(1)));
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A random DAG: job i may need any of the jobs before it.
+    fn dag() -> impl Strategy<Value = Vec<Vec<usize>>> {
+        (1usize..12).prop_flat_map(|n| {
+            (0..n)
+                .map(|i| proptest::collection::vec(0..i.max(1), 0..=i.min(3)))
+                .collect::<Vec<_>>()
+                .prop_map(|mut needs| {
+                    for (i, n) in needs.iter_mut().enumerate() {
+                        n.retain(|&d| d < i);
+                        n.sort_unstable();
+                        n.dedup();
+                    }
+                    needs
+                })
+        })
+    }
+
+    fn workflow(needs: &[Vec<usize>]) -> String {
+        let mut wf = String::from("on: push\njobs:\n");
+        for (i, n) in needs.iter().enumerate() {
+            let list: Vec<String> = n.iter().map(|d| format!("j{d}")).collect();
+            wf.push_str(&format!(
+                "  j{i}: {{needs: [{}], runs-on: ubuntu-latest, steps: [{{run: 'true'}}]}}\n",
+                list.join(", ")
+            ));
+        }
+        wf
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Whatever the DAG, the order of completion and the results, and with leases that
+        /// expire on the way: a job is only ever claimable once all its needs are done, each
+        /// job's result is accepted exactly once, and the run concludes with the worst result.
+        #[test]
+        fn jobs_are_released_only_after_their_needs_and_accepted_once(
+            needs in dag(),
+            results in proptest::collection::vec(0usize..3, 12),
+            lose in proptest::collection::vec(any::<bool>(), 12),
+        ) {
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            rt.block_on(async {
+                let Some(db) = db().await else { return };
+                let wf = workflow(&needs);
+                let run = submit(&db, &wf).await;
+                let mut done: HashMap<String, &str> = HashMap::new();
+                let mut lost_once: std::collections::HashSet<String> = Default::default();
+                let names = ["success", "failure", "skipped"];
+                let mut guard = 0;
+                while done.len() < needs.len() {
+                    guard += 1;
+                    assert!(guard < 200, "no progress");
+                    let claimed = db.claim("p", &labels(), 3, Duration::from_millis(150)).await.expect("claim");
+                    if claimed.is_empty() {
+                        // Only lost leases can be pending: let them expire.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        db.reap().await.expect("reap");
+                        continue;
+                    }
+                    for j in claimed {
+                        let i: usize = j.job_key[1..].parse().expect("index");
+                        for d in &needs[i] {
+                            assert!(done.contains_key(&format!("j{d}")), "j{i} was released before j{d}");
+                            assert_eq!(j.needs[&format!("j{d}")].result, done[&format!("j{d}")]);
+                        }
+                        if lose[i] && lost_once.insert(j.job_key.clone()) {
+                            continue; // this agent dies: the lease will expire
+                        }
+                        let r = names[results[i]];
+                        assert!(db.complete(j.job_id, j.attempt, &j.token, r, &BTreeMap::new()).await.expect("complete"));
+                        assert!(done.insert(j.job_key.clone(), r).is_none(), "accepted twice");
+                    }
+                }
+                let st = db.run_status(run).await.expect("status");
+                let want = if done.values().any(|r| *r == "failure") { "failure" } else { "success" };
+                assert_eq!(st.conclusion.as_deref(), Some(want));
+                for j in &st.jobs {
+                    let expected = if lost_once.contains(&j.key) { 2 } else { 1 };
+                    assert_eq!(j.accepted_attempt, Some(expected), "{}", j.key);
+                }
+            });
+        }
+    }
+}
