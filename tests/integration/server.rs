@@ -1003,3 +1003,47 @@ fn public_endpoints_are_rate_limited() {
             .expect("claim is not rate limited");
     }
 }
+
+#[test]
+fn an_agent_runs_a_job_in_a_container_with_the_docker_executor() {
+    let Some(cluster) = cluster() else { return };
+    if !crate::docker::docker_available() {
+        return;
+    }
+    crate::docker::ensure_images();
+    let f = Fixture::new(cluster, 10_000, &[]);
+    let wf = f.write(
+        ".github/workflows/boxed.yml",
+        "on: push\njobs:\n  boxed:\n    runs-on: ubuntu-latest\n    outputs:\n      init: ${{ steps.s.outputs.init }}\n    steps:\n      - id: s\n        run: echo \"init=$(cat /proc/1/cmdline | tr '\\0' ' ')\" >> \"$GITHUB_OUTPUT\"\n",
+    );
+    let work = f.path().join("agents/docker");
+    let map = format!("ubuntu-latest={}", crate::docker::BASH);
+    let _agent = spawn(
+        &[
+            "agent",
+            "--server",
+            &f.url,
+            "--token",
+            &f.agent_token,
+            "--name",
+            "docker",
+            "--work-dir",
+            work.to_str().expect("utf-8"),
+            "-P",
+            &map,
+        ],
+        f.path(),
+        Stdio::null(),
+    );
+    let run = f.submit(wf.to_str().expect("utf-8"), &[]);
+    let st = f.wait_run(run, Duration::from_secs(120));
+    let log = f.user().log(st.jobs[0].id).expect("log");
+    assert_eq!(st.conclusion.as_deref(), Some("success"), "{log}");
+    // PID 1 is the job container's keep-alive process, not the host's init.
+    let init = &st.jobs[0].outputs["init"];
+    assert!(
+        !init.contains("systemd") && !init.contains("/sbin/init"),
+        "{init}"
+    );
+    assert!(!init.is_empty());
+}
