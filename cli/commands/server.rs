@@ -34,6 +34,12 @@ pub struct ServerArgs {
         hide_env_values = true
     )]
     pub webhook_secret: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM; with `--tls-key`).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Database connections per server.
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub pool_size: usize,
@@ -136,6 +142,13 @@ pub fn run(cli: &Cli, args: &ServerArgs) -> u8 {
 }
 
 async fn serve(cli: &Cli, args: &ServerArgs, db: Db) -> u8 {
+    let tls = args.tls_cert.clone().zip(args.tls_key.clone());
+    if let Some((cert, key)) = &tls
+        && let Err(e) = pipe_server::http::tls_acceptor(cert, key)
+    {
+        super::error(cli, &e, None);
+        return exit::USAGE;
+    }
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -151,7 +164,8 @@ async fn serve(cli: &Cli, args: &ServerArgs, db: Db) -> u8 {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| args.listen.clone());
-    let _ = output::stdout_write(format!("listening on http://{addr}\n").as_bytes());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let _ = output::stdout_write(format!("listening on {scheme}://{addr}\n").as_bytes());
     let settings = Settings {
         lease: Duration::from_millis(args.lease_ms.max(100)),
         rate_limit: args.rate_limit,
@@ -159,6 +173,7 @@ async fn serve(cli: &Cli, args: &ServerArgs, db: Db) -> u8 {
         git_cache: pipe_runner::dirs::state_root(&pipe_runner::dirs::process_env)
             .map(|d| d.join("server-git"))
             .unwrap_or_else(|_| std::env::temp_dir().join("pipe-server-git")),
+        tls,
         ..Settings::default()
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<u8>();

@@ -26,6 +26,9 @@ pub enum ClientError {
     /// No answer (connection refused, reset, timeout).
     #[error("cannot reach the server: {0}")]
     Transport(String),
+    /// A failure retrying cannot mend (TLS: an untrusted certificate; a bad URL).
+    #[error("cannot talk to the server: {0}")]
+    Fatal(String),
 }
 
 impl ClientError {
@@ -34,6 +37,7 @@ impl ClientError {
         match self {
             ClientError::Transport(_) => true,
             ClientError::Status { status, .. } => *status == 429 || *status >= 500,
+            ClientError::Fatal(_) => false,
         }
     }
 
@@ -51,12 +55,31 @@ pub struct Client {
     http: ureq::Agent,
 }
 
+/// The HTTP agent. `PIPE_CA_CERT` names a PEM file of certificates to trust (a server with
+/// its own CA) instead of the built-in web roots.
 fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
+    let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(timeout))
-        .build()
-        .into()
+        .timeout_global(Some(timeout));
+    if let Some(path) = std::env::var_os("PIPE_CA_CERT") {
+        match std::fs::read(&path) {
+            Ok(pem) => {
+                let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                    .filter_map(|item| match item {
+                        Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                        _ => None,
+                    })
+                    .collect();
+                config = config.tls_config(
+                    ureq::tls::TlsConfig::builder()
+                        .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                        .build(),
+                );
+            }
+            Err(e) => tracing::warn!("cannot read `PIPE_CA_CERT`: {e}"),
+        }
+    }
+    config.build().into()
 }
 
 impl Client {
@@ -86,7 +109,17 @@ impl Client {
     fn finish(
         resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<String, ClientError> {
-        let mut resp = resp.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let mut resp = resp.map_err(|e| match &e {
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+                ClientError::Fatal(e.to_string())
+            }
+            ureq::Error::Tls(_)
+            | ureq::Error::Rustls(_)
+            | ureq::Error::Pem(_)
+            | ureq::Error::BadUri(_)
+            | ureq::Error::Http(_) => ClientError::Fatal(e.to_string()),
+            _ => ClientError::Transport(e.to_string()),
+        })?;
         let status = resp.status().as_u16();
         let text = resp
             .body_mut()

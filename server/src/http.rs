@@ -43,6 +43,8 @@ pub struct Settings {
     pub webhook_secret: Option<String>,
     /// Where the server keeps git mirrors for webhooks.
     pub git_cache: std::path::PathBuf,
+    /// Serve HTTPS with this certificate chain and private key (PEM files).
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Default for Settings {
@@ -53,6 +55,7 @@ impl Default for Settings {
             rate_limit: 50,
             webhook_secret: None,
             git_cache: std::env::temp_dir().join("pipe-server-git"),
+            tls: None,
         }
     }
 }
@@ -551,13 +554,43 @@ async fn reaper(db: Db, wake: Arc<Notify>, lease: Duration) {
     }
 }
 
-/// Migrates the database, then serves on `listener` until `shutdown` resolves.
+/// A TLS acceptor from PEM files; the error names the file.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("`{}`: not a PEM certificate chain: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("`{}` holds no certificate", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("`{}`: not a PEM private key: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("TLS: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Migrates the database, then serves on `listener` (HTTPS when `settings.tls` is set) until
+/// `shutdown` resolves.
 pub async fn serve(
     db: Db,
     settings: Settings,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(tls_acceptor(cert, key).map_err(std::io::Error::other)?),
+        None => None,
+    };
     let wake = Arc::new(Notify::new());
     let listen_task = tokio::spawn(listen(db.clone(), wake.clone()));
     let reap_task = tokio::spawn(reaper(db.clone(), wake.clone(), settings.lease));
@@ -569,13 +602,54 @@ pub async fn serve(
         tokens: Mutex::new(HashMap::new()),
     });
     let app = router(state);
-    let r = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let r = match tls {
+        None => {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+        }
+        Some(acceptor) => serve_tls(listener, acceptor, app, shutdown).await,
+    };
     listen_task.abort();
     reap_task.abort();
     r
+}
+
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, addr) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::debug!("accept: {e}");
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let svc = app.clone().layer(axum::Extension(ConnectInfo(addr)));
+        tokio::spawn(async move {
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+            else {
+                return;
+            };
+            let _ = Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+                .await;
+        });
+    }
 }

@@ -1047,3 +1047,118 @@ fn an_agent_runs_a_job_in_a_container_with_the_docker_executor() {
     );
     assert!(!init.is_empty());
 }
+
+#[test]
+fn the_server_speaks_tls_when_configured_and_clients_trust_pipe_ca_cert() {
+    let Some(cluster) = cluster() else { return };
+    let f = Fixture::new(cluster, 10_000, &[]);
+    let (cert, key) = (f.path().join("cert.pem"), f.path().join("key.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(!crate::common::in_ci(), "openssl is required when CI=true");
+        eprintln!("skipping: openssl could not make a certificate");
+        return;
+    }
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut tls = spawn(
+        &[
+            "server",
+            "--database",
+            &f.db_url,
+            "--listen",
+            &listen,
+            "--tls-cert",
+            cert.to_str().expect("utf-8"),
+            "--tls-key",
+            key.to_str().expect("utf-8"),
+        ],
+        f.path(),
+        Stdio::piped(),
+    );
+    let mut line = String::new();
+    BufReader::new(tls.child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    let url = format!("https://127.0.0.1:{port}");
+    assert_eq!(line.trim(), format!("listening on {url}"));
+    // An agent and a submit over HTTPS, trusting the server's certificate.
+    let ca = cert.to_str().expect("utf-8");
+    let work = f.path().join("agents/tls");
+    let _agent = Proc {
+        child: Command::new("setsid")
+            .arg(PIPE)
+            .args([
+                "agent",
+                "--server",
+                &url,
+                "--token",
+                &f.agent_token,
+                "--name",
+                "tls",
+            ])
+            .arg("--work-dir")
+            .arg(&work)
+            .env("PIPE_CA_CERT", ca)
+            .env("PIPE_STATE_DIR", f.path().join("state"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("agent"),
+    };
+    let wf = f.write(
+        ".github/workflows/tls.yml",
+        "on: push\njobs:\n  a: {runs-on: ubuntu-latest, steps: [{run: echo over tls}]}\n",
+    );
+    let (code, out, err) = pipe_out(
+        &[
+            "submit",
+            "--server",
+            &url,
+            "--token",
+            &f.user_token,
+            "-W",
+            wf.to_str().expect("utf-8"),
+            "--wait",
+        ],
+        f.path(),
+        &[("PIPE_CA_CERT", ca)],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("a success"), "{out}");
+    // Without the CA the certificate is refused; plain HTTP gets no answer.
+    let (code, _, err) = pipe_out(
+        &[
+            "submit",
+            "--server",
+            &url,
+            "--token",
+            &f.user_token,
+            "-W",
+            wf.to_str().expect("utf-8"),
+        ],
+        f.path(),
+        &[("PIPE_CA_CERT", "/nonexistent")],
+    );
+    assert_eq!(code, Some(3), "{err}");
+    let plain = Client::new(&format!("http://127.0.0.1:{port}"), &f.user_token);
+    assert!(plain.run(1).is_err());
+}
