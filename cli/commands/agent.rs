@@ -55,7 +55,6 @@ pub struct AgentArgs {
 
 /// Runs the command.
 pub fn run(cli: &Cli, args: &AgentArgs) -> u8 {
-    let _ = DEFAULT_LABELS;
     let name = args.name.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())

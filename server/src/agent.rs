@@ -47,15 +47,8 @@ pub struct AgentOptions {
     pub max_jobs: usize,
 }
 
-/// The labels an agent has by default.
-pub const DEFAULT_LABELS: &[&str] = &[
-    "self-hosted",
-    "linux",
-    "x64",
-    "ubuntu-latest",
-    "ubuntu-24.04",
-    "ubuntu-22.04",
-];
+/// The labels an agent has by default (comma-separated).
+pub const DEFAULT_LABELS: &str = "self-hosted,linux,x64,ubuntu-latest,ubuntu-24.04,ubuntu-22.04";
 
 /// Why the agent stopped.
 #[derive(Debug, PartialEq, Eq)]

@@ -393,6 +393,25 @@ fn a_workflow_runs_across_agents_with_needs_outputs_and_masked_logs() {
         f.sql("SELECT count(*) FROM log_chunks WHERE data LIKE '%s3cr3t%'"),
         "0"
     );
+    // The human summary of `--wait`.
+    let (code, out, err) = pipe_out(
+        &[
+            "submit",
+            "--server",
+            &f.url,
+            "--token",
+            &f.user_token,
+            "-W",
+            wf.to_str().expect("utf-8"),
+            "--wait",
+        ],
+        f.path(),
+        &[],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    insta::with_settings!({filters => vec![(r"run \d+ ", "run [ID] ")]}, {
+        insta::assert_snapshot!("submit_wait", out);
+    });
     assert_eq!(
         f.sql("SELECT count(*) FROM tokens WHERE hash LIKE 'pip%'"),
         "0"
