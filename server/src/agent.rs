@@ -185,7 +185,7 @@ fn dotenv_quote(v: &str) -> String {
 fn prepare(dir: &Path, job: &ClaimedJob) -> Result<(), String> {
     if let Some(repo) = &job.repo {
         let out = Command::new("git")
-            .args(["clone", "-q", "--no-checkout", repo])
+            .args(["clone", "-q", "--no-checkout", "--", repo])
             .arg(dir)
             .output()
             .map_err(|e| format!("cannot run `git`: {e}"))?;
@@ -196,6 +196,9 @@ fn prepare(dir: &Path, job: &ClaimedJob) -> Result<(), String> {
             ));
         }
         if let Some(sha) = &job.sha {
+            if sha.is_empty() || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("`{sha}` is not a commit id"));
+            }
             let out = Command::new("git")
                 .arg("-C")
                 .arg(dir)

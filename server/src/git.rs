@@ -98,6 +98,9 @@ pub fn push_requests(
             payload.after
         ));
     }
+    if !payload.git_ref.starts_with("refs/") || payload.git_ref.contains(char::is_whitespace) {
+        return Err(format!("`ref` must be a full ref name, not `{}`", payload.git_ref));
+    }
     let url = &payload.repository.clone_url;
     let mirror = cache.join(format!(
         "{}.git",
@@ -114,6 +117,7 @@ pub fn push_requests(
             "fetch",
             "-q",
             "--no-tags",
+            "--",
             url,
             &format!("+{}:refs/pipe/fetched", payload.git_ref),
         ],
