@@ -528,3 +528,47 @@ fn read_summary(path: &Path, code: Option<i32>) -> (String, BTreeMap<String, Str
     };
     (result, outputs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn summary(json: &str) -> (String, BTreeMap<String, String>) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("s.json");
+        std::fs::write(&p, json).expect("write");
+        read_summary(&p, Some(0))
+    }
+
+    #[test]
+    fn the_result_is_the_runs_and_outputs_merge_over_legs() {
+        let (r, o) = summary(
+            r#"{"conclusion": "success", "jobs": [
+                {"conclusion": "success", "outputs": {"a": "1"}},
+                {"conclusion": "failure", "outputs": {"b": "2"}}]}"#,
+        );
+        assert_eq!(r, "success");
+        assert_eq!(o.len(), 2);
+        let (r, _) = summary(r#"{"conclusion": "success", "jobs": [{"conclusion": "skipped"}]}"#);
+        assert_eq!(r, "skipped");
+        let (r, _) = summary(r#"{"conclusion": "failure", "jobs": []}"#);
+        assert_eq!(r, "failure");
+    }
+
+    #[test]
+    fn no_summary_is_a_failure() {
+        let dir = tempfile::tempdir().expect("tmp");
+        assert_eq!(read_summary(&dir.path().join("none"), Some(0)).0, "failure");
+    }
+
+    proptest! {
+        /// Secrets written for `--secret-file` read back as they were.
+        #[test]
+        fn secret_files_round_trip(value in "[ -~\t\n]{0,40}") {
+            let text = format!("S={}\n", dotenv_quote(&value));
+            let parsed = pipe_runner::run::setup::parse_dotenv(&text).expect("parses");
+            prop_assert_eq!(parsed, vec![("S".to_owned(), value)]);
+        }
+    }
+}
