@@ -33,7 +33,7 @@ pub struct AgentArgs {
         long,
         value_delimiter = ',',
         value_name = "LABELS",
-        default_value = "self-hosted,linux,x64,ubuntu-latest,ubuntu-24.04,ubuntu-22.04"
+        default_value = DEFAULT_LABELS
     )]
     pub labels: Vec<String>,
     /// Jobs running at once.

@@ -99,7 +99,10 @@ pub fn push_requests(
         ));
     }
     if !payload.git_ref.starts_with("refs/") || payload.git_ref.contains(char::is_whitespace) {
-        return Err(format!("`ref` must be a full ref name, not `{}`", payload.git_ref));
+        return Err(format!(
+            "`ref` must be a full ref name, not `{}`",
+            payload.git_ref
+        ));
     }
     let url = &payload.repository.clone_url;
     let mirror = cache.join(format!(
