@@ -148,7 +148,8 @@ impl PgCluster {
              -c max_connections=300 -c fsync=off -c full_page_writes=off \
              -c synchronous_commit=off >>\"$2/log\" 2>&1 & pg=$!; \
              while [ -d /proc/{parent} ] && [ -e \"$3\" ] && kill -0 $pg 2>/dev/null; do sleep 0.2; done; \
-             kill -INT $pg 2>/dev/null; wait $pg",
+             kill -INT $pg 2>/dev/null; wait $pg; \
+             [ -d /proc/{parent} ] || rm -rf \"$2\"",
             port = self.port,
             parent = std::process::id(),
         );
