@@ -470,7 +470,7 @@ fn bad_tokens_and_invalid_workflows_are_refused() {
 #[test]
 fn an_agent_killed_mid_job_is_requeued_and_the_job_runs_exactly_once_more() {
     let Some(cluster) = cluster() else { return };
-    let f = Fixture::new(cluster, 1_500, &[]);
+    let f = Fixture::new(cluster, 3_000, &[]);
     let marks = f.path().join("marks");
     let wf = f.write(
         ".github/workflows/slow.yml",
@@ -576,13 +576,13 @@ impl Proxy {
 #[test]
 fn an_agent_cut_off_from_the_network_is_fenced_and_its_late_result_refused() {
     let Some(cluster) = cluster() else { return };
-    let f = Fixture::new(cluster, 1_500, &[]);
+    let f = Fixture::new(cluster, 3_000, &[]);
     let proxy = Proxy::start(f.port);
     let marks = f.path().join("marks");
     let wf = f.write(
         ".github/workflows/slow.yml",
         &format!(
-            "on: push\njobs:\n  slow:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          echo started >> {m}\n          sleep 4\n          echo finished >> {m}.done\n",
+            "on: push\njobs:\n  slow:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          echo started >> {m}\n          sleep 6\n          echo finished >> {m}.done\n",
             m = marks.display()
         ),
     );
@@ -942,7 +942,7 @@ fn schemathesis_finds_no_server_errors_or_schema_violations() {
 #[test]
 fn cancelling_a_run_stops_its_running_job_and_its_queued_ones() {
     let Some(cluster) = cluster() else { return };
-    let f = Fixture::new(cluster, 1_500, &[]);
+    let f = Fixture::new(cluster, 3_000, &[]);
     let marks = f.path().join("marks");
     let wf = f.write(
         ".github/workflows/long.yml",
