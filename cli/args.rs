@@ -80,6 +80,12 @@ pub enum Command {
     Rollback(crate::commands::deploy::RollbackArgs),
     /// Signed in-toto evidence for a build (`--export DIR`), or verify an export offline.
     Evidence(crate::commands::deploy::EvidenceArgs),
+    /// Serve the job queue API on PostgreSQL (`migrate`, `token` manage it).
+    Server(crate::commands::server::ServerArgs),
+    /// Claim jobs from a `pipe server` and run them.
+    Agent(crate::commands::agent::AgentArgs),
+    /// Send a run to a `pipe server`.
+    Submit(crate::commands::submit::SubmitArgs),
 }
 
 /// `pipe prune`.
@@ -184,6 +190,10 @@ pub struct RunArgs {
     /// Live view on a terminal (`auto`) or plain prefixed lines.
     #[arg(long, value_enum, default_value_t = crate::reporter::ProgressMode::Auto)]
     pub progress: crate::reporter::ProgressMode,
+    /// Results of jobs that ran elsewhere (JSON `{"job": {"result": "success", "outputs":
+    /// {}}}`), for jobs left out with `-j JOB --no-deps`: `pipe agent` runs one job this way.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub needs_results: Option<PathBuf>,
 }
 
 /// `pipe list`.

@@ -61,6 +61,9 @@ fn main() -> ExitCode {
         Command::Ledger(a) => commands::promote::ledger::run(&cli, a),
         Command::Rollback(a) => commands::deploy::rollback(&cli, a),
         Command::Evidence(a) => commands::deploy::evidence(&cli, a),
+        Command::Server(a) => commands::server::run(&cli, a),
+        Command::Agent(a) => commands::agent::run(&cli, a),
+        Command::Submit(a) => commands::submit::run(&cli, a),
     };
     ExitCode::from(code)
 }

@@ -19,8 +19,8 @@ use pipe_runner::run::action::{BuiltinAction, BuiltinCall, BuiltinResult};
 use serde::{Deserialize, Serialize};
 
 use crate::util::{
-    common_ancestor, env, expand, input, input_bool, input_lines, line, copy_hashing, par_chunks, resolve,
-    warn_unexpected, warning,
+    common_ancestor, copy_hashing, env, expand, input, input_bool, input_lines, line, par_chunks,
+    resolve, warn_unexpected, warning,
 };
 
 const UPLOAD_INPUTS: &[&str] = &[

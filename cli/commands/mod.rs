@@ -1,6 +1,7 @@
 //! One module per command, plus what `run`, `list` and `graph` share: selecting, loading and
 //! planning workflows.
 
+pub mod agent;
 pub mod artifacts;
 pub mod bench;
 pub mod cache;
@@ -14,6 +15,8 @@ pub mod prune;
 pub mod run;
 pub mod runs;
 pub mod scan;
+pub mod server;
+pub mod submit;
 pub mod validate;
 pub mod why;
 

@@ -755,7 +755,17 @@ async fn run_one(
             duration: std::time::Duration::ZERO,
         }
     } else {
-        run_plan(shared, &plan, &RunOptions { parallel }, cancel).await
+        let given = match &args.needs_results {
+            Some(path) => match read_needs_results(path) {
+                Ok(g) => g,
+                Err(e) => {
+                    error(cli, &e, None);
+                    return exit::USAGE;
+                }
+            },
+            None => Default::default(),
+        };
+        run_plan(shared, &plan, &RunOptions { parallel, given }, cancel).await
     };
     // Whatever the jobs did not remove (a panic, a job killed mid-setup) goes now.
     executor.finish().await;
@@ -868,6 +878,39 @@ async fn run_one(
         Conclusion::Success => exit::SUCCESS,
         _ => exit::FAILURE,
     }
+}
+
+/// Reads `--needs-results`: `{"job": {"result": "success", "outputs": {"k": "v"}}}`.
+fn read_needs_results(
+    path: &std::path::Path,
+) -> Result<pipe_runner::run::scheduler::GivenResults, String> {
+    #[derive(serde::Deserialize)]
+    struct Given {
+        result: String,
+        #[serde(default)]
+        outputs: indexmap::IndexMap<String, String>,
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read `{}`: {}", path.display(), io_reason(&e)))?;
+    let map: indexmap::IndexMap<String, Given> = serde_json::from_str(&text)
+        .map_err(|e| format!("`{}` is not valid needs results: {e}", path.display()))?;
+    map.into_iter()
+        .map(|(job, g)| {
+            let c = match g.result.as_str() {
+                "success" => Conclusion::Success,
+                "failure" => Conclusion::Failure,
+                "cancelled" => Conclusion::Cancelled,
+                "skipped" => Conclusion::Skipped,
+                other => {
+                    return Err(format!(
+                        "`{}`: job `{job}` has an unknown result `{other}`",
+                        path.display()
+                    ));
+                }
+            };
+            Ok((job, (c, g.outputs)))
+        })
+        .collect()
 }
 
 fn warn(cli: &Cli, s: &Styles, message: &str) {

@@ -8,9 +8,10 @@
 //! GitHub actions across runs; `cache` drives `pipe cache` and its fault tests; `scan` drives
 //! `pipe scan` (vulnerabilities); `scan_targets` drives secrets, misconfiguration, rootfs and
 //! image targets; `bench` drives `pipe bench` and the job `reports:` key; `promote` drives builds, gates,
-//! approvals and the ledger end to end; `deploy` drives `pipe rollback`, `evidence` and `metrics`; `docker` runs jobs
-//! in containers on the real engine; `image` drives `pipe image` against skopeo, umoci, a real
-//! registry and the engine, and runs `pipelines/release.yml`.
+//! approvals and the ledger end to end; `deploy` drives `pipe rollback`, `evidence` and `metrics`;
+//! `server` drives `pipe server`, `pipe agent` and `pipe submit` on a real PostgreSQL with their
+//! failure cases; `docker` runs jobs in containers on the real engine; `image` drives `pipe image`
+//! against skopeo, umoci, a real registry and the engine, and runs `pipelines/release.yml`.
 
 mod bad_input;
 mod bench;
@@ -27,5 +28,6 @@ mod promote;
 mod run_cli;
 mod scan;
 mod scan_targets;
+mod server;
 mod snapshots;
 mod stepcache;

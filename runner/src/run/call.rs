@@ -363,6 +363,7 @@ async fn run_prepared(
     let shared = Arc::new(shared);
     let opts = RunOptions {
         parallel: shared.parallel.max(1),
+        ..RunOptions::default()
     };
     let result = run_plan(shared.clone(), &plan, &opts, cancel).await;
 

@@ -28,11 +28,19 @@ use crate::run::job::{LegOutcome, LegRunner, LegSpec, Shared, default_step_name,
 use crate::run::report::NoticeLevel;
 use crate::workflow::YStr;
 
+/// Results of jobs that ran elsewhere: job id → (result, outputs).
+pub type GivenResults = HashMap<String, (Conclusion, IndexMap<String, String>)>;
+
 /// How to run a plan.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     /// Legs running at once (`-p`).
     pub parallel: usize,
+    /// Results of jobs that ran elsewhere, by job id: a job that is not selected and has an
+    /// entry here is done with that result and those outputs (its dependants' `needs` and
+    /// status functions see them); without one it counts as a success with no outputs. This is
+    /// how an agent of `pipe server` runs one job of a workflow whose needs other agents ran.
+    pub given: GivenResults,
 }
 
 /// What a run produced.
@@ -186,11 +194,14 @@ pub async fn run_plan(
                 }
                 let pj = &plan.jobs[j];
                 if !pj.selected {
-                    // Not selected: its dependants see success with no outputs.
-                    state[j] = JobState::Done {
-                        result: Conclusion::Success,
-                        outputs: IndexMap::new(),
-                    };
+                    // Not selected: its dependants see the given result, or success with no
+                    // outputs.
+                    let (result, outputs) = opts
+                        .given
+                        .get(&pj.id)
+                        .cloned()
+                        .unwrap_or((Conclusion::Success, IndexMap::new()));
+                    state[j] = JobState::Done { result, outputs };
                     mark_done(j, &mut remaining, &mut ready);
                     progressed = true;
                     continue;
@@ -669,6 +680,10 @@ pub async fn run_plan(
         }
         if let JobState::Done { result, outputs } = &state[j] {
             job_results.push((plan.jobs[j].index, *result, outputs.clone()));
+            // Jobs that were not selected (or ran elsewhere, `given`) do not decide this run.
+            if !plan.jobs[j].selected {
+                continue;
+            }
             match result {
                 Conclusion::Failure => any_failure = true,
                 Conclusion::Cancelled => any_cancelled = true,

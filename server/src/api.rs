@@ -1,0 +1,169 @@
+//! The HTTP API's request and response bodies (JSON). `openapi.json` describes the same shapes;
+//! a test checks that the two agree.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/v1/runs`: a workflow to run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// The workflow's path in the repository (`.github/workflows/ci.yml`).
+    pub workflow_path: String,
+    /// The workflow file's text.
+    pub workflow: String,
+    /// The triggering event (`push` when absent).
+    #[serde(default)]
+    pub event: Option<String>,
+    /// A git repository the agents clone (a path or URL they can reach), if any.
+    #[serde(default)]
+    pub repo: Option<String>,
+    /// The commit to check out.
+    #[serde(default)]
+    pub sha: Option<String>,
+    /// The ref that was pushed (`refs/heads/main`).
+    #[serde(default, rename = "ref")]
+    pub git_ref: Option<String>,
+    /// Secrets for the run's jobs (delivered only with a claimed job, masked in stored logs).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// A job of a run as `GET /api/v1/runs/{id}` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct JobStatus {
+    /// The job's server id.
+    pub id: i64,
+    /// The workflow job id.
+    pub key: String,
+    /// `blocked`, `queued`, `leased` or `done`.
+    pub state: String,
+    /// The latest attempt number (0 before the first claim).
+    pub attempt: i32,
+    /// `success`, `failure`, `cancelled` or `skipped` when done.
+    pub result: Option<String>,
+    /// The attempt whose result was accepted.
+    pub accepted_attempt: Option<i32>,
+    /// The job's outputs when done.
+    pub outputs: BTreeMap<String, String>,
+    /// The ids of the jobs it needs.
+    pub needs: Vec<String>,
+}
+
+/// A run as `POST` and `GET /api/v1/runs…` return it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunStatus {
+    /// The run id.
+    pub id: i64,
+    /// The workflow path.
+    pub workflow_path: String,
+    /// The event.
+    pub event: String,
+    /// `running` or `done`.
+    pub state: String,
+    /// `success`, `failure` or `cancelled` when done.
+    pub conclusion: Option<String>,
+    /// Its jobs in workflow order.
+    pub jobs: Vec<JobStatus>,
+}
+
+/// `POST /api/v1/agent/claim`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// The agent's name (unique per agent process).
+    pub agent: String,
+    /// The agent's labels; a job is offered when its `runs-on` labels are a subset.
+    pub labels: Vec<String>,
+    /// How many jobs the agent can take now (1 when absent).
+    #[serde(default)]
+    pub slots: Option<u32>,
+    /// How long to wait for a job, in milliseconds (at most 30,000; 0 answers at once).
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
+/// The result of a need as the claimed job sees it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NeedResult {
+    /// `success`, `failure`, `cancelled` or `skipped`.
+    pub result: String,
+    /// Its outputs.
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// A job handed to an agent.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ClaimedJob {
+    /// The job's server id.
+    pub job_id: i64,
+    /// This attempt's number; every later call names it.
+    pub attempt: i32,
+    /// The job token: the bearer token for this attempt's heartbeat, log and complete calls.
+    pub token: String,
+    /// The run id.
+    pub run_id: i64,
+    /// The workflow job id to run.
+    pub job_key: String,
+    /// The workflow's path.
+    pub workflow_path: String,
+    /// The workflow's text.
+    pub workflow: String,
+    /// The event.
+    pub event: String,
+    /// The repository to clone, if any.
+    pub repo: Option<String>,
+    /// The commit.
+    pub sha: Option<String>,
+    /// Results of every finished job of the run, by workflow job id (the job's needs, and
+    /// their ancestors, are among them).
+    pub needs: BTreeMap<String, NeedResult>,
+    /// The run's secrets.
+    pub secrets: BTreeMap<String, String>,
+    /// The lease's length in milliseconds; heartbeat well within it.
+    pub lease_ms: u64,
+}
+
+/// `POST /api/v1/agent/claim`'s answer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ClaimResponse {
+    /// The jobs now leased to the agent (empty when none came before the wait ended).
+    pub jobs: Vec<ClaimedJob>,
+}
+
+/// `POST …/heartbeat`'s answer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct HeartbeatResponse {
+    /// Whether the job should be cancelled.
+    pub cancel: bool,
+}
+
+/// `POST …/complete`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    /// `success`, `failure`, `cancelled` or `skipped`.
+    pub result: String,
+    /// The job's outputs.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// `POST …/complete`'s answer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CompleteResponse {
+    /// True when this call recorded the result, false when it had been recorded before (a
+    /// retried call).
+    pub recorded: bool,
+}
+
+/// An error body.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: String,
+}
+
+/// The results a job may report.
+pub const RESULTS: [&str; 4] = ["success", "failure", "cancelled", "skipped"];
