@@ -4,10 +4,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use pipe_promote::build::Build;
 use pipe_promote::engine::{Engine, EngineError, PolicyRef};
 use pipe_promote::gates::{Decision, Evaluation, Outcome};
 use pipe_promote::ledger::{AllowedSigners, SshSigner};
-use pipe_promote::policy::Mode;
+use pipe_promote::policy::{Environment, Mode};
 use pipe_runner::exit;
 
 use super::{Ctx, PENDING, open, print_json, resolve};
@@ -226,40 +227,59 @@ pub fn render(cli: &Cli, title: &str, ev: &Evaluation) -> String {
     out
 }
 
-/// Runs `pipe gates`.
-pub fn gates(cli: &Cli, args: &GatesArgs) -> u8 {
+/// Opens the ledger, loads the trusted policy, finds the environment `to` and the build, and
+/// runs `f` with them; a problem on the way is printed and its exit code returned.
+fn with_target(
+    cli: &Cli,
+    policy: &PolicyArgs,
+    to: &str,
+    build: &str,
+    f: impl FnOnce(&Ctx, &Loaded, &Engine<'_>, &Environment, Build) -> u8,
+) -> u8 {
     let ctx = match open(cli) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let l = match load(cli, &ctx, &args.policy) {
+    let l = match load(cli, &ctx, policy) {
         Ok(l) => l,
         Err(code) => return code,
     };
     let eng = engine(&ctx, &l);
-    let env = match eng.env(&args.to) {
+    let env = match eng.env(to) {
         Ok(e) => e,
         Err(e) => return engine_error(cli, &e),
     };
-    let b = match resolve(cli, &ctx, &args.build) {
-        Ok(b) => b,
-        Err(code) => return code,
-    };
-    let ev = match eng.gates(env, &b) {
-        Ok(ev) => ev,
-        Err(e) => return engine_error(cli, &e),
-    };
-    if args.json {
-        print_json(&serde_json::json!({
-            "build": b.id, "alias": b.body.alias, "environment": env.name,
-            "policy": { "source": l.source.origin, "digest": env.digest },
-            "decision": ev.decision, "gates": ev.gates,
-        }));
-    } else {
-        let title = format!("{} ({}) -> `{}`", b.body.alias, short(&b.id), env.name);
-        let _ = output::stdout_write(render(cli, &title, &ev).as_bytes());
+    match resolve(cli, &ctx, build) {
+        Ok(b) => f(&ctx, &l, &eng, env, b),
+        Err(code) => code,
     }
-    code_of(ev.decision)
+}
+
+/// Runs `pipe gates`.
+pub fn gates(cli: &Cli, args: &GatesArgs) -> u8 {
+    with_target(
+        cli,
+        &args.policy,
+        &args.to,
+        &args.build,
+        |_, l, eng, env, b| {
+            let ev = match eng.gates(env, &b) {
+                Ok(ev) => ev,
+                Err(e) => return engine_error(cli, &e),
+            };
+            if args.json {
+                print_json(&serde_json::json!({
+                    "build": b.id, "alias": b.body.alias, "environment": env.name,
+                    "policy": { "source": l.source.origin, "digest": env.digest },
+                    "decision": ev.decision, "gates": ev.gates,
+                }));
+            } else {
+                let title = format!("{} ({}) -> `{}`", b.body.alias, short(&b.id), env.name);
+                let _ = output::stdout_write(render(cli, &title, &ev).as_bytes());
+            }
+            code_of(ev.decision)
+        },
+    )
 }
 
 fn short(id: &str) -> &str {
@@ -288,76 +308,69 @@ pub fn promote(cli: &Cli, args: &PromoteArgs) -> u8 {
         (Ok(t), Ok(p)) => (t, p),
         (Err(c), _) | (_, Err(c)) => return c,
     };
-    let ctx = match open(cli) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let l = match load(cli, &ctx, &args.policy) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let eng = engine(&ctx, &l);
-    let env = match eng.env(&args.to) {
-        Ok(e) => e,
-        Err(e) => return engine_error(cli, &e),
-    };
-    let b = match resolve(cli, &ctx, &args.build) {
-        Ok(b) => b,
-        Err(code) => return code,
-    };
-    let actor = super::actor(&ctx.project.root, args.actor.as_deref());
-    let start = Instant::now();
-    let mut override_window = args.override_window.as_deref();
-    let mut last_reasons = String::new();
-    loop {
-        let out = match eng.promote(env, &b, &actor, args.reason.as_deref(), override_window) {
-            Ok(o) => o,
-            Err(e) => return engine_error(cli, &e),
-        };
-        // The override is recorded once.
-        override_window = None;
-        let waiting = out.decision == Decision::Pending && args.wait && start.elapsed() < timeout;
-        let title = format!("{} ({}) -> `{}`", b.body.alias, short(&b.id), env.name);
-        let text = render(cli, &title, &out.evaluation);
-        if args.json {
-            if !waiting {
-                print_json(&out);
+    with_target(
+        cli,
+        &args.policy,
+        &args.to,
+        &args.build,
+        |ctx, _, eng, env, b| {
+            let actor = super::actor(&ctx.project.root, args.actor.as_deref());
+            let start = Instant::now();
+            let mut override_window = args.override_window.as_deref();
+            let mut last_reasons = String::new();
+            loop {
+                let out =
+                    match eng.promote(env, &b, &actor, args.reason.as_deref(), override_window) {
+                        Ok(o) => o,
+                        Err(e) => return engine_error(cli, &e),
+                    };
+                // The override is recorded once.
+                override_window = None;
+                let waiting =
+                    out.decision == Decision::Pending && args.wait && start.elapsed() < timeout;
+                let title = format!("{} ({}) -> `{}`", b.body.alias, short(&b.id), env.name);
+                let text = render(cli, &title, &out.evaluation);
+                if args.json {
+                    if !waiting {
+                        print_json(&out);
+                    }
+                } else if !waiting || text != last_reasons {
+                    // While waiting, print the gates only when they change.
+                    let _ = output::stdout_write(text.as_bytes());
+                    last_reasons = text;
+                }
+                if !waiting {
+                    if !args.json && !cli.quiet {
+                        let s = super::super::err_styles(cli);
+                        let msg = match out.decision {
+                            Decision::Allowed => format!(
+                                "{} `{}` is now the release of `{}` (ledger #{})\n",
+                                s.paint(s.success, "promoted:"),
+                                b.body.alias,
+                                env.name,
+                                out.release.unwrap_or_default()
+                            ),
+                            Decision::Denied => format!(
+                                "{} the promotion of `{}` to `{}` was denied (ledger #{})\n",
+                                s.paint(s.error, "denied:"),
+                                b.body.alias,
+                                env.name,
+                                out.decided.unwrap_or_default()
+                            ),
+                            Decision::Pending => format!(
+                                "{} request #{} waits; run `pipe promote --wait` or promote again later\n",
+                                s.paint(s.warning, "pending:"),
+                                out.request
+                            ),
+                        };
+                        output::stderr_write(msg.as_bytes());
+                    }
+                    return code_of(out.decision);
+                }
+                std::thread::sleep(poll.min(timeout.saturating_sub(start.elapsed())));
             }
-        } else if !waiting || text != last_reasons {
-            // While waiting, print the gates only when they change.
-            let _ = output::stdout_write(text.as_bytes());
-            last_reasons = text;
-        }
-        if !waiting {
-            if !args.json && !cli.quiet {
-                let s = super::super::err_styles(cli);
-                let msg = match out.decision {
-                    Decision::Allowed => format!(
-                        "{} `{}` is now the release of `{}` (ledger #{})\n",
-                        s.paint(s.success, "promoted:"),
-                        b.body.alias,
-                        env.name,
-                        out.release.unwrap_or_default()
-                    ),
-                    Decision::Denied => format!(
-                        "{} the promotion of `{}` to `{}` was denied (ledger #{})\n",
-                        s.paint(s.error, "denied:"),
-                        b.body.alias,
-                        env.name,
-                        out.decided.unwrap_or_default()
-                    ),
-                    Decision::Pending => format!(
-                        "{} request #{} waits; run `pipe promote --wait` or promote again later\n",
-                        s.paint(s.warning, "pending:"),
-                        out.request
-                    ),
-                };
-                output::stderr_write(msg.as_bytes());
-            }
-            return code_of(out.decision);
-        }
-        std::thread::sleep(poll.min(timeout.saturating_sub(start.elapsed())));
-    }
+        },
+    )
 }
 
 fn signer(cli: &Cli, cwd: &std::path::Path, key: &std::path::Path) -> Result<SshSigner, u8> {
@@ -369,84 +382,66 @@ fn signer(cli: &Cli, cwd: &std::path::Path, key: &std::path::Path) -> Result<Ssh
 
 /// Runs `pipe approve`.
 pub fn approve(cli: &Cli, args: &ApproveArgs) -> u8 {
-    let ctx = match open(cli) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let l = match load(cli, &ctx, &args.policy) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let eng = engine(&ctx, &l);
-    let env = match eng.env(&args.to) {
-        Ok(e) => e,
-        Err(e) => return engine_error(cli, &e),
-    };
-    let b = match resolve(cli, &ctx, &args.build) {
-        Ok(b) => b,
-        Err(code) => return code,
-    };
-    let key = match signer(cli, &ctx.project.cwd, &args.key) {
-        Ok(k) => k,
-        Err(code) => return code,
-    };
-    match eng.approve(env, &b, &key, args.rule.as_deref(), args.comment.as_deref()) {
-        Ok(e) => {
-            if !cli.quiet {
-                output::stderr_write(
-                    format!(
-                        "approved `{}` for `{}` as `{}` (ledger #{})\n",
-                        b.body.alias, env.name, e.actor.id, e.seq
-                    )
-                    .as_bytes(),
-                );
+    with_target(
+        cli,
+        &args.policy,
+        &args.to,
+        &args.build,
+        |ctx, _, eng, env, b| {
+            let key = match signer(cli, &ctx.project.cwd, &args.key) {
+                Ok(k) => k,
+                Err(code) => return code,
+            };
+            match eng.approve(env, &b, &key, args.rule.as_deref(), args.comment.as_deref()) {
+                Ok(e) => {
+                    if !cli.quiet {
+                        output::stderr_write(
+                            format!(
+                                "approved `{}` for `{}` as `{}` (ledger #{})\n",
+                                b.body.alias, env.name, e.actor.id, e.seq
+                            )
+                            .as_bytes(),
+                        );
+                    }
+                    exit::SUCCESS
+                }
+                Err(e) => engine_error(cli, &e),
             }
-            exit::SUCCESS
-        }
-        Err(e) => engine_error(cli, &e),
-    }
+        },
+    )
 }
 
 /// Runs `pipe reject`.
 pub fn reject(cli: &Cli, args: &RejectArgs) -> u8 {
-    let ctx = match open(cli) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let l = match load(cli, &ctx, &args.policy) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let eng = engine(&ctx, &l);
-    let env = match eng.env(&args.to) {
-        Ok(e) => e,
-        Err(e) => return engine_error(cli, &e),
-    };
-    let b = match resolve(cli, &ctx, &args.build) {
-        Ok(b) => b,
-        Err(code) => return code,
-    };
-    let key = match &args.key {
-        Some(k) => match signer(cli, &ctx.project.cwd, k) {
-            Ok(k) => Some(k),
-            Err(code) => return code,
-        },
-        None => None,
-    };
-    let actor = super::actor(&ctx.project.root, args.actor.as_deref());
-    match eng.reject(env, &b, actor, key.as_ref(), &args.reason) {
-        Ok(e) => {
-            if !cli.quiet {
-                output::stderr_write(
+    with_target(
+        cli,
+        &args.policy,
+        &args.to,
+        &args.build,
+        |ctx, _, eng, env, b| {
+            let key = match &args.key {
+                Some(k) => match signer(cli, &ctx.project.cwd, k) {
+                    Ok(k) => Some(k),
+                    Err(code) => return code,
+                },
+                None => None,
+            };
+            let actor = super::actor(&ctx.project.root, args.actor.as_deref());
+            match eng.reject(env, &b, actor, key.as_ref(), &args.reason) {
+                Ok(e) => {
+                    if !cli.quiet {
+                        output::stderr_write(
                     format!(
                         "rejected `{}` for `{}` (ledger #{}); a new `pipe promote` request lifts the veto\n",
                         b.body.alias, env.name, e.seq
                     )
                     .as_bytes(),
                 );
+                    }
+                    exit::SUCCESS
+                }
+                Err(e) => engine_error(cli, &e),
             }
-            exit::SUCCESS
-        }
-        Err(e) => engine_error(cli, &e),
-    }
+        },
+    )
 }
