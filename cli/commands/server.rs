@@ -257,8 +257,7 @@ async fn serve(cli: &Cli, args: &ServerArgs, db: Db) -> u8 {
             return exit::USAGE;
         }
     };
-    let key = match pipe_server::secret::ServerKey::load_or_create(&data_dir.join("server.key"))
-    {
+    let key = match pipe_server::secret::ServerKey::load_or_create(&data_dir.join("server.key")) {
         Ok(k) => k,
         Err(e) => {
             super::error(cli, &e, Some("`--data-dir` names the server's data folder"));

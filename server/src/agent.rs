@@ -449,8 +449,16 @@ fn execute(
     if let Some(path) = &job.cache_path
         && !opts.run_args.iter().any(|a| a == "--cache-remote")
     {
-        cmd.arg("--cache-remote")
-            .arg(format!("{}{path}", client.base()));
+        // The step cache (`--cache-remote`) and `actions/cache` (`PIPE_CACHE_REMOTE`) both
+        // use the server's cache through the job's grant; a read-only grant is read-only.
+        let url = format!("{}{path}", client.base());
+        let read_only = path.contains(".ro.");
+        cmd.arg("--cache-remote").arg(&url);
+        cmd.env("PIPE_CACHE_REMOTE", &url);
+        if read_only {
+            cmd.arg("--cache-read-only");
+            cmd.env("PIPE_CACHE_READ_ONLY", "1");
+        }
     }
     cmd.args(&opts.run_args)
         .current_dir(ws)
@@ -531,7 +539,9 @@ fn execute(
     match upload_artifacts(client, job, &run_dir, &downloaded) {
         Ok(names) => {
             for n in names {
-                note(&format!("pipe agent: uploaded artifact `{n}` to the server\n"));
+                note(&format!(
+                    "pipe agent: uploaded artifact `{n}` to the server\n"
+                ));
             }
         }
         Err(e) if e.fenced() => {
@@ -539,7 +549,9 @@ fn execute(
             return ("cancelled".to_owned(), BTreeMap::new());
         }
         Err(e) => {
-            note(&format!("pipe agent: cannot upload the job's artifacts: {e}\n"));
+            note(&format!(
+                "pipe agent: cannot upload the job's artifacts: {e}\n"
+            ));
             if let Ok(mut b) = log.lock() {
                 b.closed = true;
             }
@@ -740,7 +752,9 @@ fn upload_artifacts(
             info,
             files,
         };
-        retry(deadline, || client.add_artifact(job.job_id, job.attempt, &up))?;
+        retry(deadline, || {
+            client.add_artifact(job.job_id, job.attempt, &up)
+        })?;
         names.push(name);
     }
     Ok(names)

@@ -40,7 +40,9 @@ pub enum BlobError {
 
 /// Whether `s` is a SHA-256 in lower-case hex.
 pub fn valid_digest(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The store.
@@ -72,7 +74,11 @@ impl BlobStore {
 
     /// Streams `body` into the store; returns its digest and size. With `expected`, the
     /// content must have that digest (else nothing is stored).
-    pub async fn put(&self, body: Body, expected: Option<&str>) -> Result<(String, u64), BlobError> {
+    pub async fn put(
+        &self,
+        body: Body,
+        expected: Option<&str>,
+    ) -> Result<(String, u64), BlobError> {
         let tmp_dir = self.root.join("tmp");
         tokio::fs::create_dir_all(&tmp_dir).await?;
         let tmp = tempfile::Builder::new()

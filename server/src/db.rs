@@ -493,7 +493,14 @@ impl Db {
                                  '{}'::jsonb),
                         u.leg, u.name, u.matrix
                  FROM u JOIN runs r ON r.id = u.run_id ORDER BY u.n",
-                &[&Json(labels), &slots, &agent, &lease_ms, &hashes, &agent_token],
+                &[
+                    &Json(labels),
+                    &slots,
+                    &agent,
+                    &lease_ms,
+                    &hashes,
+                    &agent_token,
+                ],
             )
             .await?;
         let mut out = Vec::with_capacity(rows.len());

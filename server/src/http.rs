@@ -21,8 +21,8 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
 use crate::api::{
@@ -30,8 +30,8 @@ use crate::api::{
     HeartbeatResponse, SubmitRequest,
 };
 use crate::blobs::{BlobError, BlobStore, valid_digest};
-use crate::secret::ServerKey;
 use crate::db::{Db, DbError, TokenKind};
+use crate::secret::ServerKey;
 
 /// The OpenAPI document (kept by hand; a test checks it against the routes and types).
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -230,11 +230,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/api/v1/jobs/{job}/attempts/{attempt}/blobs/{digest}",
-            get(get_blob).put(put_blob).layer(DefaultBodyLimit::disable()),
+            get(get_blob)
+                .put(put_blob)
+                .layer(DefaultBodyLimit::disable()),
         )
         .route(
             "/api/v1/cache/{grant}/{kind}/{digest}",
-            get(cache_get).put(cache_put).layer(DefaultBodyLimit::disable()),
+            get(cache_get)
+                .put(cache_put)
+                .layer(DefaultBodyLimit::disable()),
         )
         .layer(DefaultBodyLimit::max(8 * 1024 * 1024))
         .layer(axum::middleware::map_response(json_errors))
@@ -756,10 +760,7 @@ async fn add_artifact(
 ) -> ApiResult<Response> {
     let token = job_token(&headers)?;
     let req: ArtifactUpload = json_body(&body)?;
-    let a = state
-        .db
-        .add_artifact(p.job, p.attempt, token, &req)
-        .await?;
+    let a = state.db.add_artifact(p.job, p.attempt, token, &req).await?;
     Ok((StatusCode::CREATED, axum::Json(a)).into_response())
 }
 

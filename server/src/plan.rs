@@ -158,10 +158,7 @@ pub fn plan_jobs(path: &str, text: &str) -> Result<Vec<NewJob>, String> {
             name: j.name.clone(),
             matrix: Vec::new(),
             fail_fast,
-            secrets: widx
-                .and_then(|i| secrets.get(i))
-                .cloned()
-                .unwrap_or(None),
+            secrets: widx.and_then(|i| secrets.get(i)).cloned().unwrap_or(None),
         };
         match &j.legs {
             Legs::Expanded { legs } if j.has_matrix && legs.len() > 1 && j.call.is_none() => {
@@ -232,7 +229,11 @@ mod tests {
         assert!(jobs.iter().all(|j| j.key == "t" && !j.fail_fast));
         let legs: Vec<Option<i32>> = jobs.iter().map(|j| j.leg).collect();
         assert_eq!(legs, vec![Some(0), Some(1), Some(2), Some(3), Some(4)]);
-        assert!(jobs[4].matrix.contains(&("extra".to_owned(), r#"{"k":1}"#.to_owned())));
+        assert!(
+            jobs[4]
+                .matrix
+                .contains(&("extra".to_owned(), r#"{"k":1}"#.to_owned()))
+        );
         assert_eq!(jobs[0].name, "t (a, 1)");
     }
 
@@ -260,7 +261,10 @@ mod tests {
                 .as_ref()
                 .map(|s| s.iter().cloned().collect::<Vec<_>>())
         };
-        assert_eq!(names(0), Some(vec!["A_KEY".to_owned(), "GLOBAL".to_owned()]));
+        assert_eq!(
+            names(0),
+            Some(vec!["A_KEY".to_owned(), "GLOBAL".to_owned()])
+        );
         assert_eq!(names(1), None);
         assert_eq!(names(2), Some(vec!["GLOBAL".to_owned()]));
     }

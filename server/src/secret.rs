@@ -68,10 +68,16 @@ impl ServerKey {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 let bytes = hex::decode(text.trim()).map_err(|_| {
-                    format!("`{}`: not a pipe server key (64 hex digits)", path.display())
+                    format!(
+                        "`{}`: not a pipe server key (64 hex digits)",
+                        path.display()
+                    )
                 })?;
                 let root: [u8; 32] = bytes.try_into().map_err(|_| {
-                    format!("`{}`: not a pipe server key (64 hex digits)", path.display())
+                    format!(
+                        "`{}`: not a pipe server key (64 hex digits)",
+                        path.display()
+                    )
                 })?;
                 Ok(ServerKey::from_bytes(&root))
             }
@@ -113,7 +119,8 @@ impl ServerKey {
     pub fn seal(&self, name: &str, value: &str) -> String {
         let mut nonce = [0u8; 24];
         rand::rng().fill(&mut nonce);
-        let Ok(cipher) = <XChaCha20Poly1305 as chacha20poly1305::KeyInit>::new_from_slice(&self.seal)
+        let Ok(cipher) =
+            <XChaCha20Poly1305 as chacha20poly1305::KeyInit>::new_from_slice(&self.seal)
         else {
             return String::new();
         };
@@ -141,9 +148,7 @@ impl ServerKey {
     /// or altered.
     pub fn open(&self, name: &str, sealed: &str) -> Option<String> {
         let b64 = sealed.strip_prefix(SEALED)?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .ok()?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
         if bytes.len() < 24 {
             return None;
         }
@@ -314,7 +319,11 @@ mod tests {
         let sealed = k.seal("TOKEN", "hunter2");
         assert!(sealed.starts_with("pipe1:"), "{sealed}");
         assert!(!sealed.contains("hunter2"));
-        assert_ne!(sealed, k.seal("TOKEN", "hunter2"), "a fresh nonce each time");
+        assert_ne!(
+            sealed,
+            k.seal("TOKEN", "hunter2"),
+            "a fresh nonce each time"
+        );
         assert_eq!(k.open("TOKEN", &sealed).as_deref(), Some("hunter2"));
         assert_eq!(k.open("OTHER", &sealed), None);
         assert_eq!(ServerKey::ephemeral().open("TOKEN", &sealed), None);
@@ -346,7 +355,10 @@ mod tests {
         assert_eq!(names("run: echo no secrets here"), Some(vec![]));
         assert_eq!(names("x: ${{ toJSON(secrets) }}"), None);
         assert_eq!(names("x: ${{ secrets[matrix.k] }}"), None);
-        assert_eq!(names("x: ${{ github.secrets_x || mysecrets.y }}"), Some(vec![]));
+        assert_eq!(
+            names("x: ${{ github.secrets_x || mysecrets.y }}"),
+            Some(vec![])
+        );
     }
 
     #[test]

@@ -112,7 +112,10 @@ async fn tokens_are_stored_hashed_and_checked_by_kind() {
 async fn needs_release_dependants_in_order_and_the_run_concludes() {
     let Some(db) = db().await else { return };
     let run = submit(&db, DIAMOND).await;
-    let first = db.claim("ag", None, &labels(), 8, LEASE).await.expect("claim");
+    let first = db
+        .claim("ag", None, &labels(), 8, LEASE)
+        .await
+        .expect("claim");
     assert_eq!(first.len(), 1, "only `a` is queued at first");
     assert_eq!(first[0].job_key, "a");
     assert_eq!(first[0].attempt, 1);
@@ -122,7 +125,10 @@ async fn needs_release_dependants_in_order_and_the_run_concludes() {
             .await
             .expect("complete")
     );
-    let mid = db.claim("ag", None, &labels(), 8, LEASE).await.expect("claim");
+    let mid = db
+        .claim("ag", None, &labels(), 8, LEASE)
+        .await
+        .expect("claim");
     let mut keys: Vec<_> = mid.iter().map(|j| j.job_key.clone()).collect();
     keys.sort();
     assert_eq!(keys, ["b", "c"]);
@@ -140,7 +146,10 @@ async fn needs_release_dependants_in_order_and_the_run_concludes() {
     db.complete(mid[1].job_id, 1, &mid[1].token, "failure", &BTreeMap::new())
         .await
         .expect("c");
-    let last = db.claim("ag", None, &labels(), 8, LEASE).await.expect("claim");
+    let last = db
+        .claim("ag", None, &labels(), 8, LEASE)
+        .await
+        .expect("claim");
     assert_eq!(last.len(), 1);
     assert_eq!(last[0].job_key, "d");
     assert_eq!(last[0].needs.len(), 3);
@@ -526,7 +535,10 @@ async fn matrix_legs_are_rows_a_dependant_waits_for_all_and_fail_fast_cancels_th
             ("after", None, "blocked"),
         ]
     );
-    let legs = db.claim("a", None, &labels(), 2, LEASE).await.expect("claim");
+    let legs = db
+        .claim("a", None, &labels(), 2, LEASE)
+        .await
+        .expect("claim");
     assert_eq!(legs.len(), 2);
     assert_eq!(legs[0].matrix.get("n").map(String::as_str), Some("1"));
     assert_eq!(legs[1].leg, Some(1));
@@ -539,9 +551,15 @@ async fn matrix_legs_are_rows_a_dependant_waits_for_all_and_fail_fast_cancels_th
     let st = db.run_status(run).await.expect("st");
     assert_eq!(st.jobs[3].state, "blocked");
     // Leg 1 fails: leg 2 (queued) is cancelled, a leased sibling would see `cancel`.
-    db.complete(legs[1].job_id, 1, &legs[1].token, "failure", &BTreeMap::new())
-        .await
-        .expect("leg 1");
+    db.complete(
+        legs[1].job_id,
+        1,
+        &legs[1].token,
+        "failure",
+        &BTreeMap::new(),
+    )
+    .await
+    .expect("leg 1");
     let st = db.run_status(run).await.expect("st");
     assert_eq!(st.jobs[2].result.as_deref(), Some("cancelled"));
     assert_eq!(st.jobs[3].state, "queued");
@@ -560,11 +578,20 @@ async fn matrix_legs_are_rows_a_dependant_waits_for_all_and_fail_fast_cancels_th
 async fn a_failed_leg_asks_its_running_siblings_to_cancel() {
     let Some(db) = db().await else { return };
     submit(&db, MATRIX).await;
-    let legs = db.claim("a", None, &labels(), 3, LEASE).await.expect("claim");
-    assert_eq!(legs.len(), 3);
-    db.complete(legs[0].job_id, 1, &legs[0].token, "failure", &BTreeMap::new())
+    let legs = db
+        .claim("a", None, &labels(), 3, LEASE)
         .await
-        .expect("leg 0");
+        .expect("claim");
+    assert_eq!(legs.len(), 3);
+    db.complete(
+        legs[0].job_id,
+        1,
+        &legs[0].token,
+        "failure",
+        &BTreeMap::new(),
+    )
+    .await
+    .expect("leg 0");
     for leg in &legs[1..] {
         assert!(
             db.heartbeat(leg.job_id, 1, &leg.token, LEASE)
@@ -588,7 +615,11 @@ async fn revoking_an_agent_token_requeues_its_leases() {
         .await
         .expect("check")
         .expect("valid");
-    submit(&db, "on: push\njobs:\n  a: {runs-on: ubuntu-latest, steps: [{run: 'true'}]}\n").await;
+    submit(
+        &db,
+        "on: push\njobs:\n  a: {runs-on: ubuntu-latest, steps: [{run: 'true'}]}\n",
+    )
+    .await;
     let j = db
         .claim("gone-agent", Some(id), &labels(), 1, LEASE)
         .await

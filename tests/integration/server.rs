@@ -207,7 +207,15 @@ impl Fixture {
         let work = self.dir.path().join("agents").join(name);
         let mut cmd = Command::new("setsid");
         cmd.arg(PIPE);
-        agent_command(&mut cmd, &work, name, labels, token, server, self.dir.path());
+        agent_command(
+            &mut cmd,
+            &work,
+            name,
+            labels,
+            token,
+            server,
+            self.dir.path(),
+        );
         Proc {
             child: cmd.spawn().expect("spawn agent"),
         }
@@ -277,23 +285,25 @@ fn agent_command(
     server: &str,
     dir: &Path,
 ) {
-    cmd.args(["agent", "--server", server, "--token", token, "--name", name])
-        .args(["--labels", labels, "-c", "1", "--work-dir"])
-        .arg(work)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("PIPE_STATE_DIR", work.join("state"))
-        .env("PIPE_CACHE_DIR", work.join("cache"))
-        .env("PIPE_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join(format!("agent-{name}.log")))
-                .expect("log file"),
-        ));
+    cmd.args([
+        "agent", "--server", server, "--token", token, "--name", name,
+    ])
+    .args(["--labels", labels, "-c", "1", "--work-dir"])
+    .arg(work)
+    .current_dir(dir)
+    .env("NO_COLOR", "1")
+    .env("PIPE_STATE_DIR", work.join("state"))
+    .env("PIPE_CACHE_DIR", work.join("cache"))
+    .env("PIPE_LOG", "info")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::from(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("agent-{name}.log")))
+            .expect("log file"),
+    ));
 }
 
 fn cluster() -> Option<&'static PgCluster> {
@@ -1258,7 +1268,10 @@ fn secrets_are_sealed_at_rest_and_delivered_only_to_jobs_that_read_them() {
     // The database row holds sealed values only.
     let row = f.sql(&format!("SELECT secrets::text FROM runs WHERE id = {run}"));
     assert!(row.contains("pipe1:"), "{row}");
-    assert!(!row.contains("pl41nt3xt") && !row.contains("0th3r"), "{row}");
+    assert!(
+        !row.contains("pl41nt3xt") && !row.contains("0th3r"),
+        "{row}"
+    );
     assert_eq!(
         f.sql("SELECT count(*) FROM runs WHERE secrets::text LIKE '%v4lu3%'"),
         "0"
@@ -1266,7 +1279,10 @@ fn secrets_are_sealed_at_rest_and_delivered_only_to_jobs_that_read_them() {
     // The server key file was created private.
     use std::os::unix::fs::PermissionsExt;
     let key = f.path().join("state").join("server").join("server.key");
-    let mode = std::fs::metadata(&key).expect("server.key").permissions().mode();
+    let mode = std::fs::metadata(&key)
+        .expect("server.key")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "{}", key.display());
     // Claiming as an agent: each job receives only the secrets it reads.
     let agent = Client::new(&f.url, &f.agent_token);
@@ -1293,10 +1309,18 @@ fn secrets_are_sealed_at_rest_and_delivered_only_to_jobs_that_read_them() {
         assert_eq!(got, want, "job `{}`", job.job_key);
     }
     // The log is masked with the opened secrets before it is stored.
-    let reads = claimed.iter().find(|j| j.job_key == "reads").expect("reads");
+    let reads = claimed
+        .iter()
+        .find(|j| j.job_key == "reads")
+        .expect("reads");
     let jc = agent.with_token(&reads.token);
-    jc.append_log(reads.job_id, reads.attempt, 0, b"key pl41nt3xt-v4lu3 and 0th3r-v4lu3\n")
-        .expect("log");
+    jc.append_log(
+        reads.job_id,
+        reads.attempt,
+        0,
+        b"key pl41nt3xt-v4lu3 and 0th3r-v4lu3\n",
+    )
+    .expect("log");
     let log = f.user().log(reads.job_id).expect("log");
     assert_eq!(log, "key *** and ***\n");
 }
@@ -1342,7 +1366,10 @@ fn a_revoked_agent_token_gets_401_and_its_agent_stops_and_its_job_runs_elsewhere
         wait_ms: None,
     });
     assert!(
-        matches!(probe, Err(pipe_server::client::ClientError::Status { status: 401, .. })),
+        matches!(
+            probe,
+            Err(pipe_server::client::ClientError::Status { status: 401, .. })
+        ),
         "{probe:?}"
     );
     let rescuer_token = agent_token(&f, "rescuer-machine");
@@ -1366,7 +1393,10 @@ fn a_revoked_agent_token_gets_401_and_its_agent_stops_and_its_job_runs_elsewhere
     };
     assert!(by_name("doomed-machine")["revoked"].is_string(), "{out}");
     assert!(by_name("rescuer-machine")["revoked"].is_null(), "{out}");
-    assert!(!out.contains(&doomed_token) && !out.contains("pipa_"), "{out}");
+    assert!(
+        !out.contains(&doomed_token) && !out.contains("pipa_"),
+        "{out}"
+    );
     let (code, _, err) = pipe_out(&["server", "token", "revoke", "nobody"], f.path(), &env);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("pipe server token list"), "{err}");
@@ -1388,7 +1418,12 @@ fn a_job_on_agent_two_reads_the_artifact_a_job_on_agent_one_uploaded_and_the_cac
     let st = f.wait_run(run, Duration::from_secs(90));
     let use_job = st.jobs.iter().find(|j| j.key == "use").expect("use");
     let log = f.user().log(use_job.id).expect("log");
-    assert_eq!(st.conclusion.as_deref(), Some("success"), "{log}\n{}", agent_log(&f, "two"));
+    assert_eq!(
+        st.conclusion.as_deref(),
+        Some("success"),
+        "{log}\n{}",
+        agent_log(&f, "two")
+    );
     assert!(log.contains("read built-on-one and nested"), "{log}");
     assert_eq!(
         f.sql("SELECT string_agg(agent, ',' ORDER BY job_id) FROM attempts"),
@@ -1408,7 +1443,10 @@ fn a_job_on_agent_two_reads_the_artifact_a_job_on_agent_one_uploaded_and_the_cac
         .join("state/server/blobs/sha256")
         .join(&file.digest[..2])
         .join(&file.digest);
-    assert_eq!(std::fs::read_to_string(&blob).expect("blob"), "built-on-one\n");
+    assert_eq!(
+        std::fs::read_to_string(&blob).expect("blob"),
+        "built-on-one\n"
+    );
 
     // The step cache goes through the server: a cached step that ran on agent one is a hit
     // on agent two, whose own cache folder is empty.
@@ -1417,7 +1455,7 @@ fn a_job_on_agent_two_reads_the_artifact_a_job_on_agent_one_uploaded_and_the_cac
         f.write(
             &format!(".github/workflows/cached-{machine}.yml"),
             &format!(
-                "on: push\njobs:\n  c:\n    runs-on: [self-hosted, {machine}]\n    steps:\n      - run: echo ran >> {c}; echo cached-output > result.txt\n        cache:\n          outputs: [result.txt]\n      - run: cat result.txt\n",
+                "on: push\njobs:\n  c:\n    runs-on: [self-hosted, {machine}]\n    steps:\n      - run: echo ran >> {c}; echo cached-output > result.txt\n        cache:\n          outputs: [result.txt]\n      - run: cat result.txt\n      - uses: actions/cache@v4\n        with: {{path: data, key: fixed-key-1}}\n      - run: test -f data/x || {{ mkdir -p data; echo v > data/x; echo made >> {c}.actions; }}\n",
                 c = counts.display()
             ),
         )
@@ -1431,6 +1469,8 @@ fn a_job_on_agent_two_reads_the_artifact_a_job_on_agent_one_uploaded_and_the_cac
     let log = f.user().log(st.jobs[0].id).expect("log");
     assert_eq!(st.conclusion.as_deref(), Some("success"), "{log}");
     assert_eq!(lines(&counts).len(), 1, "the step ran again:\n{log}");
+    // `actions/cache` too: agent two restored what agent one saved.
+    assert_eq!(lines(&counts.with_extension("actions")), ["made"], "{log}");
     assert!(log.contains("cache hit"), "{log}");
     assert!(log.contains("cached-output"), "{log}");
     assert_eq!(
@@ -1490,7 +1530,10 @@ fn cache_grants_are_signed_scoped_to_their_run_and_end_with_it() {
     let wrong = format!("{}{path}/cas/{}", f.url, "0".repeat(64));
     assert_eq!(http("PUT", &wrong, body), 422);
     // A tampered grant (another run, a later expiry) is refused.
-    let parts: Vec<&str> = path.trim_start_matches("/api/v1/cache/").split('.').collect();
+    let parts: Vec<&str> = path
+        .trim_start_matches("/api/v1/cache/")
+        .split('.')
+        .collect();
     let forged = format!(
         "{}/api/v1/cache/{}.{}.{}.{}/cas/{digest}",
         f.url,
@@ -1580,7 +1623,10 @@ fn matrix_legs_run_on_different_agents_needs_wait_for_all_and_fail_fast_cancels_
     let started = Instant::now();
     let run = f.submit(wf.to_str().expect("utf-8"), &[]);
     let st = f.wait_run(run, Duration::from_secs(60));
-    assert!(started.elapsed() < Duration::from_secs(45), "siblings ran on");
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "siblings ran on"
+    );
     assert_eq!(st.conclusion.as_deref(), Some("failure"));
     let results: Vec<(Option<i32>, Option<String>)> = st
         .jobs
@@ -1596,7 +1642,11 @@ fn matrix_legs_run_on_different_agents_needs_wait_for_all_and_fail_fast_cancels_
             (Some(2), Some("cancelled".to_owned())),
         ]
     );
-    assert_eq!(lines(&marks.with_extension("ff")).len(), 3, "all three legs had started");
+    assert_eq!(
+        lines(&marks.with_extension("ff")).len(),
+        3,
+        "all three legs had started"
+    );
     let after = st.jobs.iter().find(|j| j.key == "after").expect("after");
     assert_eq!(after.result.as_deref(), Some("skipped"));
 }
@@ -1638,11 +1688,21 @@ impl Netns {
             host_ip: host_ip.clone(),
         };
         for args in [
-            vec!["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if],
+            vec![
+                "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+            ],
             vec!["link", "set", &ns_if, "netns", &name],
             vec!["addr", "add", &format!("{host_ip}/30"), "dev", &host_if],
             vec!["link", "set", &host_if, "up"],
-            vec!["-n", &name, "addr", "add", &format!("{ns_ip}/30"), "dev", &ns_if],
+            vec![
+                "-n",
+                &name,
+                "addr",
+                "add",
+                &format!("{ns_ip}/30"),
+                "dev",
+                &ns_if,
+            ],
             vec!["-n", &name, "link", "set", &ns_if, "up"],
             vec!["-n", &name, "link", "set", "lo", "up"],
         ] {
@@ -1662,8 +1722,12 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-        let _ = Command::new("ip").args(["link", "del", &self.host_if]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
     }
 }
 
@@ -1721,31 +1785,43 @@ fn an_agent_in_a_network_namespace_cut_off_mid_job_is_fenced_and_the_job_runs_on
         child: cmd.spawn().expect("agent in the namespace"),
     };
     let run = f.submit(wf.to_str().expect("utf-8"), &[]);
-    wait_for("the first attempt to start", Duration::from_secs(30), || {
-        lines(&marks).len() == 1
-    });
+    wait_for(
+        "the first attempt to start",
+        Duration::from_secs(30),
+        || lines(&marks).len() == 1,
+    );
     // The remote machine's link goes down mid-job.
     ns.link(false);
     let local_token = agent_token(&f, "local");
     let _local = f.agent_on("local", "self-hosted", &local_token, &f.url);
-    wait_for("the second attempt to start", Duration::from_secs(30), || {
-        lines(&marks).len() == 2
-    });
+    wait_for(
+        "the second attempt to start",
+        Duration::from_secs(30),
+        || lines(&marks).len() == 2,
+    );
     // The first attempt ends while cut off; the link comes back and its result is refused.
     std::thread::sleep(Duration::from_secs(9));
     ns.link(true);
     let st = f.wait_run(run, Duration::from_secs(60));
     assert_eq!(st.conclusion.as_deref(), Some("success"));
     assert_eq!(st.jobs[0].accepted_attempt, Some(2));
-    wait_for("the stale result to be refused", Duration::from_secs(60), || {
-        let log = agent_log(&f, "remote");
-        log.contains("the result was refused") || log.contains("the lease was lost")
-    });
+    wait_for(
+        "the stale result to be refused",
+        Duration::from_secs(60),
+        || {
+            let log = agent_log(&f, "remote");
+            log.contains("the result was refused") || log.contains("the lease was lost")
+        },
+    );
     assert_eq!(
         f.sql("SELECT string_agg(attempt || ':' || agent || ':' || outcome, ' ' ORDER BY attempt) FROM attempts"),
         "1:remote:lost 2:local:accepted"
     );
-    assert_eq!(lines(&marks), ["started", "started"], "ran exactly once more");
+    assert_eq!(
+        lines(&marks),
+        ["started", "started"],
+        "ran exactly once more"
+    );
     assert_eq!(f.sql("SELECT count(*) FROM jobs WHERE state = 'done'"), "1");
     drop(remote);
     f.server.take();
@@ -1777,13 +1853,20 @@ fn the_postgres_ledger_never_forks_under_two_concurrent_writers_and_verifies() {
     let ra = a.append(h0.as_ref(), &[row(1, "ha")], "sig");
     let rb = b.append(h0.as_ref(), &[row(1, "hb")], "sig");
     assert!(ra.is_ok());
-    assert!(matches!(rb, Err(StoreError::Conflict(Some(ref h))) if h.hash == "ha"), "{rb:?}");
+    assert!(
+        matches!(rb, Err(StoreError::Conflict(Some(ref h))) if h.hash == "ha"),
+        "{rb:?}"
+    );
 
     // Two writers on two connections, many appends at once: one chain, and it verifies.
-    let first = Ledger::open_with(state.path(), Some((&url, "acme/app")), system_clock())
-        .expect("open");
+    let first =
+        Ledger::open_with(state.path(), Some((&url, "acme/app")), system_clock()).expect("open");
     first
-        .append(Draft::new("build.registered", Actor::system(), serde_json::json!({"n": -1})))
+        .append(Draft::new(
+            "build.registered",
+            Actor::system(),
+            serde_json::json!({"n": -1}),
+        ))
         .expect("append");
     let barrier = Arc::new(std::sync::Barrier::new(2));
     let writers: Vec<_> = (0..2)

@@ -107,7 +107,10 @@ impl PgStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn head_of(c: &mut impl postgres::GenericClient, ledger: &str) -> Result<Option<Head>, postgres::Error> {
+    fn head_of(
+        c: &mut impl postgres::GenericClient,
+        ledger: &str,
+    ) -> Result<Option<Head>, postgres::Error> {
         Ok(c.query_opt(
             "SELECT seq, hash FROM ledger_entries WHERE ledger = $1 ORDER BY seq DESC LIMIT 1",
             &[&ledger],
@@ -155,8 +158,11 @@ impl LedgerStore for PgStore {
         let err = self.err();
         let mut client = self.lock();
         let mut tx = client.transaction().map_err(&err)?;
-        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&self.ledger])
-            .map_err(&err)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            &[&self.ledger],
+        )
+        .map_err(&err)?;
         let current = Self::head_of(&mut tx, &self.ledger).map_err(&err)?;
         if current.as_ref() != expected {
             return Err(StoreError::Conflict(current));
