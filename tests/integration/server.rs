@@ -1907,3 +1907,49 @@ fn the_postgres_ledger_never_forks_under_two_concurrent_writers_and_verifies() {
     let other = PgStore::connect(&url, "acme/other").expect("connect");
     assert_eq!(other.head().expect("head"), None);
 }
+
+#[test]
+fn pipe_ledger_commands_use_postgres_when_pipe_database_url_is_set() {
+    let Some(cluster) = cluster() else { return };
+    let url = cluster.fresh_db();
+    let dir = tempfile::tempdir().expect("tmp");
+    git(dir.path(), &["init", "-q"]);
+    let env = [("PIPE_DATABASE_URL", url.as_str())];
+    let (code, out, err) = pipe_out(&["ledger", "verify"], dir.path(), &env);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.starts_with("ledger ok"), "{out}");
+    // The ledger lives in the database, not in a `ledger.db` of the state folder.
+    let psql = |q: &str| {
+        let o = Command::new("psql")
+            .args(["-At", &url, "-c", q])
+            .output()
+            .expect("psql");
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    assert_eq!(
+        psql("SELECT count(*) FROM information_schema.tables WHERE table_name = 'ledger_entries'"),
+        "1"
+    );
+    let sqlite = std::process::Command::new("find")
+        .args([
+            dir.path().join("state").to_str().expect("utf-8"),
+            "-name",
+            "ledger.db",
+        ])
+        .output()
+        .expect("find");
+    assert!(
+        sqlite.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&sqlite.stdout)
+    );
+    // An unreachable database is an infrastructure error that names it (without a password).
+    let (code, _, err) = pipe_out(
+        &["ledger", "verify"],
+        dir.path(),
+        &[("PIPE_DATABASE_URL", "postgres://u:pw@127.0.0.1:1/x")],
+    );
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("postgres://u@127.0.0.1:1/x"), "{err}");
+    assert!(!err.contains(":pw@"), "{err}");
+}
