@@ -1,5 +1,6 @@
 //! `actions/cache`, `actions/cache/restore` and `actions/cache/save` (v4.3.0 surface), on the
-//! content-addressed store in `$PIPE_CACHE_DIR` (namespace `actions`).
+//! content-addressed store in `$PIPE_CACHE_DIR` (namespace `actions`), and on the remote cache
+//! `PIPE_CACHE_REMOTE` names when it is set (`PIPE_CACHE_READ_ONLY=1`: never written).
 //!
 //! An entry's key is `<version>:<key>`, where the version is the SHA-256 of the `path` lines
 //! as written, the compression method and a salt (as `@actions/cache` computes it), so the
@@ -107,7 +108,23 @@ fn open_cache() -> Result<Cache, String> {
     let dir = pipe_runner::dirs::cache_root(&env).map_err(|e| e.to_string())?;
     let opts = StoreOptions::from_env(&env)?;
     let local = pipe_cache::LocalStore::open(&dir, opts).map_err(|e| e.to_string())?;
-    Ok(Cache::new(local))
+    let mut cache = Cache::new(local);
+    // A remote (`pipe agent` gives each job the server's cache this way): exact keys are
+    // looked up and saved there too; restore-key prefixes search the local store only.
+    if let Some(url) = env("PIPE_CACHE_REMOTE").filter(|u| !u.is_empty()) {
+        let mut rc = pipe_cache::remote::RemoteConfig::new(&url);
+        rc.token = env("PIPE_CACHE_TOKEN").filter(|t| !t.is_empty());
+        let mode = if env("PIPE_CACHE_READ_ONLY").is_some_and(|v| v == "1" || v == "true") {
+            pipe_cache::RemoteMode::ReadOnly
+        } else {
+            pipe_cache::RemoteMode::ReadWrite
+        };
+        match pipe_cache::remote::open(&rc) {
+            Ok(r) => cache = cache.with_remote(r, mode),
+            Err(e) => return Err(format!("`PIPE_CACHE_REMOTE`: {e}")),
+        }
+    }
+    Ok(cache)
 }
 
 /// Where a stored path goes back: `w/…` below the workspace, `a/…` from `/`.

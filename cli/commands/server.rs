@@ -1,5 +1,6 @@
 //! `pipe server`: serves the job queue API on PostgreSQL; `pipe server migrate` applies the
-//! schema; `pipe server token` creates agent and user tokens (printed once, stored hashed).
+//! schema; `pipe server token` creates agent and user tokens (printed once, stored hashed),
+//! `pipe server token list` lists them and `pipe server token revoke` revokes one.
 
 use std::time::Duration;
 
@@ -43,6 +44,11 @@ pub struct ServerArgs {
     /// Database connections per server.
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub pool_size: usize,
+    /// Where the server keeps its key (`server.key`, created 0600 on first start; it seals run
+    /// secrets and signs cache grants) and its blobs (artifacts, cache). Servers sharing a
+    /// database must share it. Default: `server/` in the state directory.
+    #[arg(long, env = "PIPE_SERVER_DATA", value_name = "DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub action: Option<ServerAction>,
 }
@@ -52,14 +58,36 @@ pub struct ServerArgs {
 pub enum ServerAction {
     /// Apply the schema migrations the database lacks, then exit.
     Migrate,
-    /// Create a token and print it (it cannot be shown again).
+    /// Create a token and print it (it cannot be shown again); `list` and `revoke` manage
+    /// the tokens.
+    #[command(args_conflicts_with_subcommands = true)]
     Token {
         /// What the token may do.
         #[arg(long, value_enum)]
-        kind: Kind,
+        kind: Option<Kind>,
         /// Who or what holds it.
         #[arg(long, value_name = "NAME")]
-        name: String,
+        name: Option<String>,
+        #[command(subcommand)]
+        action: Option<TokenAction>,
+    },
+}
+
+/// `pipe server token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// List the tokens (id, kind, name, created, revoked); never the tokens themselves.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id, or every token of a name: it authenticates nothing any more, and
+    /// the jobs an agent holds with it are re-queued at once.
+    Revoke {
+        /// The token's id (from `pipe server token list`) or name.
+        #[arg(value_name = "ID|NAME")]
+        token: String,
     },
 }
 
@@ -120,7 +148,23 @@ pub fn run(cli: &Cli, args: &ServerArgs) -> u8 {
                 output::stderr_write(text.as_bytes());
                 exit::SUCCESS
             }
-            Some(ServerAction::Token { kind, name }) => {
+            Some(ServerAction::Token {
+                action: Some(action),
+                ..
+            }) => token_action(cli, &db, action).await,
+            Some(ServerAction::Token {
+                kind,
+                name,
+                action: None,
+            }) => {
+                let (Some(kind), Some(name)) = (kind, name) else {
+                    super::error(
+                        cli,
+                        "`pipe server token` needs `--kind` and `--name`",
+                        Some("e.g. `pipe server token --kind agent --name build-1`; `pipe server token list` shows the tokens"),
+                    );
+                    return exit::USAGE;
+                };
                 let kind = match kind {
                     Kind::Agent => TokenKind::Agent,
                     Kind::User => TokenKind::User,
@@ -141,7 +185,86 @@ pub fn run(cli: &Cli, args: &ServerArgs) -> u8 {
     })
 }
 
+async fn token_action(cli: &Cli, db: &Db, action: &TokenAction) -> u8 {
+    match action {
+        TokenAction::List { json } => match db.list_tokens().await {
+            Ok(tokens) => {
+                let text = if *json {
+                    serde_json::to_string_pretty(&tokens).unwrap_or_default() + "\n"
+                } else {
+                    let mut t = String::from("ID\tKIND\tNAME\tCREATED\tREVOKED\n");
+                    for tok in &tokens {
+                        t.push_str(&format!(
+                            "{}\t{}\t{}\t{}\t{}\n",
+                            tok.id,
+                            tok.kind,
+                            tok.name,
+                            tok.created,
+                            tok.revoked.as_deref().unwrap_or("-")
+                        ));
+                    }
+                    t
+                };
+                let _ = output::stdout_write(text.as_bytes());
+                exit::SUCCESS
+            }
+            Err(e) => {
+                super::error(cli, &format!("cannot list the tokens: {e}"), None);
+                exit::INFRA
+            }
+        },
+        TokenAction::Revoke { token } => match db.revoke_token(token).await {
+            Ok(ids) if ids.is_empty() => {
+                output::stderr_write(format!("`{token}` was already revoked\n").as_bytes());
+                exit::SUCCESS
+            }
+            Ok(ids) => {
+                let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+                output::stderr_write(
+                    format!("revoked token {} (`{token}`)\n", list.join(", ")).as_bytes(),
+                );
+                exit::SUCCESS
+            }
+            Err(pipe_server::db::DbError::NotFound(_)) => {
+                super::error(
+                    cli,
+                    &format!("no token has the id or name `{token}`"),
+                    Some("`pipe server token list` shows the tokens"),
+                );
+                exit::USAGE
+            }
+            Err(e) => {
+                super::error(cli, &format!("cannot revoke the token: {e}"), None);
+                exit::INFRA
+            }
+        },
+    }
+}
+
 async fn serve(cli: &Cli, args: &ServerArgs, db: Db) -> u8 {
+    let data_dir = match args.data_dir.clone().map(Ok).unwrap_or_else(|| {
+        pipe_runner::dirs::state_root(&pipe_runner::dirs::process_env)
+            .map(|d| d.join("server"))
+            .map_err(|e| e.to_string())
+    }) {
+        Ok(d) => d,
+        Err(e) => {
+            super::error(
+                cli,
+                &format!("no data folder for the server: {e}"),
+                Some("pass `--data-dir DIR`"),
+            );
+            return exit::USAGE;
+        }
+    };
+    let key = match pipe_server::secret::ServerKey::load_or_create(&data_dir.join("server.key")) {
+        Ok(k) => k,
+        Err(e) => {
+            super::error(cli, &e, Some("`--data-dir` names the server's data folder"));
+            return exit::INFRA;
+        }
+    };
+    let db = db.with_key(key);
     let tls = args.tls_cert.clone().zip(args.tls_key.clone());
     if let Some((cert, key)) = &tls
         && let Err(e) = pipe_server::http::tls_acceptor(cert, key)
@@ -174,6 +297,7 @@ async fn serve(cli: &Cli, args: &ServerArgs, db: Db) -> u8 {
             .map(|d| d.join("server-git"))
             .unwrap_or_else(|_| std::env::temp_dir().join("pipe-server-git")),
         tls,
+        blob_dir: data_dir.join("blobs"),
         ..Settings::default()
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<u8>();

@@ -233,9 +233,14 @@ pub fn run(cli: &Cli, args: &SubmitArgs) -> u8 {
                 st.conclusion.as_deref().unwrap_or("?")
             ));
             for j in &st.jobs {
+                // A matrix leg shows its leg name (`test (linux, 2)`).
+                let name = match (&j.leg, &j.name) {
+                    (Some(_), Some(n)) => n.as_str(),
+                    _ => j.key.as_str(),
+                };
                 text.push_str(&format!(
                     "  {} {} (attempt {})\n",
-                    j.key,
+                    name,
                     j.result.as_deref().unwrap_or(&j.state),
                     j.accepted_attempt.unwrap_or(j.attempt)
                 ));

@@ -11,7 +11,14 @@
 //! - Log chunks are sent with their byte offsets and retried until the server stores them, so
 //!   a server restart loses no log; the result is reported with retries too.
 //! - SIGTERM or SIGINT drains the agent: it claims nothing more and exits when its running jobs
-//!   have finished.
+//!   have finished. A revoked agent token (401 on claim) stops it the same way; the server has
+//!   already re-queued its jobs, so their heartbeats are refused and they stop at once.
+//! - Each job gets a state folder of its own whose run number is the server's run id; the run's
+//!   artifacts (uploaded by jobs on any agent) are downloaded into it before the job starts,
+//!   and the artifacts the job made are uploaded after it (blobs by SHA-256, then the
+//!   artifact's record). The step and action cache is the server's, through the signed path the
+//!   claim carries (`--cache-remote`).
+//! - A matrix leg runs as `pipe run -j JOB --matrix K=V…` with the filters the server planned.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -77,7 +84,7 @@ pub fn run(opts: &AgentOptions, stop: Arc<AtomicBool>) -> Result<Stopped, String
     let started = Arc::new(AtomicUsize::new(0));
     let concurrency = opts.concurrency.max(1);
     let mut backoff = Duration::from_millis(200);
-    let mut threads = Vec::new();
+    let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
     let outcome = loop {
         if stop.load(Ordering::SeqCst) {
             break Stopped::Drained;
@@ -119,6 +126,11 @@ pub fn run(opts: &AgentOptions, stop: Arc<AtomicBool>) -> Result<Stopped, String
                 status: 401,
                 message,
             }) => {
+                // Revoked: take nothing more; the running jobs were re-queued by the server
+                // and stop when their next heartbeat is refused.
+                for t in threads {
+                    let _ = t.join();
+                }
                 return Err(format!("the server refused the agent token: {message}"));
             }
             Err(e) => {
@@ -380,6 +392,29 @@ fn execute(
         ship(client, job, log, fenced, true);
         return ("failure".to_owned(), BTreeMap::new());
     }
+    let state = base.join("state");
+    let run_dir = match seed_state(&state, ws, job.run_id) {
+        Ok(d) => d,
+        Err(e) => {
+            note(&format!("pipe agent: {e}\n"));
+            ship(client, job, log, fenced, true);
+            return ("failure".to_owned(), BTreeMap::new());
+        }
+    };
+    let downloaded = match download_artifacts(client, job, &run_dir) {
+        Ok(d) => d,
+        Err(e) => {
+            if e.fenced() {
+                fenced.store(true, Ordering::SeqCst);
+                return ("cancelled".to_owned(), BTreeMap::new());
+            }
+            note(&format!(
+                "pipe agent: cannot download the run's artifacts: {e}\n"
+            ));
+            ship(client, job, log, fenced, true);
+            return ("failure".to_owned(), BTreeMap::new());
+        }
+    };
     let needs = base.join("needs.json");
     let secrets = base.join("secrets.env");
     let summary = base.join("summary.json");
@@ -407,10 +442,28 @@ fn execute(
         .arg(&secrets)
         .arg("--summary")
         .arg(&summary)
-        .args(["--color", "never", "--progress", "plain"])
-        .args(&opts.run_args)
+        .args(["--color", "never", "--progress", "plain"]);
+    for (k, v) in &job.matrix {
+        cmd.arg("--matrix").arg(format!("{k}={v}"));
+    }
+    if let Some(path) = &job.cache_path
+        && !opts.run_args.iter().any(|a| a == "--cache-remote")
+    {
+        // The step cache (`--cache-remote`) and `actions/cache` (`PIPE_CACHE_REMOTE`) both
+        // use the server's cache through the job's grant; a read-only grant is read-only.
+        let url = format!("{}{path}", client.base());
+        let read_only = path.contains(".ro.");
+        cmd.arg("--cache-remote").arg(&url);
+        cmd.env("PIPE_CACHE_REMOTE", &url);
+        if read_only {
+            cmd.arg("--cache-read-only");
+            cmd.env("PIPE_CACHE_READ_ONLY", "1");
+        }
+    }
+    cmd.args(&opts.run_args)
         .current_dir(ws)
-        .env("PIPE_STATE_DIR", opts.work_dir.join("state"))
+        .env("PIPE_STATE_DIR", &state)
+        .env_remove("PIPE_CACHE_TOKEN")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -483,6 +536,29 @@ fn execute(
     if fenced.load(Ordering::SeqCst) {
         return ("cancelled".to_owned(), BTreeMap::new());
     }
+    match upload_artifacts(client, job, &run_dir, &downloaded) {
+        Ok(names) => {
+            for n in names {
+                note(&format!(
+                    "pipe agent: uploaded artifact `{n}` to the server\n"
+                ));
+            }
+        }
+        Err(e) if e.fenced() => {
+            fenced.store(true, Ordering::SeqCst);
+            return ("cancelled".to_owned(), BTreeMap::new());
+        }
+        Err(e) => {
+            note(&format!(
+                "pipe agent: cannot upload the job's artifacts: {e}\n"
+            ));
+            if let Ok(mut b) = log.lock() {
+                b.closed = true;
+            }
+            ship(client, job, log, fenced, true);
+            return ("failure".to_owned(), BTreeMap::new());
+        }
+    }
     if let Ok(mut b) = log.lock() {
         b.closed = true;
     }
@@ -493,6 +569,195 @@ fn execute(
     }
     ship(client, job, log, fenced, true);
     (result, outputs)
+}
+
+/// Makes the job's state folder, numbered so that `pipe run` records the job as run
+/// `run_id` (its `GITHUB_RUN_ID`); returns that run's folder (where artifacts live).
+fn seed_state(state: &Path, ws: &Path, run_id: i64) -> Result<PathBuf, String> {
+    let canonical = ws
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve `{}`: {e}", ws.display()))?;
+    let runs = pipe_runner::dirs::repo_state_dir(state, &canonical).join("runs");
+    std::fs::create_dir_all(&runs)
+        .map_err(|e| format!("cannot create `{}`: {e}", runs.display()))?;
+    let run = u64::try_from(run_id).unwrap_or(1).max(1);
+    std::fs::write(runs.join(".counter"), format!("{}\n", run - 1))
+        .map_err(|e| format!("cannot write `{}`: {e}", runs.display()))?;
+    Ok(runs.join(run.to_string()))
+}
+
+/// The mode bits the server records for a symbolic link (its content is the link's target).
+const SYMLINK_MODE: i32 = 0o120_777;
+
+/// Downloads every artifact of the job's run into `run_dir/artifacts/<name>/` as
+/// `actions/upload-artifact` lays them out; returns each one's recorded digest by name.
+fn download_artifacts(
+    client: &Client,
+    job: &ClaimedJob,
+    run_dir: &Path,
+) -> Result<BTreeMap<String, String>, ClientError> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let list = retry(deadline, || client.job_artifacts(job.job_id, job.attempt))?;
+    let io = |e: std::io::Error, p: &Path| ClientError::Fatal(format!("`{}`: {e}", p.display()));
+    let mut got = BTreeMap::new();
+    let root = run_dir.join("artifacts");
+    for a in list.artifacts {
+        if a.name.contains(['/', '\\']) || a.name == ".." || a.name == "." {
+            continue;
+        }
+        let dir = root.join(&a.name);
+        let files = dir.join("files");
+        std::fs::create_dir_all(&files).map_err(|e| io(e, &files))?;
+        for f in &a.files {
+            if f.path.split('/').any(|c| c == ".." || c.is_empty()) {
+                continue;
+            }
+            let dest = files.join(&f.path);
+            if let Some(p) = dest.parent() {
+                std::fs::create_dir_all(p).map_err(|e| io(e, p))?;
+            }
+            let mut bytes = Vec::new();
+            retry(deadline, || {
+                bytes.clear();
+                client.get_blob(job.job_id, job.attempt, &f.digest, &mut bytes)
+            })?;
+            if f.mode == SYMLINK_MODE {
+                let target = String::from_utf8_lossy(&bytes).into_owned();
+                std::os::unix::fs::symlink(target, &dest).map_err(|e| io(e, &dest))?;
+            } else {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::write(&dest, &bytes).map_err(|e| io(e, &dest))?;
+                let mode = u32::try_from(f.mode & 0o777).unwrap_or(0o644);
+                let _ = std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode));
+            }
+        }
+        let text = serde_json::to_string(&a.info).unwrap_or_default();
+        std::fs::write(dir.join("artifact.json"), text).map_err(|e| io(e, &dir))?;
+        if let Some(id) = a.info.get("id").and_then(serde_json::Value::as_u64) {
+            let ids = root.join("artifact-ids").join(id.to_string());
+            let _ = std::fs::create_dir_all(ids);
+        }
+        got.insert(
+            a.name.clone(),
+            a.info
+                .get("digest")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    Ok(got)
+}
+
+/// Every file under `dir` (symbolic links as links), with paths relative to `dir`.
+fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf, std::fs::Metadata)>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let r = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        if meta.is_dir() {
+            walk(&e.path(), &r, out);
+        } else {
+            out.push((r, e.path(), meta));
+        }
+    }
+}
+
+/// SHA-256 of a file, hex.
+fn file_digest(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Uploads the artifacts the job made (those it did not download unchanged); returns their
+/// names.
+fn upload_artifacts(
+    client: &Client,
+    job: &ClaimedJob,
+    run_dir: &Path,
+    downloaded: &BTreeMap<String, String>,
+) -> Result<Vec<String>, ClientError> {
+    use std::os::unix::fs::PermissionsExt;
+    let root = run_dir.join("artifacts");
+    let Ok(rd) = std::fs::read_dir(&root) else {
+        return Ok(Vec::new());
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut names = Vec::new();
+    let mut dirs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    dirs.sort();
+    for dir in dirs {
+        let Ok(text) = std::fs::read_to_string(dir.join("artifact.json")) else {
+            continue;
+        };
+        let Ok(info) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let Some(name) = info.get("name").and_then(|n| n.as_str()).map(str::to_owned) else {
+            continue;
+        };
+        let digest = info.get("digest").and_then(|d| d.as_str()).unwrap_or("");
+        if downloaded.get(&name).is_some_and(|d| d == digest) {
+            continue;
+        }
+        let mut entries = Vec::new();
+        walk(&dir.join("files"), "", &mut entries);
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut files = Vec::with_capacity(entries.len());
+        for (rel, path, meta) in entries {
+            let io = |e: std::io::Error| ClientError::Fatal(format!("`{}`: {e}", path.display()));
+            let (upload, mode, size) = if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).map_err(io)?;
+                let tmp = tempfile::NamedTempFile::new().map_err(io)?;
+                std::fs::write(tmp.path(), target.as_os_str().as_encoded_bytes()).map_err(io)?;
+                let len = target.as_os_str().len() as i64;
+                (Some(tmp), SYMLINK_MODE, len)
+            } else {
+                let mode = i32::try_from(meta.permissions().mode() & 0o777).unwrap_or(0o644);
+                (None, mode, i64::try_from(meta.len()).unwrap_or(i64::MAX))
+            };
+            let source = upload.as_ref().map_or(path.as_path(), |t| t.path());
+            let digest = file_digest(source).map_err(io)?;
+            retry(deadline, || {
+                client.put_blob(job.job_id, job.attempt, &digest, source)
+            })?;
+            files.push(crate::api::ArtifactFile {
+                path: rel,
+                digest,
+                size,
+                mode,
+            });
+        }
+        let up = crate::api::ArtifactUpload {
+            name: name.clone(),
+            info,
+            files,
+        };
+        retry(deadline, || {
+            client.add_artifact(job.job_id, job.attempt, &up)
+        })?;
+        names.push(name);
+    }
+    Ok(names)
 }
 
 /// The job's result as its dependants see it, and its merged outputs, from `pipe run`'s

@@ -49,6 +49,12 @@ pub struct JobStatus {
     pub outputs: BTreeMap<String, String>,
     /// The ids of the jobs it needs.
     pub needs: Vec<String>,
+    /// The matrix leg's `strategy.job-index` when the row is one leg of a matrix job.
+    #[serde(default)]
+    pub leg: Option<i32>,
+    /// The display name (`test (linux, 2)` for a leg).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// A run as `POST` and `GET /api/v1/runs…` return it.
@@ -123,6 +129,19 @@ pub struct ClaimedJob {
     pub secrets: BTreeMap<String, String>,
     /// The lease's length in milliseconds; heartbeat well within it.
     pub lease_ms: u64,
+    /// The matrix leg to run (`strategy.job-index`), when the job is one leg of a matrix.
+    #[serde(default)]
+    pub leg: Option<i32>,
+    /// The display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The `--matrix KEY=VALUE` filters that select exactly this leg (empty: every leg).
+    #[serde(default)]
+    pub matrix: BTreeMap<String, String>,
+    /// The step and action cache for this job (Bazel HTTP protocol, relative to the server):
+    /// a path signed by the server that works until it expires or the run ends.
+    #[serde(default)]
+    pub cache_path: Option<String>,
 }
 
 /// `POST /api/v1/agent/claim`'s answer.
@@ -167,3 +186,51 @@ pub struct ErrorBody {
 
 /// The results a job may report.
 pub const RESULTS: [&str; 4] = ["success", "failure", "cancelled", "skipped"];
+
+/// One file of an artifact.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactFile {
+    /// Its path inside the artifact (`/`-separated, relative).
+    pub path: String,
+    /// SHA-256 of its content, hex (the blob uploaded before).
+    pub digest: String,
+    /// Its size in bytes.
+    pub size: i64,
+    /// Its Unix permission bits.
+    pub mode: i32,
+}
+
+/// `POST …/artifacts`: an artifact the job uploaded (its blobs uploaded first).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactUpload {
+    /// The name, unique within the run.
+    pub name: String,
+    /// What `actions/upload-artifact` recorded about it (`artifact.json`).
+    pub info: serde_json::Value,
+    /// Its files.
+    pub files: Vec<ArtifactFile>,
+}
+
+/// An artifact of a run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Artifact {
+    /// The name.
+    pub name: String,
+    /// The server id of the job that uploaded it.
+    pub job_id: i64,
+    /// The attempt that uploaded it.
+    pub attempt: i32,
+    /// What `actions/upload-artifact` recorded about it.
+    pub info: serde_json::Value,
+    /// Its files.
+    pub files: Vec<ArtifactFile>,
+}
+
+/// The artifacts of a run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ArtifactList {
+    /// By name.
+    pub artifacts: Vec<Artifact>,
+}

@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, HeartbeatResponse, RunStatus,
-    SubmitRequest,
+    Artifact, ArtifactList, ArtifactUpload, ClaimRequest, ClaimResponse, CompleteRequest,
+    CompleteResponse, HeartbeatResponse, RunStatus, SubmitRequest,
 };
 
 /// A failed call.
@@ -235,6 +235,90 @@ impl Client {
             req,
             &[],
         )
+    }
+}
+
+impl Client {
+    fn error_of(
+        resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
+        let resp = resp.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = resp.status().as_u16();
+        if status >= 400 {
+            return Err(match Self::finish(Ok(resp)) {
+                Err(e) => e,
+                Ok(message) => ClientError::Status { status, message },
+            });
+        }
+        Ok(resp)
+    }
+
+    /// Uploads a file as the blob `digest` of the job's attempt (with the job token).
+    pub fn put_blob(
+        &self,
+        job: i64,
+        attempt: i32,
+        digest: &str,
+        file: &std::path::Path,
+    ) -> Result<(), ClientError> {
+        let f = std::fs::File::open(file)
+            .map_err(|e| ClientError::Fatal(format!("cannot read `{}`: {e}", file.display())))?;
+        Self::finish(
+            self.http
+                .put(format!(
+                    "{}/api/v1/jobs/{job}/attempts/{attempt}/blobs/{digest}",
+                    self.base
+                ))
+                .header("Authorization", &format!("Bearer {}", self.token))
+                .header("Content-Type", "application/octet-stream")
+                .send(f),
+        )
+        .map(|_| ())
+    }
+
+    /// Downloads the blob `digest` of one of the run's artifacts into `out`.
+    pub fn get_blob(
+        &self,
+        job: i64,
+        attempt: i32,
+        digest: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64, ClientError> {
+        let resp = Self::error_of(
+            self.http
+                .get(format!(
+                    "{}/api/v1/jobs/{job}/attempts/{attempt}/blobs/{digest}",
+                    self.base
+                ))
+                .header("Authorization", &format!("Bearer {}", self.token))
+                .call(),
+        )?;
+        let mut reader = resp.into_body().into_reader();
+        std::io::copy(&mut reader, out).map_err(|e| ClientError::Transport(e.to_string()))
+    }
+
+    /// Records an artifact whose blobs were uploaded (with the job token).
+    pub fn add_artifact(
+        &self,
+        job: i64,
+        attempt: i32,
+        up: &ArtifactUpload,
+    ) -> Result<Artifact, ClientError> {
+        self.post(
+            &format!("/api/v1/jobs/{job}/attempts/{attempt}/artifacts"),
+            up,
+            &[],
+        )
+    }
+
+    /// The artifacts of the job's run (with the job token).
+    pub fn job_artifacts(&self, job: i64, attempt: i32) -> Result<ArtifactList, ClientError> {
+        Self::parse(&self.get_text(&format!("/api/v1/jobs/{job}/attempts/{attempt}/artifacts"))?)
+    }
+
+    /// The artifacts of a run (with a user token).
+    pub fn run_artifacts(&self, run: i64) -> Result<ArtifactList, ClientError> {
+        Self::parse(&self.get_text(&format!("/api/v1/runs/{run}/artifacts"))?)
     }
 }
 

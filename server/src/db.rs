@@ -19,15 +19,48 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::Json;
 
-use crate::api::{ClaimedJob, JobStatus, NeedResult, RunStatus, SubmitRequest};
+use crate::api::{
+    Artifact, ArtifactFile, ArtifactList, ArtifactUpload, ClaimedJob, JobStatus, NeedResult,
+    RunStatus, SubmitRequest,
+};
 use crate::plan::NewJob;
+use crate::secret::ServerKey;
 
 /// The migrations, in order; `pipe server migrate` and server start apply the missing ones.
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (
+        10,
+        "agent_tokens_secrets_legs",
+        include_str!("../migrations/0010_agent_tokens_secrets_legs.sql"),
+    ),
+    (
+        11,
+        "artifact_blobs",
+        include_str!("../migrations/0011_artifact_blobs.sql"),
+    ),
+];
 
 /// The notification channel woken when jobs become claimable.
 pub const CHANNEL: &str = "pipe_jobs";
+
+/// The notification channel told when a token is revoked (servers drop their token caches).
+pub const TOKENS_CHANNEL: &str = "pipe_tokens";
+
+/// A token as `pipe server token list` shows it (never the token itself).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TokenInfo {
+    /// Its id.
+    pub id: i64,
+    /// `agent` or `user`.
+    pub kind: String,
+    /// Who holds it.
+    pub name: String,
+    /// When it was created (RFC 3339).
+    pub created: String,
+    /// When it was revoked, if it was.
+    pub revoked: Option<String>,
+}
 
 /// A database error, or a refusal.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +79,9 @@ pub enum DbError {
     /// Not found.
     #[error("{0} not found")]
     NotFound(String),
+    /// The request conflicts with what is stored.
+    #[error("{0}")]
+    Conflict(String),
     /// PostgreSQL.
     #[error("database: {0}")]
     Pg(#[from] tokio_postgres::Error),
@@ -98,6 +134,7 @@ pub fn new_token(prefix: &str) -> String {
 pub struct Db {
     pool: Pool,
     config: tokio_postgres::Config,
+    key: ServerKey,
 }
 
 impl Db {
@@ -121,7 +158,40 @@ impl Db {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| DbError::Invalid(format!("cannot build the pool: {e}")))?;
-        Ok(Db { pool, config })
+        Ok(Db {
+            pool,
+            config,
+            key: ServerKey::ephemeral(),
+        })
+    }
+
+    /// The same pool sealing and opening secrets with `key` (the server's key file; without
+    /// one, a key of this process only).
+    pub fn with_key(mut self, key: ServerKey) -> Db {
+        self.key = key;
+        self
+    }
+
+    /// The server key.
+    pub fn key(&self) -> &ServerKey {
+        &self.key
+    }
+
+    /// Opens sealed secrets; a value that does not open (another server key) is left out
+    /// with a warning, never delivered sealed.
+    fn open_secrets(&self, sealed: BTreeMap<String, String>) -> BTreeMap<String, String> {
+        sealed
+            .into_iter()
+            .filter_map(|(k, v)| match self.key.open(&k, &v) {
+                Some(plain) => Some((k, plain)),
+                None => {
+                    tracing::warn!(
+                        "secret `{k}` does not open with this server's key; is `server.key` shared by every server?"
+                    );
+                    None
+                }
+            })
+            .collect()
     }
 
     /// The connection settings (for the `LISTEN` connection).
@@ -177,16 +247,84 @@ impl Db {
         Ok(token)
     }
 
-    /// The name of the token's owner when the token is valid for `kind`.
-    pub async fn check_token(&self, kind: TokenKind, token: &str) -> DbResult<Option<String>> {
+    /// The id and owner's name of the token when it is valid (and not revoked) for `kind`.
+    pub async fn check_token(
+        &self,
+        kind: TokenKind,
+        token: &str,
+    ) -> DbResult<Option<(i64, String)>> {
         let c = self.pool.get().await?;
         let row = c
             .query_opt(
-                "SELECT name FROM tokens WHERE hash = $1 AND kind = $2",
+                "SELECT id, name FROM tokens
+                 WHERE hash = $1 AND kind = $2 AND revoked_at IS NULL",
                 &[&hash_token(token), &kind.as_str()],
             )
             .await?;
-        Ok(row.map(|r| r.get(0)))
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Every token, oldest first.
+    pub async fn list_tokens(&self) -> DbResult<Vec<TokenInfo>> {
+        let c = self.pool.get().await?;
+        let rows = c
+            .query(
+                "SELECT id, kind, name,
+                        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                        to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                 FROM tokens ORDER BY id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| TokenInfo {
+                id: r.get(0),
+                kind: r.get(1),
+                name: r.get(2),
+                created: r.get(3),
+                revoked: r.get(4),
+            })
+            .collect())
+    }
+
+    /// Revokes the token with id `which`, or every token named `which`; returns the ids
+    /// revoked now. Jobs leased with a revoked agent token are re-queued at once (their agent's
+    /// next heartbeat is refused), and every server drops its cache of checked tokens.
+    pub async fn revoke_token(&self, which: &str) -> DbResult<Vec<i64>> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        let id: Option<i64> = which.parse().ok();
+        let rows = tx
+            .query(
+                "UPDATE tokens SET revoked_at = now()
+                 WHERE (id = $1 OR ($1 IS NULL AND name = $2)) AND revoked_at IS NULL
+                 RETURNING id",
+                &[&id, &which],
+            )
+            .await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        if ids.is_empty() {
+            let known = tx
+                .query_opt(
+                    "SELECT 1 FROM tokens WHERE id = $1 OR ($1 IS NULL AND name = $2)",
+                    &[&id, &which],
+                )
+                .await?;
+            if known.is_none() {
+                return Err(DbError::NotFound(format!("token `{which}`")));
+            }
+        }
+        tx.execute(
+            "UPDATE jobs SET lease_expires_at = now() - interval '1 second'
+             WHERE state = 'leased' AND lease_agent_token = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+        tx.execute(&format!("NOTIFY {TOKENS_CHANNEL}"), &[]).await?;
+        tx.commit().await?;
+        self.reap().await?;
+        Ok(ids)
     }
 
     /// Stores a run and its jobs; jobs without needs are queued at once. With a request id
@@ -197,6 +335,11 @@ impl Db {
         jobs: &[NewJob],
         request_id: Option<&str>,
     ) -> DbResult<(i64, bool)> {
+        let sealed: BTreeMap<String, String> = req
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), self.key.seal(k, v)))
+            .collect();
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
         let event = req.event.clone().unwrap_or_else(|| "push".to_owned());
@@ -215,7 +358,7 @@ impl Db {
                     &req.repo,
                     &req.sha,
                     &req.git_ref,
-                    &Json(&req.secrets),
+                    &Json(&sealed),
                     &n,
                 ],
             )
@@ -237,17 +380,58 @@ impl Db {
             .iter()
             .map(|j| serde_json::to_string(&j.labels).unwrap_or_else(|_| "[]".into()))
             .collect();
+        // A dependant waits for every row of each need: all the legs of a matrix job.
+        let pending: Vec<i32> = jobs
+            .iter()
+            .map(|j| {
+                let n = jobs.iter().filter(|o| j.needs.contains(&o.key)).count();
+                i32::try_from(n).unwrap_or(i32::MAX)
+            })
+            .collect();
+        let legs: Vec<Option<i32>> = jobs.iter().map(|j| j.leg).collect();
+        let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+        let matrices: Vec<String> = jobs
+            .iter()
+            .map(|j| serde_json::to_string(&j.matrix).unwrap_or_else(|_| "[]".into()))
+            .collect();
+        let fail_fast: Vec<bool> = jobs.iter().map(|j| j.fail_fast).collect();
+        let all_secrets: Vec<bool> = jobs.iter().map(|j| j.secrets.is_none()).collect();
+        let secret_names: Vec<String> = jobs
+            .iter()
+            .map(|j| {
+                serde_json::to_string(&j.secrets.clone().unwrap_or_default())
+                    .unwrap_or_else(|_| "[]".into())
+            })
+            .collect();
         tx.execute(
             "INSERT INTO jobs (run_id, job_key, position, needs, labels, state, pending_deps,
-                               queued_at)
+                               queued_at, leg, name, matrix, fail_fast, all_secrets,
+                               secret_names)
              SELECT $1, k, p,
                     ARRAY(SELECT jsonb_array_elements_text(n::jsonb)),
                     l::jsonb,
-                    CASE WHEN jsonb_array_length(n::jsonb) = 0 THEN 'queued' ELSE 'blocked' END,
-                    jsonb_array_length(n::jsonb),
-                    CASE WHEN jsonb_array_length(n::jsonb) = 0 THEN now() END
-             FROM unnest($2::text[], $3::int[], $4::text[], $5::text[]) AS u(k, p, n, l)",
-            &[&run, &keys, &positions, &needs, &labels],
+                    CASE WHEN pd = 0 THEN 'queued' ELSE 'blocked' END,
+                    pd,
+                    CASE WHEN pd = 0 THEN now() END,
+                    lg, nm, mx::jsonb, ff, al,
+                    ARRAY(SELECT jsonb_array_elements_text(sn::jsonb))
+             FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::int[], $7::int[],
+                         $8::text[], $9::text[], $10::bool[], $11::bool[], $12::text[])
+                  AS u(k, p, n, l, pd, lg, nm, mx, ff, al, sn)",
+            &[
+                &run,
+                &keys,
+                &positions,
+                &needs,
+                &labels,
+                &pending,
+                &legs,
+                &names,
+                &matrices,
+                &fail_fast,
+                &all_secrets,
+                &secret_names,
+            ],
         )
         .await?;
         if n == 0 {
@@ -271,6 +455,7 @@ impl Db {
     pub async fn claim(
         &self,
         agent: &str,
+        agent_token: Option<i64>,
         labels: &[String],
         slots: u32,
         lease: Duration,
@@ -291,17 +476,31 @@ impl Db {
                      UPDATE jobs j SET state = 'leased', attempt = j.attempt + 1,
                             lease_owner = $3,
                             lease_expires_at = now() + make_interval(secs => $4::bigint / 1000.0),
-                            lease_token_hash = ($5::text[])[c.n]
+                            lease_token_hash = ($5::text[])[c.n],
+                            lease_agent_token = $6
                      FROM c WHERE j.id = c.id
                      RETURNING j.id, j.attempt, j.run_id, j.job_key, c.n,
-                               cardinality(j.needs) AS nn),
+                               cardinality(j.needs) AS nn, j.leg, j.name, j.matrix,
+                               j.all_secrets, j.secret_names),
                  a AS (
                      INSERT INTO attempts (job_id, attempt, agent)
                      SELECT id, attempt, $3 FROM u ON CONFLICT DO NOTHING)
                  SELECT u.id, u.attempt, u.run_id, u.job_key, u.n, u.nn,
-                        r.workflow_path, r.workflow, r.event, r.repo, r.sha, r.secrets
+                        r.workflow_path, r.workflow, r.event, r.repo, r.sha,
+                        coalesce((SELECT jsonb_object_agg(s.key, s.value)
+                                  FROM jsonb_each(r.secrets) s
+                                  WHERE u.all_secrets OR upper(s.key) = ANY(u.secret_names)),
+                                 '{}'::jsonb),
+                        u.leg, u.name, u.matrix
                  FROM u JOIN runs r ON r.id = u.run_id ORDER BY u.n",
-                &[&Json(labels), &slots, &agent, &lease_ms, &hashes],
+                &[
+                    &Json(labels),
+                    &slots,
+                    &agent,
+                    &lease_ms,
+                    &hashes,
+                    &agent_token,
+                ],
             )
             .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -329,7 +528,8 @@ impl Db {
                          SELECT unnest(j.needs) FROM jobs j JOIN anc ON j.job_key = anc.key
                          WHERE j.run_id = $1)
                      SELECT job_key, result, outputs FROM jobs
-                     WHERE run_id = $1 AND state = 'done' AND job_key IN (SELECT key FROM anc)",
+                     WHERE run_id = $1 AND state = 'done' AND job_key IN (SELECT key FROM anc)
+                     ORDER BY finished_at, id",
                     &[&run, &job],
                 )
                 .await?
@@ -338,15 +538,14 @@ impl Db {
                     let outputs: Option<Json<BTreeMap<String, String>>> = r.get(2);
                     (
                         r.get::<_, String>(0),
-                        NeedResult {
-                            result: r.get::<_, Option<String>>(1).unwrap_or_default(),
-                            outputs: outputs.map(|j| j.0).unwrap_or_default(),
-                        },
+                        r.get::<_, Option<String>>(1).unwrap_or_default(),
+                        outputs.map(|j| j.0).unwrap_or_default(),
                     )
                 })
-                .collect()
+                .fold(BTreeMap::new(), merge_leg)
             };
             let secrets: Json<BTreeMap<String, String>> = r.get(11);
+            let matrix: Json<Vec<(String, String)>> = r.get(14);
             out.push(ClaimedJob {
                 job_id: job,
                 attempt,
@@ -359,8 +558,12 @@ impl Db {
                 repo: r.get(9),
                 sha: r.get(10),
                 needs,
-                secrets: secrets.0,
+                secrets: self.open_secrets(secrets.0),
                 lease_ms: u64::try_from(lease_ms).unwrap_or(0),
+                leg: r.get(12),
+                name: r.get(13),
+                matrix: matrix.0.into_iter().collect(),
+                cache_path: None,
             });
         }
         Ok(out)
@@ -408,7 +611,11 @@ impl Db {
             return Err(DbError::Fenced { job, attempt });
         };
         let secrets: Json<BTreeMap<String, String>> = row.get(0);
-        Ok(secrets.0.into_values().filter(|v| !v.is_empty()).collect())
+        Ok(self
+            .open_secrets(secrets.0)
+            .into_values()
+            .filter(|v| !v.is_empty())
+            .collect())
     }
 
     /// Stores a log chunk at its byte offset with the run's secrets masked (idempotent: the
@@ -464,7 +671,7 @@ impl Db {
                             lease_expires_at = NULL
                      WHERE id = $1 AND attempt = $2 AND state = 'leased'
                        AND lease_token_hash = $3
-                     RETURNING id, attempt, run_id, job_key),
+                     RETURNING id, attempt, run_id, job_key, leg, fail_fast),
                  a AS (
                      UPDATE attempts SET outcome = 'accepted', ended_at = now()
                      FROM j WHERE attempts.job_id = j.id AND attempts.attempt = j.attempt),
@@ -483,7 +690,8 @@ impl Db {
                      FROM j WHERE runs.id = j.run_id
                      RETURNING runs.id, runs.jobs_remaining)
                  SELECT (SELECT id FROM r), (SELECT jobs_remaining FROM r),
-                        (SELECT count(*) FROM d WHERE pending_deps = 0)",
+                        (SELECT count(*) FROM d WHERE pending_deps = 0),
+                        (SELECT job_key FROM j WHERE leg IS NOT NULL AND fail_fast)",
                 &[&job, &attempt, &hash, &result, &Json(outputs)],
             )
             .await?;
@@ -504,11 +712,16 @@ impl Db {
         };
         let remaining: Option<i32> = row.get(1);
         let released: i64 = row.get(2);
+        let fail_fast_key: Option<String> = row.get(3);
         if released > 0 {
             tx.execute(&format!("NOTIFY {CHANNEL}"), &[]).await?;
         }
         if remaining == Some(0) {
             conclude_run(&tx, run).await?;
+        } else if result == "failure"
+            && let Some(key) = fail_fast_key
+        {
+            cancel_siblings(&tx, run, &key, job).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -606,8 +819,9 @@ impl Db {
             .ok_or_else(|| DbError::NotFound(format!("run {run}")))?;
         let jobs = c
             .query(
-                "SELECT id, job_key, state, attempt, result, accepted_attempt, outputs, needs
-                 FROM jobs WHERE run_id = $1 ORDER BY position",
+                "SELECT id, job_key, state, attempt, result, accepted_attempt, outputs, needs,
+                        leg, name
+                 FROM jobs WHERE run_id = $1 ORDER BY position, leg NULLS FIRST",
                 &[&run],
             )
             .await?
@@ -623,6 +837,8 @@ impl Db {
                     accepted_attempt: r.get(5),
                     outputs: outputs.map(|j| j.0).unwrap_or_default(),
                     needs: r.get(7),
+                    leg: r.get(8),
+                    name: r.get(9),
                 }
             })
             .collect();
@@ -655,6 +871,211 @@ impl Db {
             )
             .await?;
         Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+    }
+
+    /// The run of the job whose lease `token` holds.
+    pub async fn lease_run(&self, job: i64, attempt: i32, token: &str) -> DbResult<i64> {
+        let c = self.pool.get().await?;
+        c.query_opt(
+            "SELECT run_id FROM jobs WHERE id = $1 AND attempt = $2 AND state = 'leased'
+               AND lease_token_hash = $3",
+            &[&job, &attempt, &hash_token(token)],
+        )
+        .await?
+        .map(|r| r.get(0))
+        .ok_or(DbError::Fenced { job, attempt })
+    }
+
+    /// Records a stored blob.
+    pub async fn add_blob(&self, digest: &str, size: u64) -> DbResult<()> {
+        let c = self.pool.get().await?;
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
+        c.execute(
+            "INSERT INTO blobs (digest, size) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&digest, &size],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Records an artifact of the job's run (its blobs stored before). A name is unique per
+    /// run: a later attempt of the same job replaces its artifact, another job's is refused.
+    pub async fn add_artifact(
+        &self,
+        job: i64,
+        attempt: i32,
+        token: &str,
+        up: &ArtifactUpload,
+    ) -> DbResult<Artifact> {
+        if up.name.is_empty() || up.name.len() > 256 {
+            return Err(DbError::Invalid(
+                "`name` must have 1 to 256 characters".to_owned(),
+            ));
+        }
+        for f in &up.files {
+            let bad_path = f.path.is_empty()
+                || f.path.starts_with('/')
+                || f.path.split('/').any(|c| c == ".." || c.is_empty());
+            if bad_path {
+                return Err(DbError::Invalid(format!(
+                    "file path `{}` must be relative, `/`-separated, without `..`",
+                    f.path
+                )));
+            }
+            if !crate::blobs::valid_digest(&f.digest) {
+                return Err(DbError::Invalid(format!(
+                    "`{}` is not a SHA-256 digest (64 lower-case hex digits)",
+                    f.digest
+                )));
+            }
+        }
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        let run: i64 = tx
+            .query_opt(
+                "SELECT run_id FROM jobs WHERE id = $1 AND attempt = $2 AND state = 'leased'
+                   AND lease_token_hash = $3 FOR SHARE",
+                &[&job, &attempt, &hash_token(token)],
+            )
+            .await?
+            .map(|r| r.get(0))
+            .ok_or(DbError::Fenced { job, attempt })?;
+        let digests: Vec<&str> = up.files.iter().map(|f| f.digest.as_str()).collect();
+        let missing: Vec<String> = tx
+            .query(
+                "SELECT d FROM unnest($1::text[]) AS d
+                 WHERE NOT EXISTS (SELECT 1 FROM blobs WHERE digest = d)",
+                &[&digests],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if let Some(m) = missing.first() {
+            return Err(DbError::Invalid(format!(
+                "blob `{m}` was not uploaded; upload every file's blob first"
+            )));
+        }
+        let row = tx
+            .query_opt(
+                "INSERT INTO artifacts (run_id, name, job_id, attempt, info)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (run_id, name) DO UPDATE
+                     SET attempt = excluded.attempt, info = excluded.info, created_at = now()
+                     WHERE artifacts.job_id = excluded.job_id
+                 RETURNING id",
+                &[&run, &up.name, &job, &attempt, &Json(&up.info)],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Err(DbError::Conflict(format!(
+                "artifact `{}` already exists in run {run} (uploaded by another job)",
+                up.name
+            )));
+        };
+        let id: i64 = row.get(0);
+        tx.execute("DELETE FROM artifact_files WHERE artifact_id = $1", &[&id])
+            .await?;
+        let paths: Vec<&str> = up.files.iter().map(|f| f.path.as_str()).collect();
+        let sizes: Vec<i64> = up.files.iter().map(|f| f.size).collect();
+        let modes: Vec<i32> = up.files.iter().map(|f| f.mode).collect();
+        tx.execute(
+            "INSERT INTO artifact_files (artifact_id, path, digest, size, mode)
+             SELECT $1, p, d, s, m FROM unnest($2::text[], $3::text[], $4::bigint[], $5::int[])
+                  AS u(p, d, s, m)
+             ON CONFLICT (artifact_id, path) DO NOTHING",
+            &[&id, &paths, &digests, &sizes, &modes],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Artifact {
+            name: up.name.clone(),
+            job_id: job,
+            attempt,
+            info: up.info.clone(),
+            files: up.files.clone(),
+        })
+    }
+
+    /// A run's artifacts, by name.
+    pub async fn artifacts(&self, run: i64) -> DbResult<ArtifactList> {
+        let c = self.pool.get().await?;
+        let rows = c
+            .query(
+                "SELECT a.name, a.job_id, a.attempt, a.info,
+                        coalesce(jsonb_agg(jsonb_build_object('path', f.path, 'digest', f.digest,
+                                 'size', f.size, 'mode', f.mode) ORDER BY f.path)
+                                 FILTER (WHERE f.path IS NOT NULL), '[]'),
+                        a.id
+                 FROM artifacts a LEFT JOIN artifact_files f ON f.artifact_id = a.id
+                 WHERE a.run_id = $1 GROUP BY a.id ORDER BY a.name",
+                &[&run],
+            )
+            .await?;
+        let mut artifacts = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut info: Json<serde_json::Value> = r.get(3);
+            let files: Json<Vec<ArtifactFile>> = r.get(4);
+            // Ids are the server's (unique in the run across agents), not the uploading job's.
+            let id: i64 = r.get(5);
+            if let Some(o) = info.0.as_object_mut() {
+                o.insert("id".to_owned(), serde_json::json!(id));
+            }
+            artifacts.push(Artifact {
+                name: r.get(0),
+                job_id: r.get(1),
+                attempt: r.get(2),
+                info: info.0,
+                files: files.0,
+            });
+        }
+        Ok(ArtifactList { artifacts })
+    }
+
+    /// Whether `digest` is a file of an artifact of `run`.
+    pub async fn run_has_blob(&self, run: i64, digest: &str) -> DbResult<bool> {
+        let c = self.pool.get().await?;
+        Ok(c.query_opt(
+            "SELECT 1 FROM artifact_files f JOIN artifacts a ON a.id = f.artifact_id
+             WHERE a.run_id = $1 AND f.digest = $2 LIMIT 1",
+            &[&run, &digest],
+        )
+        .await?
+        .is_some())
+    }
+
+    /// The cache scope of a run (its repository) while the run is running.
+    pub async fn cache_scope(&self, run: i64) -> DbResult<Option<String>> {
+        let c = self.pool.get().await?;
+        Ok(c.query_opt(
+            "SELECT coalesce(repo, '') FROM runs WHERE id = $1 AND state = 'running'",
+            &[&run],
+        )
+        .await?
+        .map(|r| r.get(0)))
+    }
+
+    /// The blob holding an action-cache entry.
+    pub async fn cache_ac_get(&self, scope: &str, digest: &str) -> DbResult<Option<String>> {
+        let c = self.pool.get().await?;
+        Ok(c.query_opt(
+            "SELECT blob FROM cache_ac WHERE scope = $1 AND digest = $2",
+            &[&scope, &digest],
+        )
+        .await?
+        .map(|r| r.get(0)))
+    }
+
+    /// Sets an action-cache entry to a stored blob.
+    pub async fn cache_ac_put(&self, scope: &str, digest: &str, blob: &str) -> DbResult<()> {
+        let c = self.pool.get().await?;
+        c.execute(
+            "INSERT INTO cache_ac (scope, digest, blob) VALUES ($1, $2, $3)
+             ON CONFLICT (scope, digest) DO UPDATE SET blob = excluded.blob, updated_at = now()",
+            &[&scope, &digest, &blob],
+        )
+        .await?;
+        Ok(())
     }
 
     /// A connection from the pool (tests and tools).
@@ -692,6 +1113,64 @@ async fn finish_job(tx: &deadpool_postgres::Transaction<'_>, run: i64, key: &str
     let remaining: i32 = row.get(0);
     if remaining == 0 {
         conclude_run(tx, run).await?;
+    }
+    Ok(())
+}
+
+/// Folds one finished row into the results of needs by job id: a matrix job is `failure` when
+/// a leg failed, else `cancelled` when one was, `skipped` when all were, else `success`; its
+/// outputs merge over its legs in the order they finished.
+fn merge_leg(
+    mut acc: BTreeMap<String, NeedResult>,
+    (key, result, outputs): (String, String, BTreeMap<String, String>),
+) -> BTreeMap<String, NeedResult> {
+    fn rank(r: &str) -> u8 {
+        match r {
+            "failure" => 3,
+            "cancelled" => 2,
+            "success" => 1,
+            _ => 0,
+        }
+    }
+    match acc.get_mut(&key) {
+        None => {
+            acc.insert(key, NeedResult { result, outputs });
+        }
+        Some(n) => {
+            if rank(&result) > rank(&n.result) {
+                n.result = result;
+            }
+            n.outputs.extend(outputs);
+        }
+    }
+    acc
+}
+
+/// Fail-fast: the other legs of a failed leg's job are cancelled, on every agent (leased legs
+/// see `cancel: true` on their next heartbeat; queued and blocked ones finish as cancelled).
+async fn cancel_siblings(
+    tx: &deadpool_postgres::Transaction<'_>,
+    run: i64,
+    key: &str,
+    failed: i64,
+) -> DbResult<()> {
+    tx.execute(
+        "UPDATE jobs SET cancel_requested = true
+         WHERE run_id = $1 AND job_key = $2 AND id <> $3 AND state = 'leased'",
+        &[&run, &key, &failed],
+    )
+    .await?;
+    let rows = tx
+        .query(
+            "UPDATE jobs SET state = 'done', result = 'cancelled', finished_at = now()
+             WHERE run_id = $1 AND job_key = $2 AND id <> $3 AND state IN ('queued', 'blocked')
+             RETURNING job_key",
+            &[&run, &key, &failed],
+        )
+        .await?;
+    for r in rows {
+        let key: String = r.get(0);
+        finish_job(tx, run, &key).await?;
     }
     Ok(())
 }

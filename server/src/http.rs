@@ -4,8 +4,11 @@
 //! restart), and runs the lease reaper.
 //!
 //! Authentication (bearer tokens): user tokens submit and read runs, agent tokens claim jobs,
-//! and the job token a claim returns is the only credential for that attempt's heartbeat, log
-//! and complete calls. Webhooks carry an HMAC signature instead.
+//! and the job token a claim returns is the only credential for that attempt's heartbeat, log,
+//! artifact and complete calls. Webhooks carry an HMAC signature instead. The step and action
+//! cache is reached through a signed path (a grant, see [`cache_grant`]) handed out with each
+//! claimed job: it names the run, the methods allowed and an expiry, and stops working when the
+//! run ends.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -19,13 +22,16 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Deserialize;
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
 use crate::api::{
-    ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, ErrorBody, HeartbeatResponse,
-    SubmitRequest,
+    ArtifactUpload, ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, ErrorBody,
+    HeartbeatResponse, SubmitRequest,
 };
+use crate::blobs::{BlobError, BlobStore, valid_digest};
 use crate::db::{Db, DbError, TokenKind};
+use crate::secret::ServerKey;
 
 /// The OpenAPI document (kept by hand; a test checks it against the routes and types).
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -45,6 +51,10 @@ pub struct Settings {
     pub git_cache: std::path::PathBuf,
     /// Serve HTTPS with this certificate chain and private key (PEM files).
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Where blobs (artifact files, cache entries) are stored.
+    pub blob_dir: std::path::PathBuf,
+    /// How long a job's cache grant works (at most; it also ends with the run).
+    pub cache_grant_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -56,6 +66,8 @@ impl Default for Settings {
             webhook_secret: None,
             git_cache: std::env::temp_dir().join("pipe-server-git"),
             tls: None,
+            blob_dir: std::env::temp_dir().join("pipe-server-blobs"),
+            cache_grant_ttl: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -66,10 +78,13 @@ pub struct AppState {
     settings: Settings,
     wake: Arc<Notify>,
     limiter: Mutex<HashMap<IpAddr, (f64, Instant)>>,
-    /// Recently checked tokens (hash → owner), so a busy agent costs one query per minute,
-    /// not one per request.
-    tokens: Mutex<HashMap<(bool, String), (String, Instant)>>,
+    /// Recently checked tokens (hash → id and owner), so a busy agent costs one query per
+    /// minute, not one per request. Emptied when any server revokes a token.
+    tokens: TokenCache,
+    blobs: BlobStore,
 }
+
+type TokenCache = Arc<Mutex<HashMap<(bool, String), ((i64, String), Instant)>>>;
 
 /// How long a checked token is trusted without asking the database again.
 const TOKEN_TTL: Duration = Duration::from_secs(60);
@@ -89,6 +104,8 @@ impl From<DbError> for ApiError {
             DbError::Fenced { .. } => ApiError(StatusCode::CONFLICT, e.to_string()),
             DbError::Invalid(m) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, m),
             DbError::NotFound(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+            // 409 means "the lease is not held" to agents; a conflicting request is a 422.
+            DbError::Conflict(m) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, m),
             DbError::Pg(_) | DbError::Pool(_) => {
                 tracing::warn!("{e}");
                 ApiError(
@@ -111,7 +128,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-async fn require(state: &AppState, headers: &HeaderMap, kind: TokenKind) -> ApiResult<String> {
+async fn require(
+    state: &AppState,
+    headers: &HeaderMap,
+    kind: TokenKind,
+) -> ApiResult<(i64, String)> {
     let unauthorized = || {
         ApiError(
             StatusCode::UNAUTHORIZED,
@@ -127,12 +148,12 @@ async fn require(state: &AppState, headers: &HeaderMap, kind: TokenKind) -> ApiR
     let token = bearer(headers).ok_or_else(unauthorized)?;
     let key = (kind == TokenKind::Agent, crate::db::hash_token(token));
     if let Ok(cache) = state.tokens.lock()
-        && let Some((name, at)) = cache.get(&key)
+        && let Some((who, at)) = cache.get(&key)
         && at.elapsed() < TOKEN_TTL
     {
-        return Ok(name.clone());
+        return Ok(who.clone());
     }
-    let name = state
+    let who = state
         .db
         .check_token(kind, token)
         .await?
@@ -141,9 +162,9 @@ async fn require(state: &AppState, headers: &HeaderMap, kind: TokenKind) -> ApiR
         if cache.len() > 10_000 {
             cache.clear();
         }
-        cache.insert(key, (name.clone(), Instant::now()));
+        cache.insert(key, (who.clone(), Instant::now()));
     }
-    Ok(name)
+    Ok(who)
 }
 
 fn job_token(headers: &HeaderMap) -> ApiResult<&str> {
@@ -202,6 +223,23 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(complete),
         )
         .route("/api/v1/webhooks/github", post(webhook))
+        .route("/api/v1/runs/{run}/artifacts", get(run_artifacts))
+        .route(
+            "/api/v1/jobs/{job}/attempts/{attempt}/artifacts",
+            get(job_artifacts).post(add_artifact),
+        )
+        .route(
+            "/api/v1/jobs/{job}/attempts/{attempt}/blobs/{digest}",
+            get(get_blob)
+                .put(put_blob)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/api/v1/cache/{grant}/{kind}/{digest}",
+            get(cache_get)
+                .put(cache_put)
+                .layer(DefaultBodyLimit::disable()),
+        )
         .layer(DefaultBodyLimit::max(8 * 1024 * 1024))
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
@@ -346,7 +384,7 @@ async fn claim(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    require(&state, &headers, TokenKind::Agent).await?;
+    let (token_id, _) = require(&state, &headers, TokenKind::Agent).await?;
     let req: ClaimRequest = json_body(&body)?;
     if req.agent.is_empty() {
         return Err(ApiError(
@@ -362,12 +400,28 @@ async fn claim(
         let notified = state.wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let jobs = state
+        let mut jobs = state
             .db
-            .claim(&req.agent, &req.labels, slots, state.settings.lease)
+            .claim(
+                &req.agent,
+                Some(token_id),
+                &req.labels,
+                slots,
+                state.settings.lease,
+            )
             .await?;
         let now = tokio::time::Instant::now();
         if !jobs.is_empty() || now >= deadline {
+            for job in &mut jobs {
+                // Pull requests read the cache but never write it (their content is untrusted).
+                let write = !job.event.starts_with("pull_request");
+                job.cache_path = Some(cache_grant(
+                    state.db.key(),
+                    job.run_id,
+                    unix_now() + state.settings.cache_grant_ttl.as_secs(),
+                    write,
+                ));
+            }
             return Ok(axum::Json(ClaimResponse { jobs }).into_response());
         }
         let poll = (deadline - now).min(Duration::from_secs(1));
@@ -500,18 +554,258 @@ async fn webhook(
         .into_response())
 }
 
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The methods a grant allows.
+fn grant_methods(write: bool) -> &'static str {
+    if write { "GET,HEAD,PUT" } else { "GET,HEAD" }
+}
+
+/// A signed cache path for `run`: `/api/v1/cache/RUN.EXPIRY.MODE.SIG`, where SIG is an
+/// HMAC-SHA-256 (server key) over the methods allowed, the path prefix and the expiry.
+pub fn cache_grant(key: &ServerKey, run: i64, expiry: u64, write: bool) -> String {
+    let mode = if write { "rw" } else { "ro" };
+    let prefix = format!("/api/v1/cache/{run}.{expiry}.{mode}");
+    let sig = key.sign(&format!("{}\n{prefix}\n{expiry}", grant_methods(write)));
+    format!("{prefix}.{sig}")
+}
+
+/// Checks a grant for `method`; returns its run.
+fn check_grant(key: &ServerKey, grant: &str, method: &str) -> ApiResult<i64> {
+    let denied = |m: &str| ApiError(StatusCode::FORBIDDEN, m.to_owned());
+    let parts: Vec<&str> = grant.split('.').collect();
+    let [run, expiry, mode, sig] = parts.as_slice() else {
+        return Err(denied("not a cache grant"));
+    };
+    let (Ok(run_id), Ok(exp)) = (run.parse::<i64>(), expiry.parse::<u64>()) else {
+        return Err(denied("not a cache grant"));
+    };
+    let write = match *mode {
+        "rw" => true,
+        "ro" => false,
+        _ => return Err(denied("not a cache grant")),
+    };
+    let prefix = format!("/api/v1/cache/{run}.{expiry}.{mode}");
+    if !key.verify(&format!("{}\n{prefix}\n{exp}", grant_methods(write)), sig) {
+        return Err(denied("the cache grant's signature does not match"));
+    }
+    if exp < unix_now() {
+        return Err(denied("the cache grant has expired"));
+    }
+    if !grant_methods(write).split(',').any(|m| m == method) {
+        return Err(denied("this cache grant is read-only"));
+    }
+    Ok(run_id)
+}
+
+/// The run's scope for the action cache while the run is running.
+async fn grant_scope(state: &AppState, run: i64) -> ApiResult<String> {
+    state.db.cache_scope(run).await?.ok_or_else(|| {
+        ApiError(
+            StatusCode::FORBIDDEN,
+            "the cache grant's run has ended".to_owned(),
+        )
+    })
+}
+
+fn blob_response(body: axum::body::Body, size: u64) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, size.to_string()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn blob_error(e: BlobError) -> ApiError {
+    match e {
+        BlobError::Mismatch { .. } => ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        BlobError::TooLarge => ApiError(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+        BlobError::Body(_) => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
+        BlobError::Io(_) => {
+            tracing::warn!("{e}");
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the blob store is unavailable; retry".to_owned(),
+            )
+        }
+    }
+}
+
+fn check_digest(digest: &str) -> ApiResult<()> {
+    if valid_digest(digest) {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("`{digest}` is not a SHA-256 digest (64 lower-case hex digits)"),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+struct CachePath {
+    grant: String,
+    kind: String,
+    digest: String,
+}
+
+fn cache_kind(kind: &str) -> ApiResult<bool> {
+    match kind {
+        "ac" => Ok(true),
+        "cas" => Ok(false),
+        _ => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("unknown cache namespace `{kind}` (`ac` or `cas`)"),
+        )),
+    }
+}
+
+async fn cache_get(
+    State(state): State<Arc<AppState>>,
+    method: axum::http::Method,
+    Path(p): Path<CachePath>,
+) -> ApiResult<Response> {
+    let ac = cache_kind(&p.kind)?;
+    let run = check_grant(state.db.key(), &p.grant, method.as_str())?;
+    check_digest(&p.digest)?;
+    let scope = grant_scope(&state, run).await?;
+    let blob = if ac {
+        state.db.cache_ac_get(&scope, &p.digest).await?
+    } else {
+        Some(p.digest.clone())
+    };
+    let not_found = || ApiError(StatusCode::NOT_FOUND, "not in the cache".to_owned());
+    let blob = blob.ok_or_else(not_found)?;
+    let (body, size) = state.blobs.open(&blob).await.ok_or_else(not_found)?;
+    Ok(blob_response(body, size))
+}
+
+async fn cache_put(
+    State(state): State<Arc<AppState>>,
+    Path(p): Path<CachePath>,
+    body: axum::body::Body,
+) -> ApiResult<Response> {
+    let ac = cache_kind(&p.kind)?;
+    let run = check_grant(state.db.key(), &p.grant, "PUT")?;
+    check_digest(&p.digest)?;
+    let scope = grant_scope(&state, run).await?;
+    let expected = if ac { None } else { Some(p.digest.as_str()) };
+    let (digest, size) = state.blobs.put(body, expected).await.map_err(blob_error)?;
+    state.db.add_blob(&digest, size).await?;
+    if ac {
+        state.db.cache_ac_put(&scope, &p.digest, &digest).await?;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct BlobPath {
+    job: i64,
+    attempt: i32,
+    digest: String,
+}
+
+async fn put_blob(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(p): Path<BlobPath>,
+    body: axum::body::Body,
+) -> ApiResult<Response> {
+    let token = job_token(&headers)?;
+    check_digest(&p.digest)?;
+    state.db.lease_run(p.job, p.attempt, token).await?;
+    let (digest, size) = state
+        .blobs
+        .put(body, Some(&p.digest))
+        .await
+        .map_err(blob_error)?;
+    state.db.add_blob(&digest, size).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn get_blob(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(p): Path<BlobPath>,
+) -> ApiResult<Response> {
+    let token = job_token(&headers)?;
+    check_digest(&p.digest)?;
+    let run = state.db.lease_run(p.job, p.attempt, token).await?;
+    let not_found = || {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("blob `{}` is not a file of this run's artifacts", p.digest),
+        )
+    };
+    if !state.db.run_has_blob(run, &p.digest).await? {
+        return Err(not_found());
+    }
+    let (body, size) = state.blobs.open(&p.digest).await.ok_or_else(not_found)?;
+    Ok(blob_response(body, size))
+}
+
+async fn add_artifact(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(p): Path<AttemptPath>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let token = job_token(&headers)?;
+    let req: ArtifactUpload = json_body(&body)?;
+    let a = state.db.add_artifact(p.job, p.attempt, token, &req).await?;
+    Ok((StatusCode::CREATED, axum::Json(a)).into_response())
+}
+
+async fn job_artifacts(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(p): Path<AttemptPath>,
+) -> ApiResult<Response> {
+    let token = job_token(&headers)?;
+    let run = state.db.lease_run(p.job, p.attempt, token).await?;
+    Ok(axum::Json(state.db.artifacts(run).await?).into_response())
+}
+
+async fn run_artifacts(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(run): Path<i64>,
+) -> ApiResult<Response> {
+    rate_limited(&state, addr.ip())?;
+    require(&state, &headers, TokenKind::User).await?;
+    state.db.run_status(run).await?;
+    Ok(axum::Json(state.db.artifacts(run).await?).into_response())
+}
+
 /// Keeps one `LISTEN` connection open (reconnecting after a database restart) and wakes the
 /// long-polling claimers on every notification.
-async fn listen(db: Db, wake: Arc<Notify>) {
+async fn listen(db: Db, wake: Arc<Notify>, tokens: TokenCache) {
     use tokio_postgres::AsyncMessage;
     loop {
         match db.config().connect(tokio_postgres::NoTls).await {
             Ok((client, mut conn)) => {
                 let w = wake.clone();
+                let t = tokens.clone();
                 let driver = tokio::spawn(async move {
                     loop {
                         let msg = std::future::poll_fn(|cx| conn.poll_message(cx)).await;
                         match msg {
+                            Some(Ok(AsyncMessage::Notification(n)))
+                                if n.channel() == crate::db::TOKENS_CHANNEL =>
+                            {
+                                if let Ok(mut cache) = t.lock() {
+                                    cache.clear();
+                                }
+                            }
                             Some(Ok(AsyncMessage::Notification(_))) => w.notify_waiters(),
                             Some(Ok(_)) => {}
                             Some(Err(_)) | None => break,
@@ -519,12 +813,19 @@ async fn listen(db: Db, wake: Arc<Notify>) {
                     }
                 });
                 if client
-                    .batch_execute(&format!("LISTEN {}", crate::db::CHANNEL))
+                    .batch_execute(&format!(
+                        "LISTEN {}; LISTEN {}",
+                        crate::db::CHANNEL,
+                        crate::db::TOKENS_CHANNEL
+                    ))
                     .await
                     .is_ok()
                 {
-                    // Jobs queued while we were away.
+                    // Jobs queued and tokens revoked while we were away.
                     wake.notify_waiters();
+                    if let Ok(mut cache) = tokens.lock() {
+                        cache.clear();
+                    }
                     let _ = driver.await;
                 } else {
                     driver.abort();
@@ -592,14 +893,16 @@ pub async fn serve(
         None => None,
     };
     let wake = Arc::new(Notify::new());
-    let listen_task = tokio::spawn(listen(db.clone(), wake.clone()));
+    let tokens: TokenCache = Arc::new(Mutex::new(HashMap::new()));
+    let listen_task = tokio::spawn(listen(db.clone(), wake.clone(), tokens.clone()));
     let reap_task = tokio::spawn(reaper(db.clone(), wake.clone(), settings.lease));
     let state = Arc::new(AppState {
         db,
-        settings,
         wake,
         limiter: Mutex::new(HashMap::new()),
-        tokens: Mutex::new(HashMap::new()),
+        tokens,
+        blobs: BlobStore::new(&settings.blob_dir),
+        settings,
     });
     let app = router(state);
     let r = match tls {

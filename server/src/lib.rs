@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod blobs;
 pub mod client;
 pub mod db;
 pub mod git;

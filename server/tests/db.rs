@@ -77,7 +77,10 @@ async fn tokens_are_stored_hashed_and_checked_by_kind() {
     assert_ne!(stored, t);
     assert!(!stored.contains(&t[5..]));
     assert_eq!(
-        db.check_token(TokenKind::Agent, &t).await.expect("check"),
+        db.check_token(TokenKind::Agent, &t)
+            .await
+            .expect("check")
+            .map(|(_, n)| n),
         Some("a1".to_owned())
     );
     assert_eq!(
@@ -90,13 +93,29 @@ async fn tokens_are_stored_hashed_and_checked_by_kind() {
             .expect("check"),
         None
     );
+    // A revoked token checks no more; revoking it again changes nothing.
+    assert_eq!(db.revoke_token("a1").await.expect("revoke").len(), 1);
+    assert_eq!(
+        db.check_token(TokenKind::Agent, &t).await.expect("check"),
+        None
+    );
+    assert!(db.revoke_token("a1").await.expect("again").is_empty());
+    assert!(matches!(
+        db.revoke_token("nobody").await,
+        Err(pipe_server::db::DbError::NotFound(_))
+    ));
+    let listed = db.list_tokens().await.expect("list");
+    assert!(listed.iter().any(|t| t.name == "a1" && t.revoked.is_some()));
 }
 
 #[tokio::test]
 async fn needs_release_dependants_in_order_and_the_run_concludes() {
     let Some(db) = db().await else { return };
     let run = submit(&db, DIAMOND).await;
-    let first = db.claim("ag", &labels(), 8, LEASE).await.expect("claim");
+    let first = db
+        .claim("ag", None, &labels(), 8, LEASE)
+        .await
+        .expect("claim");
     assert_eq!(first.len(), 1, "only `a` is queued at first");
     assert_eq!(first[0].job_key, "a");
     assert_eq!(first[0].attempt, 1);
@@ -106,7 +125,10 @@ async fn needs_release_dependants_in_order_and_the_run_concludes() {
             .await
             .expect("complete")
     );
-    let mid = db.claim("ag", &labels(), 8, LEASE).await.expect("claim");
+    let mid = db
+        .claim("ag", None, &labels(), 8, LEASE)
+        .await
+        .expect("claim");
     let mut keys: Vec<_> = mid.iter().map(|j| j.job_key.clone()).collect();
     keys.sort();
     assert_eq!(keys, ["b", "c"]);
@@ -115,7 +137,7 @@ async fn needs_release_dependants_in_order_and_the_run_concludes() {
         .await
         .expect("b");
     assert!(
-        db.claim("ag", &labels(), 8, LEASE)
+        db.claim("ag", None, &labels(), 8, LEASE)
             .await
             .expect("claim")
             .is_empty(),
@@ -124,7 +146,10 @@ async fn needs_release_dependants_in_order_and_the_run_concludes() {
     db.complete(mid[1].job_id, 1, &mid[1].token, "failure", &BTreeMap::new())
         .await
         .expect("c");
-    let last = db.claim("ag", &labels(), 8, LEASE).await.expect("claim");
+    let last = db
+        .claim("ag", None, &labels(), 8, LEASE)
+        .await
+        .expect("claim");
     assert_eq!(last.len(), 1);
     assert_eq!(last[0].job_key, "d");
     assert_eq!(last[0].needs.len(), 3);
@@ -152,7 +177,7 @@ async fn labels_route_jobs_to_agents_that_have_them() {
     )
     .await;
     assert!(
-        db.claim("cpu", &labels(), 1, LEASE)
+        db.claim("cpu", None, &labels(), 1, LEASE)
             .await
             .expect("claim")
             .is_empty()
@@ -160,7 +185,7 @@ async fn labels_route_jobs_to_agents_that_have_them() {
     let mut with_gpu = labels();
     with_gpu.push("gpu".into());
     assert_eq!(
-        db.claim("gpu", &with_gpu, 1, LEASE)
+        db.claim("gpu", None, &with_gpu, 1, LEASE)
             .await
             .expect("claim")
             .len(),
@@ -178,7 +203,7 @@ async fn an_expired_lease_is_requeued_and_the_stale_attempt_is_refused() {
     .await;
     let short = Duration::from_millis(300);
     let one = db
-        .claim("dead", &labels(), 1, short)
+        .claim("dead", None, &labels(), 1, short)
         .await
         .expect("claim")
         .remove(0);
@@ -188,7 +213,7 @@ async fn an_expired_lease_is_requeued_and_the_stale_attempt_is_refused() {
     // Still leased: not reaped, not claimable.
     assert!(db.reap().await.expect("reap").is_empty());
     assert!(
-        db.claim("b", &labels(), 1, LEASE)
+        db.claim("b", None, &labels(), 1, LEASE)
             .await
             .expect("claim")
             .is_empty()
@@ -196,7 +221,7 @@ async fn an_expired_lease_is_requeued_and_the_stale_attempt_is_refused() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(db.reap().await.expect("reap"), vec![(one.job_id, 1)]);
     let two = db
-        .claim("alive", &labels(), 1, LEASE)
+        .claim("alive", None, &labels(), 1, LEASE)
         .await
         .expect("claim")
         .remove(0);
@@ -275,7 +300,7 @@ async fn a_job_lost_on_every_attempt_fails_and_releases_its_dependants() {
     let run = submit(&db, "on: push\njobs:\n  a: {runs-on: ubuntu-latest, steps: [{run: 'true'}]}\n  b: {needs: a, if: always(), runs-on: ubuntu-latest, steps: [{run: 'true'}]}\n").await;
     for attempt in 1..=3 {
         let j = db
-            .claim("dead", &labels(), 1, Duration::from_millis(50))
+            .claim("dead", None, &labels(), 1, Duration::from_millis(50))
             .await
             .expect("claim")
             .remove(0);
@@ -284,7 +309,7 @@ async fn a_job_lost_on_every_attempt_fails_and_releases_its_dependants() {
         assert_eq!(db.reap().await.expect("reap").len(), 1);
     }
     let b = db
-        .claim("x", &labels(), 1, LEASE)
+        .claim("x", None, &labels(), 1, LEASE)
         .await
         .expect("claim")
         .remove(0);
@@ -302,14 +327,14 @@ async fn a_job_lost_on_every_attempt_fails_and_releases_its_dependants() {
 #[tokio::test]
 async fn secrets_are_masked_in_stored_logs() {
     let Some(db) = db().await else { return };
-    let wf = "on: push\njobs:\n  a: {runs-on: ubuntu-latest, steps: [{run: 'true'}]}\n";
+    let wf = "on: push\njobs:\n  a: {runs-on: ubuntu-latest, steps: [{run: 'echo ${{ secrets.TOKEN }}'}]}\n";
     let mut req = request(wf);
     req.secrets
         .insert("TOKEN".into(), "hunter2-very-secret".into());
     let jobs = plan_jobs("ci.yml", wf).expect("plan");
     db.submit(&req, &jobs, None).await.expect("submit");
     let j = db
-        .claim("a", &labels(), 1, LEASE)
+        .claim("a", None, &labels(), 1, LEASE)
         .await
         .expect("claim")
         .remove(0);
@@ -335,7 +360,7 @@ async fn a_request_id_makes_submit_idempotent() {
         .expect("2");
     assert_eq!((r1, new1, new2), (r2, true, false));
     assert_eq!(
-        db.claim("a", &labels(), 8, LEASE)
+        db.claim("a", None, &labels(), 8, LEASE)
             .await
             .expect("claim")
             .len(),
@@ -364,7 +389,7 @@ async fn concurrent_claimers_never_double_claim() {
             let name = format!("agent-{a}");
             loop {
                 let jobs = db
-                    .claim(&name, &labels(), 1 + a % 3, LEASE)
+                    .claim(&name, None, &labels(), 1 + a % 3, LEASE)
                     .await
                     .expect("claim");
                 if jobs.is_empty() {
@@ -449,7 +474,7 @@ mod props {
                 while done.len() < needs.len() {
                     guard += 1;
                     assert!(guard < 200, "no progress");
-                    let claimed = db.claim("p", &labels(), 3, Duration::from_millis(150)).await.expect("claim");
+                    let claimed = db.claim("p", None, &labels(), 3, Duration::from_millis(150)).await.expect("claim");
                     if claimed.is_empty() {
                         // Only lost leases can be pending: let them expire.
                         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -480,4 +505,135 @@ mod props {
             });
         }
     }
+}
+
+const MATRIX: &str = "on: push
+jobs:
+  m:
+    runs-on: ubuntu-latest
+    strategy: {matrix: {n: [1, 2, 3]}}
+    steps: [{run: 'true'}]
+  after: {needs: m, runs-on: ubuntu-latest, steps: [{run: 'true'}]}
+";
+
+#[tokio::test]
+async fn matrix_legs_are_rows_a_dependant_waits_for_all_and_fail_fast_cancels_the_rest() {
+    let Some(db) = db().await else { return };
+    let run = submit(&db, MATRIX).await;
+    let st = db.run_status(run).await.expect("st");
+    let states: Vec<(&str, Option<i32>, &str)> = st
+        .jobs
+        .iter()
+        .map(|j| (j.key.as_str(), j.leg, j.state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("m", Some(0), "queued"),
+            ("m", Some(1), "queued"),
+            ("m", Some(2), "queued"),
+            ("after", None, "blocked"),
+        ]
+    );
+    let legs = db
+        .claim("a", None, &labels(), 2, LEASE)
+        .await
+        .expect("claim");
+    assert_eq!(legs.len(), 2);
+    assert_eq!(legs[0].matrix.get("n").map(String::as_str), Some("1"));
+    assert_eq!(legs[1].leg, Some(1));
+    // Leg 0 succeeds: the dependant still waits for the other two.
+    let mut out = BTreeMap::new();
+    out.insert("v".to_owned(), "0".to_owned());
+    db.complete(legs[0].job_id, 1, &legs[0].token, "success", &out)
+        .await
+        .expect("leg 0");
+    let st = db.run_status(run).await.expect("st");
+    assert_eq!(st.jobs[3].state, "blocked");
+    // Leg 1 fails: leg 2 (queued) is cancelled, a leased sibling would see `cancel`.
+    db.complete(
+        legs[1].job_id,
+        1,
+        &legs[1].token,
+        "failure",
+        &BTreeMap::new(),
+    )
+    .await
+    .expect("leg 1");
+    let st = db.run_status(run).await.expect("st");
+    assert_eq!(st.jobs[2].result.as_deref(), Some("cancelled"));
+    assert_eq!(st.jobs[3].state, "queued");
+    let after = db
+        .claim("a", None, &labels(), 1, LEASE)
+        .await
+        .expect("claim")
+        .remove(0);
+    assert_eq!(after.job_key, "after");
+    // The needs result merges the legs: one failed, so the matrix job failed.
+    assert_eq!(after.needs["m"].result, "failure");
+    assert_eq!(after.needs["m"].outputs["v"], "0");
+}
+
+#[tokio::test]
+async fn a_failed_leg_asks_its_running_siblings_to_cancel() {
+    let Some(db) = db().await else { return };
+    submit(&db, MATRIX).await;
+    let legs = db
+        .claim("a", None, &labels(), 3, LEASE)
+        .await
+        .expect("claim");
+    assert_eq!(legs.len(), 3);
+    db.complete(
+        legs[0].job_id,
+        1,
+        &legs[0].token,
+        "failure",
+        &BTreeMap::new(),
+    )
+    .await
+    .expect("leg 0");
+    for leg in &legs[1..] {
+        assert!(
+            db.heartbeat(leg.job_id, 1, &leg.token, LEASE)
+                .await
+                .expect("hb"),
+            "leg {:?} was not asked to cancel",
+            leg.leg
+        );
+    }
+}
+
+#[tokio::test]
+async fn revoking_an_agent_token_requeues_its_leases() {
+    let Some(db) = db().await else { return };
+    let t = db
+        .create_token(TokenKind::Agent, "gone")
+        .await
+        .expect("token");
+    let (id, _) = db
+        .check_token(TokenKind::Agent, &t)
+        .await
+        .expect("check")
+        .expect("valid");
+    submit(
+        &db,
+        "on: push\njobs:\n  a: {runs-on: ubuntu-latest, steps: [{run: 'true'}]}\n",
+    )
+    .await;
+    let j = db
+        .claim("gone-agent", Some(id), &labels(), 1, LEASE)
+        .await
+        .expect("claim")
+        .remove(0);
+    db.revoke_token("gone").await.expect("revoke");
+    assert!(matches!(
+        db.heartbeat(j.job_id, 1, &j.token, LEASE).await,
+        Err(DbError::Fenced { .. })
+    ));
+    let again = db
+        .claim("other", None, &labels(), 1, LEASE)
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempt, 2);
 }

@@ -202,6 +202,25 @@ impl Fixture {
         )
     }
 
+    /// An agent with its own labels, token and local cache folder (a machine of its own).
+    fn agent_on(&self, name: &str, labels: &str, token: &str, server: &str) -> Proc {
+        let work = self.dir.path().join("agents").join(name);
+        let mut cmd = Command::new("setsid");
+        cmd.arg(PIPE);
+        agent_command(
+            &mut cmd,
+            &work,
+            name,
+            labels,
+            token,
+            server,
+            self.dir.path(),
+        );
+        Proc {
+            child: cmd.spawn().expect("spawn agent"),
+        }
+    }
+
     fn user(&self) -> Client {
         Client::new(&self.url, &self.user_token)
     }
@@ -254,6 +273,37 @@ impl Fixture {
             .expect("psql");
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
+}
+
+/// The arguments and environment of a `pipe agent` with its own state and cache folders.
+fn agent_command(
+    cmd: &mut Command,
+    work: &Path,
+    name: &str,
+    labels: &str,
+    token: &str,
+    server: &str,
+    dir: &Path,
+) {
+    cmd.args([
+        "agent", "--server", server, "--token", token, "--name", name,
+    ])
+    .args(["--labels", labels, "-c", "1", "--work-dir"])
+    .arg(work)
+    .current_dir(dir)
+    .env("NO_COLOR", "1")
+    .env("PIPE_STATE_DIR", work.join("state"))
+    .env("PIPE_CACHE_DIR", work.join("cache"))
+    .env("PIPE_LOG", "info")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::from(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("agent-{name}.log")))
+            .expect("log file"),
+    ));
 }
 
 fn cluster() -> Option<&'static PgCluster> {
@@ -376,10 +426,15 @@ fn a_workflow_runs_across_agents_with_needs_outputs_and_masked_logs() {
     let build_log = user.log(build.id).expect("log");
     assert!(build_log.contains("deploying with ***"), "{build_log}");
     assert!(!build_log.contains("s3cr3t-k3y-value"));
-    let test_log = user.log(st.jobs[1].id).expect("log");
+    // Each matrix leg is a job row of its own, with its own log.
+    let legs: Vec<_> = st.jobs.iter().filter(|j| j.key == "test").collect();
+    assert_eq!(legs.len(), 2, "{:?}", st.jobs);
+    let test_log = user.log(legs[0].id).expect("log");
     assert!(test_log.contains("shard 1 tests 1.2.3"), "{test_log}");
+    let test_log = user.log(legs[1].id).expect("log");
     assert!(test_log.contains("shard 2 tests 1.2.3"), "{test_log}");
-    let report_log = user.log(st.jobs[3].id).expect("log");
+    let report = st.jobs.iter().find(|j| j.key == "report").expect("report");
+    let report_log = user.log(report.id).expect("log");
     assert!(
         report_log.contains("report for 1.2.3 after success"),
         "{report_log}"
@@ -1180,4 +1235,721 @@ fn the_server_speaks_tls_when_configured_and_clients_trust_pipe_ca_cert() {
     assert_eq!(code, Some(3), "{err}");
     let plain = Client::new(&format!("http://127.0.0.1:{port}"), &f.user_token);
     assert!(plain.run(1).is_err());
+}
+
+/// A token of its own for one agent.
+fn agent_token(f: &Fixture, name: &str) -> String {
+    let env = [("PIPE_DATABASE_URL", f.db_url.as_str())];
+    let (code, out, err) = pipe_out(
+        &["server", "token", "--kind", "agent", "--name", name],
+        f.path(),
+        &env,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    out.trim().to_owned()
+}
+
+fn agent_log(f: &Fixture, name: &str) -> String {
+    std::fs::read_to_string(f.path().join(format!("agent-{name}.log"))).unwrap_or_default()
+}
+
+#[test]
+fn secrets_are_sealed_at_rest_and_delivered_only_to_jobs_that_read_them() {
+    let Some(cluster) = cluster() else { return };
+    let f = Fixture::new(cluster, 10_000, &[]);
+    let wf = f.write(
+        ".github/workflows/s.yml",
+        "on: push\njobs:\n  reads:\n    runs-on: [self-hosted]\n    steps: [{run: 'echo ${{ secrets.API_KEY }}'}]\n  reads-not:\n    runs-on: [self-hosted]\n    steps: [{run: 'echo nothing secret'}]\n",
+    );
+    let run = f.submit(
+        wf.to_str().expect("utf-8"),
+        &["-s", "API_KEY=pl41nt3xt-v4lu3", "-s", "OTHER=0th3r-v4lu3"],
+    );
+    // The database row holds sealed values only.
+    let row = f.sql(&format!("SELECT secrets::text FROM runs WHERE id = {run}"));
+    assert!(row.contains("pipe1:"), "{row}");
+    assert!(
+        !row.contains("pl41nt3xt") && !row.contains("0th3r"),
+        "{row}"
+    );
+    assert_eq!(
+        f.sql("SELECT count(*) FROM runs WHERE secrets::text LIKE '%v4lu3%'"),
+        "0"
+    );
+    // The server key file was created private.
+    use std::os::unix::fs::PermissionsExt;
+    let key = f.path().join("state").join("server").join("server.key");
+    let mode = std::fs::metadata(&key)
+        .expect("server.key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+    // Claiming as an agent: each job receives only the secrets it reads.
+    let agent = Client::new(&f.url, &f.agent_token);
+    let claimed = agent
+        .claim(&pipe_server::api::ClaimRequest {
+            agent: "probe".into(),
+            labels: vec!["self-hosted".into()],
+            slots: Some(2),
+            wait_ms: Some(2_000),
+        })
+        .expect("claim")
+        .jobs;
+    assert_eq!(claimed.len(), 2);
+    for job in &claimed {
+        let want: Vec<(&str, &str)> = match job.job_key.as_str() {
+            "reads" => vec![("API_KEY", "pl41nt3xt-v4lu3")],
+            _ => vec![],
+        };
+        let got: Vec<(&str, &str)> = job
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(got, want, "job `{}`", job.job_key);
+    }
+    // The log is masked with the opened secrets before it is stored.
+    let reads = claimed
+        .iter()
+        .find(|j| j.job_key == "reads")
+        .expect("reads");
+    let jc = agent.with_token(&reads.token);
+    jc.append_log(
+        reads.job_id,
+        reads.attempt,
+        0,
+        b"key pl41nt3xt-v4lu3 and 0th3r-v4lu3\n",
+    )
+    .expect("log");
+    let log = f.user().log(reads.job_id).expect("log");
+    assert_eq!(log, "key *** and ***\n");
+}
+
+#[test]
+fn a_revoked_agent_token_gets_401_and_its_agent_stops_and_its_job_runs_elsewhere() {
+    let Some(cluster) = cluster() else { return };
+    let f = Fixture::new(cluster, 10_000, &[]);
+    let marks = f.path().join("marks");
+    let wf = f.write(
+        ".github/workflows/slow.yml",
+        &format!(
+            "on: push\njobs:\n  slow:\n    runs-on: [self-hosted]\n    steps:\n      - run: |\n          echo started >> {m}\n          sleep 4\n          echo finished >> {m}.done\n",
+            m = marks.display()
+        ),
+    );
+    let doomed_token = agent_token(&f, "doomed-machine");
+    let mut doomed = f.agent_on("doomed", "self-hosted", &doomed_token, &f.url);
+    let run = f.submit(wf.to_str().expect("utf-8"), &[]);
+    wait_for("the job to start", Duration::from_secs(30), || {
+        lines(&marks).len() == 1
+    });
+    let env = [("PIPE_DATABASE_URL", f.db_url.as_str())];
+    let (code, _, err) = pipe_out(
+        &["server", "token", "revoke", "doomed-machine"],
+        f.path(),
+        &env,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("revoked token"), "{err}");
+    // The agent is refused at its next claim and stops; its job was re-queued at once.
+    let code = doomed.wait_exit(Duration::from_secs(30));
+    assert!(matches!(code, Some(c) if c != 0), "exit {code:?}");
+    assert!(
+        agent_log(&f, "doomed").contains("refused the agent token"),
+        "{}",
+        agent_log(&f, "doomed")
+    );
+    let probe = Client::new(&f.url, &doomed_token).claim(&pipe_server::api::ClaimRequest {
+        agent: "x".into(),
+        labels: vec![],
+        slots: None,
+        wait_ms: None,
+    });
+    assert!(
+        matches!(
+            probe,
+            Err(pipe_server::client::ClientError::Status { status: 401, .. })
+        ),
+        "{probe:?}"
+    );
+    let rescuer_token = agent_token(&f, "rescuer-machine");
+    let _rescuer = f.agent_on("rescuer", "self-hosted", &rescuer_token, &f.url);
+    let st = f.wait_run(run, Duration::from_secs(60));
+    assert_eq!(st.conclusion.as_deref(), Some("success"));
+    assert_eq!(st.jobs[0].accepted_attempt, Some(2));
+    assert_eq!(
+        f.sql("SELECT string_agg(attempt || ':' || agent || ':' || outcome, ' ' ORDER BY attempt) FROM attempts"),
+        "1:doomed:lost 2:rescuer:accepted"
+    );
+    // The listing shows who holds which token and which are revoked, never a token.
+    let (code, out, err) = pipe_out(&["server", "token", "list", "--json"], f.path(), &env);
+    assert_eq!(code, Some(0), "{err}");
+    let list: Vec<serde_json::Value> = serde_json::from_str(&out).expect("json");
+    let by_name = |n: &str| {
+        list.iter()
+            .find(|t| t["name"] == n)
+            .unwrap_or_else(|| panic!("{n} in {out}"))
+            .clone()
+    };
+    assert!(by_name("doomed-machine")["revoked"].is_string(), "{out}");
+    assert!(by_name("rescuer-machine")["revoked"].is_null(), "{out}");
+    assert!(
+        !out.contains(&doomed_token) && !out.contains("pipa_"),
+        "{out}"
+    );
+    let (code, _, err) = pipe_out(&["server", "token", "revoke", "nobody"], f.path(), &env);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("pipe server token list"), "{err}");
+}
+
+#[test]
+fn a_job_on_agent_two_reads_the_artifact_a_job_on_agent_one_uploaded_and_the_cache_is_shared() {
+    let Some(cluster) = cluster() else { return };
+    let f = Fixture::new(cluster, 10_000, &[]);
+    let wf = f.write(
+        ".github/workflows/art.yml",
+        "on: push\njobs:\n  make:\n    runs-on: [self-hosted, one]\n    steps:\n      - run: mkdir -p out/sub && echo built-on-one > out/a.txt && echo nested > out/sub/b.txt\n      - uses: actions/upload-artifact@v4\n        with: {name: bundle, path: out}\n  use:\n    needs: make\n    runs-on: [self-hosted, two]\n    steps:\n      - uses: actions/download-artifact@v4\n        with: {name: bundle, path: got}\n      - run: |\n          echo \"read $(cat got/a.txt) and $(cat got/sub/b.txt)\"\n",
+    );
+    let t1 = agent_token(&f, "one");
+    let t2 = agent_token(&f, "two");
+    let _a1 = f.agent_on("one", "self-hosted,one", &t1, &f.url);
+    let _a2 = f.agent_on("two", "self-hosted,two", &t2, &f.url);
+    let run = f.submit(wf.to_str().expect("utf-8"), &[]);
+    let st = f.wait_run(run, Duration::from_secs(90));
+    let use_job = st.jobs.iter().find(|j| j.key == "use").expect("use");
+    let log = f.user().log(use_job.id).expect("log");
+    assert_eq!(
+        st.conclusion.as_deref(),
+        Some("success"),
+        "{log}\n{}",
+        agent_log(&f, "two")
+    );
+    assert!(log.contains("read built-on-one and nested"), "{log}");
+    assert_eq!(
+        f.sql("SELECT string_agg(agent, ',' ORDER BY job_id) FROM attempts"),
+        "one,two"
+    );
+    // The server lists the artifact; its files are blobs on the server's disk by SHA-256.
+    let list = f.user().run_artifacts(run).expect("artifacts");
+    assert_eq!(list.artifacts.len(), 1);
+    let a = &list.artifacts[0];
+    assert_eq!(a.name, "bundle");
+    let mut paths: Vec<&str> = a.files.iter().map(|f| f.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, ["a.txt", "sub/b.txt"]);
+    let file = a.files.iter().find(|f| f.path == "a.txt").expect("a.txt");
+    let blob = f
+        .path()
+        .join("state/server/blobs/sha256")
+        .join(&file.digest[..2])
+        .join(&file.digest);
+    assert_eq!(
+        std::fs::read_to_string(&blob).expect("blob"),
+        "built-on-one\n"
+    );
+
+    // The step cache goes through the server: a cached step that ran on agent one is a hit
+    // on agent two, whose own cache folder is empty.
+    let counts = f.path().join("counts");
+    let cached = |machine: &str| {
+        f.write(
+            &format!(".github/workflows/cached-{machine}.yml"),
+            &format!(
+                "on: push\njobs:\n  c:\n    runs-on: [self-hosted, {machine}]\n    steps:\n      - run: echo ran >> {c}; echo cached-output > result.txt\n        cache:\n          outputs: [result.txt]\n      - run: cat result.txt\n      - uses: actions/cache@v4\n        with: {{path: data, key: fixed-key-1}}\n      - run: test -f data/x || {{ mkdir -p data; echo v > data/x; echo made >> {c}.actions; }}\n",
+                c = counts.display()
+            ),
+        )
+    };
+    let first = f.submit(cached("one").to_str().expect("utf-8"), &[]);
+    let st = f.wait_run(first, Duration::from_secs(60));
+    assert_eq!(st.conclusion.as_deref(), Some("success"));
+    assert_eq!(lines(&counts).len(), 1);
+    let second = f.submit(cached("two").to_str().expect("utf-8"), &[]);
+    let st = f.wait_run(second, Duration::from_secs(60));
+    let log = f.user().log(st.jobs[0].id).expect("log");
+    assert_eq!(st.conclusion.as_deref(), Some("success"), "{log}");
+    assert_eq!(lines(&counts).len(), 1, "the step ran again:\n{log}");
+    // `actions/cache` too: agent two restored what agent one saved.
+    assert_eq!(lines(&counts.with_extension("actions")), ["made"], "{log}");
+    assert!(log.contains("cache hit"), "{log}");
+    assert!(log.contains("cached-output"), "{log}");
+    assert_eq!(
+        f.sql(&format!(
+            "SELECT agent FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.run_id = {second}"
+        )),
+        "two"
+    );
+    assert_ne!(f.sql("SELECT count(*) FROM cache_ac"), "0");
+}
+
+#[test]
+fn cache_grants_are_signed_scoped_to_their_run_and_end_with_it() {
+    let Some(cluster) = cluster() else { return };
+    let f = Fixture::new(cluster, 10_000, &[]);
+    let wf = f.write(
+        ".github/workflows/g.yml",
+        "on: push\njobs:\n  a: {runs-on: [self-hosted], steps: [{run: 'true'}]}\n",
+    );
+    let run = f.submit(wf.to_str().expect("utf-8"), &[]);
+    let agent = Client::new(&f.url, &f.agent_token);
+    let job = agent
+        .claim(&pipe_server::api::ClaimRequest {
+            agent: "probe".into(),
+            labels: vec!["self-hosted".into()],
+            slots: None,
+            wait_ms: Some(2_000),
+        })
+        .expect("claim")
+        .jobs
+        .remove(0);
+    let path = job.cache_path.clone().expect("a cache path");
+    assert!(path.starts_with(&format!("/api/v1/cache/{run}.")), "{path}");
+    let http = |method: &str, url: &str, body: &[u8]| -> u16 {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method])
+            .args(["--data-binary", "@-", url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().expect("stdin").write_all(body)?;
+                c.wait_with_output()
+            })
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+    };
+    let body = b"cached bytes";
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(body))
+    };
+    let url = format!("{}{path}/cas/{digest}", f.url);
+    assert_eq!(http("PUT", &url, body), 204);
+    assert_eq!(http("GET", &url, b""), 200);
+    // Content that does not match its name is refused.
+    let wrong = format!("{}{path}/cas/{}", f.url, "0".repeat(64));
+    assert_eq!(http("PUT", &wrong, body), 422);
+    // A tampered grant (another run, a later expiry) is refused.
+    let parts: Vec<&str> = path
+        .trim_start_matches("/api/v1/cache/")
+        .split('.')
+        .collect();
+    let forged = format!(
+        "{}/api/v1/cache/{}.{}.{}.{}/cas/{digest}",
+        f.url,
+        parts[0],
+        parts[1].parse::<u64>().expect("expiry") + 3600,
+        parts[2],
+        parts[3]
+    );
+    assert_eq!(http("GET", &forged, b""), 403);
+    let other_run = format!(
+        "{}/api/v1/cache/{}.{}.{}.{}/cas/{digest}",
+        f.url,
+        run + 1,
+        parts[1],
+        parts[2],
+        parts[3]
+    );
+    assert_eq!(http("GET", &other_run, b""), 403);
+    // When the run ends, its grant stops working.
+    agent
+        .with_token(&job.token)
+        .complete(
+            job.job_id,
+            job.attempt,
+            &pipe_server::api::CompleteRequest {
+                result: "success".into(),
+                outputs: Default::default(),
+            },
+        )
+        .expect("complete");
+    assert_eq!(http("GET", &url, b""), 403);
+}
+
+#[test]
+fn matrix_legs_run_on_different_agents_needs_wait_for_all_and_fail_fast_cancels_across_agents() {
+    let Some(cluster) = cluster() else { return };
+    let f = Fixture::new(cluster, 10_000, &[]);
+    let marks = f.path().join("marks");
+    let wf = f.write(
+        ".github/workflows/m.yml",
+        &format!(
+            "on: push\njobs:\n  m:\n    runs-on: [self-hosted]\n    strategy:\n      matrix:\n        n: [1, 2, 3]\n    outputs:\n      last: ${{{{ steps.o.outputs.v }}}}\n    steps:\n      - id: o\n        run: |\n          sleep $(( 4 - ${{{{ matrix.n }}}} ))\n          echo \"leg ${{{{ matrix.n }}}} done\" >> {m}\n          echo \"v=${{{{ matrix.n }}}}\" >> \"$GITHUB_OUTPUT\"\n  after:\n    needs: m\n    runs-on: [self-hosted]\n    steps:\n      - run: echo \"after $(wc -l < {m}) legs, result ${{{{ needs.m.result }}}}\"\n",
+            m = marks.display()
+        ),
+    );
+    let tokens: Vec<String> = (1..=3).map(|i| agent_token(&f, &format!("m{i}"))).collect();
+    let _agents: Vec<Proc> = (1..=3)
+        .map(|i| f.agent_on(&format!("m{i}"), "self-hosted", &tokens[i - 1], &f.url))
+        .collect();
+    let run = f.submit(wf.to_str().expect("utf-8"), &[]);
+    let st = f.wait_run(run, Duration::from_secs(90));
+    assert_eq!(st.conclusion.as_deref(), Some("success"), "{st:?}");
+    let legs: Vec<_> = st.jobs.iter().filter(|j| j.key == "m").collect();
+    assert_eq!(legs.len(), 3, "{st:?}");
+    assert_eq!(
+        legs.iter().map(|j| j.leg).collect::<Vec<_>>(),
+        [Some(0), Some(1), Some(2)]
+    );
+    // Three legs at once on three agents (each runs one job at a time).
+    assert_eq!(
+        f.sql(&format!(
+            "SELECT count(DISTINCT a.agent) FROM attempts a JOIN jobs j ON j.id = a.job_id
+             WHERE j.run_id = {run} AND j.job_key = 'm'"
+        )),
+        "3"
+    );
+    let after = st.jobs.iter().find(|j| j.key == "after").expect("after");
+    let log = f.user().log(after.id).expect("log");
+    assert!(log.contains("after 3 legs, result success"), "{log}");
+    // The dependant was queued only when the last leg had finished.
+    assert_eq!(
+        f.sql(&format!(
+            "SELECT (SELECT queued_at FROM jobs WHERE run_id = {run} AND job_key = 'after')
+                    >= (SELECT max(finished_at) FROM jobs WHERE run_id = {run} AND job_key = 'm')"
+        )),
+        "t"
+    );
+
+    // Fail-fast: one leg fails quickly; its siblings, running on other agents, are cancelled.
+    let wf = f.write(
+        ".github/workflows/ff.yml",
+        &format!(
+            "on: push\njobs:\n  m:\n    runs-on: [self-hosted]\n    strategy:\n      matrix:\n        n: [1, 2, 3]\n    steps:\n      - run: |\n          echo \"start ${{{{ matrix.n }}}}\" >> {m}.ff\n          if [ ${{{{ matrix.n }}}} = 1 ]; then sleep 2; exit 1; fi\n          sleep 60\n  after:\n    needs: m\n    runs-on: [self-hosted]\n    steps: [{{run: 'echo never'}}]\n",
+            m = marks.display()
+        ),
+    );
+    let started = Instant::now();
+    let run = f.submit(wf.to_str().expect("utf-8"), &[]);
+    let st = f.wait_run(run, Duration::from_secs(60));
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "siblings ran on"
+    );
+    assert_eq!(st.conclusion.as_deref(), Some("failure"));
+    let results: Vec<(Option<i32>, Option<String>)> = st
+        .jobs
+        .iter()
+        .filter(|j| j.key == "m")
+        .map(|j| (j.leg, j.result.clone()))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            (Some(0), Some("failure".to_owned())),
+            (Some(1), Some("cancelled".to_owned())),
+            (Some(2), Some("cancelled".to_owned())),
+        ]
+    );
+    assert_eq!(
+        lines(&marks.with_extension("ff")).len(),
+        3,
+        "all three legs had started"
+    );
+    let after = st.jobs.iter().find(|j| j.key == "after").expect("after");
+    assert_eq!(after.result.as_deref(), Some("skipped"));
+}
+
+/// A network namespace joined to the host by a veth pair; removed when dropped.
+struct Netns {
+    name: String,
+    host_if: String,
+    host_ip: String,
+}
+
+impl Netns {
+    /// `None` (skip) without root or `ip`; fails under `CI=true`.
+    fn create() -> Option<Netns> {
+        let ok = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let id = std::process::id() % 10_000;
+        let name = format!("pipet{id}");
+        let (host_if, ns_if) = (format!("pvh{id}"), format!("pvn{id}"));
+        let net = format!("10.213.{}", id % 250);
+        let (host_ip, ns_ip) = (format!("{net}.1"), format!("{net}.2"));
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let _ = Command::new("ip").args(["link", "del", &host_if]).status();
+        if !ok(&["netns", "add", &name]) {
+            assert!(
+                !crate::common::in_ci(),
+                "network namespaces (root and `ip`) are required when CI=true"
+            );
+            eprintln!("skipping: cannot create a network namespace (needs root)");
+            return None;
+        }
+        let ns = Netns {
+            name: name.clone(),
+            host_if: host_if.clone(),
+            host_ip: host_ip.clone(),
+        };
+        for args in [
+            vec![
+                "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+            ],
+            vec!["link", "set", &ns_if, "netns", &name],
+            vec!["addr", "add", &format!("{host_ip}/30"), "dev", &host_if],
+            vec!["link", "set", &host_if, "up"],
+            vec![
+                "-n",
+                &name,
+                "addr",
+                "add",
+                &format!("{ns_ip}/30"),
+                "dev",
+                &ns_if,
+            ],
+            vec!["-n", &name, "link", "set", &ns_if, "up"],
+            vec!["-n", &name, "link", "set", "lo", "up"],
+        ] {
+            assert!(ok(&args), "ip {args:?} failed");
+        }
+        Some(ns)
+    }
+
+    fn link(&self, up: bool) {
+        let st = Command::new("ip")
+            .args(["link", "set", &self.host_if, if up { "up" } else { "down" }])
+            .status()
+            .expect("ip");
+        assert!(st.success());
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+    }
+}
+
+#[test]
+fn an_agent_in_a_network_namespace_cut_off_mid_job_is_fenced_and_the_job_runs_once_elsewhere() {
+    let Some(cluster) = cluster() else { return };
+    let Some(ns) = Netns::create() else { return };
+    let mut f = Fixture::new(cluster, 3_000, &[]);
+    // A second server (servers are stateless) on the host's end of the veth pair, for the
+    // agent in the namespace.
+    let port = free_port();
+    let listen = format!("{}:{port}", ns.host_ip);
+    let mut second = spawn(
+        &[
+            "server",
+            "--database",
+            &f.db_url,
+            "--listen",
+            &listen,
+            "--lease-ms",
+            "3000",
+            "--rate-limit",
+            "0",
+        ],
+        f.path(),
+        Stdio::piped(),
+    );
+    let mut line = String::new();
+    BufReader::new(second.child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    assert!(line.starts_with("listening on http://"), "{line:?}");
+    let marks = f.path().join("marks");
+    let wf = f.write(
+        ".github/workflows/slow.yml",
+        &format!(
+            "on: push\njobs:\n  slow:\n    runs-on: [self-hosted]\n    steps:\n      - run: |\n          echo started >> {m}\n          sleep 8\n          echo finished >> {m}.done\n",
+            m = marks.display()
+        ),
+    );
+    let remote_token = agent_token(&f, "remote");
+    let work = f.path().join("agents").join("remote");
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns.name, "setsid", PIPE]);
+    agent_command(
+        &mut cmd,
+        &work,
+        "remote",
+        "self-hosted",
+        &remote_token,
+        &format!("http://{listen}"),
+        f.path(),
+    );
+    let remote = Proc {
+        child: cmd.spawn().expect("agent in the namespace"),
+    };
+    let run = f.submit(wf.to_str().expect("utf-8"), &[]);
+    wait_for(
+        "the first attempt to start",
+        Duration::from_secs(30),
+        || lines(&marks).len() == 1,
+    );
+    // The remote machine's link goes down mid-job.
+    ns.link(false);
+    let local_token = agent_token(&f, "local");
+    let _local = f.agent_on("local", "self-hosted", &local_token, &f.url);
+    wait_for(
+        "the second attempt to start",
+        Duration::from_secs(30),
+        || lines(&marks).len() == 2,
+    );
+    // The first attempt ends while cut off; the link comes back and its result is refused.
+    std::thread::sleep(Duration::from_secs(9));
+    ns.link(true);
+    let st = f.wait_run(run, Duration::from_secs(60));
+    assert_eq!(st.conclusion.as_deref(), Some("success"));
+    assert_eq!(st.jobs[0].accepted_attempt, Some(2));
+    wait_for(
+        "the stale result to be refused",
+        Duration::from_secs(60),
+        || {
+            let log = agent_log(&f, "remote");
+            log.contains("the result was refused") || log.contains("the lease was lost")
+        },
+    );
+    assert_eq!(
+        f.sql("SELECT string_agg(attempt || ':' || agent || ':' || outcome, ' ' ORDER BY attempt) FROM attempts"),
+        "1:remote:lost 2:local:accepted"
+    );
+    assert_eq!(
+        lines(&marks),
+        ["started", "started"],
+        "ran exactly once more"
+    );
+    assert_eq!(f.sql("SELECT count(*) FROM jobs WHERE state = 'done'"), "1");
+    drop(remote);
+    f.server.take();
+}
+
+#[test]
+fn the_postgres_ledger_never_forks_under_two_concurrent_writers_and_verifies() {
+    use pipe_promote::ledger::{
+        Actor, Draft, Head, Ledger, LedgerStore, NewRow, PgStore, StoreError, system_clock,
+    };
+    let Some(cluster) = cluster() else { return };
+    let url = cluster.fresh_db();
+    let state = tempfile::tempdir().expect("tmp");
+    // Compare-and-swap: two stores appending after the same head; exactly one wins.
+    let a = PgStore::connect(&url, "cas/test").expect("connect");
+    let b = PgStore::connect(&url, "cas/test").expect("connect");
+    let row = |seq: u64, hash: &str| NewRow {
+        head: Head {
+            seq,
+            hash: hash.into(),
+        },
+        kind: "k".into(),
+        env: None,
+        build: None,
+        text: "{}".into(),
+    };
+    a.append(None, &[row(0, "h0")], "sig").expect("first");
+    let h0 = a.head().expect("head");
+    let ra = a.append(h0.as_ref(), &[row(1, "ha")], "sig");
+    let rb = b.append(h0.as_ref(), &[row(1, "hb")], "sig");
+    assert!(ra.is_ok());
+    assert!(
+        matches!(rb, Err(StoreError::Conflict(Some(ref h))) if h.hash == "ha"),
+        "{rb:?}"
+    );
+
+    // Two writers on two connections, many appends at once: one chain, and it verifies.
+    let first =
+        Ledger::open_with(state.path(), Some((&url, "acme/app")), system_clock()).expect("open");
+    first
+        .append(Draft::new(
+            "build.registered",
+            Actor::system(),
+            serde_json::json!({"n": -1}),
+        ))
+        .expect("append");
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (url, dir, barrier) = (url.clone(), state.path().to_path_buf(), barrier.clone());
+            std::thread::spawn(move || {
+                let l = Ledger::open_with(&dir, Some((&url, "acme/app")), system_clock())
+                    .expect("open");
+                barrier.wait();
+                for i in 0..40 {
+                    l.append(Draft::new(
+                        "build.registered",
+                        Actor::system(),
+                        serde_json::json!({"writer": w, "n": i}),
+                    ))
+                    .expect("append");
+                }
+            })
+        })
+        .collect();
+    for t in writers {
+        t.join().expect("writer");
+    }
+    let report = first.verify().expect("verify");
+    assert_eq!(report.failure, None, "{report:?}");
+    // genesis + 1 + 2 × 40, at consecutive positions.
+    assert_eq!(report.entries, 82, "{report:?}");
+    let mut seqs = Vec::new();
+    first
+        .store()
+        .scan(0, &mut |r| {
+            seqs.push(r.seq);
+            true
+        })
+        .expect("scan");
+    assert_eq!(seqs, (0..82).collect::<Vec<u64>>());
+    // Another repository's ledger in the same database is separate.
+    let other = PgStore::connect(&url, "acme/other").expect("connect");
+    assert_eq!(other.head().expect("head"), None);
+}
+
+#[test]
+fn pipe_ledger_commands_use_postgres_when_pipe_database_url_is_set() {
+    let Some(cluster) = cluster() else { return };
+    let url = cluster.fresh_db();
+    let dir = tempfile::tempdir().expect("tmp");
+    git(dir.path(), &["init", "-q"]);
+    let env = [("PIPE_DATABASE_URL", url.as_str())];
+    let (code, out, err) = pipe_out(&["ledger", "verify"], dir.path(), &env);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.starts_with("ledger ok"), "{out}");
+    // The ledger lives in the database, not in a `ledger.db` of the state folder.
+    let psql = |q: &str| {
+        let o = Command::new("psql")
+            .args(["-At", &url, "-c", q])
+            .output()
+            .expect("psql");
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    assert_eq!(
+        psql("SELECT count(*) FROM information_schema.tables WHERE table_name = 'ledger_entries'"),
+        "1"
+    );
+    let sqlite = std::process::Command::new("find")
+        .args([
+            dir.path().join("state").to_str().expect("utf-8"),
+            "-name",
+            "ledger.db",
+        ])
+        .output()
+        .expect("find");
+    assert!(
+        sqlite.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&sqlite.stdout)
+    );
+    // An unreachable database is an infrastructure error that names it (without a password).
+    let (code, _, err) = pipe_out(
+        &["ledger", "verify"],
+        dir.path(),
+        &[("PIPE_DATABASE_URL", "postgres://u:pw@127.0.0.1:1/x")],
+    );
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("postgres://u@127.0.0.1:1/x"), "{err}");
+    assert!(!err.contains(":pw@"), "{err}");
 }

@@ -43,11 +43,27 @@ pub fn state_dir(cli: &Cli, root: &Path) -> Result<PathBuf, u8> {
     Ok(dirs::repo_state_dir(&state_root, &canonical))
 }
 
+/// The repository's ledger: in PostgreSQL when `PIPE_DATABASE_URL` is set (the server's
+/// database; the ledger is named by the repository's `owner/name`), else SQLite in the state
+/// folder.
+pub fn open_ledger(state: &Path, root: &Path) -> Result<Ledger, LedgerError> {
+    match std::env::var("PIPE_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        Some(url) => {
+            let repo = pipe_runner::gitinfo::read(root, &dirs::process_env).repository;
+            Ledger::open_with(state, Some((&url, &repo)), system_clock())
+        }
+        None => Ledger::open_in(state, system_clock()),
+    }
+}
+
 /// Opens the project, its state folder and ledger.
 pub fn open(cli: &Cli) -> Result<Ctx, u8> {
     let project = super::project(cli)?;
     let state = state_dir(cli, &project.root)?;
-    let ledger = Ledger::open_in(&state, system_clock()).map_err(|e| ledger_error(cli, &e))?;
+    let ledger = open_ledger(&state, &project.root).map_err(|e| ledger_error(cli, &e))?;
     Ok(Ctx {
         project,
         state,
@@ -172,7 +188,7 @@ pub fn after_run(
         }
         return;
     };
-    let ledger = match Ledger::open_in(state, system_clock()) {
+    let ledger = match open_ledger(state, root) {
         Ok(l) => l,
         Err(e) => {
             warn(&format!("no build registered: {e}"));

@@ -3,6 +3,8 @@
 //! - [`entry`]: the entry format, RFC 8785 canonical form and hash.
 //! - [`keys`]: the ledger's ed25519 key and SSH signatures checked against `allowed_signers`.
 //! - [`store`]: the [`LedgerStore`] trait (compare-and-swap appends) and SQLite.
+//! - [`pg`]: the same store in PostgreSQL (the server's database), selected by
+//!   [`Ledger::open_with`] when a database URL is configured.
 //!
 //! Integrity: every entry links to the previous entry's hash; entries signed by a person carry
 //! an SSH signature over their hash; every [`CHECKPOINT_EVERY`] entries a `checkpoint` entry
@@ -12,12 +14,14 @@
 
 pub mod entry;
 pub mod keys;
+pub mod pg;
 pub mod store;
 
 use std::sync::Arc;
 
 pub use entry::{Actor, Entry, GENESIS_PREV, Sig, kind};
 pub use keys::{AllowedSigners, SshSigner, SystemKey, SystemPublic};
+pub use pg::PgStore;
 pub use store::{Filter, Head, LedgerStore, NewRow, Row, SqliteStore, StoreError};
 
 /// A checkpoint entry follows every this many entries.
@@ -150,7 +154,22 @@ impl Ledger {
     /// Opens the SQLite ledger of a repository state folder (`ledger.db`, key
     /// `promote/ledger.key`).
     pub fn open_in(state_dir: &std::path::Path, clock: Clock) -> Result<Ledger, LedgerError> {
-        let store = SqliteStore::open(&state_dir.join("ledger.db"))?;
+        Ledger::open_with(state_dir, None, clock)
+    }
+
+    /// Opens the repository's ledger: with `database = Some((url, name))`, the ledger `name`
+    /// (the repository's `owner/name`) in PostgreSQL at `url`; else the SQLite `ledger.db`.
+    /// The key is `promote/ledger.key` in the state folder either way; every machine writing
+    /// one PostgreSQL ledger needs a copy of it.
+    pub fn open_with(
+        state_dir: &std::path::Path,
+        database: Option<(&str, &str)>,
+        clock: Clock,
+    ) -> Result<Ledger, LedgerError> {
+        let store: Box<dyn LedgerStore> = match database {
+            Some((url, name)) => Box::new(PgStore::connect(url, name)?),
+            None => Box::new(SqliteStore::open(&state_dir.join("ledger.db"))?),
+        };
         let key_path = state_dir.join("promote").join("ledger.key");
         let key = SystemKey::load_or_create(&key_path)?;
         // A ledger can only be continued with the key its genesis names.
@@ -166,7 +185,7 @@ impl Ledger {
                 ),
             });
         }
-        Ok(Ledger::new(Box::new(store), key, clock))
+        Ok(Ledger::new(store, key, clock))
     }
 
     /// The store.
