@@ -765,3 +765,77 @@ fn validate_checks_the_environment_policy() {
     let (code, out, err) = repo.pipe(&["validate", ".pipe/environments.yml"]);
     assert_eq!((code, out.as_str()), (0, ""), "{err}");
 }
+
+/// Environments declared in the workflow itself (pipe's top-level `environments:` key, with
+/// `build` and `groups` reserved): read from the trusted ref when `.pipe/environments.yml` is
+/// absent, the build's workflow defaulting to that file; `pipe validate` checks the key in
+/// place, and `--strict-github` flags it as a pipe extension.
+#[test]
+fn environments_declared_in_the_workflow() {
+    if !have_git() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("repo");
+    std::fs::create_dir_all(root.join(".github/workflows")).expect("mkdir");
+    let store = dir.path().join("store");
+    let repo = Repo { dir, root };
+    let wf = format!(
+        "{}environments:\n  build:\n    subjects:\n      - {{ name: app, output: build.app }}\n  staging:\n    promote: {{ from: build, auto: true }}\n    gates:\n      jobs: [build]\n  production:\n    promote: {{ from: [staging] }}\n",
+        workflow(&store)
+    );
+    std::fs::write(repo.root.join(".github/workflows/release.yml"), &wf).expect("workflow");
+    std::fs::write(repo.root.join(".gitignore"), "app.env\n").expect("gitignore");
+    git(&repo.root, &["init", "-q", "-b", "main"]);
+    git(&repo.root, &["config", "user.name", "rita"]);
+    git(&repo.root, &["config", "user.email", "rita@example.test"]);
+    git(&repo.root, &["add", "-A"]);
+    git(&repo.root, &["commit", "-q", "-m", "release pipeline"]);
+
+    let (code, out, err) = repo.pipe(&["validate"]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    let (code, out, _) = repo.pipe(&["validate", "--strict-github"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("environments"), "{out}");
+
+    let (alias, err) = repo.release("one");
+    assert!(
+        err.contains(&format!("auto-promotion `{alias}` -> `staging`: promoted")),
+        "{err}"
+    );
+    let status = repo.json(&["status", "--json"]);
+    assert_eq!(status[0]["env"], "staging");
+    assert_eq!(status[0]["alias"], alias.as_str());
+    assert!(status[1]["release"].is_null(), "{status:#}");
+    let (code, _, err) = repo.pipe(&["promote", &alias, "--to", "production"]);
+    assert_eq!(code, 0, "{err}");
+    // the ledger says where the policy came from
+    let history = repo.json(&["history", "production", "--json"]);
+    let decided = history
+        .as_array()
+        .expect("history")
+        .iter()
+        .find(|h| h["kind"] == "promotion.decided")
+        .expect("decided");
+    assert_eq!(
+        decided["body"]["source"],
+        "refs/heads/main:.github/workflows/release.yml"
+    );
+
+    // a mistake in the key is reported in the workflow, at its line and column
+    let bad = wf.replace(
+        "      jobs: [build]\n",
+        "      jobs: [build]\n      sok: { in: staging, min: 1h }\n",
+    );
+    std::fs::write(repo.root.join(".github/workflows/release.yml"), &bad).expect("workflow");
+    let (code, out, _) = repo.pipe(&["validate"]);
+    assert_eq!(code, 1, "{out}");
+    let line = bad.lines().position(|l| l.contains("sok:")).expect("line") + 1;
+    assert!(
+        out.contains(&format!(
+            ".github/workflows/release.yml:{line}:7: unknown key `sok` in `staging.gates` [environments]"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("did you mean `soak`?"), "{out}");
+}
