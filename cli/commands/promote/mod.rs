@@ -290,6 +290,8 @@ fn auto_deploy(
 ) {
     use crate::commands::deploy as dcli;
     let cancel = pipe_deploy::Cancel::new();
+    // Ctrl-C stops the deploy and leaves the environment locked for `pipe rollback`.
+    let _which = dcli::watch_signals(&cancel);
     let dctx = pipe_promote::deploy::context(state, root, &actor.id, cancel);
     let mut print = dcli::event_printer(cli);
     let s = super::err_styles(cli);
@@ -322,8 +324,13 @@ fn auto_deploy(
                 "the deploy of `{}` to `{}` failed and was rolled back to release {to}: {reason}",
                 b.body.alias, env.name
             )),
-            other => warn(&format!(
-                "the deploy of `{}` to `{}` did not verify: {other:?}; see `pipe status {}`",
+            pipe_deploy::engine::Ending::Failed { reason }
+            | pipe_deploy::engine::Ending::Held { reason } => warn(&format!(
+                "the deploy of `{}` to `{}` did not verify: {reason}; `pipe rollback {} --reason TEXT` restores the last verified release",
+                b.body.alias, env.name, env.name
+            )),
+            pipe_deploy::engine::Ending::Interrupted => warn(&format!(
+                "the deploy of `{}` to `{}` was interrupted; `pipe rollback {} --reason TEXT` recovers it",
                 b.body.alias, env.name, env.name
             )),
         },
