@@ -320,7 +320,7 @@ fn an_allowed_promotion_is_deployed_and_recorded_after_verify() {
     let eng = engine(&ledger, state, &p, &a);
     let env = eng.env("staging").expect("env");
     let ctx = deploy::context(state, state, "bob", pipe_deploy::Cancel::new());
-    let mut go = |b: &Build| {
+    let go = |b: &Build| {
         let out = eng.promote(env, b, &bob(), None, None).expect("promote");
         assert_eq!(out.decision, Decision::Allowed);
         assert!(out.deploy && out.release.is_none(), "{out:?}");
