@@ -799,6 +799,12 @@ pub struct EnvStatus {
     pub pending: Vec<serde_json::Value>,
     /// Whether the windows are open now.
     pub window_open: bool,
+    /// The automatic-promotion hold an automatic rollback set (environments with `deploy:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold: Option<String>,
+    /// A deploy or rollback in flight — or interrupted, if its process is gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<pipe_deploy::lock::InFlight>,
 }
 
 /// Status of every environment (or one).
@@ -846,6 +852,13 @@ pub fn status(engine: &Engine<'_>, only: Option<&str>) -> Result<Vec<EnvStatus>,
             .windows
             .as_ref()
             .is_none_or(|w| crate::policy::window::open_at(&w.spec.deny, &w.spec.allow, now).0);
+        let (hold, in_flight) = match env.deploy {
+            Some(_) => match pipe_deploy::engine::status(engine.state_dir, &env.name) {
+                Ok((st, _, f)) => (st.hold, f),
+                Err(_) => (None, None),
+            },
+            None => (None, None),
+        };
         out.push(EnvStatus {
             env: env.name.clone(),
             release,
@@ -853,6 +866,8 @@ pub fn status(engine: &Engine<'_>, only: Option<&str>) -> Result<Vec<EnvStatus>,
             locked,
             pending,
             window_open,
+            hold,
+            in_flight,
         });
     }
     Ok(out)

@@ -404,6 +404,16 @@ environments:
     );
     assert_eq!(served(&prod.url("/")), "hello from good-one");
 
+    // `pipe status` shows what is in flight and what to do
+    let (code, out, err) = repo.pipe(&["status", "production"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("  inflight a deploy of sha256:")
+            && out.contains("(release 3, pid ")
+            && out.contains("if that process is gone: `pipe rollback production --reason TEXT`"),
+        "{out}"
+    );
+
     // the next promotion refuses and says what to do
     let (code, _, err) = repo.pipe(&["promote", &three, "--to", "production"]);
     assert_eq!(code, 1, "{err}");
@@ -462,6 +472,13 @@ environments:
         "{err}"
     );
     assert_eq!(served(&stg.url("/")), "hello from slow-three");
+    let status = repo.json(&["status", "staging", "--json"]);
+    assert!(
+        status[0]["hold"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("automatic rollback of release")),
+        "{status:#}"
+    );
     let (five, err) = repo.release("good-five");
     assert!(
         err.contains(&format!(
@@ -473,6 +490,7 @@ environments:
     let (code, _, err) = repo.pipe(&["promote", &five, "--to", "staging"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(served(&stg.url("/")), "hello from good-five");
+    assert!(repo.json(&["status", "staging", "--json"])[0]["hold"].is_null());
     let (six, err) = repo.release("good-six");
     assert!(
         err.contains(&format!(

@@ -124,6 +124,23 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> u8 {
         if !s.window_open {
             out.push_str("  window   closed now\n");
         }
+        if let Some(h) = &s.hold {
+            out.push_str(&format!(
+                "  hold     {h} (automatic promotion waits for `pipe promote`)\n"
+            ));
+        }
+        if let Some(f) = &s.in_flight {
+            out.push_str(&format!(
+                "  inflight a {} of {} (release {}, pid {}) since {}, {}; if that process is gone: `pipe rollback {} --reason TEXT`\n",
+                f.op,
+                f.build.get(..19).unwrap_or(&f.build),
+                f.release,
+                f.pid,
+                f.started,
+                f.phase,
+                s.env
+            ));
+        }
         for p in &s.pending {
             out.push_str(&format!(
                 "  pending  {} requested by {} at {} (request #{})\n",
