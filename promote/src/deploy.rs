@@ -214,7 +214,10 @@ pub fn deploy(
         None => {
             return Err(DeployError::Config {
                 env: env.name.clone(),
-                errors: vec![],
+                errors: vec![SpecError {
+                    field: "deploy".to_owned(),
+                    message: "missing: the environment has no `deploy:`".to_owned(),
+                }],
             });
         }
     };
