@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pipe_deploy::engine::{self as deng, Context, DeployRequest, Ending, Event, Outcome};
+use pipe_deploy::engine::{self as deng, Context, DeployRequest, Event, Outcome};
 use pipe_deploy::evidence::{self, BuildInfo, Statement};
 use pipe_deploy::release::{self as drel, BuildRef, EnvStore};
 use pipe_deploy::spec::{EnvDeploy, SpecError};
@@ -98,12 +98,19 @@ pub fn hold(state_dir: &Path, env: &str) -> Option<String> {
         .and_then(|s| s.hold)
 }
 
-/// Writes deploy events to the ledger as they happen.
+/// Writes deploy events to the ledger as they happen, and the release when an operation
+/// finishes on a verified release — at `deploy.finished`, while the environment lock is still
+/// held, so a later deploy cannot record its release first.
 struct Recorder<'a> {
     ledger: &'a Ledger,
+    state_dir: &'a Path,
     actor: Actor,
     /// The build of the operation in progress (a rollback's events name the build restored).
     build: Option<String>,
+    /// The body of the `release.recorded` entry.
+    release_body: serde_json::Value,
+    /// The `release.recorded` entry appended.
+    release: Option<Entry>,
     error: Option<LedgerError>,
 }
 
@@ -123,6 +130,20 @@ impl Recorder<'_> {
         }
         if let Err(err) = self.ledger.append(d) {
             self.error = Some(err);
+            return;
+        }
+        if let Event::Finished { release } = e {
+            match record_release(
+                self.ledger,
+                self.state_dir,
+                &release.env,
+                &self.actor,
+                self.release_body.clone(),
+            ) {
+                Ok(Some(entry)) => self.release = Some(entry),
+                Ok(None) => {}
+                Err(err) => self.error = Some(err),
+            }
         }
     }
 }
@@ -229,8 +250,11 @@ pub fn deploy(
     };
     let mut rec = Recorder {
         ledger: eng.ledger,
+        state_dir: &ctx.state_dir,
         actor: actor.clone(),
         build: Some(b.id.clone()),
+        release_body: json!({ "request": request, "policy": env.digest }),
+        release: None,
         error: None,
     };
     let result = deng::deploy(ctx, &req, &mut |e| {
@@ -240,15 +264,10 @@ pub fn deploy(
     if let Some(e) = rec.error {
         return Err(e.into());
     }
-    let outcome = result?;
-    let release = record_release(
-        eng.ledger,
-        &ctx.state_dir,
-        &env.name,
-        actor,
-        json!({ "request": request, "policy": env.digest }),
-    )?;
-    Ok(Deployed { outcome, release })
+    Ok(Deployed {
+        outcome: result?,
+        release: rec.release,
+    })
 }
 
 /// The lock on `env`, if any (`pipe lock`).
@@ -278,8 +297,11 @@ pub fn rollback(
     }
     let mut rec = Recorder {
         ledger,
+        state_dir: &ctx.state_dir,
         actor: actor.clone(),
         build: None,
+        release_body: json!({ "rollback": "manual", "reason": reason }),
+        release: None,
         error: None,
     };
     let result = deng::rollback(ctx, env, target, reason, &mut |e| {
@@ -289,19 +311,10 @@ pub fn rollback(
     if let Some(e) = rec.error {
         return Err(e.into());
     }
-    let outcome = result?;
-    let release = if outcome.result == Ending::Verified {
-        record_release(
-            ledger,
-            &ctx.state_dir,
-            env,
-            actor,
-            json!({ "rollback": "manual", "reason": reason }),
-        )?
-    } else {
-        None
-    };
-    Ok(Deployed { outcome, release })
+    Ok(Deployed {
+        outcome: result?,
+        release: rec.release,
+    })
 }
 
 /// How a build was made, from its `build.registered` entry.
