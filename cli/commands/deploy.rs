@@ -76,12 +76,6 @@ pub fn signing_key_path(state_dir: &std::path::Path) -> PathBuf {
     state_dir.join("keys").join("evidence.ed25519")
 }
 
-/// Who is acting: git's `user.name`, else `$USER`.
-pub fn actor(root: &std::path::Path) -> String {
-    let git = pipe_runner::gitinfo::read(root, &dirs::process_env);
-    git.actor
-}
-
 /// Ctrl-C and SIGTERM set `cancel`; the returned cell says which (2 or 15) arrived.
 pub fn watch_signals(cancel: &Cancel) -> Arc<AtomicU8> {
     let which = Arc::new(AtomicU8::new(0));
@@ -363,18 +357,34 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> u8 {
         (None, Some(n)) => RollbackTarget::Steps(n),
         (None, None) => RollbackTarget::Previous,
     };
+    // One ledger: the rollback's events and the restored release are recorded with the
+    // promotions, and `pipe lock ENV --hard` is read from it.
+    let ledger =
+        match pipe_promote::ledger::Ledger::open_in(&state, pipe_promote::ledger::system_clock()) {
+            Ok(l) => l,
+            Err(e) => return super::promote::ledger_error(cli, &e),
+        };
+    let who = super::promote::actor(&p.root, None);
     let cancel = Cancel::new();
     let which = watch_signals(&cancel);
     let ctx = engine::Context {
         state_dir: state,
         project_root: p.root.clone(),
-        actor: actor(&p.root),
+        actor: who.id.clone(),
         cancel,
     };
     let mut print = event_printer(cli);
-    let out = match engine::rollback(&ctx, &args.env, &target, &args.reason, &mut print) {
-        Ok(o) => o,
-        Err(e) => return engine_error(cli, &e, &which),
+    let out = match pipe_promote::deploy::rollback(
+        &ledger,
+        &ctx,
+        &args.env,
+        &target,
+        &args.reason,
+        &who,
+        &mut print,
+    ) {
+        Ok(d) => d.outcome,
+        Err(e) => return super::promote::gates::deploy_error(cli, &e, &which),
     };
     if let Some(r) = &out.recovered
         && !cli.quiet
@@ -458,6 +468,33 @@ pub fn evidence(cli: &Cli, args: &EvidenceArgs) -> u8 {
         Ok(x) => x,
         Err(c) => return c,
     };
+    // A build the ledger knows: provenance from its run, its gate decisions, its deployments.
+    let ledger_path = state.join("ledger.db");
+    if ledger_path.exists() {
+        let ledger = match pipe_promote::ledger::Ledger::open_in(
+            &state,
+            pipe_promote::ledger::system_clock(),
+        ) {
+            Ok(l) => l,
+            Err(e) => return super::promote::ledger_error(cli, &e),
+        };
+        if let Some(b) = pipe_promote::deploy::registered(&ledger, query) {
+            let items = match pipe_promote::deploy::statements(&ledger, &state, &b) {
+                Ok(i) => i,
+                Err(e) => {
+                    super::error(cli, &e.to_string(), None);
+                    return exit::INFRA;
+                }
+            };
+            return emit_evidence(
+                cli,
+                args,
+                &state,
+                &pipe_promote::deploy::build_ref(&b),
+                &items,
+            );
+        }
+    }
     let releases = match releases_of(&state, query) {
         Ok(r) => r,
         Err(e) => {
@@ -492,16 +529,26 @@ pub fn evidence(cli: &Cli, args: &EvidenceArgs) -> u8 {
         }
     };
     let items = statements(&build, &releases);
+    emit_evidence(cli, args, &state, &build, &items)
+}
+
+/// Prints or exports (signed) the statements about a build.
+fn emit_evidence(
+    cli: &Cli,
+    args: &EvidenceArgs,
+    state: &std::path::Path,
+    build: &BuildRef,
+    items: &[(String, pipe_deploy::evidence::Statement)],
+) -> u8 {
     if let Some(dir) = &args.export {
-        let signer = match pipe_deploy::evidence::Signer::load_or_create(&signing_key_path(&state))
-        {
+        let signer = match pipe_deploy::evidence::Signer::load_or_create(&signing_key_path(state)) {
             Ok(s) => s,
             Err(e) => {
                 super::error(cli, &e.to_string(), None);
                 return exit::INFRA;
             }
         };
-        match pipe_deploy::evidence::export(dir, &items, &signer) {
+        match pipe_deploy::evidence::export(dir, items, &signer) {
             Ok(files) => {
                 if !cli.quiet {
                     output::stderr_write(
@@ -543,7 +590,7 @@ pub fn evidence(cli: &Cli, args: &EvidenceArgs) -> u8 {
             )
         } else {
             let mut s = format!("{}\n", build.short());
-            for (name, st) in &items {
+            for (name, st) in items {
                 s.push_str(&format!("  {name:<32} {}\n", st.predicate_type));
             }
             s

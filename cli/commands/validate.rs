@@ -48,13 +48,22 @@ pub fn run(cli: &Cli, args: &ValidateArgs) -> u8 {
     let mut files: Vec<PathBuf> = Vec::new();
     let mut unreadable: Vec<String> = Vec::new();
     let targets: Vec<PathBuf> = if args.paths.is_empty() {
-        let defaults: Vec<PathBuf> = [
+        let mut defaults: Vec<PathBuf> = [
             root.join(".github").join("workflows"),
             root.join("pipelines"),
         ]
         .into_iter()
         .filter(|p| p.is_dir())
         .collect();
+        // The promotion policy too, when the repository has one.
+        if !defaults.is_empty() {
+            defaults.extend(
+                pipe_promote::policy::source::POLICY_FILES
+                    .iter()
+                    .map(|f| root.join(f))
+                    .filter(|p| p.is_file()),
+            );
+        }
         if defaults.is_empty() {
             output::stderr_write(
                 format!(
@@ -170,9 +179,51 @@ pub fn check_file(
         let (_, d) = workflow::load_action(file, source.text());
         return d;
     }
+    if is_policy_file(path) {
+        return check_policy(source, file);
+    }
     let (wf, mut d) = workflow::load(file, source.text());
     if let Some(wf) = wf {
         d.extend(check::check_workflow(&wf, source, opts));
+        // pipe's top-level `environments:` is a promotion policy: checked like the file.
+        if let Some(envs) = &wf.environments {
+            let shown = source.path().display().to_string();
+            d.extend(
+                pipe_promote::policy::parse_embedded(file, envs, source.text().as_bytes(), &shown)
+                    .1,
+            );
+        }
+    }
+    d
+}
+
+/// `.pipe/environments.yml` (or `.yaml`): the promotion policy.
+pub fn is_policy_file(path: &Path) -> bool {
+    path.parent()
+        .and_then(|p| p.file_name())
+        .is_some_and(|d| d == ".pipe")
+        && path
+            .file_name()
+            .is_some_and(|f| f == "environments.yml" || f == "environments.yaml")
+}
+
+/// Checks a promotion policy: YAML syntax, unknown keys (did-you-mean), `from:` references
+/// and cycles, window syntax, gate kinds, and the `deploy:`/`verify:`/`rollback:` fields.
+fn check_policy(source: &SourceFile, file: pipe_runner::FileId) -> Vec<Diagnostic> {
+    let loaded = pipe_runner::yaml::load(file, source.text());
+    let mut d = loaded.diagnostics;
+    if d.iter().any(Diagnostic::is_error) {
+        return d;
+    }
+    match loaded.root {
+        Some(root) => {
+            d.extend(pipe_promote::policy::parse(file, &root, source.text().as_bytes()).1)
+        }
+        None => d.push(Diagnostic::error(
+            pipe_promote::policy::RULE,
+            Span::point(file, 0),
+            "the policy file is empty",
+        )),
     }
     d
 }

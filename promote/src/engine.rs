@@ -88,8 +88,12 @@ pub struct PromoteOutcome {
     pub request: u64,
     /// The decision entry (allowed or denied; none while pending).
     pub decided: Option<u64>,
-    /// The release entry (allowed).
+    /// The release entry (allowed; for an environment with `deploy:`, recorded only after
+    /// the deploy verified, see `crate::deploy`).
     pub release: Option<u64>,
+    /// The build must now be deployed (`crate::deploy::deploy`): allowed, the environment has
+    /// `deploy:` and the build is not its release already.
+    pub deploy: bool,
 }
 
 fn parse_time(e: &Entry) -> Timestamp {
@@ -135,20 +139,7 @@ impl<'a> Engine<'a> {
 
     /// The lock on an environment, if any.
     pub fn lock_of(&self, env: &str) -> Result<Option<LockFact>, LedgerError> {
-        let es = self.entries(env, None, &[kind::ENV_LOCKED, kind::ENV_UNLOCKED])?;
-        Ok(es
-            .last()
-            .filter(|e| e.kind == kind::ENV_LOCKED)
-            .map(|e| LockFact {
-                seq: e.seq,
-                by: e.actor.id.clone(),
-                reason: body_str(e, "reason").unwrap_or_default().to_owned(),
-                hard: e
-                    .body
-                    .get("hard")
-                    .and_then(|v| v.as_bool())
-                    .unwrap_or(false),
-            }))
+        lock_fact(self.ledger, env)
     }
 
     /// The open request for (build, env): the latest one not yet decided and not lapsed.
@@ -289,13 +280,23 @@ impl<'a> Engine<'a> {
             for c in &env.gates.custom {
                 facts.custom.insert(
                     c.spec.name.clone(),
-                    run_custom_gate(
-                        self.root,
-                        &c.spec.command,
-                        &b.id,
-                        &env.name,
-                        c.spec.timeout_secs,
-                    ),
+                    match &c.spec.image {
+                        Some(image) => run_container_gate(
+                            self.root,
+                            image,
+                            &c.spec.command,
+                            &b.id,
+                            &env.name,
+                            c.spec.timeout_secs,
+                        ),
+                        None => run_custom_gate(
+                            self.root,
+                            &c.spec.command,
+                            &b.id,
+                            &env.name,
+                            c.spec.timeout_secs,
+                        ),
+                    },
                 );
             }
         }
@@ -436,6 +437,7 @@ impl<'a> Engine<'a> {
                     request: request.seq,
                     decided: None,
                     release: None,
+                    deploy: false,
                 });
             }
             let mut drafts = vec![match decision {
@@ -453,8 +455,11 @@ impl<'a> Engine<'a> {
             .build(&b.id)];
             // The decision and the release it makes are one atomic append, so no other
             // promoter can decide between them. Promoting the current release changes nothing.
+            // An environment with `deploy:` records its release only after verify passed
+            // (`crate::deploy`); the caller deploys when `deploy` is set in the outcome.
             let already = current.as_ref().is_some_and(|r| r.build == b.id);
-            if decision == Decision::Allowed && !already {
+            let deploys = env.deploy.is_some();
+            if decision == Decision::Allowed && !already && !deploys {
                 drafts.push(
                     Draft::new(kind::RELEASE_RECORDED, actor.clone(), serde_json::json!({ "request": request.seq, "previous": current.as_ref().map(|r| r.build.clone()), "policy": env.digest }))
                         .env(&env.name)
@@ -478,11 +483,12 @@ impl<'a> Engine<'a> {
                         request: request.seq,
                         decided: None,
                         release: None,
+                        deploy: decision == Decision::Allowed && !already && deploys,
                     };
                     if decision != Decision::Pending {
                         out.decided = es.first().map(|e| e.seq);
                     }
-                    if decision == Decision::Allowed {
+                    if decision == Decision::Allowed && !out.deploy {
                         out.release = es.get(1).map(|e| e.seq).or(current.map(|r| r.seq));
                     }
                     return Ok(out);
@@ -637,6 +643,28 @@ impl<'a> Engine<'a> {
     }
 }
 
+/// The lock on an environment, if any: the last `env.locked` not followed by `env.unlocked`.
+pub fn lock_fact(ledger: &Ledger, env: &str) -> Result<Option<LockFact>, LedgerError> {
+    let es = ledger.select(&Filter {
+        kinds: vec![kind::ENV_LOCKED.to_owned(), kind::ENV_UNLOCKED.to_owned()],
+        env: Some(env.to_owned()),
+        build: None,
+    })?;
+    Ok(es
+        .last()
+        .filter(|e| e.kind == kind::ENV_LOCKED)
+        .map(|e| LockFact {
+            seq: e.seq,
+            by: e.actor.id.clone(),
+            reason: body_str(e, "reason").unwrap_or_default().to_owned(),
+            hard: e
+                .body
+                .get("hard")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+        }))
+}
+
 fn results_of(ev: &Evaluation) -> Vec<(String, String)> {
     ev.gates
         .iter()
@@ -660,7 +688,7 @@ pub fn run_custom_gate(
     } else {
         PathBuf::from(&prog)
     };
-    let mut child = std::process::Command::new(prog_path)
+    let child = std::process::Command::new(prog_path)
         .args(args.iter().map(|a| subst(a)))
         .current_dir(root)
         .env("PIPE_BUILD", build)
@@ -670,18 +698,90 @@ pub fn run_custom_gate(
         .stderr(std::process::Stdio::null())
         .spawn()
         .ok()?;
+    wait_for(child, timeout_secs, || {})
+}
+
+/// Waits for a child up to `timeout_secs`; its exit code, or None on timeout (after `on_timeout`).
+fn wait_for(
+    mut child: std::process::Child,
+    timeout_secs: u64,
+    on_timeout: impl FnOnce(),
+) -> Option<i32> {
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return status.code(),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             _ => {
+                on_timeout();
                 let _ = child.kill();
                 let _ = child.wait();
                 return None;
             }
         }
     }
+}
+
+/// Runs a custom gate in a container of `image` with the docker CLI (`$PIPE_DOCKER` or
+/// `docker`): no network, never pulled (the image must be local), the repository mounted
+/// read-only at `/repo` (the working folder), `PIPE_BUILD`/`PIPE_ENV` set. Its exit status,
+/// or None when it could not run (docker's own 125–127), or timed out (the container is
+/// removed).
+pub fn run_container_gate(
+    root: &Path,
+    image: &str,
+    command: &[String],
+    build: &str,
+    env: &str,
+    timeout_secs: u64,
+) -> Option<i32> {
+    let subst = |s: &str| s.replace("${build}", build).replace("${env}", env);
+    let docker = std::env::var("PIPE_DOCKER").unwrap_or_else(|_| "docker".to_owned());
+    let name = format!(
+        "pipe-gate-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    );
+    let mut mount = std::ffi::OsString::from(root.as_os_str());
+    mount.push(":/repo:ro");
+    let child = std::process::Command::new(&docker)
+        .args([
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "--network",
+            "none",
+            "--name",
+            &name,
+        ])
+        .args([
+            "-e",
+            &format!("PIPE_BUILD={build}"),
+            "-e",
+            &format!("PIPE_ENV={env}"),
+        ])
+        .arg("-v")
+        .arg(mount)
+        .args(["-w", "/repo", "--", image])
+        .args(command.iter().map(|a| subst(a)))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let code = wait_for(child, timeout_secs, || {
+        let _ = std::process::Command::new(&docker)
+            .args(["rm", "-f", &name])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    })?;
+    // 125: docker itself failed (no daemon, no such image); 126/127: the command cannot run.
+    (!(125..=127).contains(&code)).then_some(code)
 }
 
 /// The current state of every environment, for `pipe status`.
@@ -699,6 +799,12 @@ pub struct EnvStatus {
     pub pending: Vec<serde_json::Value>,
     /// Whether the windows are open now.
     pub window_open: bool,
+    /// The automatic-promotion hold an automatic rollback set (environments with `deploy:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold: Option<String>,
+    /// A deploy or rollback in flight — or interrupted, if its process is gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<pipe_deploy::lock::InFlight>,
 }
 
 /// Status of every environment (or one).
@@ -746,6 +852,13 @@ pub fn status(engine: &Engine<'_>, only: Option<&str>) -> Result<Vec<EnvStatus>,
             .windows
             .as_ref()
             .is_none_or(|w| crate::policy::window::open_at(&w.spec.deny, &w.spec.allow, now).0);
+        let (hold, in_flight) = match env.deploy {
+            Some(_) => match pipe_deploy::engine::status(engine.state_dir, &env.name) {
+                Ok((st, _, f)) => (st.hold, f),
+                Err(_) => (None, None),
+            },
+            None => (None, None),
+        };
         out.push(EnvStatus {
             env: env.name.clone(),
             release,
@@ -753,6 +866,8 @@ pub fn status(engine: &Engine<'_>, only: Option<&str>) -> Result<Vec<EnvStatus>,
             locked,
             pending,
             window_open,
+            hold,
+            in_flight,
         });
     }
     Ok(out)

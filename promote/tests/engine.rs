@@ -279,3 +279,153 @@ fn concurrent_promoters_never_fork_the_chain() {
         assert_eq!(order.last(), Some(&5), "{env} ends at the newest build");
     }
 }
+
+const DEPLOYING: &str = r#"build:
+  subjects: [{ name: app, output: build.image }]
+environments:
+  staging:
+    deploy:
+      run: 'case "$PIPE_SUBJECT_APP" in *2) echo broken > current.txt;; *) echo "$PIPE_BUILD_ALIAS" > current.txt;; esac'
+    verify:
+      interval: 10ms
+      count: 2
+      checks:
+        - command: { run: "! grep -q broken current.txt" }
+"#;
+
+fn deploy_events(ledger: &Ledger, env: &str) -> Vec<String> {
+    ledger
+        .select(&Filter {
+            env: Some(env.into()),
+            ..Filter::default()
+        })
+        .expect("select")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+/// An environment with `deploy:`: the decision leaves the deploy to `deploy::deploy`, whose
+/// events all land in the ledger; the release is recorded only after verify passed; a failed
+/// verify rolls back and records nothing; a hard lock refuses `deploy::rollback`.
+#[test]
+fn an_allowed_promotion_is_deployed_and_recorded_after_verify() {
+    use pipe_deploy::engine::Ending;
+    use pipe_promote::deploy::{self, Allowed, DeployError};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let state = tmp.path();
+    let ledger = Ledger::open_in(state, system_clock()).expect("ledger");
+    let p = policy(DEPLOYING);
+    let a = allowed();
+    let eng = engine(&ledger, state, &p, &a);
+    let env = eng.env("staging").expect("env");
+    let ctx = deploy::context(state, state, "bob", pipe_deploy::Cancel::new());
+    let go = |b: &Build| {
+        let out = eng.promote(env, b, &bob(), None, None).expect("promote");
+        assert_eq!(out.decision, Decision::Allowed);
+        assert!(out.deploy && out.release.is_none(), "{out:?}");
+        let allowed = Allowed {
+            env,
+            build: b,
+            actor: &bob(),
+            request: out.request,
+            reason: None,
+        };
+        deploy::deploy(&eng, allowed, &ctx, &mut |_| {}).expect("deploy")
+    };
+
+    let one = register(&ledger, state, 1, &p);
+    let d = go(&one);
+    assert_eq!(d.outcome.result, Ending::Verified);
+    let rel = d.release.expect("release recorded");
+    assert_eq!(rel.build.as_deref(), Some(one.id.as_str()));
+    assert_eq!(rel.body["deploy"]["release"], 1);
+    let kinds = deploy_events(&ledger, "staging");
+    let at = |k: &str| kinds.iter().position(|x| x == k).expect(k);
+    assert!(at("promotion.decided") < at("deploy.started"));
+    assert!(at("verify.passed") < at("release.recorded"), "{kinds:?}");
+
+    // build 2 fails its verify: rolled back, the release stays build 1
+    let two = register(&ledger, state, 2, &p);
+    let d = go(&two);
+    assert!(
+        matches!(d.outcome.result, Ending::RolledBack { to: 1, .. }),
+        "{:?}",
+        d.outcome.result
+    );
+    assert!(d.release.is_none());
+    let cur = pipe_promote::state::releases(&ledger, "staging").expect("releases");
+    assert_eq!(cur.last().map(|r| r.build.as_str()), Some(one.id.as_str()));
+    assert!(
+        deploy::hold(state, "staging").is_some(),
+        "an auto rollback holds"
+    );
+    let kinds = deploy_events(&ledger, "staging");
+    assert!(kinds.iter().any(|k| k == "verify.failed"), "{kinds:?}");
+    assert!(kinds.iter().any(|k| k == "rollback.finished"), "{kinds:?}");
+
+    // build 3 verifies; a hard lock refuses the rollback, a plain one does not
+    let three = register(&ledger, state, 3, &p);
+    assert_eq!(go(&three).outcome.result, Ending::Verified);
+    assert!(
+        deploy::hold(state, "staging").is_none(),
+        "a verified deploy lifts it"
+    );
+    eng.set_lock(env, bob(), Some(("incident", true)))
+        .expect("lock");
+    let target = pipe_deploy::engine::RollbackTarget::Previous;
+    let e = deploy::rollback(
+        &ledger,
+        &ctx,
+        "staging",
+        &target,
+        "oops",
+        &bob(),
+        &mut |_| {},
+    )
+    .expect_err("hard-locked");
+    assert!(
+        matches!(&e, DeployError::HardLocked { by, reason, .. } if by == "bob" && reason == "incident"),
+        "{e}"
+    );
+    eng.set_lock(env, bob(), Some(("freeze", false)))
+        .expect("lock");
+    let d = deploy::rollback(
+        &ledger,
+        &ctx,
+        "staging",
+        &target,
+        "oops",
+        &bob(),
+        &mut |_| {},
+    )
+    .expect("rollback");
+    assert_eq!(d.outcome.result, Ending::Verified);
+    let rel = d.release.expect("the restored build is the release");
+    assert_eq!(rel.build.as_deref(), Some(one.id.as_str()));
+    assert_eq!(rel.body["rollback"], "manual");
+    ledger.verify().expect("the chain verifies");
+
+    // evidence: provenance, one decision per promotion of build 1, its deployments
+    let names: Vec<String> = deploy::statements(&ledger, state, &one)
+        .expect("statements")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names[0], "provenance");
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.starts_with("decision-staging-"))
+            .count(),
+        1
+    );
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.starts_with("deployment-staging-"))
+            .count(),
+        3,
+        "release 1, its replay after build 2 and the manual rollback: {names:?}"
+    );
+}

@@ -45,10 +45,17 @@ environments:
           - { name: weekdays, rrule: "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR", start: "09:00", duration: 8h }
       custom:
         - { name: ticket, run: [./check.sh, "${build}"], timeout: 30s }
-    deploy: { uses: ./deploy/k8s.yml, strategy: blue_green }
+    deploy:
+      strategy: blue_green
+      run: ./deploy/start-slot.sh
+      blue_green:
+        slots: { blue: "127.0.0.1:8081", green: "127.0.0.1:8082" }
+        proxy: { config: /etc/nginx/nginx.conf, upstream_file: /etc/nginx/pipe.conf, pid_file: /run/nginx.pid }
     verify:
-      - http: { url: "http://127.0.0.1:8080/healthz", expect: 200 }
-    rollback: { auto: [verify_failed] }
+      count: 5
+      checks:
+        - http: { url: "http://127.0.0.1:8080/healthz", status: 200 }
+    rollback: { auto: true }
 "#;
 
 #[test]
@@ -107,6 +114,16 @@ fn a_full_policy_parses() {
         "blue_green"
     );
     assert!(prod.verify.is_some() && prod.rollback.is_some());
+    // integers are numbers for the deploy engine, which types the sections
+    assert_eq!(prod.verify.as_ref().expect("verify")["count"], 5);
+    assert!(
+        pipe_deploy::spec::EnvDeploy::from_json_parts(
+            prod.deploy.as_ref(),
+            prod.verify.as_ref(),
+            prod.rollback.as_ref()
+        )
+        .is_ok()
+    );
     // Digests: per environment, stable, and a change to one leaves the other alone.
     let again = load_text("x", FULL).policy.expect("policy");
     assert_eq!(again.env("production").expect("p").digest, prod.digest);
@@ -173,7 +190,7 @@ fn mistakes_are_reported_where_they_are() {
         "9:28: `soak.min` `soon` is not a duration (write it like `30m`, `24h` or `2d 12h`)",
         "12:44: `count` must be a whole number of at least 1",
         "15:31: `rrule` `FREQ=MONTHLY`: `FREQ=MONTHLY` is not supported (`DAILY` or `WEEKLY`)",
-        "17:11: a custom gate needs a `name` and a `run` command (`run: [./check.sh, \"${build}\"]`)",
+        "17:11: a custom gate needs a `name` and a `run` command or an `image` (`run: [./check.sh, \"${build}\"]` or `image: gate:1` with `command: [check, \"${build}\"]`)",
     ];
     for e in expected {
         assert!(got.iter().any(|g| g == e), "missing {e:?} in {got:#?}");
@@ -226,6 +243,24 @@ fn cycles_and_bad_waivers_are_refused() {
     let got = problems("build: {}\n");
     assert!(
         got.iter().any(|g| g.contains("no `environments:`")),
+        "{got:#?}"
+    );
+}
+
+#[test]
+fn deploy_sections_are_checked_at_their_fields() {
+    let got = problems(
+        "environments:\n  prod:\n    deploy:\n      run: ./deploy.sh\n      stratgy: script\n    verify:\n      count: 3\n      checks:\n        - http: { url: \"\" }\n",
+    );
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("5:7: `prod.deploy`: unknown field `stratgy`")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|g| g
+                .starts_with("9:24: `prod.verify.checks[0].http.url`: `` is not an http(s) URL")),
         "{got:#?}"
     );
 }

@@ -411,7 +411,7 @@ fn concurrent_rollbacks_wait_their_turn() {
 }
 
 #[path = "../../deploy/tests/support/mod.rs"]
-mod support;
+pub mod support;
 
 /// The end-to-end flow with the deploy engine standing in for `pipe promote`
 /// (which calls the same `deploy`): `staging` (script deploy of the example service behind

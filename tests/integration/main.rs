@@ -8,7 +8,8 @@
 //! GitHub actions across runs; `cache` drives `pipe cache` and its fault tests; `scan` drives
 //! `pipe scan` (vulnerabilities); `scan_targets` drives secrets, misconfiguration, rootfs and
 //! image targets; `bench` drives `pipe bench` and the job `reports:` key; `promote` drives builds, gates,
-//! approvals and the ledger end to end; `deploy` drives `pipe rollback`, `evidence` and `metrics`;
+//! approvals and the ledger end to end; `promote_deploy` drives deploys, verifies and
+//! rollbacks through `pipe run` and `pipe promote` behind real nginx; `deploy` drives `pipe rollback`, `evidence` and `metrics`;
 //! `server` drives `pipe server`, `pipe agent` and `pipe submit` on a real PostgreSQL with their
 //! failure cases; `docker` runs jobs in containers on the real engine; `image` drives `pipe image`
 //! against skopeo, umoci, a real registry and the engine, and runs `pipelines/release.yml`.
@@ -25,6 +26,7 @@ mod docker;
 mod image;
 mod plan;
 mod promote;
+mod promote_deploy;
 mod run_cli;
 mod scan;
 mod scan_targets;

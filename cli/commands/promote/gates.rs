@@ -331,13 +331,26 @@ pub fn promote(cli: &Cli, args: &PromoteArgs) -> u8 {
                 let title = format!("{} ({}) -> `{}`", b.body.alias, short(&b.id), env.name);
                 let text = render(cli, &title, &out.evaluation);
                 if args.json {
-                    if !waiting {
+                    if !waiting && !out.deploy {
                         print_json(&out);
                     }
                 } else if !waiting || text != last_reasons {
                     // While waiting, print the gates only when they change.
                     let _ = output::stdout_write(text.as_bytes());
                     last_reasons = text;
+                }
+                if !waiting && out.deploy {
+                    return deploy_allowed(
+                        cli,
+                        ctx,
+                        eng,
+                        env,
+                        &b,
+                        &actor,
+                        &out,
+                        args.reason.as_deref(),
+                        args.json,
+                    );
                 }
                 if !waiting {
                     if !args.json && !cli.quiet {
@@ -371,6 +384,101 @@ pub fn promote(cli: &Cli, args: &PromoteArgs) -> u8 {
             }
         },
     )
+}
+
+/// Deploys an ALLOWED promotion through the deploy engine (events on stderr and in the
+/// ledger); the exit code: 0 verified, 1 failed or rolled back, 3 held, 130/143 interrupted.
+#[allow(clippy::too_many_arguments)]
+pub fn deploy_allowed(
+    cli: &Cli,
+    ctx: &Ctx,
+    eng: &Engine<'_>,
+    env: &Environment,
+    b: &Build,
+    actor: &pipe_promote::ledger::Actor,
+    out: &pipe_promote::engine::PromoteOutcome,
+    reason: Option<&str>,
+    json: bool,
+) -> u8 {
+    use crate::commands::deploy as dcli;
+    let cancel = pipe_deploy::Cancel::new();
+    let which = dcli::watch_signals(&cancel);
+    let dctx = pipe_promote::deploy::context(&ctx.state, &ctx.project.root, &actor.id, cancel);
+    let mut print = dcli::event_printer(cli);
+    let allowed = pipe_promote::deploy::Allowed {
+        env,
+        build: b,
+        actor,
+        request: out.request,
+        reason,
+    };
+    let deployed = match pipe_promote::deploy::deploy(eng, allowed, &dctx, &mut print) {
+        Ok(d) => d,
+        Err(e) => return deploy_error(cli, &e, &which),
+    };
+    if json {
+        let mut v = serde_json::to_value(out).unwrap_or_default();
+        v["release"] = deployed.release.as_ref().map(|e| e.seq).into();
+        v["deploy"] = serde_json::json!({
+            "release": deployed.outcome.release.seq,
+            "state": deployed.outcome.release.state,
+            "failure": deployed.outcome.release.failure,
+        });
+        print_json(&v);
+    }
+    let code = dcli::outcome_code(cli, &deployed.outcome, &which);
+    if code == exit::SUCCESS && !json && !cli.quiet {
+        let s = super::super::err_styles(cli);
+        output::stderr_write(
+            format!(
+                "{} `{}` is now the release of `{}` (deploy release {}{})\n",
+                s.paint(s.success, "promoted:"),
+                b.body.alias,
+                env.name,
+                deployed.outcome.release.seq,
+                deployed
+                    .release
+                    .as_ref()
+                    .map(|e| format!(", ledger #{}", e.seq))
+                    .unwrap_or_default()
+            )
+            .as_bytes(),
+        );
+    }
+    code
+}
+
+/// Prints a deploy error; its exit code.
+pub fn deploy_error(
+    cli: &Cli,
+    e: &pipe_promote::deploy::DeployError,
+    which: &std::sync::atomic::AtomicU8,
+) -> u8 {
+    use pipe_promote::deploy::DeployError;
+    match e {
+        DeployError::Engine(e) => crate::commands::deploy::engine_error(cli, e, which),
+        DeployError::Ledger(l) => super::ledger_error(cli, l),
+        DeployError::Config { env, .. } => {
+            super::super::error(
+                cli,
+                &e.to_string(),
+                Some(&format!(
+                    "fix `environments.{env}` in the policy at the trusted ref (`pipe validate .pipe/environments.yml`)"
+                )),
+            );
+            exit::USAGE
+        }
+        DeployError::HardLocked { env, .. } => {
+            super::super::error(
+                cli,
+                &format!("{e}; a hard lock blocks rollbacks too"),
+                Some(&format!(
+                    "`pipe unlock {env}` first, if the rollback should go ahead"
+                )),
+            );
+            exit::FAILURE
+        }
+    }
 }
 
 fn signer(cli: &Cli, cwd: &std::path::Path, key: &std::path::Path) -> Result<SshSigner, u8> {

@@ -164,7 +164,7 @@ pub fn after_run(
     git: &pipe_runner::gitinfo::GitInfo,
 ) {
     // Cheap check first: most repositories have no promotion policy at all.
-    if !source::POLICY_FILES.iter().any(|f| root.join(f).exists()) {
+    if !source::has_policy(root) {
         return;
     }
     let warn = |msg: &str| {
@@ -250,23 +250,106 @@ pub fn after_run(
         .iter()
         .filter(|e| e.auto && e.from.iter().any(|f| f == "build"))
     {
-        match eng.promote(env, &b, &actor, Some("auto"), None) {
-            Ok(out) if !cli.quiet => output::stderr_write(
+        // An automatic rollback holds automatic promotion until a person promotes.
+        if env.deploy.is_some()
+            && let Some(why) = pipe_promote::deploy::hold(state, &env.name)
+        {
+            warn(&format!(
+                "auto-promotion of `{}` to `{}` skipped: the environment is on hold ({why}); `pipe promote {} --to {}` lifts it",
+                b.body.alias, env.name, b.body.alias, env.name
+            ));
+            continue;
+        }
+        let out = match eng.promote(env, &b, &actor, Some("auto"), None) {
+            Ok(out) => out,
+            Err(e) => {
+                warn(&format!("auto-promotion to `{}`: {e}", env.name));
+                continue;
+            }
+        };
+        if !cli.quiet {
+            output::stderr_write(
                 format!(
                     "{} `{}` -> `{}`: {}\n",
                     s.paint(s.bold, "auto-promotion"),
                     b.body.alias,
                     env.name,
                     match out.decision {
+                        pipe_promote::gates::Decision::Allowed if out.deploy =>
+                            "allowed, deploying",
                         pipe_promote::gates::Decision::Allowed => "promoted",
                         pipe_promote::gates::Decision::Denied => "denied (see `pipe gates`)",
                         pipe_promote::gates::Decision::Pending => "pending (see `pipe gates`)",
                     }
                 )
                 .as_bytes(),
-            ),
-            Ok(_) => {}
-            Err(e) => warn(&format!("auto-promotion to `{}`: {e}", env.name)),
+            );
         }
+        if out.deploy {
+            auto_deploy(cli, &eng, env, &b, &actor, out.request, root, state);
+        }
+    }
+}
+
+/// Deploys an automatic promotion at the end of `pipe run`; a failure is a warning (the run's
+/// own result stands), and an automatic rollback sets the hold read above.
+#[allow(clippy::too_many_arguments)]
+fn auto_deploy(
+    cli: &Cli,
+    eng: &pipe_promote::engine::Engine<'_>,
+    env: &pipe_promote::policy::Environment,
+    b: &Build,
+    actor: &Actor,
+    request: u64,
+    root: &Path,
+    state: &Path,
+) {
+    use crate::commands::deploy as dcli;
+    let cancel = pipe_deploy::Cancel::new();
+    // Ctrl-C stops the deploy and leaves the environment locked for `pipe rollback`.
+    let _which = dcli::watch_signals(&cancel);
+    let dctx = pipe_promote::deploy::context(state, root, &actor.id, cancel);
+    let mut print = dcli::event_printer(cli);
+    let s = super::err_styles(cli);
+    let warn = |msg: &str| {
+        output::stderr_write(format!("{} {msg}\n", s.paint(s.warning, "warning:")).as_bytes());
+    };
+    let allowed = pipe_promote::deploy::Allowed {
+        env,
+        build: b,
+        actor,
+        request,
+        reason: Some("auto"),
+    };
+    match pipe_promote::deploy::deploy(eng, allowed, &dctx, &mut print) {
+        Ok(d) => match &d.outcome.result {
+            pipe_deploy::engine::Ending::Verified => {
+                if !cli.quiet {
+                    output::stderr_write(
+                        format!(
+                            "{} `{}` is now the release of `{}`\n",
+                            s.paint(s.success, "promoted:"),
+                            b.body.alias,
+                            env.name
+                        )
+                        .as_bytes(),
+                    );
+                }
+            }
+            pipe_deploy::engine::Ending::RolledBack { to, reason } => warn(&format!(
+                "the deploy of `{}` to `{}` failed and was rolled back to release {to}: {reason}",
+                b.body.alias, env.name
+            )),
+            pipe_deploy::engine::Ending::Failed { reason }
+            | pipe_deploy::engine::Ending::Held { reason } => warn(&format!(
+                "the deploy of `{}` to `{}` did not verify: {reason}; `pipe rollback {} --reason TEXT` restores the last verified release",
+                b.body.alias, env.name, env.name
+            )),
+            pipe_deploy::engine::Ending::Interrupted => warn(&format!(
+                "the deploy of `{}` to `{}` was interrupted; `pipe rollback {} --reason TEXT` recovers it",
+                b.body.alias, env.name, env.name
+            )),
+        },
+        Err(e) => warn(&format!("auto-deploy to `{}`: {e}", env.name)),
     }
 }

@@ -124,6 +124,23 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> u8 {
         if !s.window_open {
             out.push_str("  window   closed now\n");
         }
+        if let Some(h) = &s.hold {
+            out.push_str(&format!(
+                "  hold     {h} (automatic promotion waits for `pipe promote`)\n"
+            ));
+        }
+        if let Some(f) = &s.in_flight {
+            out.push_str(&format!(
+                "  inflight a {} of {} (release {}, pid {}) since {}, {}; if that process is gone: `pipe rollback {} --reason TEXT`\n",
+                f.op,
+                f.build.get(..19).unwrap_or(&f.build),
+                f.release,
+                f.pid,
+                f.started,
+                f.phase,
+                s.env
+            ));
+        }
         for p in &s.pending {
             out.push_str(&format!(
                 "  pending  {} requested by {} at {} (request #{})\n",
@@ -201,6 +218,23 @@ pub fn history(cli: &Cli, args: &HistoryArgs) -> u8 {
                 h.body["alias"].as_str().unwrap_or(""),
                 h.body["run"]
             ),
+            k if k.starts_with("verify.") && k != "verify.sample" => h.body["summary"]["reason"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+            "deploy.started" => format!(
+                "release {}{}",
+                h.body["release"]["seq"],
+                h.body["release"]["rollback"]
+                    .as_str()
+                    .map(|t| format!(" (rollback: {t})"))
+                    .unwrap_or_default()
+            ),
+            "deploy.failed" | "rollback.started" => {
+                h.body["reason"].as_str().unwrap_or("").to_owned()
+            }
+            "rollback.finished" => h.body["how"].as_str().unwrap_or("").to_owned(),
+            "proxy.switched" => format!("to slot `{}`", h.body["to"].as_str().unwrap_or("")),
             _ => String::new(),
         };
         out.push_str(&format!(
@@ -293,6 +327,7 @@ pub fn metrics(cli: &Cli, _args: &MetricsArgs) -> u8 {
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
     let mut decisions: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut approvals: BTreeMap<String, u64> = BTreeMap::new();
+    let mut gate_results: BTreeMap<(String, String, String), u64> = BTreeMap::new();
     let mut releases: BTreeMap<String, (String, i64)> = BTreeMap::new();
     let mut locked: BTreeMap<String, bool> = BTreeMap::new();
     let r = ctx.ledger.export(0, &mut |text| {
@@ -302,6 +337,23 @@ pub fn metrics(cli: &Cli, _args: &MetricsArgs) -> u8 {
         };
         *kinds.entry(e.kind.clone()).or_default() += 1;
         let env = e.env.clone().unwrap_or_default();
+        if matches!(
+            e.kind.as_str(),
+            kind::PROMOTION_DECIDED | kind::GATE_EVALUATED
+        ) {
+            for g in e.body["evaluation"]["gates"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let key = (
+                    env.clone(),
+                    g["gate"].as_str().unwrap_or("").to_owned(),
+                    g["result"].as_str().unwrap_or("").to_ascii_lowercase(),
+                );
+                *gate_results.entry(key).or_default() += 1;
+            }
+        }
         match e.kind.as_str() {
             kind::PROMOTION_DECIDED => {
                 let d = e.body["decision"]
@@ -348,6 +400,15 @@ pub fn metrics(cli: &Cli, _args: &MetricsArgs) -> u8 {
             "pipe_promotions_total{{environment=\"{}\",decision=\"{}\"}} {n}\n",
             label(env),
             label(d)
+        ));
+    }
+    out.push_str("# HELP pipe_gate_results_total Gate results recorded with promotion decisions and pending evaluations.\n# TYPE pipe_gate_results_total counter\n");
+    for ((env, gate, result), n) in &gate_results {
+        out.push_str(&format!(
+            "pipe_gate_results_total{{environment=\"{}\",gate=\"{}\",result=\"{}\"}} {n}\n",
+            label(env),
+            label(gate),
+            label(result)
         ));
     }
     out.push_str("# HELP pipe_approvals_total Approvals recorded by environment.\n# TYPE pipe_approvals_total counter\n");

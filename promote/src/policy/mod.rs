@@ -20,7 +20,7 @@ use jiff::SignedDuration;
 use pipe_runner::source::Span;
 use serde::Serialize;
 
-pub use parse::{parse, parse_duration, parse_instant};
+pub use parse::{parse, parse_duration, parse_embedded, parse_instant};
 pub use window::{Window, WindowKind};
 
 /// The rule id of policy diagnostics.
@@ -268,13 +268,19 @@ pub struct WindowGate {
     pub allow: Vec<Window>,
 }
 
-/// `gates.custom[]`: a command whose exit status decides (0 pass, 75 inconclusive, else fail).
+/// `gates.custom[]`: a command whose exit status decides (0 pass, 75 inconclusive, else fail),
+/// run on the host in the repository root, or in a container of `image` (docker CLI, no
+/// network, the repository mounted read-only at `/repo`).
 #[derive(Clone, Debug, Serialize)]
 pub struct CustomGate {
     /// Its name.
     pub name: String,
-    /// The command and its arguments (`${build}` and `${env}` are replaced).
+    /// The command and its arguments (`${build}` and `${env}` are replaced); with `image`,
+    /// empty means the image's own entrypoint and command.
     pub command: Vec<String>,
+    /// Run in a container of this image (`run:`/`command:` is its command).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// Seconds it may take.
     pub timeout_secs: u64,
 }

@@ -208,6 +208,36 @@ pub fn to_json(node: &Node) -> serde_json::Value {
     }
 }
 
+/// JSON of a `deploy:`/`verify:`/`rollback:` section for `pipe-deploy`'s serde types:
+/// integers are JSON numbers (`count: 5`, `status: 200`), everything else as in [`to_json`]
+/// (non-integer numbers stay text; the deploy types take thresholds as strings).
+pub fn to_typed_json(node: &Node) -> serde_json::Value {
+    use serde_json::Value;
+    match &node.kind {
+        NodeKind::Scalar(s) => match s.value {
+            ScalarValue::Number(_) => s
+                .text
+                .parse::<u64>()
+                .map(Value::from)
+                .or_else(|_| s.text.parse::<i64>().map(Value::from))
+                .unwrap_or_else(|_| Value::String(s.text.clone())),
+            _ => to_json(node),
+        },
+        NodeKind::Seq(items) => Value::Array(items.iter().map(to_typed_json).collect()),
+        NodeKind::Map(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|e| {
+                    (
+                        e.key.as_str().unwrap_or_default().to_owned(),
+                        to_typed_json(&e.value),
+                    )
+                })
+                .collect(),
+        ),
+    }
+}
+
 const TOP: &[&str] = &["build", "groups", "environments"];
 const ENV: &[&str] = &[
     "promote",
@@ -230,6 +260,66 @@ const GATES: &[&str] = &[
     "custom",
 ];
 
+fn groups(p: &mut P, v: &Node) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    if let Some(gs) = p.map(v, "`groups`", &[]) {
+        for (g, members) in gs {
+            let m = p.strings(members, &format!("group `{g}`"));
+            out.insert(g.to_owned(), m);
+        }
+    }
+    out
+}
+
+/// Parses the top-level `environments:` key of a workflow (decisions.md: one of pipe's own
+/// workflow keys). `node` is its value: environments by name, plus the reserved keys `build`
+/// (whose `workflow` defaults to `workflow`, this file) and `groups`, as in
+/// `.pipe/environments.yml`.
+pub fn parse_embedded(
+    file: FileId,
+    node: &Node,
+    bytes: &[u8],
+    workflow: &str,
+) -> (Option<Policy>, Vec<Diagnostic>) {
+    let _ = file;
+    let mut p = P { diags: Vec::new() };
+    let Some(fields) = p.map(node, "`environments`", &[]) else {
+        return (None, p.diags);
+    };
+    let mut policy = Policy {
+        build: None,
+        groups: BTreeMap::new(),
+        environments: Vec::new(),
+        digest: sha256_id(bytes),
+    };
+    for (k, v) in &fields {
+        match *k {
+            "build" => {
+                policy.build = build_spec(&mut p, v).map(|mut b| {
+                    b.workflow.get_or_insert_with(|| workflow.to_owned());
+                    b
+                });
+            }
+            "groups" => policy.groups = groups(&mut p, v),
+            _ => {}
+        }
+    }
+    for (name, n) in fields {
+        if name != "build"
+            && name != "groups"
+            && let Some(e) = environment(&mut p, name, n, &policy.groups)
+        {
+            policy.environments.push(e);
+        }
+    }
+    if policy.environments.is_empty() {
+        p.err(node, "`environments` declares no environment");
+    }
+    check_graph(&mut p, &policy, node);
+    let ok = !p.diags.iter().any(Diagnostic::is_error);
+    (ok.then_some(policy), p.diags)
+}
+
 /// Parses a policy document. `root` is the document (a mapping with `environments:` and
 /// optionally `build:` and `groups:`); `bytes` the file's bytes (for its digest).
 pub fn parse(file: FileId, root: &Node, bytes: &[u8]) -> (Option<Policy>, Vec<Diagnostic>) {
@@ -248,14 +338,7 @@ pub fn parse(file: FileId, root: &Node, bytes: &[u8]) -> (Option<Policy>, Vec<Di
     for (k, v) in top {
         match k {
             "build" => policy.build = build_spec(&mut p, v),
-            "groups" => {
-                if let Some(gs) = p.map(v, "`groups`", &[]) {
-                    for (g, members) in gs {
-                        let m = p.strings(members, &format!("group `{g}`"));
-                        policy.groups.insert(g.to_owned(), m);
-                    }
-                }
-            }
+            "groups" => policy.groups = groups(&mut p, v),
             _ => envs_node = Some(v),
         }
     }
@@ -364,7 +447,11 @@ fn environment(
         digest: String::new(),
     };
     let mut refs = None;
+    let mut sections: Vec<(&str, &Node)> = Vec::new();
     for (k, v) in fields {
+        if matches!(k, "deploy" | "verify" | "rollback") {
+            sections.push((k, v));
+        }
         match k {
             "promote" => {
                 let Some(f) = p.map(v, &format!("`{name}.promote`"), PROMOTE) else {
@@ -405,9 +492,30 @@ fn environment(
                     env.gates = g;
                 }
             }
-            "deploy" => env.deploy = Some(to_json(v)),
-            "verify" => env.verify = Some(to_json(v)),
-            _ => env.rollback = Some(to_json(v)),
+            "deploy" => env.deploy = Some(to_typed_json(v)),
+            "verify" => env.verify = Some(to_typed_json(v)),
+            _ => env.rollback = Some(to_typed_json(v)),
+        }
+    }
+    // `deploy:`, `verify:` and `rollback:` are typed by the deploy engine: each problem is
+    // reported at the field it names (or its section).
+    if !sections.is_empty()
+        && let Err(errs) = pipe_deploy::spec::EnvDeploy::from_json_parts(
+            env.deploy.as_ref(),
+            env.verify.as_ref(),
+            env.rollback.as_ref(),
+        )
+    {
+        for e in errs {
+            let section = e.field.split(['.', '[']).next().unwrap_or_default();
+            let Some((_, root)) = sections.iter().find(|(k, _)| *k == section) else {
+                p.err(node, format!("`{name}.{}`: {}", e.field, e.message));
+                continue;
+            };
+            let at = unknown_field(&e.message)
+                .and_then(|k| find_key(root, k))
+                .unwrap_or_else(|| find_path(root, &e.field));
+            p.err(at, format!("`{name}.{}`: {}", e.field, e.message));
         }
     }
     if env.gates.refs.is_none()
@@ -444,6 +552,52 @@ fn environment(
     let doc = serde_json::json!({ "name": name, "env": to_json(node), "groups": used });
     env.digest = canonical(&doc).map(|b| sha256_id(&b)).unwrap_or_default();
     Some(env)
+}
+
+/// The key of serde's "unknown field `KEY`" message.
+fn unknown_field(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+/// The first mapping key `key` under `node` (depth first).
+fn find_key<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
+    match &node.kind {
+        NodeKind::Map(entries) => entries.iter().find_map(|e| {
+            if e.key.as_str() == Some(key) {
+                Some(&e.key)
+            } else {
+                find_key(&e.value, key)
+            }
+        }),
+        NodeKind::Seq(items) => items.iter().find_map(|i| find_key(i, key)),
+        NodeKind::Scalar(_) => None,
+    }
+}
+
+/// The node a dotted field path (`verify.checks[1].metric.success`) names below its section
+/// node, or the deepest one that exists.
+fn find_path<'n>(section: &'n Node, field: &str) -> &'n Node {
+    let mut at = section;
+    for (i, part) in field.split('.').enumerate() {
+        let (key, index) = match part.split_once('[') {
+            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        if i > 0 {
+            match at.get(key) {
+                Some(n) => at = n,
+                None => return at,
+            }
+        }
+        if let Some(ix) = index {
+            match at.as_seq().and_then(|s| s.get(ix)) {
+                Some(n) => at = n,
+                None => return at,
+            }
+        }
+    }
+    at
 }
 
 fn ref_rule(p: &mut P, node: &Node) -> Option<RefRule> {
@@ -680,17 +834,35 @@ fn gates(p: &mut P, env: &str, node: &Node) -> Option<Gates> {
                     continue;
                 };
                 for item in items {
-                    let Some(f) = p.map(item, "a custom gate", &["name", "run", "timeout", "mode"])
-                    else {
+                    let Some(f) = p.map(
+                        item,
+                        "a custom gate",
+                        &["name", "run", "command", "image", "timeout", "mode"],
+                    ) else {
                         continue;
                     };
                     let mut name = None;
                     let mut command = Vec::new();
+                    let mut image = None;
                     let mut timeout_secs = 300;
                     for (k, v) in &f {
                         match *k {
                             "name" => name = p.string(v, "`name`"),
-                            "run" => command = p.strings(v, "`run`"),
+                            "run" | "command" => command = p.strings(v, &format!("`{k}`")),
+                            "image" => {
+                                image = p.string(v, "`image`");
+                                if image.as_deref().is_some_and(|i| {
+                                    i.is_empty()
+                                        || i.starts_with('-')
+                                        || i.contains(char::is_whitespace)
+                                }) {
+                                    p.err_hint(
+                                        v,
+                                        "`image` is not an image reference",
+                                        "write it like `alpine:3.20` or `registry.example/gate@sha256:…`",
+                                    );
+                                }
+                            }
                             "timeout" => {
                                 if let Some(d) = p.duration(v, "`timeout`") {
                                     timeout_secs = d.as_secs().max(1) as u64;
@@ -700,18 +872,21 @@ fn gates(p: &mut P, env: &str, node: &Node) -> Option<Gates> {
                         }
                     }
                     match name {
-                        Some(name) if !command.is_empty() => g.custom.push(Gate {
-                            mode: gate_mode(p, &f),
-                            spec: CustomGate {
-                                name,
-                                command,
-                                timeout_secs,
-                            },
-                        }),
+                        Some(name) if !command.is_empty() || image.is_some() => {
+                            g.custom.push(Gate {
+                                mode: gate_mode(p, &f),
+                                spec: CustomGate {
+                                    name,
+                                    command,
+                                    image,
+                                    timeout_secs,
+                                },
+                            })
+                        }
                         _ => p.err_hint(
                             item,
-                            "a custom gate needs a `name` and a `run` command",
-                            "`run: [./check.sh, \"${build}\"]`",
+                            "a custom gate needs a `name` and a `run` command or an `image`",
+                            "`run: [./check.sh, \"${build}\"]` or `image: gate:1` with `command: [check, \"${build}\"]`",
                         ),
                     }
                 }

@@ -28,7 +28,9 @@ pub enum SourceError {
     #[error("the trusted ref `{0}` does not exist")]
     NoRef(String),
     /// No policy file at the ref.
-    #[error("no `.pipe/environments.yml` at the trusted ref `{0}`")]
+    #[error(
+        "no `.pipe/environments.yml` (nor a workflow with a top-level `environments:`) at the trusted ref `{0}`"
+    )]
     NoPolicy(String),
     /// Git failed.
     #[error("git: {0}")]
@@ -95,6 +97,44 @@ pub fn load_text(path: &str, text: &str) -> Loaded {
     }
 }
 
+/// Where workflows live; one with a top-level `environments:` key declares the policy when
+/// the trusted ref has no `.pipe/environments.yml`.
+pub const WORKFLOWS: &str = ".github/workflows";
+
+/// The policy a workflow declares in its top-level `environments:` key, if it has one
+/// (`path` is what diagnostics show).
+pub fn load_workflow_text(path: &str, text: &str) -> Option<Loaded> {
+    let mut sources = SourceMap::new();
+    let id = sources.add(SourceFile::new(path, text));
+    let loaded = pipe_runner::yaml::load(id, text);
+    let node = loaded.root.as_ref()?.get("environments")?;
+    let mut diagnostics = loaded.diagnostics.clone();
+    let (policy, d) = super::parse_embedded(id, node, text.as_bytes(), path);
+    diagnostics.extend(d);
+    Some(Loaded {
+        sources,
+        policy,
+        diagnostics,
+        origin: path.to_owned(),
+        commit: None,
+        allowed_signers: None,
+    })
+}
+
+/// Whether the working tree has a policy at all (a cheap check before reading the trusted
+/// ref): `.pipe/environments.yml`, or a workflow with a top-level `environments:` line.
+pub fn has_policy(root: &Path) -> bool {
+    POLICY_FILES.iter().any(|f| root.join(f).exists())
+        || std::fs::read_dir(root.join(WORKFLOWS))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                std::fs::read_to_string(e.path())
+                    .is_ok_and(|t| t.starts_with("environments:") || t.contains("\nenvironments:"))
+            })
+}
+
 /// The trusted ref of a repository.
 pub fn trusted_ref(repo: &git2::Repository, explicit: Option<&str>) -> Result<String, SourceError> {
     if let Some(r) = explicit.filter(|r| !r.is_empty()) {
@@ -131,11 +171,32 @@ pub fn load_from_ref(root: &Path, explicit: Option<&str>) -> Result<Loaded, Sour
         let blob = repo.find_blob(entry.id()).ok()?;
         Some(String::from_utf8_lossy(blob.content()).into_owned())
     };
-    let (path, text) = POLICY_FILES
-        .iter()
-        .find_map(|p| read(p).map(|t| (*p, t)))
-        .ok_or_else(|| SourceError::NoPolicy(refname.clone()))?;
-    let mut loaded = load_text(path, &text);
+    let mut loaded = match POLICY_FILES.iter().find_map(|p| read(p).map(|t| (*p, t))) {
+        Some((path, text)) => load_text(path, &text),
+        None => {
+            // A workflow's top-level `environments:` at the same ref.
+            let dir = tree
+                .get_path(Path::new(WORKFLOWS))
+                .ok()
+                .and_then(|e| repo.find_tree(e.id()).ok());
+            let mut names: Vec<String> = dir
+                .iter()
+                .flat_map(|t| t.iter())
+                .filter_map(|e| e.name().ok().map(str::to_owned))
+                .filter(|n| n.ends_with(".yml") || n.ends_with(".yaml"))
+                .collect();
+            names.sort();
+            names
+                .iter()
+                .find_map(|n| {
+                    let path = format!("{WORKFLOWS}/{n}");
+                    let text = read(&path)?;
+                    load_workflow_text(&path, &text)
+                })
+                .ok_or_else(|| SourceError::NoPolicy(refname.clone()))?
+        }
+    };
+    let path = loaded.origin.clone();
     loaded.origin = format!("{refname}:{path}");
     loaded.commit = Some(commit.id().to_string());
     loaded.allowed_signers = read(ALLOWED_SIGNERS);
