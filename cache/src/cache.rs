@@ -142,6 +142,11 @@ impl Cache {
         &self.local
     }
 
+    /// Whether a remote is configured (a lookup may then wait on the network).
+    pub fn has_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
     /// Every warning so far (also logged), oldest first; clears the list.
     pub fn take_warnings(&self) -> Vec<String> {
         self.warnings

@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -44,9 +45,22 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct HostExecutor {
     /// The machine environment steps inherit.
-    base_env: HashMap<String, String>,
+    base_env: Arc<HashMap<String, String>>,
     grace: Duration,
+    /// Job temp folders that finished jobs left empty, ready for the next job.
+    pool: TempPool,
 }
+
+/// Empty `RUNNER_TEMP` folders of finished jobs: (folder, (its permission bits, its owner) when
+/// made).
+///
+/// Making and removing a folder per job is the most expensive file-system work of a trivial
+/// job (on ext4 an inode and a block are allocated and freed, and with the `discard` mount
+/// option the freed block is trimmed at once): a job takes, renamed to its own name, a folder
+/// an earlier job of the run left empty with the permissions it was made with; only a folder
+/// with something left in it is removed. The run's scratch folder, removed at the end, holds
+/// the rest.
+type TempPool = Arc<std::sync::Mutex<Vec<(PathBuf, (u32, u32))>>>;
 
 impl Default for HostExecutor {
     fn default() -> Self {
@@ -58,8 +72,9 @@ impl HostExecutor {
     /// An executor whose steps inherit this process's environment.
     pub fn new() -> Self {
         HostExecutor {
-            base_env: std::env::vars().collect(),
+            base_env: Arc::new(std::env::vars().collect()),
             grace: DEFAULT_GRACE,
+            pool: TempPool::default(),
         }
     }
 
@@ -73,7 +88,7 @@ impl HostExecutor {
     /// Replaces the inherited environment (tests).
     #[must_use]
     pub fn with_base_env(mut self, env: HashMap<String, String>) -> Self {
-        self.base_env = env;
+        self.base_env = Arc::new(env);
         self
     }
 }
@@ -85,9 +100,28 @@ impl Executor for HostExecutor {
     }
 
     async fn prepare(&self, setup: &JobSetup) -> Result<Box<dyn JobHandle>, ExecError> {
+        // A folder an earlier job left empty is reused; otherwise the folder is made when the
+        // first step runs (`HostJob::ensure_temp`): a job whose steps are all replayed from the
+        // cache never needs one.
         let temp = setup.run_temp.join(&setup.key);
-        std::fs::create_dir_all(&temp)
-            .map_err(|e| ExecError::io(format!("cannot create `{}`", temp.display()), e))?;
+        let reused = self.pool.lock().ok().and_then(|mut pool| {
+            let i = pool
+                .iter()
+                .rposition(|(p, _)| p.parent() == Some(setup.run_temp.as_path()))?;
+            Some(pool.swap_remove(i))
+        });
+        // Renamed to this job's name (`RUNNER_TEMP` is `<run scratch>/<job key>`, as before):
+        // a rename allocates and frees nothing.
+        let temp_mode = match reused {
+            Some((p, mode)) => match std::fs::rename(&p, &temp) {
+                Ok(()) => Some(mode),
+                Err(_) => {
+                    let _ = std::fs::remove_dir_all(&p);
+                    None
+                }
+            },
+            None => None,
+        };
         let n = JOB_COUNTER.fetch_add(1, Ordering::Relaxed);
         Ok(Box::new(HostJob {
             tracking_id: format!("pipe_{}_{n}", std::process::id()),
@@ -106,6 +140,8 @@ impl Executor for HostExecutor {
             grace: self.grace,
             groups: Vec::new(),
             cleaned: false,
+            temp_mode,
+            pool: self.pool.clone(),
         }))
     }
 }
@@ -114,11 +150,15 @@ struct HostJob {
     /// The value of [`TRACKING_VAR`] in this job's steps.
     tracking_id: String,
     paths: JobPaths,
-    base_env: HashMap<String, String>,
+    base_env: Arc<HashMap<String, String>>,
     grace: Duration,
     /// Process groups of steps that ran, killed at cleanup.
     groups: Vec<i32>,
     cleaned: bool,
+    /// The permission bits and owner of `RUNNER_TEMP` once it exists (reused from the pool, or
+    /// made by the first step that ran).
+    temp_mode: Option<(u32, u32)>,
+    pool: TempPool,
 }
 
 static SCRIPT_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -302,6 +342,54 @@ fn signal_group(pgid: i32, sig: Signal) {
 }
 
 impl HostJob {
+    /// Creates the job's `RUNNER_TEMP` on first use.
+    fn ensure_temp(&mut self) -> Result<(), ExecError> {
+        if self.temp_mode.is_none() {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            let temp = &self.paths.temp_host;
+            std::fs::create_dir_all(temp)
+                .and_then(|()| std::fs::symlink_metadata(temp))
+                .map(|m| self.temp_mode = Some((m.permissions().mode() & 0o7777, m.uid())))
+                .map_err(|e| ExecError::io(format!("cannot create `{}`", temp.display()), e))?;
+        }
+        Ok(())
+    }
+
+    /// Hands `RUNNER_TEMP` to the pool when the job left it empty, a folder (not a link) with
+    /// the permissions it was made with; otherwise removes it.
+    fn release_temp(&mut self) -> Result<(), ExecError> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let temp = &self.paths.temp_host;
+        let meta = match std::fs::symlink_metadata(temp) {
+            Ok(m) => m,
+            // A job none of whose steps ran made no folder.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(ExecError::io(
+                    format!("cannot read `{}`", temp.display()),
+                    e,
+                ));
+            }
+        };
+        if let Some(mode) = self.temp_mode
+            && meta.is_dir()
+            && (meta.permissions().mode() & 0o7777, meta.uid()) == mode
+            && std::fs::read_dir(temp).is_ok_and(|mut d| d.next().is_none())
+            && let Ok(mut pool) = self.pool.lock()
+        {
+            pool.push((temp.clone(), mode));
+            return Ok(());
+        }
+        match std::fs::remove_dir_all(temp) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ExecError::io(
+                format!("cannot remove `{}`", temp.display()),
+                e,
+            )),
+        }
+    }
+
     fn script_path(&self, ext: &str) -> PathBuf {
         let n = SCRIPT_COUNTER.fetch_add(1, Ordering::Relaxed);
         self.paths
@@ -325,6 +413,7 @@ impl JobHandle for HostJob {
         if cancel.soft.is_cancelled() || cancel.hard.is_cancelled() {
             return Ok(StepExit::Cancelled);
         }
+        self.ensure_temp()?;
         let script = self.script_path(step.shell.ext);
         std::fs::write(&script, step.script.as_bytes())
             .map_err(|e| ExecError::io(format!("cannot write `{}`", script.display()), e))?;
@@ -375,7 +464,7 @@ impl JobHandle for HostJob {
         let mut cmd = Command::new(&program_path);
         cmd.args(args)
             .env_clear()
-            .envs(&self.base_env)
+            .envs(self.base_env.iter())
             .env(TRACKING_VAR, &self.tracking_id)
             .envs(step.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&step.cwd)
@@ -519,14 +608,7 @@ impl JobHandle for HostJob {
         if spawned {
             kill_tracked(&self.tracking_id);
         }
-        match std::fs::remove_dir_all(&self.paths.temp_host) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(ExecError::io(
-                format!("cannot remove `{}`", self.paths.temp_host.display()),
-                e,
-            )),
-        }
+        self.release_temp()
     }
 }
 
@@ -605,7 +687,56 @@ mod tests {
         assert_eq!(exit, StepExit::Exited(3));
         j.cleanup().await.expect("cleanup");
         j.cleanup().await.expect("idempotent");
-        assert!(!t.path().join("tmp/j").exists());
+        // The job left its folder empty: it waits, empty, for the next job of the run.
+        let left = t.path().join("tmp/j");
+        assert!(!left.exists() || std::fs::read_dir(&left).expect("dir").next().is_none());
+    }
+
+    #[tokio::test]
+    async fn temp_folders_are_reused_only_when_left_empty() {
+        let t = tempfile::tempdir().expect("tmp");
+        let exec = HostExecutor::new().with_grace(Duration::from_millis(200));
+        let setup = |key: &str| JobSetup {
+            key: key.into(),
+            run_temp: t.path().join("tmp"),
+            workspace: t.path().to_path_buf(),
+            ..Default::default()
+        };
+        let temp_of = |j: &dyn JobHandle| j.paths().temp_host.clone();
+        // A job that never ran a step makes no folder.
+        let mut idle = exec.prepare(&setup("idle")).await.expect("prepare");
+        idle.cleanup().await.expect("cleanup");
+        assert!(!t.path().join("tmp/idle").exists());
+        // A job that left its folder empty hands it to the next job.
+        let mut a = exec.prepare(&setup("a")).await.expect("prepare");
+        let mut s = step("echo $RUNNER_TEMP", t.path());
+        s.env.push((
+            "RUNNER_TEMP".into(),
+            temp_of(a.as_ref()).display().to_string(),
+        ));
+        let exit = a.run(&s, &mut Vec::new(), &Cancel::default()).await;
+        assert_eq!(exit.expect("run"), StepExit::Exited(0));
+        let a_temp = temp_of(a.as_ref());
+        assert!(a_temp.is_dir());
+        a.cleanup().await.expect("cleanup");
+        let mut b = exec.prepare(&setup("b")).await.expect("prepare");
+        let b_temp = temp_of(b.as_ref());
+        assert_eq!(b_temp, t.path().join("tmp/b"), "named after its job");
+        assert!(
+            b_temp.is_dir() && !a_temp.exists(),
+            "the empty folder is reused"
+        );
+        // A job that leaves a file behind: its folder is removed, never handed on.
+        let mut s = step("touch \"$RUNNER_TEMP/left\"", t.path());
+        s.env
+            .push(("RUNNER_TEMP".into(), b_temp.display().to_string()));
+        let exit = b.run(&s, &mut Vec::new(), &Cancel::default()).await;
+        assert_eq!(exit.expect("run"), StepExit::Exited(0));
+        assert!(b_temp.join("left").exists());
+        b.cleanup().await.expect("cleanup");
+        assert!(!b_temp.exists(), "a folder with leftovers is removed");
+        let c = exec.prepare(&setup("c")).await.expect("prepare");
+        assert_eq!(temp_of(c.as_ref()), t.path().join("tmp/c"));
     }
 
     #[tokio::test]

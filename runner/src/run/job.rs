@@ -866,10 +866,17 @@ impl<'a> LegRunner<'a> {
             workspace: self.workspace.clone(),
             path,
         };
-        let sc2 = sc.clone();
-        let r = tokio::task::spawn_blocking(move || sc2.compute(&input))
-            .await
-            .map_err(|e| format!("the cache task failed: {e}"))?;
+        // A key over the definition and env alone is a few microseconds of hashing and one
+        // small read: done here, since a hop to the blocking pool and back costs more. Input
+        // files (any number of them) and tool versions (a process each) are hashed there.
+        let r = if spec.inputs.is_empty() && spec.tools.is_empty() {
+            sc.compute(&input)
+        } else {
+            let sc2 = sc.clone();
+            tokio::task::spawn_blocking(move || sc2.compute(&input))
+                .await
+                .map_err(|e| format!("the cache task failed: {e}"))?
+        };
         self.cache_warnings(sc);
         r
     }
@@ -886,19 +893,35 @@ impl<'a> LegRunner<'a> {
         summary: StepSummary,
         started: Instant,
     ) -> Option<StepSummary> {
-        let sc2 = sc.clone();
-        let ident = identity.to_owned();
         let ws = self.workspace.clone();
-        let key = computed.key.clone();
         let same = computed.same_as_last;
-        let got = tokio::task::spawn_blocking(move || match sc2.lookup(&ident, &key, same) {
-            Lookup::Hit { manifest, source } => sc2
+        // With only the local store, the lookup is one small manifest read, and restoring an
+        // entry whose blobs are all inlined in it writes a few small files: both are done here
+        // rather than on the blocking pool (two thread hand-offs cost more than the work). A
+        // remote lookup, or an entry with blobs to read from the store, goes to the pool.
+        let looked = if sc.cache.has_remote() {
+            let (sc2, ident, key) = (sc.clone(), identity.to_owned(), computed.key.clone());
+            tokio::task::spawn_blocking(move || sc2.lookup(&ident, &key, same))
+                .await
+                .ok()?
+        } else {
+            sc.lookup(identity, &computed.key, same)
+        };
+        let got = match looked {
+            Lookup::Miss { .. } => Ok(None),
+            Lookup::Hit { manifest, source } if all_inline(&manifest) => sc
                 .restore(&manifest, &ws)
                 .map(|(log, rec)| Some((log, rec, source))),
-            Lookup::Miss { .. } => Ok(None),
-        })
-        .await
-        .ok()?;
+            Lookup::Hit { manifest, source } => {
+                let sc2 = sc.clone();
+                tokio::task::spawn_blocking(move || {
+                    sc2.restore(&manifest, &ws)
+                        .map(|(log, rec)| Some((log, rec, source)))
+                })
+                .await
+                .ok()?
+            }
+        };
         self.cache_warnings(sc);
         let (log, recorded, source) = match got {
             Ok(Some(x)) => x,
@@ -1456,16 +1479,11 @@ impl<'a> LegRunner<'a> {
             let mut dry_outputs = IndexMap::new();
             if let Some((sc, _, identity, computed)) = &cached {
                 let entry = pipe_cache::EntryKey::new(stepcache::NAMESPACE, &computed.key.hex());
-                let sc2 = sc.clone();
-                let ident = identity.clone();
-                let (looked, previous) = tokio::task::spawn_blocking(move || {
-                    match sc2.cache.local().get_entry(&entry).ok().flatten() {
-                        Some(m) => (Some(m), None),
-                        None => (None, sc2.last_recorded(&ident)),
-                    }
-                })
-                .await
-                .unwrap_or((None, None));
+                // One small manifest read in the local store: done here (see `replay_hit`).
+                let (looked, previous) = match sc.cache.local().get_entry(&entry).ok().flatten() {
+                    Some(m) => (Some(m), None),
+                    None => (None, sc.last_recorded(identity)),
+                };
                 let (info, recorded) = match looked {
                     Some(m) => {
                         let recorded: stepcache::Recorded =
@@ -1880,6 +1898,15 @@ impl<'a> LegRunner<'a> {
             Err(errors.join("; "))
         }
     }
+}
+
+/// Whether every blob of a cache entry is inlined in its manifest (a small entry).
+fn all_inline(m: &pipe_cache::Manifest) -> bool {
+    m.attachments.iter().all(|a| a.blob.inline.is_some())
+        && m.files.iter().all(|f| match &f.kind {
+            pipe_cache::manifest::FileKind::File { blob, .. } => blob.inline.is_some(),
+            _ => true,
+        })
 }
 
 struct StepFiles {

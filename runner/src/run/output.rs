@@ -298,8 +298,36 @@ impl StepOutput {
     }
 }
 
+impl StepOutput {
+    /// The capture fast path: with no partial line pending, nothing to mask and no `::` in the
+    /// chunk, its complete lines cannot hold a workflow command or a secret, so they go to the
+    /// log file and the reporter as they are — no copy into the batch, no per-line work. Returns
+    /// false (having done nothing) when the chunk needs the general path.
+    fn write_plain(&mut self, bytes: &[u8]) -> bool {
+        if !self.partial.is_empty() || !self.batch.is_empty() || !self.masker.is_empty() {
+            return false;
+        }
+        if memchr::memmem::find(bytes, b"::").is_some() {
+            return false;
+        }
+        let Some(last) = memchr::memrchr(b'\n', bytes) else {
+            return false;
+        };
+        let (lines, tail) = bytes.split_at(last + 1);
+        if let Some(log) = self.log_file() {
+            let _ = log.write_all(lines);
+        }
+        self.reporter.output(&self.job, self.step, lines);
+        self.partial.extend_from_slice(tail);
+        true
+    }
+}
+
 impl OutputSink for StepOutput {
     fn write(&mut self, bytes: &[u8]) {
+        if self.write_plain(bytes) {
+            return;
+        }
         let mut rest = bytes;
         if !self.partial.is_empty() {
             match memchr::memchr(b'\n', rest) {
@@ -360,6 +388,44 @@ mod tests {
         assert!(
             notices.iter().any(|n| n.contains("Error: bad ***")),
             "{notices:?}"
+        );
+    }
+
+    #[test]
+    fn plain_chunks_and_commands_split_across_chunks() {
+        let rec = Arc::new(Recorder::default());
+        let masker = Masker::new();
+        let job = JobRef {
+            id: "j".into(),
+            name: "j".into(),
+            matrix: None,
+            key: "j".into(),
+        };
+        let t = tempfile::tempdir().expect("tmp");
+        let log = t.path().join("logs/0.log");
+        let mut out = StepOutput::new(job, 0, rec.clone(), masker, Some(log.clone()), false);
+        // Plain chunks (the fast path), then a command whose `::` straddles two chunks, then a
+        // mask registered by a command that later plain chunks must honour.
+        out.write(b"one\ntwo\nthr");
+        out.write(b"ee\n:");
+        out.write(b":error::broken\nfour\n");
+        out.write(b"::add-mask::hush\n");
+        out.write(b"a hush b\n");
+        out.write(b"tail");
+        out.finish();
+        let text: String = rec
+            .output
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, _, t)| t.clone())
+            .collect();
+        assert_eq!(text, "one\ntwo\nthree\nfour\na *** b\ntail\n");
+        assert_eq!(out.errors, 1);
+        let logged = std::fs::read_to_string(&log).expect("log");
+        assert_eq!(
+            logged,
+            "one\ntwo\nthree\nError: broken\nfour\na *** b\ntail\n"
         );
     }
 }

@@ -475,6 +475,9 @@ impl<'a> LegRunner<'a> {
                     let summary_file = paths
                         .temp_host
                         .join(format!("step_summary_builtin_{}", self.log_index(index)));
+                    // The executor makes `RUNNER_TEMP` when a process step first runs; a
+                    // built-in may be the job's first step.
+                    let _ = std::fs::create_dir_all(&paths.temp_host);
                     set_env(
                         &mut env,
                         "GITHUB_STEP_SUMMARY",
