@@ -23,8 +23,10 @@ use crate::api::{ClaimedJob, JobStatus, NeedResult, RunStatus, SubmitRequest};
 use crate::plan::NewJob;
 
 /// The migrations, in order; `pipe server migrate` and server start apply the missing ones.
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (10, "web", include_str!("../migrations/0010_web.sql")),
+];
 
 /// The notification channel woken when jobs become claimable.
 pub const CHANNEL: &str = "pipe_jobs";
@@ -294,12 +296,13 @@ impl Db {
                             lease_token_hash = ($5::text[])[c.n]
                      FROM c WHERE j.id = c.id
                      RETURNING j.id, j.attempt, j.run_id, j.job_key, c.n,
-                               cardinality(j.needs) AS nn),
+                               cardinality(j.needs) AS nn, j.queued_at),
                  a AS (
                      INSERT INTO attempts (job_id, attempt, agent)
                      SELECT id, attempt, $3 FROM u ON CONFLICT DO NOTHING)
                  SELECT u.id, u.attempt, u.run_id, u.job_key, u.n, u.nn,
-                        r.workflow_path, r.workflow, r.event, r.repo, r.sha, r.secrets
+                        r.workflow_path, r.workflow, r.event, r.repo, r.sha, r.secrets,
+                        coalesce(extract(epoch FROM now() - u.queued_at)::float8, 0)
                  FROM u JOIN runs r ON r.id = u.run_id ORDER BY u.n",
                 &[&Json(labels), &slots, &agent, &lease_ms, &hashes],
             )
@@ -347,6 +350,7 @@ impl Db {
                 .collect()
             };
             let secrets: Json<BTreeMap<String, String>> = r.get(11);
+            crate::metrics::global().claimed(r.get::<_, f64>(12));
             out.push(ClaimedJob {
                 job_id: job,
                 attempt,
@@ -467,7 +471,8 @@ impl Db {
                      RETURNING id, attempt, run_id, job_key),
                  a AS (
                      UPDATE attempts SET outcome = 'accepted', ended_at = now()
-                     FROM j WHERE attempts.job_id = j.id AND attempts.attempt = j.attempt),
+                     FROM j WHERE attempts.job_id = j.id AND attempts.attempt = j.attempt
+                     RETURNING extract(epoch FROM now() - attempts.started_at)::float8 AS secs),
                  d AS (
                      UPDATE jobs SET pending_deps = jobs.pending_deps - 1,
                             state = CASE WHEN jobs.pending_deps = 1 THEN 'queued'
@@ -483,7 +488,8 @@ impl Db {
                      FROM j WHERE runs.id = j.run_id
                      RETURNING runs.id, runs.jobs_remaining)
                  SELECT (SELECT id FROM r), (SELECT jobs_remaining FROM r),
-                        (SELECT count(*) FROM d WHERE pending_deps = 0)",
+                        (SELECT count(*) FROM d WHERE pending_deps = 0),
+                        (SELECT secs FROM a)",
                 &[&job, &attempt, &hash, &result, &Json(outputs)],
             )
             .await?;
@@ -511,6 +517,7 @@ impl Db {
             conclude_run(&tx, run).await?;
         }
         tx.commit().await?;
+        crate::metrics::global().completed(result, row.get::<_, Option<f64>>(3).unwrap_or(0.0));
         Ok(true)
     }
 

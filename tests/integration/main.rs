@@ -31,3 +31,4 @@ mod scan_targets;
 mod server;
 mod snapshots;
 mod stepcache;
+mod web;
