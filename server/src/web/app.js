@@ -105,8 +105,8 @@
   // Lines are appended as they come. `::group::TITLE` opens a fold (a <details>) and
   // `::endgroup::` closes it; pipe's plain log (what agents ship) writes them as
   // `[job] ▸ TITLE` and `[job] ◂ end of group`. A step's `Run ...` header closes an open fold.
-  const GROUP_RAW = /::group::(.*)$/;
-  const ENDGROUP_RAW = /::endgroup::\s*$/;
+  const GROUP_RAW = /^(?:\[[^\]]*\] )?::group::(.*)$/;
+  const ENDGROUP_RAW = /^(?:\[[^\]]*\] )?::endgroup::\s*$/;
   const GROUP_PLAIN = /^(?:\[[^\]]*\] )?\u25b8 (.*)$/;
   const ENDGROUP_PLAIN = /^(?:\[[^\]]*\] )?\u25c2 end of group$/;
   const STEP_START = /^(?:\[[^\]]*\] )?Run /;
@@ -279,6 +279,7 @@
           const j = jobs[selected];
           setBadge(document.getElementById("panel-state"), j.state === "leased" ? "running" : j.state, j.result);
           if (cursor.done && j.state !== "done") { cursor.done = false; pollLog(); }
+          if (j.state === "done") showOutputs(j);
         }
         if (selected === null && r.jobs.length) {
           const want = new URLSearchParams(location.search).get("job");
