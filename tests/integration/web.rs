@@ -845,7 +845,7 @@ fn compose_brings_up_postgres_a_server_and_three_agents_that_run_a_workflow() {
     let mut wf = String::from("on: push\njobs:\n");
     for i in 1..=6 {
         wf.push_str(&format!(
-            "  job{i}:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          echo \"ran on $(cat /etc/hostname)\"\n          sleep 2\n"
+            "  job{i}:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          echo \"worker=$(cat /etc/hostname)\"\n          sleep 2\n"
         ));
     }
     wf.push_str("  gather:\n    needs: [job1, job2, job3, job4, job5, job6]\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo all done\n");
@@ -857,14 +857,19 @@ fn compose_brings_up_postgres_a_server_and_three_agents_that_run_a_workflow() {
         &[],
     );
     assert_eq!(code, 0, "{out}\n{err}");
-    let st: Value = serde_json::from_str(&out).expect("json");
+    let runs: Value = serde_json::from_str(&out).expect("json");
+    let st = &runs[0];
     assert_eq!(st["conclusion"], "success", "{st}");
     let mut hosts = std::collections::BTreeSet::new();
     for j in st["jobs"].as_array().expect("jobs") {
         let id = j["id"].as_i64().expect("id");
         let (code, log) = get(&format!("{url}/api/v1/jobs/{id}/log"), Some(token));
         assert_eq!(code, 200);
-        if let Some(h) = log.lines().find_map(|l| l.split("ran on ").nth(1)) {
+        if let Some(h) = log
+            .lines()
+            .filter_map(|l| l.split("worker=").nth(1))
+            .find(|h| !h.starts_with('$'))
+        {
             hosts.insert(h.trim().to_owned());
         }
     }
