@@ -406,7 +406,10 @@ pub async fn metrics(State(db): State<Db>) -> Response {
     );
     let _ = writeln!(out, "pipe_server_database_up {up}");
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     )
         .into_response()
@@ -430,10 +433,7 @@ pub async fn readyz(State(db): State<Db>) -> Response {
         Ok(c) => c,
         Err(e) => return unready(format!("the database is unreachable: {e}")),
     };
-    let applied: Vec<i32> = match c
-        .query("SELECT version FROM schema_migrations", &[])
-        .await
-    {
+    let applied: Vec<i32> = match c.query("SELECT version FROM schema_migrations", &[]).await {
         Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
         Err(e) => return unready(format!("cannot read `schema_migrations`: {e}")),
     };
@@ -482,11 +482,23 @@ mod tests {
         }
         let mut out = String::new();
         h.write(&mut out, "x", "route=\"/a\"");
-        assert!(out.contains("x_bucket{route=\"/a\",le=\"0.001\"} 1\n"), "{out}");
-        assert!(out.contains("x_bucket{route=\"/a\",le=\"0.005\"} 3\n"), "{out}");
+        assert!(
+            out.contains("x_bucket{route=\"/a\",le=\"0.001\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_bucket{route=\"/a\",le=\"0.005\"} 3\n"),
+            "{out}"
+        );
         assert!(out.contains("x_bucket{route=\"/a\",le=\"5\"} 3\n"), "{out}");
-        assert!(out.contains("x_bucket{route=\"/a\",le=\"10\"} 4\n"), "{out}");
-        assert!(out.contains("x_bucket{route=\"/a\",le=\"+Inf\"} 5\n"), "{out}");
+        assert!(
+            out.contains("x_bucket{route=\"/a\",le=\"10\"} 4\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_bucket{route=\"/a\",le=\"+Inf\"} 5\n"),
+            "{out}"
+        );
         assert!(out.contains("x_count{route=\"/a\"} 5\n"), "{out}");
         assert!(out.contains("x_sum{route=\"/a\"} 67.0065\n"), "{out}");
     }

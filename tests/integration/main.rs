@@ -10,7 +10,8 @@
 //! image targets; `bench` drives `pipe bench` and the job `reports:` key; `promote` drives builds, gates,
 //! approvals and the ledger end to end; `deploy` drives `pipe rollback`, `evidence` and `metrics`;
 //! `server` drives `pipe server`, `pipe agent` and `pipe submit` on a real PostgreSQL with their
-//! failure cases; `docker` runs jobs in containers on the real engine; `image` drives `pipe image`
+//! failure cases; `web` drives the server's metrics, readiness, web UI (headless Chromium) and
+//! the Compose deployment; `docker` runs jobs in containers on the real engine; `image` drives `pipe image`
 //! against skopeo, umoci, a real registry and the engine, and runs `pipelines/release.yml`.
 
 mod bad_input;

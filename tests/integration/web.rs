@@ -201,7 +201,10 @@ impl Server {
     }
 
     fn run(&self, run: i64) -> Value {
-        let (code, body) = get(&format!("{}/api/v1/runs/{run}", self.url), Some(&self.user_token));
+        let (code, body) = get(
+            &format!("{}/api/v1/runs/{run}", self.url),
+            Some(&self.user_token),
+        );
         assert_eq!(code, 200, "{body}");
         serde_json::from_str(&body).expect("json")
     }
@@ -305,14 +308,24 @@ fn metrics_health_readiness_and_json_logs_of_a_real_server() {
         .unwrap_or_else(|e| panic!("/metrics is not valid Prometheus text: {e}\n{text}"));
     let v = |name: &str, labels: &[(&str, &str)]| sample(&samples, name, labels);
     assert_eq!(v("pipe_server_jobs_claimed_total", &[]), 3.0, "{text}");
-    assert_eq!(v("pipe_server_queue_wait_seconds_count", &[]), 3.0, "{text}");
     assert_eq!(
-        v("pipe_server_job_duration_seconds_count", &[("result", "success")]),
+        v("pipe_server_queue_wait_seconds_count", &[]),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        v(
+            "pipe_server_job_duration_seconds_count",
+            &[("result", "success")]
+        ),
         2.0,
         "{text}"
     );
     assert_eq!(
-        v("pipe_server_job_duration_seconds_count", &[("result", "failure")]),
+        v(
+            "pipe_server_job_duration_seconds_count",
+            &[("result", "failure")]
+        ),
         1.0,
         "{text}"
     );
@@ -341,8 +354,10 @@ fn metrics_health_readiness_and_json_logs_of_a_real_server() {
 
     // Every metric the Grafana dashboard charts exists.
     let dash: Value = serde_json::from_str(
-        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana-dashboard.json"))
-            .expect("dashboard"),
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana-dashboard.json"),
+        )
+        .expect("dashboard"),
     )
     .expect("dashboard json");
     let names: Vec<&str> = samples.iter().map(|s| s.name.as_str()).collect();
@@ -352,7 +367,10 @@ fn metrics_health_readiness_and_json_logs_of_a_real_server() {
             let expr = t["expr"].as_str().expect("expr");
             for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
                 if word.starts_with("pipe_server_") {
-                    assert!(names.contains(&word), "the dashboard charts `{word}`, which /metrics lacks");
+                    assert!(
+                        names.contains(&word),
+                        "the dashboard charts `{word}`, which /metrics lacks"
+                    );
                     charted += 1;
                 }
             }
@@ -387,7 +405,10 @@ fn metrics_health_readiness_and_json_logs_of_a_real_server() {
     });
     let (code, body) = get(&format!("{}/readyz", s.url), None);
     assert_eq!(code, 503, "{body}");
-    assert!(body.contains("0010_web") && body.contains("pipe server migrate"), "{body}");
+    assert!(
+        body.contains("0010_web") && body.contains("pipe server migrate"),
+        "{body}"
+    );
     let (code, _) = get(&format!("{}/healthz", s.url), None);
     assert_eq!(code, 200);
 }
@@ -397,7 +418,11 @@ fn metrics_health_readiness_and_json_logs_of_a_real_server() {
 fn chromium() -> Option<PathBuf> {
     let found = ["chromium", "chromium-browser"]
         .iter()
-        .map(|c| Command::new("sh").args(["-c", &format!("command -v {c}")]).output())
+        .map(|c| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {c}")])
+                .output()
+        })
         .filter_map(Result::ok)
         .find(|o| o.status.success())
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
@@ -410,10 +435,21 @@ fn chromium() -> Option<PathBuf> {
         (c, w) => {
             let why = format!(
                 "{}{}",
-                if c.is_none() { "Debian's `chromium` is not installed; " } else { "" },
-                if w { "" } else { "python3's `websockets` is not installed" }
+                if c.is_none() {
+                    "Debian's `chromium` is not installed; "
+                } else {
+                    ""
+                },
+                if w {
+                    ""
+                } else {
+                    "python3's `websockets` is not installed"
+                }
             );
-            assert!(!in_ci(), "the web UI tests need {why} (.ci/run installs them)");
+            assert!(
+                !in_ci(),
+                "the web UI tests need {why} (.ci/run installs them)"
+            );
             eprintln!("skipping: {why}");
             None
         }
@@ -449,14 +485,22 @@ fn browse(chromium: &Path, dir: &Path, script: &Value) -> Value {
 }
 
 fn assert_clean(report: &Value, context: &str) {
-    assert!(report["failed"].is_null(), "{context}: {}", report["failed"]);
+    assert!(
+        report["failed"].is_null(),
+        "{context}: {}",
+        report["failed"]
+    );
     assert_eq!(report["errors"], json!([]), "{context}: browser errors");
     assert_eq!(report["console"], json!([]), "{context}: console messages");
 }
 
 fn assert_png(path: &Path) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{} is not a PNG", path.display());
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a PNG",
+        path.display()
+    );
     let width = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
     let height = u32::from_be_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
     assert!(width >= 800 && height >= 300, "{width}x{height}");
@@ -549,10 +593,18 @@ fn run_page_streams_a_live_log_with_colours_groups_and_summaries_in_chromium() {
     loop {
         let (_, text) = get(&format!("{}/metrics", s.url), None);
         let samples = pipe_deploy::promtext::parse(&text).expect("metrics");
-        if sample(&samples, "pipe_server_http_requests_total", &[("route", "/ui/api/jobs/{job}/log")]) >= 2.0 {
+        if sample(
+            &samples,
+            "pipe_server_http_requests_total",
+            &[("route", "/ui/api/jobs/{job}/log")],
+        ) >= 2.0
+        {
             break;
         }
-        assert!(Instant::now() < deadline && !browser.is_finished(), "the browser never opened the run page");
+        assert!(
+            Instant::now() < deadline && !browser.is_finished(),
+            "the browser never opened the run page"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let _a = s.agent("web-agent", 2);
@@ -570,10 +622,16 @@ fn run_page_streams_a_live_log_with_colours_groups_and_summaries_in_chromium() {
         .filter(|s| s[0].as_str().is_some_and(|c| c.contains("running")))
         .map(|s| s[1].as_i64().expect("count"))
         .collect();
-    assert!(running.len() >= 3, "too few samples while running: {samples:?}");
+    assert!(
+        running.len() >= 3,
+        "too few samples while running: {samples:?}"
+    );
     let first = *running.first().expect("first");
     let last = *running.last().expect("last");
-    assert!(first >= 1 && last > first, "the log did not grow while the job ran: {running:?}");
+    assert!(
+        first >= 1 && last > first,
+        "the log did not grow while the job ran: {running:?}"
+    );
     assert!(first < 8, "the log arrived only at the end: {running:?}");
     // ANSI colours and the folded group.
     assert_eq!(v["red"], json!(["red alert"]), "{v}");
@@ -582,19 +640,38 @@ fn run_page_streams_a_live_log_with_colours_groups_and_summaries_in_chromium() {
     assert!(
         groups.iter().any(|g| g[0] == "Install toolchain"
             && g[1] == false
-            && g[2].as_str().is_some_and(|b| b.contains("inside the group"))),
+            && g[2]
+                .as_str()
+                .is_some_and(|b| b.contains("inside the group"))),
         "{groups:?}"
     );
     // Step summary rendered, its HTML shown as text; outputs listed.
     assert_eq!(v["summary_title"], "Build report");
     let summary = v["summary_html"].as_str().expect("html");
-    assert!(summary.contains("<strong>8</strong>") && summary.contains("&lt;script&gt;"), "{summary}");
-    assert!(v["outputs"].as_str().expect("outputs").contains("4.5.6"), "{v}");
+    assert!(
+        summary.contains("<strong>8</strong>") && summary.contains("&lt;script&gt;"),
+        "{summary}"
+    );
+    assert!(
+        v["outputs"].as_str().expect("outputs").contains("4.5.6"),
+        "{v}"
+    );
     // The DAG by level, every job green at the end.
     assert_eq!(v["levels"], json!([["build"], ["test"], ["deploy"]]));
     let classes = v["final_classes"].as_array().expect("classes");
-    assert!(classes.iter().all(|c| c.as_str().is_some_and(|c| c.contains("success"))), "{classes:?}");
-    assert!(v["runs"][0].as_str().expect("row").contains(&format!("#{run}")), "{v}");
+    assert!(
+        classes
+            .iter()
+            .all(|c| c.as_str().is_some_and(|c| c.contains("success"))),
+        "{classes:?}"
+    );
+    assert!(
+        v["runs"][0]
+            .as_str()
+            .expect("row")
+            .contains(&format!("#{run}")),
+        "{v}"
+    );
     assert_png(&shot_running);
     assert_png(&shot_done);
     assert_png(&shot_list);
@@ -609,7 +686,11 @@ fn git(root: &Path, args: &[&str]) {
         .current_dir(root)
         .output()
         .expect("git");
-    assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -633,8 +714,22 @@ fn approve_button_promotes_a_build_under_the_cli_rules_in_chromium() {
     )
     .expect("policy");
     git(&root, &["init", "-q", "-b", "main"]);
-    git(&root, &["-c", "user.name=t", "-c", "user.email=t@e", "add", "."]);
-    git(&root, &["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "init"]);
+    git(
+        &root,
+        &["-c", "user.name=t", "-c", "user.email=t@e", "add", "."],
+    );
+    git(
+        &root,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-qm",
+            "init",
+        ],
+    );
     let state = repo_dir.path().join("state");
     let state_s = state.to_str().expect("utf-8");
     let local = |args: &[&str], actor: &str| -> (i32, String, String) {
@@ -682,7 +777,8 @@ fn approve_button_promotes_a_build_under_the_cli_rules_in_chromium() {
             {"goto": page.clone()},
         ])
     };
-    let flash = "document.getElementById('flash') ? document.getElementById('flash').textContent : ''";
+    let flash =
+        "document.getElementById('flash') ? document.getElementById('flash').textContent : ''";
     let approve = |token: &str| -> Value {
         let mut steps = login(token).as_array().expect("steps").clone();
         steps.extend([
@@ -697,14 +793,20 @@ fn approve_button_promotes_a_build_under_the_cli_rules_in_chromium() {
     let r = browse(&chromium, s.path(), &approve(bob));
     assert_clean(&r, "bob");
     assert!(
-        r["values"]["flash"].as_str().expect("flash").contains("`bob` requested this promotion and may not approve it"),
+        r["values"]["flash"]
+            .as_str()
+            .expect("flash")
+            .contains("`bob` requested this promotion and may not approve it"),
         "{r}"
     );
     // mallory is no release manager.
     let r = browse(&chromium, s.path(), &approve(mallory));
     assert_clean(&r, "mallory");
     assert!(
-        r["values"]["flash"].as_str().expect("flash").contains("`mallory` is not an approver of `production`"),
+        r["values"]["flash"]
+            .as_str()
+            .expect("flash")
+            .contains("`mallory` is not an approver of `production`"),
         "{r}"
     );
     // alice: one of two.
@@ -719,8 +821,17 @@ fn approve_button_promotes_a_build_under_the_cli_rules_in_chromium() {
     let r = browse(&chromium, s.path(), &Value::Array(steps));
     assert_clean(&r, "carol");
     let f = r["values"]["flash"].as_str().expect("flash");
-    assert!(f.contains(&format!("`{alias}` is now the release of `production`")), "{r}");
-    assert!(r["values"]["release"].as_str().expect("release").contains(&alias), "{r}");
+    assert!(
+        f.contains(&format!("`{alias}` is now the release of `production`")),
+        "{r}"
+    );
+    assert!(
+        r["values"]["release"]
+            .as_str()
+            .expect("release")
+            .contains(&alias),
+        "{r}"
+    );
     assert_png(&shot);
 
     // The CLI sees the same ledger: production runs the build, approved by alice and carol
@@ -736,7 +847,11 @@ fn approve_button_promotes_a_build_under_the_cli_rules_in_chromium() {
         .expect("history")
         .iter()
         .filter(|h| h["kind"] == "approval.granted")
-        .map(|h| h["actor"]["id"].as_str().unwrap_or_else(|| h["actor"].as_str().unwrap_or("")))
+        .map(|h| {
+            h["actor"]["id"]
+                .as_str()
+                .unwrap_or_else(|| h["actor"].as_str().unwrap_or(""))
+        })
         .collect();
     assert_eq!(approvers, ["alice", "carol"], "{hist:#}");
     let (code, _, err) = local(&["ledger", "verify"], "bob");
@@ -754,9 +869,14 @@ fn compose_tools() -> bool {
             .status()
             .is_ok_and(|s| s.success())
     };
-    let have = ok("docker", &["info"]) && ok("docker-compose", &["version"]) && ok("apt-get", &["--version"]);
+    let have = ok("docker", &["info"])
+        && ok("docker-compose", &["version"])
+        && ok("apt-get", &["--version"]);
     if !have {
-        assert!(!in_ci(), "the Compose test needs Docker, docker-compose and apt-get");
+        assert!(
+            !in_ci(),
+            "the Compose test needs Docker, docker-compose and apt-get"
+        );
         eprintln!("skipping: Docker, docker-compose or apt-get is missing");
     }
     have
@@ -853,7 +973,17 @@ fn compose_brings_up_postgres_a_server_and_three_agents_that_run_a_workflow() {
     std::fs::write(&path, wf).expect("workflow");
     let (code, out, err) = pipe_in(
         dir.path(),
-        &["submit", "--server", &url, "--token", token, "-W", path.to_str().expect("utf-8"), "--wait", "--json"],
+        &[
+            "submit",
+            "--server",
+            &url,
+            "--token",
+            token,
+            "-W",
+            path.to_str().expect("utf-8"),
+            "--wait",
+            "--json",
+        ],
         &[],
     );
     assert_eq!(code, 0, "{out}\n{err}");
@@ -880,6 +1010,14 @@ fn compose_brings_up_postgres_a_server_and_three_agents_that_run_a_workflow() {
     );
     let (_, metrics) = get(&format!("{url}/metrics"), None);
     let samples = pipe_deploy::promtext::parse(&metrics).expect("metrics");
-    assert_eq!(sample(&samples, "pipe_server_agents_connected", &[]), 3.0, "{metrics}");
-    assert_eq!(sample(&samples, "pipe_server_jobs_claimed_total", &[]), 7.0, "{metrics}");
+    assert_eq!(
+        sample(&samples, "pipe_server_agents_connected", &[]),
+        3.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&samples, "pipe_server_jobs_claimed_total", &[]),
+        7.0,
+        "{metrics}"
+    );
 }

@@ -81,7 +81,10 @@ async fn security_headers(mut resp: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     resp
 }
 
@@ -202,11 +205,7 @@ async fn login(State(app): State<Arc<AppState>>, Form(f): Form<LoginForm>) -> Re
         Ok(Some(name)) => {
             tracing::info!(user = %name, "web sign-in");
             let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
-            (
-                [(header::SET_COOKIE, cookie)],
-                Redirect::to("/"),
-            )
-                .into_response()
+            ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
         }
         Ok(None) => Redirect::to("/ui/login?error=1").into_response(),
         Err(e) => unavailable(&e),
@@ -338,8 +337,9 @@ async fn job_summary(
         return r;
     }
     match queries::summary(app.db(), job).await {
-        Ok(md) => axum::response::Html(pages::markdown(md.as_deref().unwrap_or_default()))
-            .into_response(),
+        Ok(md) => {
+            axum::response::Html(pages::markdown(md.as_deref().unwrap_or_default())).into_response()
+        }
         Err(e) => unavailable(&e),
     }
 }

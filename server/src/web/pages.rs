@@ -232,10 +232,7 @@ pub fn run(user: &User, run: &RunStatus) -> String {
     layout(
         &format!("run #{}", run.id),
         Some(user),
-        &format!(
-            "<div id=\"run\" data-run=\"{}\">{body}</div>",
-            run.id
-        ),
+        &format!("<div id=\"run\" data-run=\"{}\">{body}</div>", run.id),
     )
 }
 
@@ -254,32 +251,34 @@ pub fn markdown(md: &str) -> String {
             || l.starts_with('#')
             || l.starts_with('/')
     };
-    let parser = Parser::new_ext(md, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH)
-        .map(|ev| match ev {
-            Event::Html(h) | Event::InlineHtml(h) => Event::Text(h),
-            Event::Start(Tag::Link {
-                link_type,
-                dest_url,
-                title,
-                id,
-            }) if !safe_url(&dest_url) => Event::Start(Tag::Link {
-                link_type,
-                dest_url: "#".into(),
-                title,
-                id,
-            }),
-            Event::Start(Tag::Image {
-                link_type,
-                dest_url,
-                title,
-                id,
-            }) if !safe_url(&dest_url) => Event::Start(Tag::Image {
-                link_type,
-                dest_url: "#".into(),
-                title,
-                id,
-            }),
-            e => e,
+    let parser =
+        Parser::new_ext(md, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH).map(|ev| {
+            match ev {
+                Event::Html(h) | Event::InlineHtml(h) => Event::Text(h),
+                Event::Start(Tag::Link {
+                    link_type,
+                    dest_url,
+                    title,
+                    id,
+                }) if !safe_url(&dest_url) => Event::Start(Tag::Link {
+                    link_type,
+                    dest_url: "#".into(),
+                    title,
+                    id,
+                }),
+                Event::Start(Tag::Image {
+                    link_type,
+                    dest_url,
+                    title,
+                    id,
+                }) if !safe_url(&dest_url) => Event::Start(Tag::Image {
+                    link_type,
+                    dest_url: "#".into(),
+                    title,
+                    id,
+                }),
+                e => e,
+            }
         });
     let mut out = String::new();
     pulldown_cmark::html::push_html(&mut out, parser);
@@ -317,7 +316,8 @@ mod tests {
 
     #[test]
     fn markdown_never_passes_html_or_script_links() {
-        let html = markdown("# Done\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1)) | a |\n");
+        let html =
+            markdown("# Done\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1)) | a |\n");
         assert!(html.contains("<h1>Done</h1>"), "{html}");
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
@@ -326,7 +326,10 @@ mod tests {
 
     #[test]
     fn text_is_escaped() {
-        assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
         let row = runs_rows(&[RunRow {
             id: 3,
             workflow: "<b>.yml".into(),
@@ -339,7 +342,10 @@ mod tests {
             seconds: 75.0,
         }]);
         assert!(row.contains("&lt;b&gt;.yml"), "{row}");
-        assert!(row.contains("<span class=\"badge success\">success</span>"), "{row}");
+        assert!(
+            row.contains("<span class=\"badge success\">success</span>"),
+            "{row}"
+        );
         assert!(row.contains("1m 15s"), "{row}");
     }
 }

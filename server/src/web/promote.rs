@@ -171,14 +171,11 @@ fn render(p: &Promotion, csrf: &str, me: &str) -> Result<String, String> {
             let build_id = req["build"].as_str().unwrap_or_default();
             let alias = req["alias"].as_str().unwrap_or_default();
             let by = req["requested_by"].as_str().unwrap_or_default();
-            let gates = eng
-                .env(&s.env)
-                .ok()
-                .and_then(|env| {
-                    build::resolve(&o.ledger, build_id)
-                        .ok()
-                        .and_then(|b| eng.gates(env, &b).ok())
-                });
+            let gates = eng.env(&s.env).ok().and_then(|env| {
+                build::resolve(&o.ledger, build_id)
+                    .ok()
+                    .and_then(|b| eng.gates(env, &b).ok())
+            });
             let _ = write!(
                 out,
                 "<div class=\"request\" data-build=\"{bid}\"><h3><code>{alias}</code> requested by {by}</h3>",
@@ -261,12 +258,7 @@ fn pct(s: &str) -> String {
     out
 }
 
-async fn decide(
-    app: Arc<AppState>,
-    headers: HeaderMap,
-    f: Decide,
-    approve: bool,
-) -> Response {
+async fn decide(app: Arc<AppState>, headers: HeaderMap, f: Decide, approve: bool) -> Response {
     let u: User = match user(&app, &headers, true).await {
         Ok(u) => u,
         Err(r) => return r,
@@ -351,7 +343,11 @@ fn approve_web(
             .promote(env, b, &actor, None, None)
             .map_err(|e| e.to_string())?;
         let _ = match out.decision {
-            Decision::Allowed => write!(msg, "; `{}` is now the release of `{}`", b.body.alias, env.name),
+            Decision::Allowed => write!(
+                msg,
+                "; `{}` is now the release of `{}`",
+                b.body.alias, env.name
+            ),
             Decision::Denied => write!(msg, "; the promotion was denied"),
             Decision::Pending => write!(msg, "; the promotion still waits"),
         };
