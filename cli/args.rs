@@ -19,8 +19,28 @@ pub struct Cli {
     /// When to use colour (`NO_COLOR` is honoured with `auto`).
     #[arg(long, global = true, value_enum, default_value_t = ColorMode::Auto)]
     pub color: ColorMode,
+    /// How log lines on stderr are written: `text`, or `json` (one object a line, for log
+    /// collectors; `pipe server` and `pipe agent` in production).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "PIPE_LOG_FORMAT",
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The format of log lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line (timestamp, level, message, fields, span).
+    Json,
 }
 
 /// The commands.

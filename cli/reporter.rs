@@ -345,6 +345,11 @@ impl Reporter for Terminal {
                             .paint(self.styles.dim, &format!("({n} lines folded)"))
                     );
                     self.emit(&mut st, &line);
+                } else if !self.fold {
+                    // Plain lines mark the end too, so a reader of the log (the server's web
+                    // UI) can fold the group.
+                    let line = format!("{} \u{25c2} end of group\n", self.prefix(job));
+                    self.emit(&mut st, &line);
                 }
             }
         }

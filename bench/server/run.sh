@@ -31,7 +31,7 @@ as_pg "$BIN/pg_ctl" -D "$TMP/data" -l "$TMP/pg.log" -w \
   -o "-p $PORT -k $TMP -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
 export PIPE_DATABASE_URL="postgres://postgres@127.0.0.1:$PORT/postgres"
 export PIPE_STATE_DIR="$TMP/state"
-"$PIPE" server migrate 2>/dev/null
+"$PIPE" server migrate
 AT="$("$PIPE" server token --kind agent --name bench)"
 UT="$("$PIPE" server token --kind user --name bench)"
 "$PIPE" server --listen "127.0.0.1:$SPORT" --rate-limit 0 >/dev/null 2>"$TMP/server.log" &

@@ -41,6 +41,10 @@ pub struct ServerArgs {
     /// The private key of `--tls-cert` (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// The repository whose promotions the web UI shows and approves (its ledger in the
+    /// state folder, its policy at the trusted ref), as `pipe promote` run there finds them.
+    #[arg(long, env = "PIPE_PROMOTION_REPO", value_name = "DIR")]
+    pub promotion_repo: Option<std::path::PathBuf>,
     /// Database connections per server.
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub pool_size: usize,
@@ -272,6 +276,20 @@ async fn serve(cli: &Cli, args: &ServerArgs, db: Db) -> u8 {
         super::error(cli, &e, None);
         return exit::USAGE;
     }
+    let promotion = match &args.promotion_repo {
+        Some(dir) => match pipe_server::web::promote::Promotion::of_repo(dir) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                super::error(
+                    cli,
+                    &format!("`--promotion-repo`: {e}"),
+                    Some("give the repository `pipe promote` runs in"),
+                );
+                return exit::USAGE;
+            }
+        },
+        None => None,
+    };
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -298,6 +316,7 @@ async fn serve(cli: &Cli, args: &ServerArgs, db: Db) -> u8 {
             .unwrap_or_else(|_| std::env::temp_dir().join("pipe-server-git")),
         tls,
         blob_dir: data_dir.join("blobs"),
+        promotion,
         ..Settings::default()
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<u8>();

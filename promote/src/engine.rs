@@ -539,6 +539,28 @@ impl<'a> Engine<'a> {
                 signer.fingerprint()
             )));
         };
+        let actor = Actor {
+            id: principal,
+            auth: Some(format!("ssh:{}", signer.fingerprint())),
+            via: "cli".into(),
+        };
+        self.approve_as(env, b, actor, Some(signer), rule, comment)
+    }
+
+    /// Records an approval by an identity established elsewhere (the web UI: a user token of
+    /// the server, whose name is the principal; the entry is signed by the ledger key only).
+    /// The same rules as [`Engine::approve`]: the principal must be in a group of an approval
+    /// rule of `env`, and may not approve its own request unless `self_approval` allows it.
+    pub fn approve_as(
+        &self,
+        env: &Environment,
+        b: &Build,
+        actor: Actor,
+        signer: Option<&SshSigner>,
+        rule: Option<&str>,
+        comment: Option<&str>,
+    ) -> Result<Entry, EngineError> {
+        let principal = actor.id.clone();
         let Some(gate) = &env.gates.approvals else {
             return Err(EngineError::Refused(format!(
                 "`{}` asks for no approvals",
@@ -572,14 +594,12 @@ impl<'a> Engine<'a> {
         }
         let draft = Draft::new(
             kind::APPROVAL_GRANTED,
-            Actor { id: principal, auth: Some(format!("ssh:{}", signer.fingerprint())), via: "cli".into() },
+            actor,
             serde_json::json!({ "policy": env.digest, "rule": rule, "comment": comment, "source": self.policy.origin }),
         )
         .env(&env.name)
         .build(&b.id);
-        Ok(self
-            .ledger
-            .append_with(|_| Ok(draft.clone()), Some(signer))?)
+        Ok(self.ledger.append_with(|_| Ok(draft.clone()), signer)?)
     }
 
     /// Records a veto.

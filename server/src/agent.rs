@@ -308,6 +308,16 @@ fn run_job(opts: &AgentOptions, client: &Client, job: &ClaimedJob) -> Result<Str
     };
 
     let result = execute(opts, client, job, &base, &ws, &log, &fenced, &cancel);
+    let step_summaries = step_summaries(opts, &ws, &base.join("summary.json"));
+    if !step_summaries.is_empty() && !fenced.load(Ordering::SeqCst) {
+        // For the web UI; best effort (a lost summary never fails the job).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        if let Err(e) = retry(deadline, || {
+            client.put_summary(job.job_id, job.attempt, &step_summaries)
+        }) {
+            tracing::debug!("step summary upload: {e}");
+        }
+    }
     finished.store(true, Ordering::SeqCst);
     let _ = hb.join();
     let _ = std::fs::remove_dir_all(&base);
@@ -758,6 +768,33 @@ fn upload_artifacts(
         names.push(name);
     }
     Ok(names)
+}
+
+/// The step summaries (`GITHUB_STEP_SUMMARY`) the job's `pipe run` recorded, one Markdown
+/// text for all its legs (empty when there are none).
+fn step_summaries(opts: &AgentOptions, ws: &Path, summary: &Path) -> String {
+    let Some(run) = std::fs::read_to_string(summary)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("run").and_then(serde_json::Value::as_u64))
+    else {
+        return String::new();
+    };
+    let root = ws.canonicalize().unwrap_or_else(|_| ws.to_path_buf());
+    let dir = pipe_runner::dirs::repo_state_dir(&opts.work_dir.join("state"), &root)
+        .join("runs")
+        .join(run.to_string())
+        .join("summaries");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .filter(|t| !t.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The job's result as its dependants see it, and its merged outputs, from `pipe run`'s

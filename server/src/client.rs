@@ -223,6 +223,21 @@ impl Client {
         .map(|_| ())
     }
 
+    /// Stores the attempt's step summaries, Markdown (with the job token).
+    pub fn put_summary(&self, job: i64, attempt: i32, markdown: &str) -> Result<(), ClientError> {
+        Self::finish(
+            self.http
+                .put(format!(
+                    "{}/api/v1/jobs/{job}/attempts/{attempt}/summary",
+                    self.base
+                ))
+                .header("Authorization", &format!("Bearer {}", self.token))
+                .header("Content-Type", "text/markdown; charset=utf-8")
+                .send(markdown.as_bytes()),
+        )
+        .map(|_| ())
+    }
+
     /// Reports the attempt's result (with the job token).
     pub fn complete(
         &self,

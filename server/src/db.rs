@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "artifact_blobs",
         include_str!("../migrations/0011_artifact_blobs.sql"),
     ),
+    (12, "web", include_str!("../migrations/0012_web.sql")),
 ];
 
 /// The notification channel woken when jobs become claimable.
@@ -481,7 +482,7 @@ impl Db {
                      FROM c WHERE j.id = c.id
                      RETURNING j.id, j.attempt, j.run_id, j.job_key, c.n,
                                cardinality(j.needs) AS nn, j.leg, j.name, j.matrix,
-                               j.all_secrets, j.secret_names),
+                               j.all_secrets, j.secret_names, j.queued_at),
                  a AS (
                      INSERT INTO attempts (job_id, attempt, agent)
                      SELECT id, attempt, $3 FROM u ON CONFLICT DO NOTHING)
@@ -491,7 +492,8 @@ impl Db {
                                   FROM jsonb_each(r.secrets) s
                                   WHERE u.all_secrets OR upper(s.key) = ANY(u.secret_names)),
                                  '{}'::jsonb),
-                        u.leg, u.name, u.matrix
+                        u.leg, u.name, u.matrix,
+                        coalesce(extract(epoch FROM now() - u.queued_at)::float8, 0)
                  FROM u JOIN runs r ON r.id = u.run_id ORDER BY u.n",
                 &[
                     &Json(labels),
@@ -546,6 +548,7 @@ impl Db {
             };
             let secrets: Json<BTreeMap<String, String>> = r.get(11);
             let matrix: Json<Vec<(String, String)>> = r.get(14);
+            crate::metrics::global().claimed(r.get::<_, f64>(15));
             out.push(ClaimedJob {
                 job_id: job,
                 attempt,
@@ -674,7 +677,8 @@ impl Db {
                      RETURNING id, attempt, run_id, job_key, leg, fail_fast),
                  a AS (
                      UPDATE attempts SET outcome = 'accepted', ended_at = now()
-                     FROM j WHERE attempts.job_id = j.id AND attempts.attempt = j.attempt),
+                     FROM j WHERE attempts.job_id = j.id AND attempts.attempt = j.attempt
+                     RETURNING extract(epoch FROM now() - attempts.started_at)::float8 AS secs),
                  d AS (
                      UPDATE jobs SET pending_deps = jobs.pending_deps - 1,
                             state = CASE WHEN jobs.pending_deps = 1 THEN 'queued'
@@ -691,7 +695,8 @@ impl Db {
                      RETURNING runs.id, runs.jobs_remaining)
                  SELECT (SELECT id FROM r), (SELECT jobs_remaining FROM r),
                         (SELECT count(*) FROM d WHERE pending_deps = 0),
-                        (SELECT job_key FROM j WHERE leg IS NOT NULL AND fail_fast)",
+                        (SELECT job_key FROM j WHERE leg IS NOT NULL AND fail_fast),
+                        (SELECT secs FROM a)",
                 &[&job, &attempt, &hash, &result, &Json(outputs)],
             )
             .await?;
@@ -724,6 +729,7 @@ impl Db {
             cancel_siblings(&tx, run, &key, job).await?;
         }
         tx.commit().await?;
+        crate::metrics::global().completed(result, row.get::<_, Option<f64>>(4).unwrap_or(0.0));
         Ok(true)
     }
 

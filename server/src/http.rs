@@ -55,6 +55,8 @@ pub struct Settings {
     pub blob_dir: std::path::PathBuf,
     /// How long a job's cache grant works (at most; it also ends with the run).
     pub cache_grant_ttl: Duration,
+    /// The repository whose promotion ledger the web UI shows and approves in.
+    pub promotion: Option<crate::web::promote::Promotion>,
 }
 
 impl Default for Settings {
@@ -68,6 +70,7 @@ impl Default for Settings {
             tls: None,
             blob_dir: std::env::temp_dir().join("pipe-server-blobs"),
             cache_grant_ttl: Duration::from_secs(6 * 3600),
+            promotion: None,
         }
     }
 }
@@ -85,6 +88,17 @@ pub struct AppState {
 }
 
 type TokenCache = Arc<Mutex<HashMap<(bool, String), ((i64, String), Instant)>>>;
+
+impl AppState {
+    /// The database.
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+    /// The settings.
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+}
 
 /// How long a checked token is trusted without asking the database again.
 const TOKEN_TTL: Duration = Duration::from_secs(60);
@@ -205,8 +219,13 @@ fn rate_limited(state: &AppState, addr: IpAddr) -> ApiResult<()> {
 
 /// The router.
 pub fn router(state: Arc<AppState>) -> Router {
+    let ops = Router::new()
+        .route("/healthz", get(crate::metrics::healthz))
+        .route("/readyz", get(crate::metrics::readyz))
+        .route("/metrics", get(crate::metrics::metrics))
+        .with_state(state.db.clone());
+    let web = crate::web::routes(state.clone());
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
         .route("/openapi.json", get(openapi))
         .route("/api/v1/runs", post(submit))
         .route("/api/v1/runs/{run}", get(run_status))
@@ -240,9 +259,13 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .put(cache_put)
                 .layer(DefaultBodyLimit::disable()),
         )
+        .merge(crate::web::api_routes())
         .layer(DefaultBodyLimit::max(8 * 1024 * 1024))
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+        .merge(ops)
+        .merge(web)
+        .layer(axum::middleware::from_fn(crate::metrics::track))
 }
 
 /// Every error answer is a JSON `{"error": …}`, including axum's own rejections (a path or
@@ -392,6 +415,7 @@ async fn claim(
             "`agent` must not be empty".to_owned(),
         ));
     }
+    crate::metrics::global().agent_seen(&req.agent);
     let wait = Duration::from_millis(req.wait_ms.unwrap_or(0)).min(state.settings.max_wait);
     let deadline = tokio::time::Instant::now() + wait;
     let slots = req.slots.unwrap_or(1).clamp(1, 64);
@@ -844,8 +868,9 @@ async fn reaper(db: Db, wake: Arc<Notify>, lease: Duration) {
         tokio::time::sleep(every).await;
         match db.reap().await {
             Ok(expired) if !expired.is_empty() => {
+                crate::metrics::global().expired(expired.len());
                 for (job, attempt) in &expired {
-                    tracing::info!("lease of job {job} attempt {attempt} expired");
+                    tracing::info!(job, attempt, "lease expired");
                 }
                 wake.notify_waiters();
             }

@@ -8,6 +8,8 @@
 //! - [`http`]: the axum server: authentication, long-poll claims, rate limits.
 //! - [`agent`]: the agent: claim, run, heartbeat, stream logs, complete.
 //! - [`client`]: the blocking HTTP client `pipe submit` and the tests use.
+//! - [`metrics`]: `/metrics` (Prometheus text), `/healthz` and `/readyz`.
+//! - [`web`]: the web UI (runs, live logs, promotion approvals).
 
 pub mod agent;
 pub mod api;
@@ -16,6 +18,8 @@ pub mod client;
 pub mod db;
 pub mod git;
 pub mod http;
+pub mod metrics;
 pub mod plan;
 pub mod secret;
 pub mod testing;
+pub mod web;

@@ -11,7 +11,8 @@
 //! approvals and the ledger end to end; `promote_deploy` drives deploys, verifies and
 //! rollbacks through `pipe run` and `pipe promote` behind real nginx; `deploy` drives `pipe rollback`, `evidence` and `metrics`;
 //! `server` drives `pipe server`, `pipe agent` and `pipe submit` on a real PostgreSQL with their
-//! failure cases; `docker` runs jobs in containers on the real engine; `image` drives `pipe image`
+//! failure cases; `web` drives the server's metrics, readiness, web UI (headless Chromium) and
+//! the Compose deployment; `docker` runs jobs in containers on the real engine; `image` drives `pipe image`
 //! against skopeo, umoci, a real registry and the engine, and runs `pipelines/release.yml`.
 
 mod bad_input;
@@ -33,3 +34,4 @@ mod scan_targets;
 mod server;
 mod snapshots;
 mod stepcache;
+mod web;

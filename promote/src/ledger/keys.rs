@@ -231,6 +231,24 @@ impl SshSigner {
         Ok(SshSigner { key })
     }
 
+    /// The signer `pipe server` uses for approvals given in its web UI: an ed25519 key whose
+    /// seed lives at `path` (created 0600 on first use, like the ledger key). The approval's
+    /// actor is the user the server authenticated; this key vouches for that.
+    pub fn load_or_create_seed(path: &Path) -> Result<SshSigner, KeyError> {
+        let seed = SystemKey::load_or_create(path)?.key.to_bytes();
+        let pair = ssh_key::private::Ed25519Keypair::from_seed(&seed);
+        let key = ssh_key::PrivateKey::new(
+            ssh_key::private::KeypairData::Ed25519(pair),
+            "pipe-server-web",
+        )
+        .map_err(|e| KeyError::File {
+            what: "cannot derive an SSH key from",
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(SshSigner { key })
+    }
+
     /// The public key.
     pub fn public(&self) -> &ssh_key::PublicKey {
         self.key.public_key()

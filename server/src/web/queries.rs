@@ -1,0 +1,159 @@
+//! The UI's reads (and the step-summary write), kept apart from the queue's statements in
+//! `db`.
+
+use serde::Serialize;
+
+use crate::db::{Db, DbResult, hash_token};
+
+/// A row of the runs list.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRow {
+    /// Id.
+    pub id: i64,
+    /// Workflow path.
+    pub workflow: String,
+    /// Event.
+    pub event: String,
+    /// `running` or `done`.
+    pub state: String,
+    /// Conclusion when done.
+    pub conclusion: Option<String>,
+    /// Jobs in all.
+    pub jobs: i64,
+    /// Jobs done.
+    pub done: i64,
+    /// Submitted (RFC 3339, UTC).
+    pub created: String,
+    /// Seconds from submission to the end (or now).
+    pub seconds: f64,
+}
+
+/// The latest `limit` runs.
+pub async fn runs(db: &Db, limit: i64) -> DbResult<Vec<RunRow>> {
+    let c = db.client().await?;
+    let rows = c
+        .query(
+            "SELECT r.id, r.workflow_path, r.event, r.state, r.conclusion,
+                    (SELECT count(*) FROM jobs j WHERE j.run_id = r.id),
+                    (SELECT count(*) FROM jobs j WHERE j.run_id = r.id AND j.state = 'done'),
+                    to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    extract(epoch FROM coalesce(r.finished_at, now()) - r.created_at)::float8
+             FROM runs r ORDER BY r.id DESC LIMIT $1",
+            &[&limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| RunRow {
+            id: r.get(0),
+            workflow: r.get(1),
+            event: r.get(2),
+            state: r.get(3),
+            conclusion: r.get(4),
+            jobs: r.get(5),
+            done: r.get(6),
+            created: r.get(7),
+            seconds: r.get(8),
+        })
+        .collect())
+}
+
+/// New log text of a job.
+#[derive(Clone, Debug, Serialize)]
+pub struct LogSince {
+    /// The attempt shown (the accepted one, else the latest).
+    pub attempt: i32,
+    /// Whether the client must drop what it showed (the attempt changed).
+    pub reset: bool,
+    /// Chunks after the offset asked for, in order: `[offset, text]`.
+    pub chunks: Vec<(i64, String)>,
+    /// The job is done: no more text will come.
+    pub done: bool,
+    /// The job's state.
+    pub state: String,
+}
+
+/// The chunks of a job's current attempt after byte offset `after`; `None` when there is no
+/// such job.
+pub async fn log_since(
+    db: &Db,
+    job: i64,
+    shown_attempt: Option<i32>,
+    after: i64,
+) -> DbResult<Option<LogSince>> {
+    let c = db.client().await?;
+    let Some(row) = c
+        .query_opt(
+            "SELECT coalesce(accepted_attempt, attempt), state FROM jobs WHERE id = $1",
+            &[&job],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let attempt: i32 = row.get(0);
+    let state: String = row.get(1);
+    let reset = shown_attempt.is_some_and(|a| a != attempt);
+    let after = if reset { -1 } else { after };
+    let chunks = c
+        .query(
+            "SELECT \"offset\", data FROM log_chunks
+             WHERE job_id = $1 AND attempt = $2 AND \"offset\" > $3
+             ORDER BY \"offset\" LIMIT 500",
+            &[&job, &attempt, &after],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)))
+        .collect::<Vec<_>>();
+    // Done once the job is done and this answer holds the last chunk.
+    let done = state == "done" && chunks.len() < 500;
+    Ok(Some(LogSince {
+        attempt,
+        reset,
+        chunks,
+        done,
+        state,
+    }))
+}
+
+/// The step summaries of a job's accepted (or latest) attempt.
+pub async fn summary(db: &Db, job: i64) -> DbResult<Option<String>> {
+    let c = db.client().await?;
+    let row = c
+        .query_opt(
+            "SELECT s.markdown FROM jobs j JOIN web_step_summaries s
+               ON s.job_id = j.id AND s.attempt = coalesce(j.accepted_attempt, j.attempt)
+             WHERE j.id = $1",
+            &[&job],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Stores an attempt's step summaries while its lease is held; `false` when it is not.
+pub async fn put_summary(
+    db: &Db,
+    job: i64,
+    attempt: i32,
+    token: &str,
+    markdown: &str,
+) -> DbResult<bool> {
+    let secrets = match db.lease_secrets(job, attempt, token).await {
+        Ok(s) => s,
+        Err(crate::db::DbError::Fenced { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let markdown = crate::secret::mask(markdown, &secrets);
+    let c = db.client().await?;
+    let n = c
+        .execute(
+            "INSERT INTO web_step_summaries (job_id, attempt, markdown)
+             SELECT id, attempt, $4 FROM jobs
+             WHERE id = $1 AND attempt = $2 AND state = 'leased' AND lease_token_hash = $3
+             ON CONFLICT (job_id, attempt) DO UPDATE SET markdown = excluded.markdown",
+            &[&job, &attempt, &hash_token(token), &markdown],
+        )
+        .await?;
+    Ok(n > 0)
+}
