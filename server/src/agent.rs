@@ -308,7 +308,7 @@ fn run_job(opts: &AgentOptions, client: &Client, job: &ClaimedJob) -> Result<Str
     };
 
     let result = execute(opts, client, job, &base, &ws, &log, &fenced, &cancel);
-    let step_summaries = step_summaries(opts, &ws, &base.join("summary.json"));
+    let step_summaries = step_summaries(&base.join("state"), &ws, &base.join("summary.json"));
     if !step_summaries.is_empty() && !fenced.load(Ordering::SeqCst) {
         // For the web UI; best effort (a lost summary never fails the job).
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -771,8 +771,8 @@ fn upload_artifacts(
 }
 
 /// The step summaries (`GITHUB_STEP_SUMMARY`) the job's `pipe run` recorded, one Markdown
-/// text for all its legs (empty when there are none).
-fn step_summaries(opts: &AgentOptions, ws: &Path, summary: &Path) -> String {
+/// text for all its legs (empty when there are none); `state` is the job's own state folder.
+fn step_summaries(state: &Path, ws: &Path, summary: &Path) -> String {
     let Some(run) = std::fs::read_to_string(summary)
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -781,7 +781,7 @@ fn step_summaries(opts: &AgentOptions, ws: &Path, summary: &Path) -> String {
         return String::new();
     };
     let root = ws.canonicalize().unwrap_or_else(|_| ws.to_path_buf());
-    let dir = pipe_runner::dirs::repo_state_dir(&opts.work_dir.join("state"), &root)
+    let dir = pipe_runner::dirs::repo_state_dir(state, &root)
         .join("runs")
         .join(run.to_string())
         .join("summaries");

@@ -98,6 +98,10 @@ impl AppState {
     pub(crate) fn settings(&self) -> &Settings {
         &self.settings
     }
+    /// The blob store (artifact files, cache entries).
+    pub(crate) fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
 }
 
 /// How long a checked token is trusted without asking the database again.

@@ -1447,6 +1447,40 @@ fn a_job_on_agent_two_reads_the_artifact_a_job_on_agent_one_uploaded_and_the_cac
         std::fs::read_to_string(&blob).expect("blob"),
         "built-on-one\n"
     );
+    // The web UI's run page lists the artifact and serves its files by digest.
+    let curl = |url: &str| -> (String, String) {
+        let out = Command::new("curl")
+            .args(["-s", "-D", "-", "-H"])
+            .arg(format!("Authorization: Bearer {}", f.user_token))
+            .arg(url)
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        (head.to_owned(), body.to_owned())
+    };
+    let (_, page) = curl(&format!("{}/ui/runs/{run}", f.url));
+    let link = format!("/ui/runs/{run}/blobs/{}?file=a.txt", file.digest);
+    assert!(
+        page.contains("id=\"artifacts\"") && page.contains("bundle"),
+        "{page}"
+    );
+    assert!(page.contains(&link) && page.contains("sub/b.txt"), "{page}");
+    let (head, body) = curl(&format!("{}{link}", f.url));
+    assert_eq!(body, "built-on-one\n", "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-disposition: attachment; filename=\"a.txt\""),
+        "{head}"
+    );
+    // A digest that is not a file of this run is not served.
+    let (head, _) = curl(&format!(
+        "{}/ui/runs/{}/blobs/{}",
+        f.url,
+        run + 1,
+        file.digest
+    ));
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 
     // The step cache goes through the server: a cached step that ran on agent one is a hit
     // on agent two, whose own cache folder is empty.

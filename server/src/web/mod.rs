@@ -47,6 +47,7 @@ pub fn routes(app: Arc<AppState>) -> Router {
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/runs/{run}", get(run_page))
+        .route("/ui/runs/{run}/blobs/{digest}", get(artifact_file))
         .route("/ui/api/runs", get(runs_fragment))
         .route("/ui/api/runs/{run}", get(run_json))
         .route("/ui/api/jobs/{job}/log", get(job_log))
@@ -254,12 +255,76 @@ async fn run_page(
         Err(r) => return r,
     };
     match app.db().run_status(run).await {
-        Ok(status) => axum::response::Html(pages::run(&u, &status)).into_response(),
+        Ok(status) => {
+            // The page still shows the run when its artifacts cannot be read.
+            let artifacts = match app.db().artifacts(run).await {
+                Ok(list) => list.artifacts,
+                Err(e) => {
+                    tracing::warn!(run, error = %e, "cannot read the run's artifacts");
+                    Vec::new()
+                }
+            };
+            axum::response::Html(pages::run(&u, &status, &artifacts)).into_response()
+        }
         Err(crate::db::DbError::NotFound(_)) => {
             html_error(StatusCode::NOT_FOUND, &format!("run {run} not found"))
         }
         Err(e) => unavailable(&e),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct FileQuery {
+    file: Option<String>,
+}
+
+/// One file of a run's artifacts, by its SHA-256, as a download.
+async fn artifact_file(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((run, digest)): Path<(i64, String)>,
+    axum::extract::Query(q): axum::extract::Query<FileQuery>,
+) -> Response {
+    if let Err(r) = user(&app, &headers, true).await {
+        return r;
+    }
+    let not_found = || {
+        html_error(
+            StatusCode::NOT_FOUND,
+            &format!("`{digest}` is not a file of run {run}'s artifacts"),
+        )
+    };
+    if !crate::blobs::valid_digest(&digest) {
+        return not_found();
+    }
+    match app.db().run_has_blob(run, &digest).await {
+        Ok(true) => {}
+        Ok(false) => return not_found(),
+        Err(e) => return unavailable(&e),
+    }
+    let Some((body, size)) = app.blobs().open(&digest).await else {
+        return not_found();
+    };
+    // Only a plain file name goes into the header; anything else downloads as the digest.
+    let name = q
+        .file
+        .filter(|f| {
+            !f.is_empty()
+                && f.len() <= 255
+                && f.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+' | ' '))
+        })
+        .unwrap_or_else(|| digest.clone());
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, size)
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        )
+        .header("x-content-type-options", "nosniff")
+        .body(body)
+        .unwrap_or_else(|_| html_error(StatusCode::INTERNAL_SERVER_ERROR, "cannot send the file"))
 }
 
 async fn run_json(

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::User;
 use super::queries::RunRow;
-use crate::api::{JobStatus, RunStatus};
+use crate::api::{Artifact, JobStatus, RunStatus};
 
 /// Escapes text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -185,7 +185,7 @@ fn job_class(j: &JobStatus) -> String {
 }
 
 /// A run's page: the DAG, then the selected job's panel (filled by the script).
-pub fn run(user: &User, run: &RunStatus) -> String {
+pub fn run(user: &User, run: &RunStatus, artifacts: &[Artifact]) -> String {
     let levels = levels(&run.jobs);
     let depth = levels.iter().copied().max().map_or(0, |m| m + 1);
     let mut dag = String::from("<div class=\"dag\" id=\"dag\">");
@@ -224,8 +224,9 @@ pub fn run(user: &User, run: &RunStatus) -> String {
            <div class=\"log\" id=\"log\" role=\"log\" aria-live=\"polite\"></div>\
            <h3>Outputs</h3><table class=\"outputs\" id=\"outputs\"><tbody></tbody></table>\
            <h3>Step summaries</h3><div class=\"summary\" id=\"summary\"><p class=\"empty\">none yet</p></div>\
-         </section>",
+         </section>{artifacts}",
         id = run.id,
+        artifacts = artifacts_section(run.id, artifacts),
         wf = esc(&run.workflow_path),
         ev = esc(&run.event),
         badge = badge(&run.state, run.conclusion.as_deref()),
@@ -235,6 +236,84 @@ pub fn run(user: &User, run: &RunStatus) -> String {
         Some(user),
         &format!("<div id=\"run\" data-run=\"{}\">{body}</div>", run.id),
     )
+}
+
+/// How many files of one artifact the run page links to (the rest are counted).
+const ARTIFACT_FILES_SHOWN: usize = 50;
+
+/// The run's artifacts: name, uploading job, size, and a download link per file.
+pub fn artifacts_section(run: i64, artifacts: &[Artifact]) -> String {
+    let mut out = String::from("<section class=\"artifacts\" id=\"artifacts\"><h2>Artifacts</h2>");
+    if artifacts.is_empty() {
+        out.push_str("<p class=\"empty\">none</p></section>");
+        return out;
+    }
+    out.push_str("<ul>");
+    for a in artifacts {
+        let bytes: i64 = a.files.iter().map(|f| f.size).sum();
+        let _ = write!(
+            out,
+            "<li class=\"artifact\" data-artifact=\"{name}\"><strong>{name}</strong> \
+             <small>{n} file{s}, {size} · job {job} attempt {attempt}</small><ul>",
+            name = esc(&a.name),
+            n = a.files.len(),
+            s = if a.files.len() == 1 { "" } else { "s" },
+            size = human_size(bytes),
+            job = a.job_id,
+            attempt = a.attempt,
+        );
+        for f in a.files.iter().take(ARTIFACT_FILES_SHOWN) {
+            let _ = write!(
+                out,
+                "<li><a href=\"/ui/runs/{run}/blobs/{digest}?file={file}\">{path}</a> \
+                 <small>{size}</small></li>",
+                digest = esc(&f.digest),
+                file = esc(&query_escape(f.path.rsplit('/').next().unwrap_or(&f.path))),
+                path = esc(&f.path),
+                size = human_size(f.size),
+            );
+        }
+        if a.files.len() > ARTIFACT_FILES_SHOWN {
+            let _ = write!(
+                out,
+                "<li><small>and {} more</small></li>",
+                a.files.len() - ARTIFACT_FILES_SHOWN
+            );
+        }
+        out.push_str("</ul></li>");
+    }
+    out.push_str("</ul></section>");
+    out
+}
+
+/// Bytes as `12.3 KiB`.
+fn human_size(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    #[allow(clippy::cast_precision_loss)]
+    let mut v = bytes.max(0) as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986) for a query value.
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
 
 /// Markdown (a step summary) as HTML; raw HTML in it is shown as text, never interpreted,
@@ -303,6 +382,34 @@ mod tests {
             leg: None,
             name: None,
         }
+    }
+
+    #[test]
+    fn artifacts_link_each_file_by_digest_and_escape_names() {
+        let a = Artifact {
+            name: "<b>bundle".into(),
+            job_id: 7,
+            attempt: 2,
+            info: serde_json::json!({}),
+            files: vec![crate::api::ArtifactFile {
+                path: "sub/a b.txt".into(),
+                digest: "ab".repeat(32),
+                size: 2048,
+                mode: 0o644,
+            }],
+        };
+        let html = artifacts_section(3, &[a]);
+        assert!(html.contains("&lt;b&gt;bundle"), "{html}");
+        assert!(!html.contains("<b>bundle"), "{html}");
+        assert!(
+            html.contains(&format!(
+                "/ui/runs/3/blobs/{}?file=a%20b.txt",
+                "ab".repeat(32)
+            )),
+            "{html}"
+        );
+        assert!(html.contains("1 file, 2.0 KiB · job 7 attempt 2"), "{html}");
+        assert!(artifacts_section(3, &[]).contains("none"));
     }
 
     #[test]
