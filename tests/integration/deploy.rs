@@ -426,19 +426,7 @@ fn staging_then_blue_green_production_with_automatic_and_manual_rollback() {
     let sb = Sandbox::new();
     let services = sb.tmp.path().join("svc");
     std::fs::create_dir_all(&services).expect("mkdir");
-    struct Kill(PathBuf);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            for e in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
-                if e.path().extension().is_some_and(|x| x == "pid")
-                    && let Ok(pid) = std::fs::read_to_string(e.path())
-                {
-                    let _ = Command::new("kill").arg(pid.trim()).status();
-                }
-            }
-        }
-    }
-    let _kill = Kill(services.clone());
+    let _kill = support::KillPidFiles(services.clone());
     let script = support::testdata().join("start-slot.sh");
     let ctx = Context {
         state_dir: sb.state(),

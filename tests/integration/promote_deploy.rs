@@ -136,19 +136,6 @@ jobs:
     )
 }
 
-struct Kill(PathBuf);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        for e in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
-            if e.path().extension().is_some_and(|x| x == "pid")
-                && let Ok(pid) = std::fs::read_to_string(e.path())
-            {
-                let _ = Command::new("kill").arg(pid.trim()).status();
-            }
-        }
-    }
-}
-
 fn have_git() -> bool {
     let ok = Command::new("git").arg("--version").output().is_ok();
     if !ok {
@@ -185,8 +172,9 @@ fn a_release_is_deployed_verified_and_rolled_back_through_pipe_promote() {
     for d in [&root.join(".github/workflows"), &root.join(".pipe"), &svc] {
         std::fs::create_dir_all(d).expect("mkdir");
     }
-    let _kill = Kill(svc.clone());
     let repo = Repo { dir, root };
+    // After `repo`, so it is dropped first: the pid files are read before the folder goes.
+    let _kill = support::KillPidFiles(svc.clone());
 
     let stg_port = support::free_port();
     let stg = support::Nginx::start(

@@ -182,6 +182,23 @@ impl Drop for Nginx {
 }
 
 /// GET with a short timeout: (status, body) or the error.
+/// Kills, when dropped, every process whose pid is in a `*.pid` file of a folder (services a
+/// deploy script started in the background). Declare it after whatever owns the folder, so it
+/// is dropped first and still finds the files.
+pub struct KillPidFiles(pub PathBuf);
+
+impl Drop for KillPidFiles {
+    fn drop(&mut self) {
+        for e in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            if e.path().extension().is_some_and(|x| x == "pid")
+                && let Ok(pid) = std::fs::read_to_string(e.path())
+            {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+    }
+}
+
 pub fn get(url: &str) -> Result<(u16, String), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
