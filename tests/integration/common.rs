@@ -135,6 +135,14 @@ pub fn validate_json(dir: &Path, files: &[String]) -> (Vec<Finding>, Option<i32>
 }
 
 /// Whether tests that need an outside tool must fail instead of skipping (decisions.md).
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }

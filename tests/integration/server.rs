@@ -98,12 +98,7 @@ fn pipe_out(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (Option<i32>, St
     )
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
+use super::common::free_port;
 
 /// A database, a server and the two tokens.
 struct Fixture {

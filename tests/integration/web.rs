@@ -8,7 +8,6 @@
 //! Each test skips when a tool is missing on a developer machine and fails when `CI=true`.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -73,12 +72,7 @@ fn pipe_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, Str
     )
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
+use super::common::free_port;
 
 /// A database, a server and two tokens.
 struct Server {
