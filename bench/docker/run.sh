@@ -2,6 +2,8 @@
 # Container overhead of pipe's docker executor against the engine itself, measured in one run:
 #   peers (shared/bench/peers/docker.sh): `docker run --rm`, `docker exec`, create+start+rm,
 #     and the raw Engine API (docker_api_bench.py: create+start+wait, exec create+start+inspect)
+#   api_bridge.py: the Engine API on the bridge network job containers use, and pipe's own job
+#     model done by the API alone (create, start, an exec per step, forced remove)
 #   pipe: per-step overhead in a running job container (a job of 21 steps minus a job of 1,
 #     divided by 20), per-job container start (a 1-step job in a container minus the same job
 #     on the host), and 50 jobs x 5 steps at -p 2.
@@ -69,7 +71,11 @@ hyperfine -N --warmup 1 --runs 3 --export-json "$W/fifty.json" \
   "sh -c '$(run "$W/fifty" "-p 2")'"
 hyperfine -N --warmup 2 --runs "$N" --export-json "$W/bridge.json" \
   "docker run --rm $IMG true"
-python3 - "$W/pipe.json" "$W/fifty.json" "$W/peers/docker_cli.json" "$W/bridge.json" <<'PY'
+python3 "$here/api_bridge.py" "$IMG" "$N" > "$W/api_bridge.txt"
+python3 "$here/api_bridge.py" --jobs "$IMG" 50 5 2 >> "$W/api_bridge.txt"
+python3 "$here/api_bridge.py" --jobs "$IMG" 20 1 1 >> "$W/api_bridge.txt"
+cat "$W/api_bridge.txt"
+python3 - "$W/pipe.json" "$W/fifty.json" "$W/peers/docker_cli.json" "$W/bridge.json" "$W/api_bridge.txt" <<'PY'
 import json, statistics, sys
 def meds(path):
     return [statistics.median(r["times"]) for r in json.load(open(path))["results"]]
@@ -77,8 +83,17 @@ host1, s1, s21 = meds(sys.argv[1])
 fifty = meds(sys.argv[2])[0]
 run_rm, exec_, _, _ = meds(sys.argv[3])
 bridge = meds(sys.argv[4])[0]
+api = dict(l.rsplit(" ", 1) for l in open(sys.argv[5]).read().splitlines())
+api_csw, api_total = float(api["api-bridge c+s+w"]), float(api["api-bridge total"])
 print(f"pipe per-step overhead in a job container: {(s21 - s1) / 20 * 1e3:.1f} ms (docker exec CLI {exec_ * 1e3:.1f} ms)")
 print(f"pipe per-job container start (+remove):    {(s1 - host1) * 1e3:.1f} ms "
       f"(docker run --rm: {run_rm * 1e3:.1f} ms with --network none, {bridge * 1e3:.1f} ms on the bridge)")
-print(f"pipe 50 jobs x 5 steps at -p 2:            {fifty:.2f} s")
+print(f"  vs the API on the same bridge network: c+s+w {api_csw:.1f} ms ({(s1 - host1) * 1e3 / api_csw:.2f}x), "
+      f"c+s+w+remove {api_total:.1f} ms ({(s1 - host1) * 1e3 / api_total:.2f}x)")
+api_jobs = float(api["api-jobs wall"])
+api_one = float(api["api-jobs-20-1-1 wall"]) / 20 * 1e3
+print(f"  vs the API doing pipe's job model (create, start, one exec, forced remove): "
+      f"{api_one:.1f} ms ({(s1 - host1) * 1e3 / api_one:.2f}x)")
+print(f"pipe 50 jobs x 5 steps at -p 2:            {fifty:.2f} s (the API doing the same on 2 threads: "
+      f"{api_jobs:.2f} s, {fifty / api_jobs:.2f}x)")
 PY
