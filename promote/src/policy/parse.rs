@@ -90,53 +90,50 @@ impl P {
         }
     }
 
-    fn bool(&mut self, node: &Node, what: &str) -> Option<bool> {
-        match &node.kind {
-            NodeKind::Scalar(s) => match s.value {
-                ScalarValue::Bool(b) => Some(b),
-                _ => {
-                    self.err(node, format!("{what} must be `true` or `false`"));
-                    None
-                }
-            },
-            _ => {
-                self.err(node, format!("{what} must be `true` or `false`"));
-                None
-            }
+    /// `value`, or an error at `node` saying what was expected.
+    fn expect<T>(
+        &mut self,
+        node: &Node,
+        value: Option<T>,
+        message: impl FnOnce() -> String,
+    ) -> Option<T> {
+        if value.is_none() {
+            self.err(node, message());
         }
+        value
+    }
+
+    fn bool(&mut self, node: &Node, what: &str) -> Option<bool> {
+        let value = match node.as_scalar().map(|s| s.value) {
+            Some(ScalarValue::Bool(b)) => Some(b),
+            _ => None,
+        };
+        self.expect(node, value, || format!("{what} must be `true` or `false`"))
     }
 
     fn number(&mut self, node: &Node, what: &str) -> Option<f64> {
-        match node
+        let value = match node
             .as_scalar()
             .map(|s| (s.value, s.text.trim_end_matches('%')))
         {
             Some((ScalarValue::Number(n), _)) => Some(n),
-            Some((ScalarValue::Str, t)) if t.parse::<f64>().is_ok() => t.parse().ok(),
-            _ => {
-                self.err(
-                    node,
-                    format!("{what} must be a number, not {}", node.describe()),
-                );
-                None
-            }
-        }
+            Some((ScalarValue::Str, t)) => t.parse::<f64>().ok(),
+            _ => None,
+        };
+        self.expect(node, value, || {
+            format!("{what} must be a number, not {}", node.describe())
+        })
     }
 
     fn count(&mut self, node: &Node, what: &str) -> Option<u32> {
-        match node.as_scalar() {
-            Some(s) if s.value != ScalarValue::Null => match s.text.parse::<u32>() {
-                Ok(n) if n > 0 => Some(n),
-                _ => {
-                    self.err(node, format!("{what} must be a whole number of at least 1"));
-                    None
-                }
-            },
-            _ => {
-                self.err(node, format!("{what} must be a whole number of at least 1"));
-                None
-            }
-        }
+        let value = node
+            .as_scalar()
+            .filter(|s| s.value != ScalarValue::Null)
+            .and_then(|s| s.text.parse::<u32>().ok())
+            .filter(|n| *n > 0);
+        self.expect(node, value, || {
+            format!("{what} must be a whole number of at least 1")
+        })
     }
 
     fn duration(&mut self, node: &Node, what: &str) -> Option<SignedDuration> {
