@@ -134,7 +134,6 @@ pub fn validate_json(dir: &Path, files: &[String]) -> (Vec<Finding>, Option<i32>
     (findings, run.code)
 }
 
-/// Whether tests that need an outside tool must fail instead of skipping (decisions.md).
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -143,6 +142,27 @@ pub fn free_port() -> u16 {
         .expect("port")
 }
 
+/// Waits until `path` exists, failing the test after `limit`; returns when the wait began.
+pub fn wait_for_file(path: &Path, limit: std::time::Duration) -> std::time::Instant {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < limit,
+            "{} never appeared within {limit:?}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    start
+}
+
+/// Sends `signal` to a child process.
+pub fn signal(child: &std::process::Child, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, signal).expect("signal the child");
+}
+
+/// Whether tests that need an outside tool must fail instead of skipping (decisions.md).
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }

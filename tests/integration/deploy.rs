@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pipe_deploy::Cancel;
 use pipe_deploy::engine::{Context, DeployRequest, Ending, deploy};
@@ -302,20 +302,9 @@ fn ctrl_c_during_a_rollback_leaves_the_environment_locked_and_recoverable() {
         .join("deploy")
         .join("staging")
         .join("inflight.json");
-    let start = Instant::now();
-    while !inflight.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "rollback never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let start = super::common::wait_for_file(&inflight, Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(200));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("kill");
+    super::common::signal(&child, nix::sys::signal::Signal::SIGINT);
     let out = child.wait_with_output().expect("wait");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
@@ -380,14 +369,7 @@ fn concurrent_rollbacks_wait_their_turn() {
         .join("deploy")
         .join("staging")
         .join("inflight.json");
-    let start = Instant::now();
-    while !inflight.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "rollback never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    super::common::wait_for_file(&inflight, Duration::from_secs(20));
     // the second one queues behind the first, then rolls back from what the first restored
     let (code, out, err) = sb.pipe(&["rollback", "staging", "--reason", "second in line"]);
     let first = first.wait_with_output().expect("wait");
@@ -596,19 +578,8 @@ fn sigterm_during_a_rollback_exits_143_and_keeps_the_record() {
         .join("deploy")
         .join("staging")
         .join("inflight.json");
-    let start = Instant::now();
-    while !inflight.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "rollback never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("kill");
+    super::common::wait_for_file(&inflight, Duration::from_secs(20));
+    super::common::signal(&child, nix::sys::signal::Signal::SIGTERM);
     let out = child.wait_with_output().expect("wait");
     assert_eq!(
         out.status.code(),

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -355,20 +355,9 @@ environments:
         .spawn()
         .expect("spawn");
     let inflight = repo.state().join("deploy/production/inflight.json");
-    let start = Instant::now();
-    while !inflight.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the deploy never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let start = super::common::wait_for_file(&inflight, Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(300));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("sigint");
+    super::common::signal(&child, nix::sys::signal::Signal::SIGINT);
     let out = child.wait_with_output().expect("wait");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");

@@ -165,15 +165,7 @@ fn spawn_pipe(dir: &Path, state: &Path, args: &[&str]) -> std::process::Child {
 }
 
 fn wait_for_file(path: &Path) {
-    let start = std::time::Instant::now();
-    while !path.exists() {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    super::common::wait_for_file(path, std::time::Duration::from_secs(20));
 }
 
 const GROUPED: &str = "on: push\nconcurrency:\n  group: deploy\n  cancel-in-progress: ${{ vars.CIP == 'yes' }}\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          echo start >> \"order-${{ vars.NAME }}\"\n          touch \"started-${{ vars.NAME }}\"\n          sleep ${{ vars.SLEEP }}\n          echo end >> \"order-${{ vars.NAME }}\"\n          date +%s%N > \"ended-${{ vars.NAME }}\"\n";
