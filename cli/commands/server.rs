@@ -1,6 +1,8 @@
 //! `pipe server`: serves the job queue API on PostgreSQL; `pipe server migrate` applies the
 //! schema; `pipe server token` creates agent and user tokens (printed once, stored hashed),
-//! `pipe server token list` lists them and `pipe server token revoke` revokes one.
+//! `pipe server token list` lists them and `pipe server token revoke` revokes one;
+//! `pipe server gc` removes expired artifacts, unused cache entries and unreferenced blobs
+//! (the server does the same every `--gc-interval`).
 
 use std::time::Duration;
 
@@ -51,8 +53,18 @@ pub struct ServerArgs {
     /// Where the server keeps its key (`server.key`, created 0600 on first start; it seals run
     /// secrets and signs cache grants) and its blobs (artifacts, cache). Servers sharing a
     /// database must share it. Default: `server/` in the state directory.
-    #[arg(long, env = "PIPE_SERVER_DATA", value_name = "DIR")]
+    #[arg(long, env = "PIPE_SERVER_DATA", value_name = "DIR", global = true)]
     pub data_dir: Option<std::path::PathBuf>,
+    /// Days an artifact is kept when its upload names no `retention-days`, and the most it
+    /// may name.
+    #[arg(long, default_value_t = 90, value_name = "DAYS", global = true)]
+    pub artifact_retention_days: u32,
+    /// Days an action-cache entry is kept after its last use.
+    #[arg(long, default_value_t = 7, value_name = "DAYS", global = true)]
+    pub cache_retention_days: u32,
+    /// Minutes between two collections of expired and unreferenced data (0: never).
+    #[arg(long, default_value_t = 60, value_name = "MINUTES")]
+    pub gc_interval: u64,
     #[command(subcommand)]
     pub action: Option<ServerAction>,
 }
@@ -62,6 +74,16 @@ pub struct ServerArgs {
 pub enum ServerAction {
     /// Apply the schema migrations the database lacks, then exit.
     Migrate,
+    /// Remove expired artifacts, unused cache entries and blobs nothing refers to, once, and
+    /// say what went.
+    Gc {
+        /// Keep what was stored in the last MINUTES (uploads in flight).
+        #[arg(long, default_value_t = 60, value_name = "MINUTES")]
+        grace: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a token and print it (it cannot be shown again); `list` and `revoke` manage
     /// the tokens.
     #[command(args_conflicts_with_subcommands = true)]
@@ -151,6 +173,28 @@ pub fn run(cli: &Cli, args: &ServerArgs) -> u8 {
                 };
                 output::stderr_write(text.as_bytes());
                 exit::SUCCESS
+            }
+            Some(ServerAction::Gc { grace, json }) => {
+                let Some(data_dir) = data_dir(cli, args) else {
+                    return exit::USAGE;
+                };
+                let policy = policy(args, Duration::from_secs(grace.saturating_mul(60)));
+                let store = pipe_server::blobs::BlobStore::new(&data_dir.join("blobs"));
+                match pipe_server::gc::collect(&db, &store, &policy).await {
+                    Ok(report) => {
+                        if *json {
+                            let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+                            let _ = output::stdout_write(format!("{text}\n").as_bytes());
+                        } else {
+                            output::stderr_write(format!("{report}\n").as_bytes());
+                        }
+                        exit::SUCCESS
+                    }
+                    Err(e) => {
+                        super::error(cli, &format!("garbage collection failed: {e}"), None);
+                        exit::INFRA
+                    }
+                }
             }
             Some(ServerAction::Token {
                 action: Some(action),
@@ -245,21 +289,38 @@ async fn token_action(cli: &Cli, db: &Db, action: &TokenAction) -> u8 {
     }
 }
 
-async fn serve(cli: &Cli, args: &ServerArgs, db: Db) -> u8 {
-    let data_dir = match args.data_dir.clone().map(Ok).unwrap_or_else(|| {
+/// The retention the flags set.
+fn policy(args: &ServerArgs, grace: Duration) -> pipe_server::gc::Policy {
+    pipe_server::gc::Policy {
+        artifact_days: args.artifact_retention_days,
+        cache_days: args.cache_retention_days,
+        grace,
+    }
+}
+
+/// `--data-dir`, or `server/` in the state directory (an error is reported).
+fn data_dir(cli: &Cli, args: &ServerArgs) -> Option<std::path::PathBuf> {
+    let dir = args.data_dir.clone().map(Ok).unwrap_or_else(|| {
         pipe_runner::dirs::state_root(&pipe_runner::dirs::process_env)
             .map(|d| d.join("server"))
             .map_err(|e| e.to_string())
-    }) {
-        Ok(d) => d,
+    });
+    match dir {
+        Ok(d) => Some(d),
         Err(e) => {
             super::error(
                 cli,
                 &format!("no data folder for the server: {e}"),
                 Some("pass `--data-dir DIR`"),
             );
-            return exit::USAGE;
+            None
         }
+    }
+}
+
+async fn serve(cli: &Cli, args: &ServerArgs, db: Db) -> u8 {
+    let Some(data_dir) = data_dir(cli, args) else {
+        return exit::USAGE;
     };
     let key = match pipe_server::secret::ServerKey::load_or_create(&data_dir.join("server.key")) {
         Ok(k) => k,
@@ -317,6 +378,12 @@ async fn serve(cli: &Cli, args: &ServerArgs, db: Db) -> u8 {
         tls,
         blob_dir: data_dir.join("blobs"),
         promotion,
+        gc: (args.gc_interval > 0).then(|| {
+            (
+                policy(args, Duration::from_secs(3600)),
+                Duration::from_secs(args.gc_interval.saturating_mul(60)),
+            )
+        }),
         ..Settings::default()
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<u8>();

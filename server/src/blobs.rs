@@ -59,6 +59,11 @@ impl BlobStore {
         }
     }
 
+    /// The store's folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Where a blob lives (whether or not it exists). `digest` must be valid.
     pub fn path(&self, digest: &str) -> PathBuf {
         self.root
@@ -115,6 +120,18 @@ impl BlobStore {
         }
         if tokio::fs::metadata(&dest).await.is_err() {
             tmp.persist(&dest).map_err(|e| BlobError::Io(e.error))?;
+        } else {
+            // Stored again: a fresh mtime keeps a collection running now from removing it
+            // before the upload records what refers to it (see `gc`).
+            let dest = dest.clone();
+            tokio::task::spawn_blocking(move || {
+                std::fs::File::options()
+                    .write(true)
+                    .open(&dest)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+            })
+            .await
+            .map_err(std::io::Error::other)??;
         }
         Ok((digest, size))
     }

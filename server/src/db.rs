@@ -897,7 +897,10 @@ impl Db {
         let c = self.pool.get().await?;
         let size = i64::try_from(size).unwrap_or(i64::MAX);
         c.execute(
-            "INSERT INTO blobs (digest, size) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            // `created_at` is when it was last stored: a fresh upload of an old blob is not
+            // collected before what refers to it is recorded (see `gc`).
+            "INSERT INTO blobs (digest, size) VALUES ($1, $2)
+             ON CONFLICT (digest) DO UPDATE SET created_at = now()",
             &[&digest, &size],
         )
         .await?;
@@ -1064,12 +1067,24 @@ impl Db {
     /// The blob holding an action-cache entry.
     pub async fn cache_ac_get(&self, scope: &str, digest: &str) -> DbResult<Option<String>> {
         let c = self.pool.get().await?;
-        Ok(c.query_opt(
-            "SELECT blob FROM cache_ac WHERE scope = $1 AND digest = $2",
-            &[&scope, &digest],
-        )
-        .await?
-        .map(|r| r.get(0)))
+        // A read keeps the entry (cache retention counts from the last use); the row is
+        // written at most once an hour.
+        let row = c
+            .query_opt(
+                "SELECT blob, updated_at < now() - interval '1 hour' FROM cache_ac
+                  WHERE scope = $1 AND digest = $2",
+                &[&scope, &digest],
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        if row.get::<_, bool>(1) {
+            c.execute(
+                "UPDATE cache_ac SET updated_at = now() WHERE scope = $1 AND digest = $2",
+                &[&scope, &digest],
+            )
+            .await?;
+        }
+        Ok(Some(row.get(0)))
     }
 
     /// Sets an action-cache entry to a stored blob.

@@ -57,6 +57,8 @@ pub struct Settings {
     pub cache_grant_ttl: Duration,
     /// The repository whose promotion ledger the web UI shows and approves in.
     pub promotion: Option<crate::web::promote::Promotion>,
+    /// Retention, and how often to collect what it lets go (none: never).
+    pub gc: Option<(crate::gc::Policy, Duration)>,
 }
 
 impl Default for Settings {
@@ -71,6 +73,7 @@ impl Default for Settings {
             blob_dir: std::env::temp_dir().join("pipe-server-blobs"),
             cache_grant_ttl: Duration::from_secs(6 * 3600),
             promotion: None,
+            gc: None,
         }
     }
 }
@@ -925,6 +928,14 @@ pub async fn serve(
     let tokens: TokenCache = Arc::new(Mutex::new(HashMap::new()));
     let listen_task = tokio::spawn(listen(db.clone(), wake.clone(), tokens.clone()));
     let reap_task = tokio::spawn(reaper(db.clone(), wake.clone(), settings.lease));
+    let gc_task = settings.gc.clone().map(|(policy, every)| {
+        tokio::spawn(crate::gc::periodically(
+            db.clone(),
+            BlobStore::new(&settings.blob_dir),
+            policy,
+            every,
+        ))
+    });
     let state = Arc::new(AppState {
         db,
         wake,
@@ -947,6 +958,9 @@ pub async fn serve(
     };
     listen_task.abort();
     reap_task.abort();
+    if let Some(t) = gc_task {
+        t.abort();
+    }
     r
 }
 

@@ -8,6 +8,7 @@
 //! - [`http`]: the axum server: authentication, long-poll claims, rate limits.
 //! - [`agent`]: the agent: claim, run, heartbeat, stream logs, complete.
 //! - [`client`]: the blocking HTTP client `pipe submit` and the tests use.
+//! - [`gc`]: retention (artifacts, cache entries) and collection of unreferenced blobs.
 //! - [`metrics`]: `/metrics` (Prometheus text), `/healthz` and `/readyz`.
 //! - [`web`]: the web UI (runs, live logs, promotion approvals).
 
@@ -16,6 +17,7 @@ pub mod api;
 pub mod blobs;
 pub mod client;
 pub mod db;
+pub mod gc;
 pub mod git;
 pub mod http;
 pub mod metrics;

@@ -32,6 +32,7 @@ mod run_cli;
 mod scan;
 mod scan_targets;
 mod server;
+mod server_gc;
 mod snapshots;
 mod stepcache;
 mod web;
