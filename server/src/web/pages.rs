@@ -746,6 +746,13 @@ pub fn markdown(md: &str) -> String {
         Parser::new_ext(md, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH).map(|ev| {
             match ev {
                 Event::Html(h) | Event::InlineHtml(h) => Event::Text(h),
+                // Column alignment would be a `style` attribute, which the page's CSP blocks
+                // (and reports as an error in the browser's console).
+                Event::Start(Tag::Table(cols)) => Event::Start(Tag::Table(
+                    cols.iter()
+                        .map(|_| pulldown_cmark::Alignment::None)
+                        .collect(),
+                )),
                 Event::Start(Tag::Link {
                     link_type,
                     dest_url,
@@ -949,6 +956,10 @@ mod tests {
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
         assert!(!html.contains("javascript:"), "{html}");
+        // Aligned columns (as `pipe run`'s results summary has) carry no inline style.
+        let table = markdown("| a | b |\n|:---|---:|\n| 1 | 2 |\n");
+        assert!(table.contains("<td>2</td>"), "{table}");
+        assert!(!table.contains("style="), "{table}");
     }
 
     #[test]
