@@ -533,9 +533,8 @@ async fn put_summary(
     Path(p): Path<AttemptPath>,
     body: Bytes,
 ) -> Response {
-    let token = match job_token(&headers) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let Some(token) = job_token(&headers) else {
+        return no_job_token();
     };
     let text = String::from_utf8_lossy(&body);
     if text.contains('\0') {
@@ -555,19 +554,21 @@ fn api_error(status: StatusCode, m: String) -> Response {
     (status, axum::Json(serde_json::json!({ "error": m }))).into_response()
 }
 
-/// The job token of an agent request, or the 401 answer.
-fn job_token(headers: &HeaderMap) -> Result<&str, Response> {
+/// The job token of an agent request.
+fn job_token(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .ok_or_else(|| {
-            api_error(
-                StatusCode::UNAUTHORIZED,
-                "the job token from the claim is required (`Authorization: Bearer …`)".into(),
-            )
-        })
+}
+
+/// The answer to an agent request without a job token.
+fn no_job_token() -> Response {
+    api_error(
+        StatusCode::UNAUTHORIZED,
+        "the job token from the claim is required (`Authorization: Bearer …`)".into(),
+    )
 }
 
 /// The answer to a write under a job's lease.
@@ -600,9 +601,8 @@ async fn put_results(
     Path(p): Path<AttemptPath>,
     body: Bytes,
 ) -> Response {
-    let token = match job_token(&headers) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let Some(token) = job_token(&headers) else {
+        return no_job_token();
     };
     let results = match serde_json::from_slice::<serde_json::Value>(&body) {
         Ok(v) if v.is_object() => v,
