@@ -167,26 +167,61 @@ pub fn subjects_of(
     summary: &Summary,
     run_dir: &Path,
 ) -> Result<Vec<Subject>, BuildError> {
+    subjects_from(
+        spec,
+        summary.run,
+        |job, output| {
+            summary
+                .jobs
+                .iter()
+                .filter(|j| j.id == job)
+                .filter_map(|j| j.outputs.get(output))
+                .find(|v| !v.is_empty())
+                .cloned()
+        },
+        |name| {
+            let root = run_dir.join("artifacts").join(name).join("files");
+            let mut files = Vec::new();
+            walk(&root, &root, &mut files)?;
+            files
+                .into_iter()
+                .map(|(rel, path)| {
+                    let bytes = std::fs::read(&path).map_err(|e| BuildError::Io {
+                        what: "cannot read",
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                    Ok((rel, sha256_id(&bytes)))
+                })
+                .collect()
+        },
+    )
+}
+
+/// Resolves the subjects of run `run` from where its facts are kept: `output(job, name)` is
+/// the first non-empty value of a job's output, `artifact(name)` the regular files of an
+/// artifact as (path relative to the artifact, `sha256:` digest). `pipe run` reads its run
+/// folder ([`subjects_of`]); `pipe server` reads its database and blob store, so a run on
+/// either names the same build.
+pub fn subjects_from(
+    spec: &BuildSpec,
+    run: u64,
+    output: impl Fn(&str, &str) -> Option<String>,
+    artifact: impl Fn(&str) -> Result<Vec<(String, String)>, BuildError>,
+) -> Result<Vec<Subject>, BuildError> {
     let mut out = Vec::new();
     for s in &spec.subjects {
         match &s.source {
-            SubjectSource::Output { job, output } => {
-                let values: Vec<&String> = summary
-                    .jobs
-                    .iter()
-                    .filter(|j| &j.id == job)
-                    .filter_map(|j| j.outputs.get(output))
-                    .filter(|v| !v.is_empty())
-                    .collect();
-                let Some(v) = values.first() else {
+            SubjectSource::Output { job, output: name } => {
+                let Some(v) = output(job, name) else {
                     return Err(BuildError::Subject(format!(
-                        "subject `{}`: job `{job}` has no output `{output}` in run {}",
-                        s.name, summary.run
+                        "subject `{}`: job `{job}` has no output `{name}` in run {run}",
+                        s.name
                     )));
                 };
-                let digest = digest_in(v).ok_or_else(|| {
+                let digest = digest_in(&v).ok_or_else(|| {
                     BuildError::Subject(format!(
-                        "subject `{}`: output `{job}.{output}` is `{v}`, not a `sha256:` digest",
+                        "subject `{}`: output `{job}.{name}` is `{v}`, not a `sha256:` digest",
                         s.name
                     ))
                 })?;
@@ -196,24 +231,17 @@ pub fn subjects_of(
                 });
             }
             SubjectSource::Artifact(name) => {
-                let root = run_dir.join("artifacts").join(name).join("files");
-                let mut files = Vec::new();
-                walk(&root, &root, &mut files)?;
+                let files = artifact(name)?;
                 if files.is_empty() {
                     return Err(BuildError::Subject(format!(
-                        "subject `{}`: run {} uploaded no artifact `{name}`",
-                        s.name, summary.run
+                        "subject `{}`: run {run} uploaded no artifact `{name}`",
+                        s.name
                     )));
                 }
-                for (rel, path) in files {
-                    let bytes = std::fs::read(&path).map_err(|e| BuildError::Io {
-                        what: "cannot read",
-                        path: path.clone(),
-                        message: e.to_string(),
-                    })?;
+                for (rel, digest) in files {
                     out.push(Subject {
                         name: format!("{}/{rel}", s.name),
-                        digest: sha256_id(&bytes),
+                        digest,
                     });
                 }
             }
@@ -303,6 +331,14 @@ pub struct RunFacts<'a> {
     pub git_ref: &'a str,
 }
 
+/// Whether runs of `workflow` produce builds under `spec` (its `workflow:`, when set, names
+/// the file).
+pub fn spec_applies(spec: &BuildSpec, workflow: &str) -> bool {
+    spec.workflow
+        .as_ref()
+        .is_none_or(|w| Path::new(w) == Path::new(workflow) || workflow.ends_with(w.as_str()))
+}
+
 /// Registers the build a run produced (when the run's workflow matches `spec.workflow`).
 /// Returns `None` when the spec does not apply to this run.
 pub fn register(
@@ -312,10 +348,7 @@ pub fn register(
     run: &RunFacts<'_>,
     actor: Actor,
 ) -> Result<Option<Build>, BuildError> {
-    if let Some(w) = &spec.workflow
-        && Path::new(w) != Path::new(&run.summary.workflow)
-        && !run.summary.workflow.ends_with(w.as_str())
-    {
+    if !spec_applies(spec, &run.summary.workflow) {
         return Ok(None);
     }
     let subjects = subjects_of(spec, run.summary, run.run_dir)?;

@@ -19,6 +19,8 @@
 //!   artifact's record). The step and action cache is the server's, through the signed path the
 //!   claim carries (`--cache-remote`).
 //! - A matrix leg runs as `pipe run -j JOB --matrix K=V…` with the filters the server planned.
+//! - The job's step summaries and its `reports:` results (the `results` record of the run
+//!   summary: tests, coverage, benchmarks) are sent before the result, for the web UI.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -316,6 +318,18 @@ fn run_job(opts: &AgentOptions, client: &Client, job: &ClaimedJob) -> Result<Str
             client.put_summary(job.job_id, job.attempt, &step_summaries)
         }) {
             tracing::debug!("step summary upload: {e}");
+        }
+    }
+    if let Some(results) = job_results(&base.join("summary.json"))
+        && !fenced.load(Ordering::SeqCst)
+    {
+        // Test, coverage and benchmark results for the run page and the run API; best
+        // effort as well (the job's own steps decide its result).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        if let Err(e) = retry(deadline, || {
+            client.put_results(job.job_id, job.attempt, &results)
+        }) {
+            tracing::warn!("results upload: {e}");
         }
     }
     finished.store(true, Ordering::SeqCst);
@@ -797,6 +811,16 @@ fn step_summaries(state: &Path, ws: &Path, summary: &Path) -> String {
         .join("\n")
 }
 
+/// The `results` record (the job's `reports:`: tests, coverage, benchmarks) of the job's
+/// `pipe run` summary, when it declared reports.
+fn job_results(summary: &Path) -> Option<serde_json::Value> {
+    std::fs::read(summary)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|mut v| v.get_mut("results").map(serde_json::Value::take))
+        .filter(serde_json::Value::is_object)
+}
+
 /// The job's result as its dependants see it, and its merged outputs, from `pipe run`'s
 /// summary (the run's conclusion covers job-level `continue-on-error`; a job whose legs were
 /// all skipped is skipped).
@@ -856,6 +880,24 @@ mod tests {
         assert_eq!(r, "skipped");
         let (r, _) = summary(r#"{"conclusion": "failure", "jobs": []}"#);
         assert_eq!(r, "failure");
+    }
+
+    #[test]
+    fn results_come_from_the_summary_when_reports_were_declared() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("s.json");
+        std::fs::write(
+            &p,
+            r#"{"conclusion": "success", "jobs": [], "results": {"version": 1, "jobs": []}}"#,
+        )
+        .expect("write");
+        assert_eq!(
+            job_results(&p),
+            Some(serde_json::json!({"version": 1, "jobs": []}))
+        );
+        std::fs::write(&p, r#"{"conclusion": "success", "jobs": []}"#).expect("write");
+        assert_eq!(job_results(&p), None);
+        assert_eq!(job_results(&dir.path().join("none")), None);
     }
 
     #[test]

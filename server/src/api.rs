@@ -55,6 +55,10 @@ pub struct JobStatus {
     /// The display name (`test (linux, 2)` for a leg).
     #[serde(default)]
     pub name: Option<String>,
+    /// The test, coverage and benchmark results of the job's `reports:` (the accepted or
+    /// latest attempt's), as `pipe run` records them in `results.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<serde_json::Value>,
 }
 
 /// A run as `POST` and `GET /api/v1/runs…` return it.

@@ -238,6 +238,26 @@ impl Client {
         .map(|_| ())
     }
 
+    /// Stores the attempt's test, coverage and benchmark results (the `results` record of
+    /// `pipe run --summary`) for the web UI and the run API (with the job token).
+    pub fn put_results(
+        &self,
+        job: i64,
+        attempt: i32,
+        results: &serde_json::Value,
+    ) -> Result<(), ClientError> {
+        Self::finish(
+            self.http
+                .put(format!(
+                    "{}/api/v1/jobs/{job}/attempts/{attempt}/results",
+                    self.base
+                ))
+                .header("Authorization", &format!("Bearer {}", self.token))
+                .send_json(results),
+        )
+        .map(|_| ())
+    }
+
     /// Reports the attempt's result (with the job token).
     pub fn complete(
         &self,

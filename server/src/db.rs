@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0011_artifact_blobs.sql"),
     ),
     (12, "web", include_str!("../migrations/0012_web.sql")),
+    (
+        13,
+        "job_results",
+        include_str!("../migrations/0013_job_results.sql"),
+    ),
 ];
 
 /// The notification channel woken when jobs become claimable.
@@ -825,15 +830,18 @@ impl Db {
             .ok_or_else(|| DbError::NotFound(format!("run {run}")))?;
         let jobs = c
             .query(
-                "SELECT id, job_key, state, attempt, result, accepted_attempt, outputs, needs,
-                        leg, name
-                 FROM jobs WHERE run_id = $1 ORDER BY position, leg NULLS FIRST",
+                "SELECT j.id, j.job_key, j.state, j.attempt, j.result, j.accepted_attempt,
+                        j.outputs, j.needs, j.leg, j.name, r.results
+                 FROM jobs j LEFT JOIN web_job_results r
+                   ON r.job_id = j.id AND r.attempt = coalesce(j.accepted_attempt, j.attempt)
+                 WHERE j.run_id = $1 ORDER BY j.position, j.leg NULLS FIRST",
                 &[&run],
             )
             .await?
             .iter()
             .map(|r| {
                 let outputs: Option<Json<BTreeMap<String, String>>> = r.get(6);
+                let results: Option<Json<serde_json::Value>> = r.get(10);
                 JobStatus {
                     id: r.get(0),
                     key: r.get(1),
@@ -845,6 +853,7 @@ impl Db {
                     needs: r.get(7),
                     leg: r.get(8),
                     name: r.get(9),
+                    results: results.map(|j| j.0),
                 }
             })
             .collect();

@@ -672,6 +672,159 @@ fn run_page_streams_a_live_log_with_colours_groups_and_summaries_in_chromium() {
     eprintln!("screenshots: {}", out.display());
 }
 
+// ---- results ------------------------------------------------------------------------------
+
+/// A job with a JUnit report (one passing case, one failing with markup in its message), LCOV
+/// coverage (3 of 4 lines) and a hyperfine benchmark whose median is 10 ms × the run number;
+/// its `image` output is the same digest on every run.
+const REPORTS: &str = r##"on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    outputs:
+      image: ${{ steps.b.outputs.image }}
+    reports:
+      junit: out/junit.xml
+      coverage: out/lcov.info
+      benchmark: out/bench.json
+    steps:
+      - id: b
+        run: |
+          mkdir -p out
+          cat > out/junit.xml <<'XML'
+          <?xml version="1.0" encoding="UTF-8"?>
+          <testsuites>
+            <testsuite name="unit" tests="2" failures="1">
+              <testcase classname="math" name="adds" time="0.01"/>
+              <testcase classname="math" name="divides" time="0.02">
+                <failure message="expected &lt;b&gt;2&lt;/b&gt; got 3">at math.rs:9</failure>
+              </testcase>
+            </testsuite>
+          </testsuites>
+          XML
+          printf 'SF:src/lib.rs\nDA:1,1\nDA:2,1\nDA:3,0\nDA:4,1\nend_of_record\n' > out/lcov.info
+          m=$(awk "BEGIN { print 0.01 * $GITHUB_RUN_NUMBER }")
+          printf '{"results":[{"command":"parse <input>","mean":%s,"times":[%s,%s,%s]}]}\n' "$m" "$m" "$m" "$m" > out/bench.json
+          echo "image=registry.local/app@sha256:$(printf app | sha256sum | cut -d' ' -f1)" >> "$GITHUB_OUTPUT"
+  lint:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo no reports here
+"##;
+
+#[test]
+fn test_and_benchmark_results_reach_the_run_json_and_page_through_an_agent() {
+    let Some(cluster) = cluster() else { return };
+    let (s, _) = Server::start(cluster, &[], &[], &[]);
+    let _a = s.agent("results-agent", 2);
+    let first = s.submit(".github/workflows/reports.yml", REPORTS);
+    let st = s.wait_run(first, Duration::from_secs(120));
+    assert_eq!(st["conclusion"], "success", "{st}");
+    let second = s.submit(".github/workflows/reports.yml", REPORTS);
+    let st = s.wait_run(second, Duration::from_secs(120));
+    assert_eq!(st["conclusion"], "success", "{st}");
+
+    // The run API: the job's results record as `pipe run` wrote it; none for `lint`.
+    let job = |k: &str| {
+        st["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .find(|j| j["key"] == k)
+            .cloned()
+            .expect("job")
+    };
+    let r = &job("build")["results"];
+    assert_eq!(r["tests"]["passed"], 1, "{r}");
+    assert_eq!(r["tests"]["failed"], 1, "{r}");
+    let failed = &r["jobs"][0]["failed_tests"][0];
+    assert_eq!(failed["name"], "divides", "{r}");
+    assert_eq!(failed["message"], "expected <b>2</b> got 3", "{r}");
+    assert_eq!(r["coverage"]["line_percent"], 75.0, "{r}");
+    assert_eq!(r["benchmarks"][0]["name"], "parse <input>", "{r}");
+    assert!(job("lint").get("results").is_none(), "{st}");
+
+    // The UI's run JSON: totals over the jobs and the benchmark against the first run.
+    let (code, body) = get(
+        &format!("{}/ui/api/runs/{second}", s.url),
+        Some(&s.user_token),
+    );
+    assert_eq!(code, 200, "{body}");
+    let ui: Value = serde_json::from_str(&body).expect("json");
+    let res = &ui["results"];
+    assert_eq!(
+        res["tests"],
+        json!({"tests": 2, "passed": 1, "failed": 1, "skipped": 0}),
+        "{res}"
+    );
+    assert_eq!(res["line_percent"], 75.0, "{res}");
+    assert_eq!(res["baseline_run"], first, "{res}");
+    let b = &res["benchmarks"][0];
+    assert_eq!(
+        (b["name"].as_str(), b["unit"].as_str()),
+        (Some("parse <input>"), Some("ms"))
+    );
+    assert!(
+        (b["value"].as_f64().expect("value") - 20.0).abs() < 1e-6,
+        "{b}"
+    );
+    assert!(
+        (b["change_percent"].as_f64().expect("change") - 100.0).abs() < 1e-6,
+        "{b}"
+    );
+    let (_, body) = get(
+        &format!("{}/ui/api/runs/{first}", s.url),
+        Some(&s.user_token),
+    );
+    let ui_first: Value = serde_json::from_str(&body).expect("json");
+    assert!(ui_first["results"]["benchmarks"][0]["change_percent"].is_null());
+
+    // The page: totals, the failed case with its message escaped, coverage, the benchmark.
+    let (code, html) = get(&format!("{}/ui/runs/{second}", s.url), Some(&s.user_token));
+    assert_eq!(code, 200, "{html}");
+    assert!(
+        html.contains("<b>1</b> passed, <b>1</b> failed, <b>0</b> skipped of 2 tests"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<code class=\"case\">math::divides</code>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("expected &lt;b&gt;2&lt;/b&gt; got 3"),
+        "{html}"
+    );
+    assert!(!html.contains("expected <b>2</b>"), "{html}");
+    assert!(html.contains("75.0%"), "{html}");
+    assert!(html.contains("<code>parse &lt;input&gt;</code>"), "{html}");
+    assert!(html.contains("+100.0%") && html.contains(&format!("vs run #{first}")));
+    // Promotion is not configured on this server; the page says so.
+    assert!(html.contains("promotion is not configured"), "{html}");
+    let (code, frag) = get(
+        &format!("{}/ui/runs/{second}/results", s.url),
+        Some(&s.user_token),
+    );
+    assert_eq!(code, 200);
+    assert!(
+        frag.starts_with("<section class=\"results\" id=\"results\">"),
+        "{frag}"
+    );
+
+    // Results are written only under the attempt's lease.
+    let id = job("build")["id"].as_i64().expect("id");
+    let put = http()
+        .put(format!("{}/api/v1/jobs/{id}/attempts/1/results", s.url))
+        .header("Authorization", &format!("Bearer {}", s.agent_token))
+        .send_json(json!({"version": 1, "jobs": []}))
+        .expect("put");
+    assert_eq!(put.status().as_u16(), 409);
+    let (_, body) = get(
+        &format!("{}/api/v1/runs/{second}", s.url),
+        Some(&s.user_token),
+    );
+    assert!(body.contains("divides"), "{body}");
+}
+
 // ---- approvals ------------------------------------------------------------------------------
 
 fn git(root: &Path, args: &[&str]) {
@@ -850,6 +1003,218 @@ fn approve_button_promotes_a_build_under_the_cli_rules_in_chromium() {
     assert_eq!(approvers, ["alice", "carol"], "{hist:#}");
     let (code, _, err) = local(&["ledger", "verify"], "bob");
     assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn run_page_shows_results_and_approves_the_runs_build_in_chromium() {
+    let Some(cluster) = cluster() else { return };
+    let Some(chromium) = chromium() else { return };
+    // The run's build is promoted to staging, waits for one approval in production (bob
+    // asked, so alice approves) and is blocked for qa, which takes builds from production.
+    let repo_dir = tempfile::tempdir().expect("tempdir");
+    let root = repo_dir.path().join("repo");
+    std::fs::create_dir_all(root.join(".github/workflows")).expect("mkdir");
+    std::fs::create_dir_all(root.join(".pipe")).expect("mkdir");
+    std::fs::write(root.join(".github/workflows/ci.yml"), REPORTS).expect("workflow");
+    std::fs::write(root.join(".gitignore"), "out/\n").expect("gitignore");
+    std::fs::write(
+        root.join(".pipe/environments.yml"),
+        "build:\n  workflow: .github/workflows/ci.yml\n  subjects:\n    - { name: app, output: build.image }\ngroups:\n  release-managers: [alice, bob]\nenvironments:\n  staging:\n    promote: { from: build }\n    gates:\n      jobs: [build]\n  production:\n    promote: { from: build }\n    gates:\n      jobs: [build]\n      approvals:\n        rules:\n          - { name: release-managers, from: [group:release-managers], count: 1 }\n  qa:\n    promote: { from: production }\n",
+    )
+    .expect("policy");
+    git(&root, &["init", "-q", "-b", "main"]);
+    git(
+        &root,
+        &["-c", "user.name=t", "-c", "user.email=t@e", "add", "."],
+    );
+    git(
+        &root,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-qm",
+            "init",
+        ],
+    );
+    let state = repo_dir.path().join("state");
+    let state_s = state.to_str().expect("utf-8");
+    let local = |args: &[&str]| -> (i32, String, String) {
+        let out = Command::new(PIPE)
+            .args(args)
+            .current_dir(&root)
+            .env("NO_COLOR", "1")
+            .env("PIPE_STATE_DIR", state_s)
+            .env("PIPE_ACTOR", "bob")
+            .env_remove("PIPE_LOG")
+            .output()
+            .expect("pipe");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = local(&["run"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, builds, err) = local(&["builds", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let builds: Value = serde_json::from_str(&builds).expect("json");
+    let alias = builds[0]["alias"].as_str().expect("alias").to_owned();
+    let (code, _, err) = local(&["promote", &alias, "--to", "staging"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = local(&["promote", &alias, "--to", "production"]);
+    assert_eq!(code, 3, "pending on approvals: {err}");
+
+    let root_s = root.to_str().expect("utf-8");
+    let (s, users) = Server::start(
+        cluster,
+        &["--promotion-repo", root_s],
+        &["alice"],
+        &[("PIPE_STATE_DIR", state_s)],
+    );
+    let alice = &users[0];
+    // The same workflow on the server: its job output names the same build.
+    let wf = root.join(".github/workflows/ci.yml");
+    let (code, out, err) = pipe_in(
+        s.path(),
+        &[
+            "submit",
+            "--server",
+            &s.url,
+            "--token",
+            &s.user_token,
+            "-W",
+            wf.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let run: i64 = out.trim().parse().expect("run id");
+
+    let out_dir = artifacts();
+    let shot_results = out_dir.join("run-page-results.png");
+    let shot_approved = out_dir.join("run-page-approved.png");
+    let state_of = |env: &str| {
+        format!(
+            "(document.getElementById('promotion-{env}') || {{dataset: {{}}}}).dataset.state || ''"
+        )
+    };
+    let script = json!([
+        {"goto": format!("{}/ui/login", s.url)},
+        {"fill": "#token", "value": alice},
+        {"click": "#sign-in", "navigates": true},
+        {"goto": format!("{}/ui/runs/{run}", s.url)},
+        {"eval": "document.getElementById('promotion').innerText", "as": "promotion_while_running"},
+        // The sections fill in as the job finishes and the run ends, without a reload.
+        {"wait": "!!document.getElementById('results-totals')", "timeout": 90},
+        {"wait": format!("{} === 'pending approval'", state_of("production")), "timeout": 60},
+        {"eval": "document.getElementById('results-totals').textContent", "as": "totals"},
+        {"eval": "document.getElementById('failed-tests').innerText", "as": "failed"},
+        {"eval": "document.querySelector('#failed-tests pre').innerHTML", "as": "failed_html"},
+        {"eval": "document.getElementById('benchmarks').innerText", "as": "benchmarks"},
+        {"eval": "document.querySelector('#results-jobs .coverage').textContent", "as": "coverage"},
+        {"eval": "document.getElementById('build-alias').textContent", "as": "alias"},
+        {"eval": format!("[{}, {}, {}]", state_of("staging"), state_of("production"), state_of("qa")), "as": "before"},
+        {"eval": "document.getElementById('promotion-qa').innerText", "as": "qa"},
+        {"screenshot": shot_results.to_str().expect("utf-8")},
+        {"click": "#approve-production", "navigates": true},
+        {"eval": "location.pathname", "as": "back_at"},
+        {"eval": "document.getElementById('flash').textContent", "as": "flash"},
+        {"eval": format!("[{}, {}, {}]", state_of("staging"), state_of("production"), state_of("qa")), "as": "after"},
+        {"eval": "!!document.getElementById('approve-production')", "as": "button_left"},
+        {"screenshot": shot_approved.to_str().expect("utf-8")},
+    ]);
+    let browser = {
+        let (chromium, dir) = (chromium.clone(), s.path().to_owned());
+        std::thread::spawn(move || browse(&chromium, &dir, &script))
+    };
+    // The agent starts once the page polls the run, so the page sees the run finish.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, text) = get(&format!("{}/metrics", s.url), None);
+        let samples = pipe_deploy::promtext::parse(&text).expect("metrics");
+        if sample(
+            &samples,
+            "pipe_server_http_requests_total",
+            &[("route", "/ui/api/runs/{run}")],
+        ) >= 1.0
+            || Instant::now() > deadline
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _a = s.agent("browser-agent", 2);
+    let r = browser.join().expect("browser thread");
+    assert_clean(&r, "run page");
+    let v = &r["values"];
+    assert!(
+        v["promotion_while_running"]
+            .as_str()
+            .is_some_and(|t| t.contains("when the run has finished")),
+        "{v}"
+    );
+    assert_eq!(
+        v["totals"], "1 passed, 1 failed, 0 skipped of 2 tests",
+        "{v}"
+    );
+    let failed = v["failed"].as_str().expect("failed");
+    assert!(
+        failed.contains("math::divides") && failed.contains("expected <b>2</b> got 3"),
+        "{failed}"
+    );
+    assert_eq!(
+        v["failed_html"], "expected &lt;b&gt;2&lt;/b&gt; got 3",
+        "{v}"
+    );
+    assert!(
+        v["benchmarks"]
+            .as_str()
+            .is_some_and(|b| b.contains("parse <input>") && b.contains("10.00")),
+        "{v}"
+    );
+    assert_eq!(v["coverage"], "75.0%", "{v}");
+    assert_eq!(v["alias"], alias.as_str(), "{v}");
+    assert_eq!(
+        v["before"],
+        json!(["promoted", "pending approval", "blocked"]),
+        "{v}"
+    );
+    assert!(
+        v["qa"]
+            .as_str()
+            .is_some_and(|t| t.contains("from") && t.contains("never released in `production`")),
+        "{v}"
+    );
+    assert_eq!(v["back_at"], format!("/ui/runs/{run}"), "{v}");
+    assert!(
+        v["flash"].as_str().is_some_and(|f| f.contains("approved")
+            && f.contains(&format!("`{alias}` is now the release of `production`"))),
+        "{v}"
+    );
+    assert_eq!(
+        v["after"],
+        json!(["promoted", "promoted", "not requested"]),
+        "{v}"
+    );
+    assert_eq!(v["button_left"], false, "{v}");
+    assert_png(&shot_results);
+    assert_png(&shot_approved);
+
+    // The CLI sees the approval: production runs the build.
+    let (code, status, err) = local(&["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let status: Value = serde_json::from_str(&status).expect("json");
+    let prod = status
+        .as_array()
+        .expect("envs")
+        .iter()
+        .find(|e| e["env"] == "production")
+        .expect("production");
+    assert_eq!(prod["alias"], alias.as_str(), "{status}");
 }
 
 // ---- Docker Compose ---------------------------------------------------------------------------

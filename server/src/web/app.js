@@ -1,5 +1,6 @@
 // pipe server web UI: live runs list, run page (DAG states, log streaming with ANSI colours
-// and ::group:: folding, outputs, step summaries). No dependencies, no external requests.
+// and ::group:: folding, outputs, step summaries, results and promotion sections refreshed as
+// jobs finish). No dependencies, no external requests.
 "use strict";
 
 (function () {
@@ -176,6 +177,21 @@
     let logTimer = null;
     let cursor = { after: -1, attempt: null, done: false, job: null };
     let runDone = false;
+    let doneJobs = null;
+    let wasRunning = false;
+
+    // Replaces a server-rendered section (`id`) with a fresh copy from `url`.
+    async function refreshSection(id, url) {
+      try {
+        const html = await getText(url);
+        const old = document.getElementById(id);
+        if (!old) return;
+        const t = document.createElement("template");
+        t.innerHTML = html.trim();
+        const fresh = t.content.firstElementChild;
+        if (fresh && fresh.id === id) old.replaceWith(fresh);
+      } catch (e) { /* kept as it was */ }
+    }
 
     function cardOf(id) { return document.getElementById("job-" + id); }
 
@@ -287,6 +303,12 @@
             : (r.jobs.find((j) => j.state === "leased") || r.jobs[0]).id;
           select(pick, false);
         }
+        // Results arrive with each finished job; the build is known once the run is done.
+        const done = r.jobs.filter((j) => j.state === "done").length;
+        if (doneJobs !== null && done !== doneJobs) refreshSection("results", "/ui/runs/" + runId + "/results");
+        doneJobs = done;
+        if (r.state !== "done") wasRunning = true;
+        else if (wasRunning) refreshSection("promotion", "/ui/runs/" + runId + "/promotion");
         runDone = r.state === "done";
       } catch (e) { /* retry */ }
       if (!runDone) setTimeout(pollRun, POLL_RUN_MS);

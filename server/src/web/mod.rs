@@ -4,7 +4,12 @@
 //!
 //! - `/` lists the latest runs; `/ui/runs/{id}` shows a run: its jobs as a DAG (columns by
 //!   dependency level, live states), the selected job's log streamed while it runs (ANSI
-//!   colours rendered, `::group::` blocks folded), its outputs and step summaries.
+//!   colours rendered, `::group::` blocks folded), its outputs and step summaries, the run's
+//!   test results (totals per job and overall, failed cases with their messages, coverage,
+//!   benchmarks with their change against the previous run of the workflow), the promotion
+//!   status of the build it produced per environment (promoted, pending approval with the
+//!   approve and reject buttons of the promotions page, blocked with the gate) and its
+//!   artifacts.
 //! - `/ui/promotions` shows every environment of the promotion policy (current release,
 //!   lock, pending requests with their gates) with approve and reject buttons. They call the
 //!   same `pipe-promote` engine as `pipe approve`/`pipe reject` on the ledger in the server's
@@ -13,7 +18,8 @@
 //!   `HttpOnly`, `SameSite=Strict` cookie. Every form carries a CSRF field derived from it.
 //!
 //! The agents' step summaries reach the server through
-//! `PUT /api/v1/jobs/{job}/attempts/{attempt}/summary` (job token), stored per attempt.
+//! `PUT /api/v1/jobs/{job}/attempts/{attempt}/summary` and their `reports:` results through
+//! `PUT /api/v1/jobs/{job}/attempts/{attempt}/results` (job token), stored per attempt.
 
 mod pages;
 pub mod promote;
@@ -48,6 +54,8 @@ pub fn routes(app: Arc<AppState>) -> Router {
         .route("/ui/logout", post(logout))
         .route("/ui/runs/{run}", get(run_page))
         .route("/ui/runs/{run}/blobs/{digest}", get(artifact_file))
+        .route("/ui/runs/{run}/results", get(results_fragment))
+        .route("/ui/runs/{run}/promotion", get(promotion_fragment))
         .route("/ui/api/runs", get(runs_fragment))
         .route("/ui/api/runs/{run}", get(run_json))
         .route("/ui/api/jobs/{job}/log", get(job_log))
@@ -63,10 +71,15 @@ pub fn routes(app: Arc<AppState>) -> Router {
 
 /// The UI's part of the agent API (merged into the API router, whose errors are JSON).
 pub fn api_routes() -> Router<Arc<AppState>> {
-    Router::new().route(
-        "/api/v1/jobs/{job}/attempts/{attempt}/summary",
-        put(put_summary),
-    )
+    Router::new()
+        .route(
+            "/api/v1/jobs/{job}/attempts/{attempt}/summary",
+            put(put_summary),
+        )
+        .route(
+            "/api/v1/jobs/{job}/attempts/{attempt}/results",
+            put(put_results),
+        )
 }
 
 async fn security_headers(mut resp: Response) -> Response {
@@ -245,10 +258,18 @@ async fn runs_fragment(State(app): State<Arc<AppState>>, headers: HeaderMap) -> 
     }
 }
 
+#[derive(Deserialize)]
+struct RunQuery {
+    /// What a decision taken on the page answered.
+    ok: Option<String>,
+    error: Option<String>,
+}
+
 async fn run_page(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(run): Path<i64>,
+    Query(flash): Query<RunQuery>,
 ) -> Response {
     let u = match user(&app, &headers, true).await {
         Ok(u) => u,
@@ -256,15 +277,103 @@ async fn run_page(
     };
     match app.db().run_status(run).await {
         Ok(status) => {
-            // The page still shows the run when its artifacts cannot be read.
-            let artifacts = match app.db().artifacts(run).await {
-                Ok(list) => list.artifacts,
-                Err(e) => {
-                    tracing::warn!(run, error = %e, "cannot read the run's artifacts");
-                    Vec::new()
-                }
+            let artifacts = run_artifacts(&app, run).await;
+            let results = results_view(&app, &status).await;
+            let promotion = promote::run_section(
+                &app,
+                promote::RunBuildFacts::of(&status, &artifacts),
+                &u.csrf,
+            )
+            .await;
+            let sections = pages::RunSections {
+                results: pages::results_section(&status.jobs, &results),
+                promotion,
+                ok: flash.ok,
+                error: flash.error,
             };
-            axum::response::Html(pages::run(&u, &status, &artifacts)).into_response()
+            axum::response::Html(pages::run(&u, &status, &artifacts, &sections)).into_response()
+        }
+        Err(crate::db::DbError::NotFound(_)) => {
+            html_error(StatusCode::NOT_FOUND, &format!("run {run} not found"))
+        }
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// A run's artifacts; the page still shows the run when they cannot be read.
+async fn run_artifacts(app: &AppState, run: i64) -> Vec<crate::api::Artifact> {
+    match app.db().artifacts(run).await {
+        Ok(list) => list.artifacts,
+        Err(e) => {
+            tracing::warn!(run, error = %e, "cannot read the run's artifacts");
+            Vec::new()
+        }
+    }
+}
+
+/// A run's results over its jobs, benchmarks compared with the previous run of its workflow
+/// that recorded some (without a baseline when it cannot be read).
+async fn results_view(app: &AppState, status: &crate::api::RunStatus) -> pages::RunResultsView {
+    let any_bench = status
+        .jobs
+        .iter()
+        .filter_map(pages::job_results)
+        .any(|r| r.jobs.iter().any(|l| !l.benchmarks.is_empty()));
+    let (from, baseline) = if any_bench {
+        match queries::bench_baseline(app.db(), status.id, &status.workflow_path).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(run = status.id, error = %e, "cannot read the benchmark baseline");
+                Default::default()
+            }
+        }
+    } else {
+        Default::default()
+    };
+    pages::run_results(&status.jobs, &baseline, from)
+}
+
+/// The run page's results section, refreshed by the script as jobs finish.
+async fn results_fragment(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(run): Path<i64>,
+) -> Response {
+    if let Err(r) = user(&app, &headers, false).await {
+        return r;
+    }
+    match app.db().run_status(run).await {
+        Ok(status) => {
+            let view = results_view(&app, &status).await;
+            axum::response::Html(pages::results_section(&status.jobs, &view)).into_response()
+        }
+        Err(crate::db::DbError::NotFound(_)) => {
+            html_error(StatusCode::NOT_FOUND, &format!("run {run} not found"))
+        }
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// The run page's promotion section, loaded by the script when the run finishes.
+async fn promotion_fragment(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(run): Path<i64>,
+) -> Response {
+    let u = match user(&app, &headers, false).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match app.db().run_status(run).await {
+        Ok(status) => {
+            let artifacts = run_artifacts(&app, run).await;
+            let html = promote::run_section(
+                &app,
+                promote::RunBuildFacts::of(&status, &artifacts),
+                &u.csrf,
+            )
+            .await;
+            axum::response::Html(html).into_response()
         }
         Err(crate::db::DbError::NotFound(_)) => {
             html_error(StatusCode::NOT_FOUND, &format!("run {run} not found"))
@@ -346,13 +455,14 @@ async fn run_json(
                     serde_json::json!({
                         "id": j.id, "key": j.key, "state": j.state, "result": j.result,
                         "attempt": j.attempt, "level": l, "outputs": j.outputs,
-                        "label": pages::job_label(j),
+                        "label": pages::job_label(j), "results": j.results,
                     })
                 })
                 .collect();
+            let results = results_view(&app, &status).await;
             axum::Json(serde_json::json!({
                 "id": status.id, "state": status.state, "conclusion": status.conclusion,
-                "jobs": jobs,
+                "jobs": jobs, "results": results,
             }))
             .into_response()
         }
@@ -423,30 +533,49 @@ async fn put_summary(
     Path(p): Path<AttemptPath>,
     body: Bytes,
 ) -> Response {
-    let err = |status: StatusCode, m: String| {
-        (status, axum::Json(serde_json::json!({ "error": m }))).into_response()
-    };
-    let Some(token) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-    else {
-        return err(
-            StatusCode::UNAUTHORIZED,
-            "the job token from the claim is required (`Authorization: Bearer …`)".into(),
-        );
+    let Some(token) = job_token(&headers) else {
+        return no_job_token();
     };
     let text = String::from_utf8_lossy(&body);
     if text.contains('\0') {
-        return err(
+        return api_error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "a summary must not contain NUL bytes".into(),
         );
     }
-    match queries::put_summary(app.db(), p.job, p.attempt, token, &text).await {
+    stored(
+        queries::put_summary(app.db(), p.job, p.attempt, token, &text).await,
+        &p,
+        "summary upload",
+    )
+}
+
+fn api_error(status: StatusCode, m: String) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": m }))).into_response()
+}
+
+/// The job token of an agent request.
+fn job_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// The answer to an agent request without a job token.
+fn no_job_token() -> Response {
+    api_error(
+        StatusCode::UNAUTHORIZED,
+        "the job token from the claim is required (`Authorization: Bearer …`)".into(),
+    )
+}
+
+/// The answer to a write under a job's lease.
+fn stored(r: crate::db::DbResult<bool>, p: &AttemptPath, what: &str) -> Response {
+    match r {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => err(
+        Ok(false) => api_error(
             StatusCode::CONFLICT,
             format!(
                 "the lease of job {} attempt {} is not held",
@@ -454,13 +583,47 @@ async fn put_summary(
             ),
         ),
         Err(e) => {
-            tracing::warn!(error = %e, "summary upload");
-            err(
+            tracing::warn!(error = %e, "{what}");
+            api_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the database is unavailable; retry".into(),
             )
         }
     }
+}
+
+/// `PUT /api/v1/jobs/{job}/attempts/{attempt}/results`: the attempt's test, coverage and
+/// benchmark results (the `results` record of `pipe run --summary`, a JSON object), while the
+/// job token's lease is held.
+async fn put_results(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(p): Path<AttemptPath>,
+    body: Bytes,
+) -> Response {
+    let Some(token) = job_token(&headers) else {
+        return no_job_token();
+    };
+    let results = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v) if v.is_object() => v,
+        Ok(_) => {
+            return api_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the results must be a JSON object".into(),
+            );
+        }
+        Err(e) => {
+            return api_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("the results are not JSON: {e}"),
+            );
+        }
+    };
+    stored(
+        queries::put_results(app.db(), p.job, p.attempt, token, results).await,
+        &p,
+        "results upload",
+    )
 }
 
 /// Checks a form's CSRF field against the session.

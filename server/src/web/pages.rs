@@ -184,8 +184,23 @@ fn job_class(j: &JobStatus) -> String {
     }
 }
 
-/// A run's page: the DAG, then the selected job's panel (filled by the script).
-pub fn run(user: &User, run: &RunStatus, artifacts: &[Artifact]) -> String {
+/// The parts of a run page its handler renders: the results and promotion sections, and the
+/// answer of a decision taken on the page.
+#[derive(Clone, Debug, Default)]
+pub struct RunSections {
+    /// [`results_section`].
+    pub results: String,
+    /// The promotion section.
+    pub promotion: String,
+    /// A decision's success message.
+    pub ok: Option<String>,
+    /// A decision's error.
+    pub error: Option<String>,
+}
+
+/// A run's page: the DAG, then the selected job's panel (filled by the script), the results,
+/// the promotion status and the artifacts.
+pub fn run(user: &User, run: &RunStatus, artifacts: &[Artifact], sections: &RunSections) -> String {
     let levels = levels(&run.jobs);
     let depth = levels.iter().copied().max().map_or(0, |m| m + 1);
     let mut dag = String::from("<div class=\"dag\" id=\"dag\">");
@@ -215,17 +230,30 @@ pub fn run(user: &User, run: &RunStatus, artifacts: &[Artifact]) -> String {
         dag.push_str("</ol>");
     }
     dag.push_str("</div>");
+    let mut flash = String::new();
+    if let Some(m) = &sections.ok {
+        let _ = write!(flash, "<p class=\"flash ok\" id=\"flash\">{}</p>", esc(m));
+    }
+    if let Some(m) = &sections.error {
+        let _ = write!(
+            flash,
+            "<p class=\"flash error\" id=\"flash\">{}</p>",
+            esc(m)
+        );
+    }
     let body = format!(
         "<h1>Run #{id} <small>{wf} · {ev}</small> <span id=\"run-state\">{badge}</span></h1>\
-         {dag}\
+         {flash}{dag}\
          <section class=\"panel\" id=\"panel\" hidden>\
            <h2><span id=\"panel-title\"></span> <span id=\"panel-state\" class=\"badge\"></span>\
              <small id=\"panel-attempt\"></small></h2>\
            <div class=\"log\" id=\"log\" role=\"log\" aria-live=\"polite\"></div>\
            <h3>Outputs</h3><table class=\"outputs\" id=\"outputs\"><tbody></tbody></table>\
            <h3>Step summaries</h3><div class=\"summary\" id=\"summary\"><p class=\"empty\">none yet</p></div>\
-         </section>{artifacts}",
+         </section>{results}{promotion}{artifacts}",
         id = run.id,
+        results = sections.results,
+        promotion = sections.promotion,
         artifacts = artifacts_section(run.id, artifacts),
         wf = esc(&run.workflow_path),
         ev = esc(&run.event),
@@ -316,6 +344,389 @@ fn query_escape(s: &str) -> String {
     out
 }
 
+/// The parts of a job's results record (`results.json` of `pipe run`, version 1) the run page
+/// shows; unknown fields are ignored and missing ones are empty, so a newer agent's record
+/// still renders.
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct ResultsView {
+    /// Per leg.
+    pub jobs: Vec<LegResults>,
+}
+
+/// One leg's results.
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct LegResults {
+    /// Display name.
+    pub name: String,
+    /// Test totals.
+    pub tests: Option<TestCounts>,
+    /// Failed tests.
+    pub failed_tests: Vec<FailedCase>,
+    /// Coverage.
+    pub coverage: Option<Coverage>,
+    /// Benchmarks.
+    pub benchmarks: Vec<Benchmark>,
+    /// Problems with the report files.
+    pub warnings: Vec<String>,
+}
+
+/// Test counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct TestCounts {
+    /// Test cases.
+    pub tests: u64,
+    /// Passed.
+    pub passed: u64,
+    /// Failed or errored.
+    pub failed: u64,
+    /// Skipped.
+    pub skipped: u64,
+}
+
+impl TestCounts {
+    fn add(&mut self, o: &TestCounts) {
+        self.tests += o.tests;
+        self.passed += o.passed;
+        self.failed += o.failed;
+        self.skipped += o.skipped;
+    }
+}
+
+/// A failed test case.
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct FailedCase {
+    /// Class name (module, package).
+    pub classname: String,
+    /// Test name.
+    pub name: String,
+    /// First line of the failure message.
+    pub message: String,
+    /// Source file.
+    pub file: Option<String>,
+    /// Source line.
+    pub line: Option<u64>,
+}
+
+/// Coverage counts.
+#[derive(Clone, Copy, Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct Coverage {
+    /// Lines that can be covered.
+    pub lines_total: u64,
+    /// Lines covered.
+    pub lines_covered: u64,
+    /// Line coverage, percent.
+    pub line_percent: Option<f64>,
+    /// Branch coverage, percent.
+    pub branch_percent: Option<f64>,
+}
+
+/// A benchmark's summary (times in seconds).
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct Benchmark {
+    /// Name.
+    pub name: String,
+    /// Producing tool.
+    pub source: String,
+    /// Samples.
+    pub n: u64,
+    /// Median, seconds.
+    pub median: f64,
+}
+
+/// One benchmark as the run page and the run JSON show it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchRow {
+    /// The server job.
+    pub job: String,
+    /// Name.
+    pub name: String,
+    /// The median in `unit`.
+    pub value: f64,
+    /// `s`, `ms`, `µs` or `ns`.
+    pub unit: &'static str,
+    /// Samples.
+    pub samples: u64,
+    /// The median of the same benchmark in the baseline run, seconds.
+    pub baseline: Option<f64>,
+    /// Change of the median against the baseline, percent (positive: slower).
+    pub change_percent: Option<f64>,
+}
+
+/// A run's results over its jobs.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RunResultsView {
+    /// Test counts over every job (None when no job reported tests).
+    pub tests: Option<TestCounts>,
+    /// Line coverage over every job, percent.
+    pub line_percent: Option<f64>,
+    /// Benchmarks of every job.
+    pub benchmarks: Vec<BenchRow>,
+    /// The run the benchmark changes are against.
+    pub baseline_run: Option<i64>,
+}
+
+/// A job's results record, when it sent one.
+pub fn job_results(j: &JobStatus) -> Option<ResultsView> {
+    j.results
+        .as_ref()
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+/// A job's test counts over its legs, and its coverage (lines covered, lines).
+fn job_totals(r: &ResultsView) -> (Option<TestCounts>, Option<(u64, u64)>) {
+    let mut tests: Option<TestCounts> = None;
+    let mut cov: Option<(u64, u64)> = None;
+    for l in &r.jobs {
+        if let Some(t) = &l.tests {
+            tests.get_or_insert_default().add(t);
+        }
+        if let Some(c) = &l.coverage {
+            let e = cov.get_or_insert((0, 0));
+            e.0 += c.lines_covered;
+            e.1 += c.lines_total;
+        }
+    }
+    (tests, cov)
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn percent(covered: u64, total: u64) -> Option<f64> {
+    (total > 0).then(|| covered as f64 * 100.0 / total as f64)
+}
+
+/// Seconds in the unit that keeps the value readable.
+fn time_unit(secs: f64) -> (f64, &'static str) {
+    let a = secs.abs();
+    if a >= 1.0 || a == 0.0 {
+        (secs, "s")
+    } else if a >= 1e-3 {
+        (secs * 1e3, "ms")
+    } else if a >= 1e-6 {
+        (secs * 1e6, "µs")
+    } else {
+        (secs * 1e9, "ns")
+    }
+}
+
+/// The run's results: totals over the jobs and every benchmark with its change against
+/// `baseline` (benchmark name → median seconds in run `baseline_run`).
+pub fn run_results(
+    jobs: &[JobStatus],
+    baseline: &HashMap<String, f64>,
+    baseline_run: Option<i64>,
+) -> RunResultsView {
+    let mut out = RunResultsView {
+        baseline_run,
+        ..RunResultsView::default()
+    };
+    let mut cov: Option<(u64, u64)> = None;
+    for j in jobs {
+        let Some(r) = job_results(j) else { continue };
+        let (t, c) = job_totals(&r);
+        if let Some(t) = t {
+            out.tests.get_or_insert_default().add(&t);
+        }
+        if let Some((a, b)) = c {
+            let e = cov.get_or_insert((0, 0));
+            e.0 += a;
+            e.1 += b;
+        }
+        for b in r.jobs.iter().flat_map(|l| &l.benchmarks) {
+            let (value, unit) = time_unit(b.median);
+            let base = baseline.get(&b.name).copied().filter(|v| *v > 0.0);
+            out.benchmarks.push(BenchRow {
+                job: j.name.clone().unwrap_or_else(|| j.key.clone()),
+                name: b.name.clone(),
+                value,
+                unit,
+                samples: b.n,
+                baseline: base,
+                change_percent: base.map(|v| (b.median / v - 1.0) * 100.0),
+            });
+        }
+    }
+    out.line_percent = cov.and_then(|(a, b)| percent(a, b));
+    out
+}
+
+fn counts_cells(t: Option<&TestCounts>) -> String {
+    match t {
+        Some(t) => format!(
+            "<td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num{}\">{}</td><td class=\"num\">{}</td>",
+            t.tests,
+            t.passed,
+            if t.failed > 0 { " failed" } else { "" },
+            t.failed,
+            t.skipped
+        ),
+        None => "<td class=\"empty\" colspan=\"4\">no tests reported</td>".to_owned(),
+    }
+}
+
+/// The run page's results: test totals per job and overall, failed cases with their
+/// messages, coverage, benchmarks.
+pub fn results_section(jobs: &[JobStatus], view: &RunResultsView) -> String {
+    let mut out = String::from("<section class=\"results\" id=\"results\"><h2>Test results</h2>");
+    let reported: Vec<(&JobStatus, ResultsView)> = jobs
+        .iter()
+        .filter_map(|j| job_results(j).map(|r| (j, r)))
+        .collect();
+    if reported.is_empty() {
+        out.push_str(
+            "<p class=\"empty\">no results: jobs report tests, coverage and benchmarks \
+             through the <code>reports:</code> key</p></section>",
+        );
+        return out;
+    }
+    if let Some(t) = &view.tests {
+        let _ = write!(
+            out,
+            "<p class=\"totals {cls}\" id=\"results-totals\"><b>{p}</b> passed, <b>{f}</b> failed, \
+             <b>{s}</b> skipped of {n} tests</p>",
+            cls = if t.failed > 0 { "failure" } else { "success" },
+            p = t.passed,
+            f = t.failed,
+            s = t.skipped,
+            n = t.tests,
+        );
+    }
+    out.push_str(
+        "<table class=\"tests\" id=\"results-jobs\"><thead><tr><th>job</th><th>tests</th>\
+         <th>passed</th><th>failed</th><th>skipped</th><th>line coverage</th></tr></thead><tbody>",
+    );
+    for (j, r) in &reported {
+        let (t, c) = job_totals(r);
+        let _ = write!(
+            out,
+            "<tr data-job=\"{id}\"><td>{name}</td>{counts}<td class=\"num coverage\">{cov}</td></tr>",
+            id = j.id,
+            name = esc(j.name.as_deref().unwrap_or(&j.key)),
+            counts = counts_cells(t.as_ref()),
+            cov = c
+                .and_then(|(a, b)| percent(a, b))
+                .map_or_else(|| "—".to_owned(), |p| format!("{p:.1}%")),
+        );
+    }
+    if reported.len() > 1 {
+        let _ = write!(
+            out,
+            "<tr class=\"overall\"><td>all jobs</td>{counts}<td class=\"num coverage\">{cov}</td></tr>",
+            counts = counts_cells(view.tests.as_ref()),
+            cov = view
+                .line_percent
+                .map_or_else(|| "—".to_owned(), |p| format!("{p:.1}%")),
+        );
+    }
+    out.push_str("</tbody></table>");
+    let failed: Vec<(&JobStatus, &FailedCase)> = reported
+        .iter()
+        .flat_map(|(j, r)| {
+            r.jobs
+                .iter()
+                .flat_map(|l| &l.failed_tests)
+                .map(move |f| (*j, f))
+        })
+        .collect();
+    if !failed.is_empty() {
+        out.push_str("<h3>Failed tests</h3><ul class=\"failed-tests\" id=\"failed-tests\">");
+        for (j, f) in failed.iter().take(FAILED_SHOWN) {
+            let id = if f.classname.is_empty() || f.classname == f.name {
+                f.name.clone()
+            } else {
+                format!("{}::{}", f.classname, f.name)
+            };
+            let at = match (&f.file, f.line) {
+                (Some(file), Some(line)) => format!(" <small>{}:{line}</small>", esc(file)),
+                (Some(file), None) => format!(" <small>{}</small>", esc(file)),
+                _ => String::new(),
+            };
+            let _ = write!(
+                out,
+                "<li><span class=\"badge failure\">failed</span> <code class=\"case\">{id}</code> \
+                 <small>in {job}</small>{at}<pre class=\"message\">{msg}</pre></li>",
+                id = esc(&id),
+                job = esc(j.name.as_deref().unwrap_or(&j.key)),
+                msg = esc(&f.message),
+            );
+        }
+        if failed.len() > FAILED_SHOWN {
+            let _ = write!(
+                out,
+                "<li><small>and {} more</small></li>",
+                failed.len() - FAILED_SHOWN
+            );
+        }
+        out.push_str("</ul>");
+    }
+    if !view.benchmarks.is_empty() {
+        let against = view
+            .baseline_run
+            .map_or_else(String::new, |r| format!(" vs run #{r}"));
+        let _ = write!(
+            out,
+            "<h3>Benchmarks</h3><table class=\"benchmarks\" id=\"benchmarks\"><thead><tr>\
+             <th>benchmark</th><th>job</th><th>median</th><th>unit</th><th>samples</th>\
+             <th>change{}</th></tr></thead><tbody>",
+            esc(&against)
+        );
+        for b in &view.benchmarks {
+            let change = match b.change_percent {
+                Some(c) => format!(
+                    "<span class=\"change {}\">{c:+.1}%</span>",
+                    if c > 0.0 { "slower" } else { "faster" }
+                ),
+                None => "<span class=\"empty\">no baseline</span>".to_owned(),
+            };
+            let _ = write!(
+                out,
+                "<tr><td><code>{name}</code></td><td>{job}</td><td class=\"num\">{value}</td>\
+                 <td>{unit}</td><td class=\"num\">{n}</td><td>{change}</td></tr>",
+                name = esc(&b.name),
+                job = esc(&b.job),
+                value = significant(b.value),
+                unit = b.unit,
+                n = b.samples,
+            );
+        }
+        out.push_str("</tbody></table>");
+    }
+    let warnings: Vec<&String> = reported
+        .iter()
+        .flat_map(|(_, r)| r.jobs.iter().flat_map(|l| &l.warnings))
+        .collect();
+    if !warnings.is_empty() {
+        out.push_str("<h3>Report problems</h3><ul class=\"warnings\">");
+        for w in warnings.iter().take(FAILED_SHOWN) {
+            let _ = write!(out, "<li>{}</li>", esc(w));
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str("</section>");
+    out
+}
+
+/// How many failed tests the run page lists (the rest are counted).
+const FAILED_SHOWN: usize = 100;
+
+/// A value with about four significant digits.
+fn significant(v: f64) -> String {
+    let a = v.abs();
+    if a >= 100.0 {
+        format!("{v:.1}")
+    } else if a >= 10.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 /// Markdown (a step summary) as HTML; raw HTML in it is shown as text, never interpreted,
 /// and links keep only `http`, `https` and `mailto` targets.
 pub fn markdown(md: &str) -> String {
@@ -335,6 +746,13 @@ pub fn markdown(md: &str) -> String {
         Parser::new_ext(md, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH).map(|ev| {
             match ev {
                 Event::Html(h) | Event::InlineHtml(h) => Event::Text(h),
+                // Column alignment would be a `style` attribute, which the page's CSP blocks
+                // (and reports as an error in the browser's console).
+                Event::Start(Tag::Table(cols)) => Event::Start(Tag::Table(
+                    cols.iter()
+                        .map(|_| pulldown_cmark::Alignment::None)
+                        .collect(),
+                )),
                 Event::Start(Tag::Link {
                     link_type,
                     dest_url,
@@ -381,7 +799,113 @@ mod tests {
             needs: needs.iter().map(|s| (*s).to_owned()).collect(),
             leg: None,
             name: None,
+            results: None,
         }
+    }
+
+    fn reported(id: i64, key: &str, results: serde_json::Value) -> JobStatus {
+        JobStatus {
+            id,
+            state: "done".into(),
+            result: Some("failure".into()),
+            results: Some(results),
+            ..job(key, &[])
+        }
+    }
+
+    #[test]
+    fn results_show_totals_failed_cases_escaped_coverage_and_benchmarks() {
+        let unit = reported(
+            4,
+            "unit",
+            serde_json::json!({"version": 1, "jobs": [{
+                "id": "unit", "name": "unit",
+                "tests": {"tests": 3, "passed": 1, "failed": 1, "skipped": 1, "flaky": 0, "duration_s": 0.1},
+                "failed_tests": [{"suite": "s", "classname": "<img src=x onerror=alert(1)>",
+                                  "name": "adds", "message": "expected <b>2</b> & got \"3\"",
+                                  "file": "src/<lib>.rs", "line": 7}],
+                "coverage": {"lines_total": 200, "lines_covered": 150, "line_percent": 75.0},
+                "files": [], "future_field": true}]}),
+        );
+        let bench = reported(
+            5,
+            "bench",
+            serde_json::json!({"version": 1, "benchmarks": [], "jobs": [{
+                "id": "bench", "name": "bench <x>",
+                "tests": {"tests": 2, "passed": 2},
+                "benchmarks": [{"name": "parse<1>", "source": "hyperfine", "n": 10,
+                                "median": 0.0125, "mean": 0.013},
+                               {"name": "new", "source": "hyperfine", "n": 5, "median": 2.0, "mean": 2.0}],
+                "files": []}]}),
+        );
+        let jobs = vec![unit, bench, job("lint", &[])];
+        let mut baseline = HashMap::new();
+        baseline.insert("parse<1>".to_owned(), 0.010);
+        let view = run_results(&jobs, &baseline, Some(3));
+        assert_eq!(
+            view.tests,
+            Some(TestCounts {
+                tests: 5,
+                passed: 3,
+                failed: 1,
+                skipped: 1
+            })
+        );
+        assert_eq!(view.line_percent, Some(75.0));
+        let parse = &view.benchmarks[0];
+        assert_eq!((parse.unit, parse.samples), ("ms", 10));
+        assert!((parse.value - 12.5).abs() < 1e-9, "{parse:?}");
+        assert!((parse.change_percent.expect("change") - 25.0).abs() < 1e-9);
+        assert_eq!(view.benchmarks[1].change_percent, None);
+
+        let html = results_section(&jobs, &view);
+        // Nothing from a report reaches the page unescaped.
+        assert!(!html.contains("<img"), "{html}");
+        assert!(!html.contains("<b>2</b>"), "{html}");
+        assert!(!html.contains("<lib>") && !html.contains("<x>") && !html.contains("parse<1>"));
+        assert!(
+            html.contains("&lt;img src=x onerror=alert(1)&gt;::adds"),
+            "{html}"
+        );
+        assert!(
+            html.contains("expected &lt;b&gt;2&lt;/b&gt; &amp; got &quot;3&quot;"),
+            "{html}"
+        );
+        assert!(html.contains("src/&lt;lib&gt;.rs:7"), "{html}");
+        assert!(
+            html.contains("<b>3</b> passed, <b>1</b> failed, <b>1</b> skipped of 5 tests"),
+            "{html}"
+        );
+        assert!(html.contains("75.0%"), "{html}");
+        assert!(html.contains("<code>parse&lt;1&gt;</code>"), "{html}");
+        assert!(html.contains("12.50</td><td>ms</td>"), "{html}");
+        assert!(
+            html.contains("+25.0%") && html.contains("vs run #3"),
+            "{html}"
+        );
+        assert!(html.contains("no baseline"), "{html}");
+        // The overall row appears with more than one reporting job.
+        assert!(html.contains("all jobs"), "{html}");
+
+        let none = results_section(&[job("lint", &[])], &RunResultsView::default());
+        assert!(none.contains("no results"), "{none}");
+    }
+
+    #[test]
+    fn a_malformed_results_record_renders_as_none() {
+        let j = reported(1, "x", serde_json::json!({"jobs": "not a list"}));
+        let view = run_results(std::slice::from_ref(&j), &HashMap::new(), None);
+        assert_eq!(view.tests, None);
+        assert!(results_section(&[j], &view).contains("no results"));
+    }
+
+    #[test]
+    fn times_take_a_readable_unit() {
+        assert_eq!(time_unit(2.5), (2.5, "s"));
+        assert_eq!(time_unit(0.0).1, "s");
+        assert_eq!(time_unit(3e-3).1, "ms");
+        assert_eq!(time_unit(4e-6).1, "µs");
+        assert_eq!(time_unit(5e-9).1, "ns");
     }
 
     #[test]
@@ -432,6 +956,10 @@ mod tests {
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
         assert!(!html.contains("javascript:"), "{html}");
+        // Aligned columns (as `pipe run`'s results summary has) carry no inline style.
+        let table = markdown("| a | b |\n|:---|---:|\n| 1 | 2 |\n");
+        assert!(table.contains("<td>2</td>"), "{table}");
+        assert!(!table.contains("style="), "{table}");
     }
 
     #[test]

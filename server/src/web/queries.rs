@@ -1,5 +1,5 @@
-//! The UI's reads (and the step-summary write), kept apart from the queue's statements in
-//! `db`.
+//! The UI's reads (and the step-summary and results writes), kept apart from the queue's
+//! statements in `db`.
 
 use serde::Serialize;
 
@@ -156,4 +156,115 @@ pub async fn put_summary(
         )
         .await?;
     Ok(n > 0)
+}
+
+/// The benchmark medians (seconds, by name) of the latest finished run of `workflow` before
+/// `run` that recorded benchmarks, and that run: the baseline of the run page's changes.
+pub async fn bench_baseline(
+    db: &Db,
+    run: i64,
+    workflow: &str,
+) -> DbResult<(Option<i64>, std::collections::HashMap<String, f64>)> {
+    let c = db.client().await?;
+    let rows = c
+        .query(
+            "SELECT ru.id, r.results FROM runs ru
+               JOIN jobs j ON j.run_id = ru.id
+               JOIN web_job_results r
+                 ON r.job_id = j.id AND r.attempt = coalesce(j.accepted_attempt, j.attempt)
+             WHERE ru.workflow_path = $1 AND ru.id < $2 AND ru.state = 'done'
+               AND jsonb_typeof(r.results -> 'benchmarks') = 'array'
+               AND jsonb_array_length(r.results -> 'benchmarks') > 0
+               AND ru.id = (SELECT max(ru2.id) FROM runs ru2
+                              JOIN jobs j2 ON j2.run_id = ru2.id
+                              JOIN web_job_results r2 ON r2.job_id = j2.id
+                                AND r2.attempt = coalesce(j2.accepted_attempt, j2.attempt)
+                            WHERE ru2.workflow_path = $1 AND ru2.id < $2 AND ru2.state = 'done'
+                              AND jsonb_typeof(r2.results -> 'benchmarks') = 'array'
+                              AND jsonb_array_length(r2.results -> 'benchmarks') > 0)",
+            &[&workflow, &run],
+        )
+        .await?;
+    let mut medians = std::collections::HashMap::new();
+    let mut from = None;
+    for r in &rows {
+        from = Some(r.get::<_, i64>(0));
+        let v: tokio_postgres::types::Json<serde_json::Value> = r.get(1);
+        for b in v.0["benchmarks"].as_array().into_iter().flatten() {
+            if let (Some(name), Some(m)) = (b["name"].as_str(), b["median"].as_f64()) {
+                medians.entry(name.to_owned()).or_insert(m);
+            }
+        }
+    }
+    Ok((from, medians))
+}
+
+/// Every string in a JSON value with the secrets masked and NUL characters (which `jsonb`
+/// refuses) dropped, keys included.
+fn mask_json(v: &mut serde_json::Value, secrets: &[String]) {
+    let clean = |s: &str| crate::secret::mask(&s.replace('\0', ""), secrets);
+    match v {
+        serde_json::Value::String(s) => *s = clean(s),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| mask_json(x, secrets)),
+        serde_json::Value::Object(o) => {
+            let old = std::mem::take(o);
+            for (k, mut x) in old {
+                mask_json(&mut x, secrets);
+                o.insert(clean(&k), x);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Stores an attempt's results record while its lease is held (secrets masked in every
+/// string); `false` when the lease is not held.
+pub async fn put_results(
+    db: &Db,
+    job: i64,
+    attempt: i32,
+    token: &str,
+    mut results: serde_json::Value,
+) -> DbResult<bool> {
+    let secrets = match db.lease_secrets(job, attempt, token).await {
+        Ok(s) => s,
+        Err(crate::db::DbError::Fenced { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    mask_json(&mut results, &secrets);
+    let c = db.client().await?;
+    let n = c
+        .execute(
+            "INSERT INTO web_job_results (job_id, attempt, results)
+             SELECT id, attempt, $4 FROM jobs
+             WHERE id = $1 AND attempt = $2 AND state = 'leased' AND lease_token_hash = $3
+             ON CONFLICT (job_id, attempt) DO UPDATE SET results = excluded.results",
+            &[
+                &job,
+                &attempt,
+                &hash_token(token),
+                &tokio_postgres::types::Json(&results),
+            ],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_in_every_string_of_a_results_record() {
+        let mut v = serde_json::json!({
+            "jobs": [{"failed_tests": [{"name": "uses hunter2", "message": "hunter2 leaked"}]}],
+            "hunter2": 1, "n": 3, "nul": "a\u{0}b"
+        });
+        mask_json(&mut v, &["hunter2".to_owned()]);
+        let text = v.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(v["n"], 3);
+        assert_eq!(v["nul"], "ab");
+        assert_eq!(v["jobs"][0]["failed_tests"][0]["message"], "*** leaked");
+    }
 }
