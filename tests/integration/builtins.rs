@@ -253,11 +253,10 @@ fn artifacts_belong_to_their_run() {
     assert_eq!(v[0]["name"], "dist");
     assert_eq!(v[0]["files"], 1);
     assert_eq!(v[0]["job"], "j");
-    assert!(
-        Path::new(v[0]["path"].as_str().unwrap_or(""))
-            .join("run.txt")
-            .is_file()
-    );
+    // The files are one pack beside its index.
+    let pack = Path::new(v[0]["path"].as_str().unwrap_or(""));
+    assert!(pack.ends_with("files.pack") && pack.is_file(), "{pack:?}");
+    assert!(pack.with_file_name("pack.json").is_file());
     let (code, out, _) = p.pipe(&["artifacts"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("run #2 has no artifacts"), "{out}");
