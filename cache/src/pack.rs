@@ -445,7 +445,7 @@ mod tests {
         assert!(s.find_prefix("actions", "").expect("find").is_none());
         // A restore of the manifest in hand does not write anything either.
         let dst = dir.path().join("dst");
-        let e = s.restore(&m, &dst).err().expect("miss");
+        let e = s.restore(&m, &dst).expect_err("miss");
         assert!(e.is_miss(), "{e}");
         assert!(!dst.join("d/run.sh").exists());
         let m2 = save(&s, &src, "k");
@@ -470,7 +470,7 @@ mod tests {
         let v = s.verify(false).expect("verify");
         assert_eq!(v.problems.len(), 1, "{v:?}");
         let dst = dir.path().join("dst");
-        let e = s.restore(&m, &dst).err().expect("corrupt");
+        let e = s.restore(&m, &dst).expect_err("corrupt");
         assert!(e.is_miss(), "{e}");
         let mut left = Vec::new();
         for e in walkdir(&dst) {
