@@ -1,6 +1,8 @@
 //! `actions/upload-artifact` (v4.6.2 surface, outputs `artifact-id`, `artifact-url`,
 //! `artifact-digest`) and `actions/download-artifact` (v4.3.0), stored
-//! with the run's records: `runs/<N>/artifacts/<name>/artifact.json` and its `files/`.
+//! with the run's records: `runs/<N>/artifacts/<name>/artifact.json`, the files as one pack
+//! `files.pack` (`pipe_cache::pack`) and its index `pack.json`. Artifacts stored before packs
+//! (and those `pipe agent` downloads) are a `files/` folder, which downloads still read.
 //!
 //! v4 semantics: names are immutable within a run (a second upload of a name fails unless
 //! `overwrite: true`, which replaces it under a new id); the files keep their paths relative
@@ -19,9 +21,11 @@ use pipe_runner::run::action::{BuiltinAction, BuiltinCall, BuiltinResult};
 use serde::{Deserialize, Serialize};
 
 use crate::util::{
-    common_ancestor, copy_hashing, env, expand, input, input_bool, input_lines, line, par_chunks,
-    resolve, warn_unexpected, warning,
+    common_ancestor, env, expand, input, input_bool, input_lines, line, par_chunks, resolve,
+    warn_unexpected, warning,
 };
+use pipe_cache::pack::Source;
+use pipe_cache::{FileEntry, FileKind};
 
 const UPLOAD_INPUTS: &[&str] = &[
     "name",
@@ -75,7 +79,14 @@ pub fn artifacts_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("artifacts")
 }
 
-/// Every finished artifact of a run, by id.
+/// The pack of an artifact's files, in its folder (see `pipe_cache::pack`).
+pub const PACK_FILE: &str = "files.pack";
+/// The pack's index (a JSON list of `pipe_cache::FileEntry`), beside it.
+pub const INDEX_FILE: &str = "pack.json";
+
+/// Every finished artifact of a run, by id, with where its files are: the pack
+/// (`files.pack`), or for artifacts stored before packs (and those `pipe agent` downloads)
+/// the `files` folder.
 pub fn list(run_dir: &Path) -> Vec<(ArtifactInfo, PathBuf)> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(artifacts_dir(run_dir)) else {
@@ -87,7 +98,15 @@ pub fn list(run_dir: &Path) -> Vec<(ArtifactInfo, PathBuf)> {
             continue;
         };
         if let Ok(info) = serde_json::from_str::<ArtifactInfo>(&text) {
-            out.push((info, p.join("files")));
+            let pack = p.join(PACK_FILE);
+            out.push((
+                info,
+                if pack.is_file() {
+                    pack
+                } else {
+                    p.join("files")
+                },
+            ));
         }
     }
     out.sort_by_key(|(i, _)| i.id);
@@ -266,52 +285,45 @@ impl BuiltinAction for Upload {
                 }
                 Err(e) => return Err(format!("cannot create `{}`: {e}", adir.display())),
             }
-            let files_dir = adir.join("files");
-            // Copied on several threads; each file's SHA-256 goes into the digest, which
-            // covers every stored path with its content, in path order.
-            let copied = par_chunks(&matched.files, |chunk| {
-                let mut buf = Vec::new();
-                let mut made: std::collections::HashSet<PathBuf> = Default::default();
-                let mut done = Vec::with_capacity(chunk.len());
-                for f in chunk {
+            // One pack file (read, hashed and written on several threads) and its index;
+            // each file's SHA-256 goes into the digest, which covers every stored path with
+            // its content, in path order.
+            let sources: Vec<Source> = matched
+                .files
+                .iter()
+                .map(|f| {
                     let rel = f.strip_prefix(&root).unwrap_or(f);
-                    let rel = rel.strip_prefix("/").unwrap_or(rel).to_path_buf();
-                    let stored = files_dir.join(&rel);
-                    let fail = |e: std::io::Error| format!("cannot upload `{}`: {e}", f.display());
-                    if let Some(p) = stored.parent()
-                        && !made.contains(p)
-                    {
-                        std::fs::create_dir_all(p).map_err(fail)?;
-                        made.insert(p.to_path_buf());
+                    let rel = rel.strip_prefix("/").unwrap_or(rel);
+                    Source {
+                        path: f.clone(),
+                        rel: rel.to_string_lossy().into_owned(),
                     }
-                    let meta = std::fs::symlink_metadata(f).map_err(fail)?;
-                    let (content, size) = if meta.file_type().is_symlink() {
-                        let target = std::fs::read_link(f).map_err(fail)?;
-                        let _ = std::fs::remove_file(&stored);
-                        std::os::unix::fs::symlink(&target, &stored).map_err(fail)?;
-                        (
-                            pipe_cache::Digest::of(target.as_os_str().as_encoded_bytes()),
-                            0,
-                        )
-                    } else {
-                        copy_hashing(f, &stored, &mut buf).map_err(fail)?
-                    };
-                    done.push((rel, content, size));
-                }
-                Ok(done)
-            });
-            let mut copied: Vec<_> = match copied {
-                Ok(c) => c.into_iter().flatten().collect(),
+                })
+                .collect();
+            let entries = match write_pack(&adir, &sources) {
+                Ok(e) => e,
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&adir);
-                    return Err(e);
+                    return Err(format!("cannot upload artifact `{name}`: {e}"));
                 }
             };
-            copied.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut stored: Vec<(&str, pipe_cache::Digest, u64)> = entries
+                .iter()
+                .filter_map(|e| match &e.kind {
+                    FileKind::File { blob, .. } => Some((e.path.as_str(), blob.digest, blob.size)),
+                    FileKind::Symlink { target } => Some((
+                        e.path.as_str(),
+                        pipe_cache::Digest::of(target.as_bytes()),
+                        0,
+                    )),
+                    FileKind::Dir => None,
+                })
+                .collect();
+            stored.sort_by(|a, b| a.0.cmp(b.0));
             let mut listing = pipe_cache::Hasher::new();
             let mut size = 0;
-            for (rel, content, n) in &copied {
-                listing.update(rel.to_string_lossy().as_bytes());
+            for (rel, content, n) in &stored {
+                listing.update(rel.as_bytes());
                 listing.update(b"\0");
                 listing.update(content.as_bytes());
                 size += n;
@@ -358,6 +370,56 @@ impl BuiltinAction for Upload {
         outputs.insert("artifact-digest".to_owned(), info.digest.clone());
         Ok(outputs)
     }
+}
+
+/// Writes the pack of `sources` and its index into the artifact folder `adir` (each through
+/// a temp file and a rename); returns the index.
+fn write_pack(adir: &Path, sources: &[Source]) -> Result<Vec<FileEntry>, String> {
+    let tmp = tempfile::NamedTempFile::new_in(adir).map_err(|e| e.to_string())?;
+    let (entries, _) = pipe_cache::pack::write(
+        tmp.as_file(),
+        tmp.path(),
+        sources,
+        pipe_cache::pack::threads(),
+    )
+    .map_err(|e| e.to_string())?;
+    tmp.persist(adir.join(PACK_FILE))
+        .map_err(|e| e.error.to_string())?;
+    let index = serde_json::to_vec(&entries).map_err(|e| e.to_string())?;
+    pipe_runner::store::write_atomic(&adir.join(INDEX_FILE), &index).map_err(|e| e.to_string())?;
+    Ok(entries)
+}
+
+/// Unpacks an artifact's pack into `to` (files verified against the index before any is
+/// moved into place, on several threads); symlinks are made as stored, as they were
+/// uploaded.
+fn unpack(pack: &Path, to: &Path) -> Result<(), String> {
+    let dir = pack.parent().unwrap_or(Path::new("."));
+    let index = std::fs::read(dir.join(INDEX_FILE))
+        .map_err(|e| format!("cannot read `{}`: {e}", dir.join(INDEX_FILE).display()))?;
+    let entries: Vec<FileEntry> = serde_json::from_slice(&index)
+        .map_err(|e| format!("`{}` is malformed: {e}", dir.join(INDEX_FILE).display()))?;
+    let file =
+        std::fs::File::open(pack).map_err(|e| format!("cannot read `{}`: {e}", pack.display()))?;
+    let (links, rest): (Vec<FileEntry>, Vec<FileEntry>) = entries
+        .into_iter()
+        .partition(|e| matches!(e.kind, FileKind::Symlink { .. }));
+    pipe_cache::restore::unpack(&file, &rest, to, pipe_cache::pack::threads())
+        .map_err(|e| e.to_string())?;
+    for l in links {
+        let FileKind::Symlink { target } = &l.kind else {
+            continue;
+        };
+        let rel = pipe_cache::restore::check_rel_path(&l.path)
+            .map_err(|why| format!("refusing to restore `{}`: {why}", l.path))?;
+        let dest = to.join(rel);
+        if let Some(p) = dest.parent() {
+            std::fs::create_dir_all(p).map_err(|e| format!("`{}`: {e}", l.path))?;
+        }
+        let _ = std::fs::remove_file(&dest);
+        std::os::unix::fs::symlink(target, &dest).map_err(|e| format!("`{}`: {e}", l.path))?;
+    }
+    Ok(())
 }
 
 /// Copies a tree (files and symlinks, on several threads), replacing files that exist.
@@ -494,7 +556,9 @@ impl BuiltinAction for Download {
                         target.display()
                     ),
                 );
-                if files.is_dir() {
+                if files.is_file() {
+                    unpack(files, &target)
+                } else if files.is_dir() {
                     copy_tree(files, &target)
                 } else {
                     std::fs::create_dir_all(&target).map_err(|e| e.to_string())

@@ -11,12 +11,15 @@
 //! (`post-if: success()`) under the key computed when the step ran, unless that key was hit
 //! exactly; entries are immutable (saving an existing key is a warning). Files under the
 //! workspace are stored relative to it (entries move with the repository), others by their
-//! absolute path.
+//! absolute path. An entry's files are one pack in the store (`pipe_cache::pack`), unless a
+//! remote is configured (it stores one blob per file); a damaged pack is a miss with a
+//! warning.
 
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
+use pipe_cache::pack::Source;
 use pipe_cache::{Cache, EntryKey, Lookup, Manifest, StoreOptions};
 use pipe_runner::executor::OutputSink;
 use pipe_runner::run::action::{BuiltinAction, BuiltinCall, BuiltinResult};
@@ -184,6 +187,20 @@ fn restore(
                 if part.files.is_empty() {
                     continue;
                 }
+                if part.pack.is_some() {
+                    // One pack: the store reads it on several threads and verifies every
+                    // file before any is moved into place.
+                    if let Err(e) = cache.local().restore(&part, &root) {
+                        if e.is_miss() {
+                            let _ = cache
+                                .local()
+                                .remove_entry(&EntryKey::new(NAMESPACE, &m.key));
+                        }
+                        warning(out, &format!("failed to restore: {e}"));
+                        return Restored { matched: None };
+                    }
+                    continue;
+                }
                 // Parts are restored on several threads; each part is verified before any of
                 // its files is moved into place.
                 let local = cache.local();
@@ -256,6 +273,36 @@ fn save(
         );
         return false;
     }
+    let local = cache.local();
+    if !cache.has_remote() {
+        // One pack file for the whole entry (see `pipe_cache::pack`): a remote stores blobs
+        // by content digest, so entries for a remote keep one blob per file.
+        let sources: Vec<Source> = matched
+            .files
+            .iter()
+            .map(|f| match f.strip_prefix(workspace) {
+                Ok(rel) => Source {
+                    path: f.clone(),
+                    rel: format!("w/{}", rel.to_string_lossy()),
+                },
+                Err(_) => Source {
+                    path: f.clone(),
+                    rel: format!("a/{}", f.to_string_lossy().trim_start_matches('/')),
+                },
+            })
+            .collect();
+        let built = local.builder(&entry).and_then(|mut b| {
+            b.add_packed(&sources, pipe_cache::pack::threads())?;
+            Ok(b.finish())
+        });
+        return match built {
+            Ok(m) => finish_save(cache, &m, key, out),
+            Err(e) => {
+                warning(out, &format!("failed to save: {e}"));
+                false
+            }
+        };
+    }
     let mut inside = Vec::new();
     let mut outside = Vec::new();
     for f in &matched.files {
@@ -264,7 +311,6 @@ fn save(
             Err(_) => outside.push(f.to_string_lossy().trim_start_matches('/').to_owned()),
         }
     }
-    let local = cache.local();
     let build = |root: &Path, rels: &[String], prefix: &str| -> Result<Vec<_>, String> {
         let parts = par_chunks(rels, |chunk| {
             let mut b = local.builder(&entry).map_err(|e| e.to_string())?;
@@ -296,8 +342,13 @@ fn save(
     files.sort_by(|a, b| a.path.cmp(&b.path));
     let mut m = Manifest::new(NAMESPACE, &full);
     m.files = files;
+    finish_save(cache, &m, key, out)
+}
+
+/// Writes the entry's manifest and reports the size.
+fn finish_save(cache: &Cache, m: &Manifest, key: &str, out: &mut dyn OutputSink) -> bool {
     let size: u64 = m.files.iter().map(file_size).sum();
-    let outcome = cache.save(&m);
+    let outcome = cache.save(m);
     for w in outcome.warnings {
         warning(out, &w);
     }
@@ -419,6 +470,211 @@ impl BuiltinAction for CacheAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn cache(dir: &Path) -> Cache {
+        Cache::new(pipe_cache::LocalStore::open(dir, StoreOptions::default()).expect("open"))
+    }
+
+    fn workspace(dir: &Path) -> PathBuf {
+        let ws = dir.join("ws");
+        std::fs::create_dir_all(ws.join("data/sub")).expect("mkdir");
+        for i in 0..50 {
+            std::fs::write(ws.join(format!("data/sub/f{i}")), vec![i as u8; 1000 + i]).expect("w");
+        }
+        std::fs::write(ws.join("data/tool"), "#!/bin/sh\n").expect("w");
+        std::fs::set_permissions(ws.join("data/tool"), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        std::os::unix::fs::symlink("tool", ws.join("data/link")).expect("ln");
+        ws
+    }
+
+    fn text(out: &[u8]) -> String {
+        String::from_utf8_lossy(out).into_owned()
+    }
+
+    fn paths() -> Vec<String> {
+        vec!["data".to_owned()]
+    }
+
+    fn check_restored(ws: &Path) {
+        for i in 0..50 {
+            let got = std::fs::read(ws.join(format!("data/sub/f{i}"))).expect("restored");
+            assert_eq!(got, vec![i as u8; 1000 + i]);
+        }
+        let mode = std::fs::metadata(ws.join("data/tool"))
+            .expect("tool")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        assert_eq!(
+            std::fs::read_link(ws.join("data/link")).expect("link"),
+            Path::new("tool")
+        );
+    }
+
+    fn only_pack(dir: &Path) -> PathBuf {
+        let packs = dir.join("cache/cas-v1/packs");
+        let mut found = Vec::new();
+        for fan in std::fs::read_dir(&packs).expect("packs").flatten() {
+            for f in std::fs::read_dir(fan.path()).expect("fan").flatten() {
+                found.push(f.path());
+            }
+        }
+        assert_eq!(found.len(), 1, "{found:?}");
+        found.remove(0)
+    }
+
+    #[test]
+    fn save_packs_the_entry_and_restore_unpacks_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ws = workspace(dir.path());
+        let c = cache(&dir.path().join("cache"));
+        let mut out = Vec::new();
+        assert!(
+            save(&c, &ws, &[], &paths(), "k", &mut out),
+            "{}",
+            text(&out)
+        );
+        assert!(
+            text(&out).contains("Cache saved with key: k"),
+            "{}",
+            text(&out)
+        );
+        only_pack(dir.path());
+        std::fs::remove_dir_all(ws.join("data")).expect("rm");
+        let r = restore(&c, &ws, &paths(), &["k".to_owned()], false, &mut out);
+        assert_eq!(r.matched.as_deref(), Some("k"), "{}", text(&out));
+        check_restored(&ws);
+        // Saving an existing key is refused, as before.
+        let mut out = Vec::new();
+        assert!(!save(&c, &ws, &[], &paths(), "k", &mut out));
+        assert!(
+            text(&out).contains("another job may be creating"),
+            "{}",
+            text(&out)
+        );
+    }
+
+    #[test]
+    fn entries_of_one_blob_per_file_still_restore() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ws = workspace(dir.path());
+        let c = cache(&dir.path().join("cache"));
+        // The format before packs (and the one a remote gets): one CAS blob per file.
+        let full = format!("{}:old", version(&paths()));
+        let mut b = c
+            .local()
+            .builder(&EntryKey::new(NAMESPACE, &full))
+            .expect("builder");
+        b.add_path(&ws, "data").expect("add");
+        let mut m = b.finish();
+        for f in &mut m.files {
+            f.path = format!("w/{}", f.path);
+        }
+        assert!(m.pack.is_none());
+        assert!(c.save(&m).local);
+        std::fs::remove_dir_all(ws.join("data")).expect("rm");
+        let mut out = Vec::new();
+        let r = restore(&c, &ws, &paths(), &["old".to_owned()], false, &mut out);
+        assert_eq!(r.matched.as_deref(), Some("old"), "{}", text(&out));
+        check_restored(&ws);
+    }
+
+    #[test]
+    fn truncated_pack_is_a_miss_with_a_warning_and_is_saved_again() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ws = workspace(dir.path());
+        let c = cache(&dir.path().join("cache"));
+        let mut out = Vec::new();
+        assert!(save(&c, &ws, &[], &paths(), "k", &mut out));
+        let pack = only_pack(dir.path());
+        let len = std::fs::metadata(&pack).expect("meta").len();
+        std::fs::File::options()
+            .write(true)
+            .open(&pack)
+            .expect("open")
+            .set_len(len - 10)
+            .expect("truncate");
+        std::fs::remove_dir_all(ws.join("data")).expect("rm");
+        let mut out = Vec::new();
+        let r = restore(&c, &ws, &paths(), &["k".to_owned()], false, &mut out);
+        assert!(r.matched.is_none(), "{}", text(&out));
+        assert!(
+            text(&out).contains("::warning::") && text(&out).contains("damaged"),
+            "{}",
+            text(&out)
+        );
+        assert!(!ws.join("data").exists());
+        // The damaged entry is gone, so the post step can save the key again.
+        let ws = workspace(dir.path());
+        let mut out = Vec::new();
+        assert!(
+            save(&c, &ws, &[], &paths(), "k", &mut out),
+            "{}",
+            text(&out)
+        );
+        std::fs::remove_dir_all(ws.join("data")).expect("rm");
+        let r = restore(&c, &ws, &paths(), &["k".to_owned()], false, &mut out);
+        assert_eq!(r.matched.as_deref(), Some("k"), "{}", text(&out));
+        check_restored(&ws);
+    }
+
+    #[test]
+    fn corrupt_pack_is_a_miss_with_a_warning() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ws = workspace(dir.path());
+        let c = cache(&dir.path().join("cache"));
+        let mut out = Vec::new();
+        assert!(save(&c, &ws, &[], &paths(), "k", &mut out));
+        let pack = only_pack(dir.path());
+        let mut bytes = std::fs::read(&pack).expect("read");
+        bytes[500] ^= 0xff;
+        std::fs::write(&pack, &bytes).expect("write");
+        std::fs::remove_dir_all(ws.join("data")).expect("rm");
+        let mut out = Vec::new();
+        let r = restore(&c, &ws, &paths(), &["k".to_owned()], false, &mut out);
+        assert!(r.matched.is_none(), "{}", text(&out));
+        assert!(
+            text(&out).contains("::warning::failed to restore"),
+            "{}",
+            text(&out)
+        );
+        assert!(
+            !ws.join("data/sub/f0").exists() && !ws.join("data/tool").exists(),
+            "nothing is restored from a corrupt pack"
+        );
+        let mut out = Vec::new();
+        let r = restore(&c, &ws, &paths(), &["k".to_owned()], true, &mut out);
+        assert!(r.matched.is_none(), "the entry is gone: {}", text(&out));
+    }
+
+    #[test]
+    fn concurrent_saves_of_one_key() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ws = workspace(dir.path());
+        let cdir = dir.path().join("cache");
+        let saved: Vec<bool> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..3)
+                .map(|_| {
+                    let (ws, cdir) = (&ws, &cdir);
+                    sc.spawn(move || {
+                        let mut out = Vec::new();
+                        save(&cache(cdir), ws, &[], &paths(), "same", &mut out)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap_or(false)).collect()
+        });
+        assert!(saved.iter().any(|s| *s), "{saved:?}");
+        let c = cache(&cdir);
+        std::fs::remove_dir_all(ws.join("data")).expect("rm");
+        let mut out = Vec::new();
+        let r = restore(&c, &ws, &paths(), &["same".to_owned()], false, &mut out);
+        assert_eq!(r.matched.as_deref(), Some("same"), "{}", text(&out));
+        check_restored(&ws);
+        assert!(c.local().verify(false).expect("verify").problems.is_empty());
+    }
 
     #[test]
     fn version_depends_on_paths_and_their_order() {

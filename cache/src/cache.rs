@@ -266,6 +266,12 @@ impl Cache {
                 )));
             }
         };
+        if manifest.pack.is_some() {
+            return Err(self.warn(format!(
+                "remote cache `{}` served a packed entry for `{id}`; ignoring it",
+                remote.describe()
+            )));
+        }
         for blob in manifest.cas_blobs() {
             if self.local.has_blob_sized(&blob.digest, blob.size) {
                 continue;
@@ -371,7 +377,8 @@ impl Cache {
                 return out;
             }
         }
-        if self.mode != RemoteMode::ReadWrite {
+        // A pack is local only: a remote stores blobs by their content's digest.
+        if self.mode != RemoteMode::ReadWrite || manifest.pack.is_some() {
             return out;
         }
         let Some(remote) = self.remote() else {

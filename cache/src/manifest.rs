@@ -46,6 +46,13 @@ pub enum FileKind {
         /// Its content.
         #[serde(flatten)]
         blob: BlobRef,
+        /// Where its content starts in the entry's pack ([`Manifest::pack`]); `None`: the
+        /// blob is inlined or in the CAS.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<u64>,
+        /// Modification time in nanoseconds since the epoch, restored when recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtime_ns: Option<u64>,
     },
     /// A symbolic link (restored only if its target stays inside the restore root).
     Symlink {
@@ -76,6 +83,17 @@ pub struct Attachment {
     pub blob: BlobRef,
 }
 
+/// The pack of an entry: one file holding the content of every file whose `at` is set,
+/// back to back (see [`crate::pack`]). Its name is [`crate::pack::pack_id`] of those files,
+/// and each file's region is verified against the file's own digest when read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackRef {
+    /// The pack's id (`packs/ab/cdef…` in the store).
+    pub id: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
 /// A cache entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -94,6 +112,10 @@ pub struct Manifest {
     /// Bytes the caller owns (exit status, outputs, …); the store never looks inside.
     #[serde(default, with = "b64")]
     pub metadata: Vec<u8>,
+    /// The pack holding the content of packed files (`at` set), if any. A binary that
+    /// predates packs ignores the field and sees their blobs missing: a miss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<PackRef>,
 }
 
 /// A manifest that could not be decoded.
@@ -120,6 +142,7 @@ impl Manifest {
             files: Vec::new(),
             attachments: Vec::new(),
             metadata: Vec::new(),
+            pack: None,
         }
     }
 
@@ -169,9 +192,17 @@ impl Manifest {
             .chain(self.attachments.iter().map(|a| &a.blob))
     }
 
-    /// Blobs that live in the CAS (not inlined): what a store must hold for a hit.
+    /// Blobs that live in the CAS (not inlined, not packed): what a store must hold for a
+    /// hit, besides the pack.
     pub fn cas_blobs(&self) -> impl Iterator<Item = &BlobRef> {
-        self.blobs().filter(|b| b.inline.is_none())
+        self.files
+            .iter()
+            .filter_map(|f| match &f.kind {
+                FileKind::File { blob, at: None, .. } => Some(blob),
+                _ => None,
+            })
+            .chain(self.attachments.iter().map(|a| &a.blob))
+            .filter(|b| b.inline.is_none())
     }
 
     /// The attachment with this name.
@@ -232,6 +263,8 @@ mod tests {
                     size: 2,
                     inline: Some(b"hi".to_vec()),
                 },
+                at: None,
+                mtime_ns: None,
             },
         });
         m.files.push(FileEntry {

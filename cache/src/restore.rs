@@ -21,7 +21,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::digest::{Digest, Hasher};
 use crate::fsutil::{self, TEMP_PREFIX};
-use crate::manifest::{BlobRef, FileKind, Manifest};
+use crate::manifest::{BlobRef, FileEntry, FileKind, Manifest, PackRef};
 use crate::store::LocalStore;
 
 /// Restoring failed; the destination is unchanged except for folders it created.
@@ -62,6 +62,9 @@ pub enum RestoreError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The entry's pack is missing or does not have its recorded size.
+    #[error("pack `{0}` is missing or truncated")]
+    BadPack(Digest),
 }
 
 impl RestoreError {
@@ -70,7 +73,7 @@ impl RestoreError {
     pub fn is_miss(&self) -> bool {
         matches!(
             self,
-            RestoreError::MissingBlob(_) | RestoreError::Corrupt(_)
+            RestoreError::MissingBlob(_) | RestoreError::Corrupt(_) | RestoreError::BadPack(_)
         )
     }
 }
@@ -193,6 +196,9 @@ impl Drop for Staged {
 impl LocalStore {
     /// Restores the entry's files under `root` (see the module docs for the rules).
     pub fn restore(&self, m: &Manifest, root: &Path) -> Result<RestoreReport, RestoreError> {
+        if let Some(pack) = &m.pack {
+            return self.restore_packed(m, pack, root);
+        }
         let mut report = RestoreReport::default();
         // Check every path before touching anything.
         for f in &m.files {
@@ -220,7 +226,7 @@ impl LocalStore {
                     make_parents(root, &format!("{}/x", f.path), &mut report)?;
                 }
                 FileKind::Symlink { .. } => {}
-                FileKind::File { mode, blob } => {
+                FileKind::File { mode, blob, .. } => {
                     make_parents(root, &f.path, &mut report)?;
                     match fs::symlink_metadata(&dest) {
                         Ok(meta) if meta.file_type().is_dir() => {
@@ -252,31 +258,36 @@ impl LocalStore {
             s.tmp = PathBuf::new();
             report.written += 1;
         }
-        for f in &m.files {
-            if let FileKind::Symlink { target } = &f.kind {
-                make_parents(root, &f.path, &mut report)?;
-                let dest = root.join(&f.path);
-                if let Ok(cur) = fs::read_link(&dest)
-                    && cur == Path::new(target)
-                {
-                    report.unchanged += 1;
-                    continue;
-                }
-                if let Ok(meta) = fs::symlink_metadata(&dest) {
-                    if meta.is_dir() {
-                        return Err(RestoreError::Conflict {
-                            path: f.path.clone(),
-                            found: "folder",
-                        });
-                    }
-                    fs::remove_file(&dest).map_err(io_err("cannot replace", &dest))?;
-                }
-                std::os::unix::fs::symlink(target, &dest)
-                    .map_err(io_err("cannot create link", &dest))?;
-                report.written += 1;
-            }
-        }
+        restore_links(&m.files, root, &mut report)?;
         Ok(report)
+    }
+
+    /// Restores an entry with a pack: see [`unpack`]. A pack that is missing, truncated or
+    /// corrupt is removed (so saving the key again rewrites it) and the restore is a miss.
+    fn restore_packed(
+        &self,
+        m: &Manifest,
+        pack: &PackRef,
+        root: &Path,
+    ) -> Result<RestoreReport, RestoreError> {
+        let _lock = self.lock_shared()?;
+        let path = self.pack_path(&pack.id);
+        let file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(RestoreError::BadPack(pack.id));
+            }
+            Err(e) => return Err(io_err("cannot read", &path)(e)),
+        };
+        if file.metadata().map(|md| md.len()).ok() != Some(pack.size) {
+            self.quarantine(&path, "pack is truncated");
+            return Err(RestoreError::BadPack(pack.id));
+        }
+        let r = unpack(&file, &m.files, root, crate::pack::threads());
+        if let Err(RestoreError::Corrupt(_)) = &r {
+            self.quarantine(&path, "pack content does not match its index");
+        }
+        r
     }
 
     /// Copies a blob into a temp file beside `dest`, hashing as it goes.
@@ -354,6 +365,221 @@ impl LocalStore {
             None => Ok(None),
         }
     }
+}
+
+/// Writes the files of `entries` whose content is in `pack` (`at` set) under `root`, with
+/// their folders and symlinks, on `threads` threads. The same rules as
+/// [`LocalStore::restore`]: paths checked first, every file streamed into a temp file beside
+/// its destination while hashed, and nothing renamed into place until every file matched
+/// its digest (a corrupt pack restores nothing). Files are always rewritten, as `tar -x`
+/// does; modes and recorded mtimes are set.
+pub fn unpack(
+    pack: &fs::File,
+    entries: &[FileEntry],
+    root: &Path,
+    threads: usize,
+) -> Result<RestoreReport, RestoreError> {
+    let mut report = RestoreReport::default();
+    for f in entries {
+        let p = check_rel_path(&f.path).map_err(|reason| RestoreError::Unsafe {
+            path: f.path.clone(),
+            reason,
+        })?;
+        if let FileKind::Symlink { target } = &f.kind
+            && !link_stays_inside(&p, target)
+        {
+            return Err(RestoreError::Unsafe {
+                path: f.path.clone(),
+                reason: "the link points outside the restore folder",
+            });
+        }
+        if let FileKind::File { at: None, .. } = &f.kind {
+            return Err(RestoreError::Unsafe {
+                path: f.path.clone(),
+                reason: "the file is not in the pack",
+            });
+        }
+    }
+    fs::create_dir_all(root).map_err(io_err("cannot create", root))?;
+    // Folders first (each parent checked once), then the files' destinations.
+    let mut made: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut files = Vec::new();
+    for f in entries {
+        match &f.kind {
+            FileKind::Dir => {
+                if made.insert(f.path.as_str()) {
+                    make_parents(root, &format!("{}/x", f.path), &mut report)?;
+                }
+            }
+            FileKind::Symlink { .. } => {}
+            FileKind::File {
+                mode,
+                blob,
+                at: Some(at),
+                mtime_ns,
+            } => {
+                let parent = f.path.rsplit_once('/').map_or("", |(p, _)| p);
+                if made.insert(parent) {
+                    make_parents(root, &f.path, &mut report)?;
+                }
+                let dest = root.join(&f.path);
+                if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
+                    return Err(RestoreError::Conflict {
+                        path: f.path.clone(),
+                        found: "folder",
+                    });
+                }
+                files.push((dest, *mode, blob, *at, *mtime_ns));
+            }
+            FileKind::File { at: None, .. } => {}
+        }
+    }
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let parts = crate::pack::split_by_bytes(&files, threads, |f| f.2.size);
+    type Part = Result<Vec<Staged>, RestoreError>;
+    let results: Vec<Part> = std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .iter()
+            .map(|part| {
+                let failed = &failed;
+                s.spawn(move || -> Part {
+                    let mut buf = vec![0u8; 1 << 20];
+                    let mut staged = Vec::with_capacity(part.len());
+                    for (dest, mode, blob, at, mtime_ns) in part.iter() {
+                        if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        let r = stage_region(pack, dest, *mode, blob, *at, *mtime_ns, &mut buf);
+                        match r {
+                            Ok(s) => staged.push(s),
+                            Err(e) => {
+                                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                    }
+                    Ok(staged)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(RestoreError::Io {
+                        what: "a restoring thread panicked in",
+                        path: root.to_path_buf(),
+                        source: io::Error::other("panic"),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut staged = Vec::with_capacity(files.len());
+    let mut first_err = None;
+    for r in results {
+        match r {
+            Ok(s) => staged.push(s),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    // Everything verified: move into place.
+    for part in staged {
+        for mut s in part {
+            fs::rename(&s.tmp, &s.dest).map_err(io_err("cannot write", &s.dest))?;
+            s.tmp = PathBuf::new();
+            report.written += 1;
+        }
+    }
+    report.bytes = files.iter().map(|f| f.2.size).sum();
+    restore_links(entries, root, &mut report)?;
+    Ok(report)
+}
+
+/// Streams one file's region of a pack into a temp file beside `dest`, verifying it.
+fn stage_region(
+    pack: &fs::File,
+    dest: &Path,
+    mode: u32,
+    blob: &BlobRef,
+    at: u64,
+    mtime_ns: Option<u64>,
+    buf: &mut [u8],
+) -> Result<Staged, RestoreError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(fsutil::unique_name(TEMP_PREFIX));
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io_err("cannot create", &tmp))?;
+    let mut guard = Staged {
+        tmp: tmp.clone(),
+        dest: dest.to_path_buf(),
+    };
+    let digest = crate::pack::hash_region(pack, at, blob.size, buf, &mut |b| out.write_all(b))
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                RestoreError::BadPack(blob.digest)
+            } else {
+                io_err("cannot write", &tmp)(e)
+            }
+        })?;
+    if digest != blob.digest {
+        return Err(RestoreError::Corrupt(blob.digest));
+    }
+    // The umask may have cleared bits of `mode`; set them exactly.
+    out.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io_err("cannot chmod", &tmp))?;
+    if let Some(ns) = mtime_ns {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+        let _ = out.set_times(fs::FileTimes::new().set_modified(t));
+    }
+    drop(out);
+    let done = Staged {
+        tmp: std::mem::take(&mut guard.tmp),
+        dest: std::mem::take(&mut guard.dest),
+    };
+    Ok(done)
+}
+
+/// Creates the symlinks of `entries` (after the files, so none is written through them).
+fn restore_links(
+    entries: &[FileEntry],
+    root: &Path,
+    report: &mut RestoreReport,
+) -> Result<(), RestoreError> {
+    for f in entries {
+        if let FileKind::Symlink { target } = &f.kind {
+            make_parents(root, &f.path, report)?;
+            let dest = root.join(&f.path);
+            if let Ok(cur) = fs::read_link(&dest)
+                && cur == Path::new(target)
+            {
+                report.unchanged += 1;
+                continue;
+            }
+            if let Ok(meta) = fs::symlink_metadata(&dest) {
+                if meta.is_dir() {
+                    return Err(RestoreError::Conflict {
+                        path: f.path.clone(),
+                        found: "folder",
+                    });
+                }
+                fs::remove_file(&dest).map_err(io_err("cannot replace", &dest))?;
+            }
+            std::os::unix::fs::symlink(target, &dest)
+                .map_err(io_err("cannot create link", &dest))?;
+            report.written += 1;
+        }
+    }
+    Ok(())
 }
 
 fn same_content(path: &Path, want: &Digest, buf: &mut Vec<u8>) -> bool {
@@ -493,6 +719,8 @@ mod tests {
                     size: 1,
                     inline: Some(b"x".to_vec()),
                 },
+                at: None,
+                mtime_ns: None,
             },
         };
         for (entry, why) in [

@@ -6,6 +6,8 @@
 //!   lock                    flock: shared for reads and writes, exclusive for gc/clear/repair
 //!   gc-stamp                mtime = last automatic gc
 //!   blobs/ab/cdef…          content-addressed blobs (raw bytes; name = SHA-256 hex)
+//!   packs/ab/cdef…          packs: many files' bytes in one file (crate::pack; name = the
+//!                           SHA-256 of the index in the manifest that refers to it)
 //!   ac/<namespace>/ab/cd…   manifests; name = SHA-256 of (namespace, key)
 //!   stat/<root id>.bin      stat caches of hashed trees (crate::hash)
 //!   tmp/                    temp files, renamed into place when complete
@@ -68,6 +70,14 @@ pub enum StoreError {
         path: PathBuf,
         /// The version line found.
         found: String,
+    },
+    /// An entry's pack is missing or truncated: the entry was removed (a miss).
+    #[error("cache entry `{key}` is damaged ({why}); treating it as a miss")]
+    Damaged {
+        /// The entry's key.
+        key: String,
+        /// What is wrong.
+        why: String,
     },
     /// A blob downloaded or copied in does not have the expected digest.
     #[error("blob content does not match `{expected}` (got `{actual}`)")]
@@ -287,6 +297,8 @@ pub struct VerifyReport {
     pub entries_ok: usize,
     /// Blobs whose content matches their name.
     pub blobs_ok: usize,
+    /// Packs whose every file matches the index of the entry that names it.
+    pub packs_ok: usize,
     /// Temp files (unfinished writes; harmless, `gc` removes stale ones).
     pub temp_files: usize,
     /// Problems.
@@ -302,6 +314,8 @@ pub struct Usage {
     pub entries: usize,
     /// Number of blob files.
     pub blobs: usize,
+    /// Number of pack files.
+    pub packs: usize,
     /// Bytes of blobs and manifests.
     pub bytes: u64,
 }
@@ -317,7 +331,7 @@ impl LocalStore {
     /// Opens (creating if needed) the store inside `cache_dir` (normally `PIPE_CACHE_DIR`).
     pub fn open(cache_dir: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
         let root = cache_dir.join(STORE_DIR);
-        for sub in ["blobs", "ac", "tmp", "stat"] {
+        for sub in ["blobs", "packs", "ac", "tmp", "stat"] {
             let p = root.join(sub);
             fs::create_dir_all(&p).map_err(io_err("cannot create", &p))?;
         }
@@ -374,6 +388,12 @@ impl LocalStore {
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
         let h = d.hex();
         self.root.join("blobs").join(&h[..2]).join(&h[2..])
+    }
+
+    /// Path of a pack.
+    pub fn pack_path(&self, id: &Digest) -> PathBuf {
+        let h = id.hex();
+        self.root.join("packs").join(&h[..2]).join(&h[2..])
     }
 
     fn entry_path(&self, key: &EntryKey) -> PathBuf {
@@ -637,11 +657,32 @@ impl LocalStore {
             self.quarantine(&p, "entry is stored under another key's name");
             return Ok(None);
         }
+        if let Some(why) = self.pack_problem(&m) {
+            self.quarantine(&p, &why);
+            return Err(StoreError::Damaged { key: m.key, why });
+        }
         if !self.blobs_present(&m, &p) {
             return Ok(None);
         }
         touch(&p);
         Ok(Some(m))
+    }
+
+    /// What is wrong with an entry's pack, if it has one: missing or not its size. (Its
+    /// content is verified file by file when restored.)
+    fn pack_problem(&self, m: &Manifest) -> Option<String> {
+        let pack = m.pack.as_ref()?;
+        let p = self.pack_path(&pack.id);
+        match fs::symlink_metadata(&p) {
+            Ok(md) if md.len() == pack.size => None,
+            Ok(md) => Some(format!(
+                "pack `{}` has {} bytes, not {}",
+                pack.id,
+                md.len(),
+                pack.size
+            )),
+            Err(_) => Some(format!("pack `{}` is missing", pack.id)),
+        }
     }
 
     fn blobs_present(&self, m: &Manifest, manifest_path: &Path) -> bool {
@@ -695,6 +736,10 @@ impl LocalStore {
             {
                 continue;
             }
+            if let Some(why) = self.pack_problem(&m) {
+                self.quarantine(&p, &why);
+                continue;
+            }
             if self.blobs_present(&m, &p) {
                 best = Some((m, p));
             }
@@ -742,6 +787,14 @@ impl LocalStore {
         Ok(out)
     }
 
+    fn pack_files(&self) -> Result<Vec<PathBuf>, StoreError> {
+        let mut out = Vec::new();
+        for fan in list_dir(&self.root.join("packs"))? {
+            out.extend(list_dir(&fan)?);
+        }
+        Ok(out)
+    }
+
     /// Every valid entry, newest use first (corrupt ones are skipped with a warning).
     pub fn entries(&self) -> Result<Vec<EntryInfo>, StoreError> {
         let mut out = Vec::new();
@@ -780,6 +833,10 @@ impl LocalStore {
         }
         for p in self.blob_files()? {
             u.blobs += 1;
+            u.bytes += fs::symlink_metadata(&p).map(|m| m.len()).unwrap_or(0);
+        }
+        for p in self.pack_files()? {
+            u.packs += 1;
             u.bytes += fs::symlink_metadata(&p).map(|m| m.len()).unwrap_or(0);
         }
         Ok(u)
@@ -836,7 +893,8 @@ impl LocalStore {
             path: PathBuf,
             used: SystemTime,
             size: u64,
-            blobs: Vec<Digest>,
+            // Blob and pack files the entry needs.
+            blobs: Vec<PathBuf>,
         }
         let mut entries = Vec::new();
         for p in self.manifest_files(None)? {
@@ -847,17 +905,36 @@ impl LocalStore {
             entries.push(Ent {
                 used: meta.modified().unwrap_or(now),
                 size: meta.len(),
-                blobs: m.cas_blobs().map(|b| b.digest).collect(),
+                blobs: m
+                    .cas_blobs()
+                    .map(|b| self.blob_path(&b.digest))
+                    .chain(m.pack.as_ref().map(|k| self.pack_path(&k.id)))
+                    .collect(),
                 path: p,
             });
         }
-        let mut blob_sizes: HashMap<Digest, u64> = HashMap::new();
+        // Blob and pack files by path, with their sizes.
+        let mut blob_sizes: HashMap<PathBuf, u64> = HashMap::new();
+        let mut young_packs: HashSet<PathBuf> = HashSet::new();
+        for p in self.pack_files()? {
+            let meta = fs::symlink_metadata(&p);
+            let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+            // A pack is written before the manifest that names it: a young unreferenced one
+            // may belong to a save in progress in another process.
+            if meta
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() < STALE_TEMP)
+            {
+                young_packs.insert(p.clone());
+            }
+            blob_sizes.insert(p, size);
+        }
         for p in self.blob_files()? {
             let digest = blob_digest_of_path(&p);
             let size = fs::symlink_metadata(&p).map(|m| m.len()).unwrap_or(0);
             match digest {
-                Some(d) => {
-                    blob_sizes.insert(d, size);
+                Some(_) => {
+                    blob_sizes.insert(p, size);
                 }
                 None => {
                     // Not a blob name: nothing we wrote; remove it so sizes stay honest.
@@ -869,12 +946,14 @@ impl LocalStore {
         }
         // Newest use first; evict from the back.
         entries.sort_by_key(|e| std::cmp::Reverse(e.used));
-        let mut refs: HashMap<Digest, usize> = HashMap::new();
+        let mut refs: HashMap<PathBuf, usize> = HashMap::new();
         for e in &entries {
             for d in &e.blobs {
-                *refs.entry(*d).or_default() += 1;
+                *refs.entry(d.clone()).or_default() += 1;
             }
         }
+        // Packs of evicted entries go now; only packs no entry named yet wait.
+        young_packs.retain(|p| !refs.contains_key(p));
         let referenced: u64 = refs.keys().filter_map(|d| blob_sizes.get(d)).sum();
         let mut total: u64 = entries.iter().map(|e| e.size).sum::<u64>() + referenced;
         let mut keep = entries.len();
@@ -899,8 +978,10 @@ impl LocalStore {
             }
             keep -= 1;
         }
-        for (d, size) in &blob_sizes {
-            if refs.get(d).copied().unwrap_or(0) == 0 && fs::remove_file(self.blob_path(d)).is_ok()
+        for (p, size) in &blob_sizes {
+            if refs.get(p).copied().unwrap_or(0) == 0
+                && !young_packs.contains(p)
+                && fs::remove_file(p).is_ok()
             {
                 report.blobs_removed += 1;
                 report.bytes_freed += size;
@@ -988,6 +1069,27 @@ impl LocalStore {
                     let named = self.entry_path(&EntryKey::new(&m.namespace, &m.key));
                     if named != p {
                         Some("entry is stored under another key's name".to_owned())
+                    } else if let Some(pack) = &m.pack {
+                        // A pack is checked file by file against the index in its entry.
+                        let pp = self.pack_path(&pack.id);
+                        let problem = match File::open(&pp) {
+                            Ok(f) => crate::pack::check(&f, pack.size, &m.files).err(),
+                            Err(e) => Some(format!("cannot read: {e}")),
+                        };
+                        match problem {
+                            Some(why) => {
+                                if repair {
+                                    let _ = fs::remove_file(&pp);
+                                }
+                                Some(format!("pack `{}` is damaged: {why}", pack.id))
+                            }
+                            None => {
+                                r.packs_ok += 1;
+                                m.cas_blobs()
+                                    .find(|b| !good_blobs.contains(&b.digest))
+                                    .map(|b| format!("blob `{}` is missing or corrupt", b.digest))
+                            }
+                        }
                     } else {
                         m.blobs()
                             .find(|b| match &b.inline {
@@ -1019,7 +1121,7 @@ impl LocalStore {
     pub fn clear(&self) -> Result<u64, StoreError> {
         let _lock = self.lock_exclusive()?;
         let mut freed = 0;
-        for sub in ["ac", "blobs", "stat", "tmp"] {
+        for sub in ["ac", "blobs", "packs", "stat", "tmp"] {
             let p = self.root.join(sub);
             freed += dir_size(&p);
             match fs::remove_dir_all(&p) {
@@ -1143,6 +1245,8 @@ impl EntryBuilder<'_> {
                 kind: FileKind::File {
                     mode: mode_of(&meta),
                     blob,
+                    at: None,
+                    mtime_ns: None,
                 },
             });
         } else {
@@ -1169,6 +1273,8 @@ impl EntryBuilder<'_> {
             kind: FileKind::File {
                 mode: if mode & 0o111 != 0 { 0o755 } else { 0o644 },
                 blob,
+                at: None,
+                mtime_ns: None,
             },
         });
         Ok(self)
@@ -1199,6 +1305,43 @@ impl EntryBuilder<'_> {
             name: name.to_owned(),
             blob,
         });
+        Ok(self)
+    }
+
+    /// Adds `sources` (files, symlinks, folders with everything in them) as one pack: their
+    /// content goes into a single file under `packs/`, read, hashed and written on
+    /// `threads` threads (see [`crate::pack`]), instead of one blob per file. An entry has
+    /// at most one pack; a second call fails.
+    pub fn add_packed(
+        &mut self,
+        sources: &[crate::pack::Source],
+        threads: usize,
+    ) -> Result<&mut Self, StoreError> {
+        if self.manifest.pack.is_some() {
+            return Err(StoreError::Io {
+                what: "an entry has one pack; cannot add another for",
+                path: self.store.root.clone(),
+                source: io::Error::from(io::ErrorKind::AlreadyExists),
+            });
+        }
+        let tmp_dir = self.store.tmp_dir();
+        let mut t =
+            TempFile::new_in(&tmp_dir).map_err(io_err("cannot create temp in", &tmp_dir))?;
+        let tp = t.path().to_path_buf();
+        let file = t.file().map_err(io_err("cannot write", &tp))?;
+        let (entries, size) = crate::pack::write(file, &tp, sources, threads)?;
+        let id = crate::pack::pack_id(&entries);
+        let dest = self.store.pack_path(&id);
+        LocalStore::ensure_parent(&dest)?;
+        // The same id is the same content: keep a copy of the right size (one of another
+        // size was torn by a crash and is replaced).
+        if fs::symlink_metadata(&dest).is_ok_and(|m| m.len() != size) {
+            let _ = fs::remove_file(&dest);
+        }
+        t.persist_noclobber(&dest, self.store.opts.fsync)
+            .map_err(io_err("cannot store pack", &dest))?;
+        self.manifest.files.extend(entries);
+        self.manifest.pack = Some(crate::manifest::PackRef { id, size });
         Ok(self)
     }
 

@@ -192,6 +192,9 @@ fn show(cli: &Cli, store: &LocalStore, key: &str, as_json: bool) -> Result<u8, S
         path.display()
     );
     out.push_str(&format!("metadata   {} bytes\n", m.metadata.len()));
+    if let Some(p) = &m.pack {
+        out.push_str(&format!("pack       {} {}\n", human_size(p.size), p.id));
+    }
     for a in &m.attachments {
         out.push_str(&format!(
             "attached   {} {} {}{}\n",
@@ -207,7 +210,7 @@ fn show(cli: &Cli, store: &LocalStore, key: &str, as_json: bool) -> Result<u8, S
     }
     for f in &m.files {
         match &f.kind {
-            pipe_cache::FileKind::File { mode, blob } => out.push_str(&format!(
+            pipe_cache::FileKind::File { mode, blob, .. } => out.push_str(&format!(
                 "file       {:o} {:>10} {} {}{}\n",
                 mode,
                 human_size(blob.size),
@@ -301,9 +304,18 @@ fn verify(cli: &Cli, store: &LocalStore, repair: bool, as_json: bool) -> Result<
     }
     let _ = output::stdout_write(out.as_bytes());
     let summary = format!(
-        "{} entries and {} blobs ok, {} problem{}{}, {} unfinished write{}",
+        "{} entries{} and {} ok, {} problem{}{}, {} unfinished write{}",
         r.entries_ok,
-        r.blobs_ok,
+        if r.packs_ok > 0 {
+            format!(", {} blobs", r.blobs_ok)
+        } else {
+            String::new()
+        },
+        if r.packs_ok > 0 {
+            format!("{} packs", r.packs_ok)
+        } else {
+            format!("{} blobs", r.blobs_ok)
+        },
         r.problems.len(),
         if r.problems.len() == 1 { "" } else { "s" },
         if repair && !r.problems.is_empty() {

@@ -696,6 +696,33 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf, std::fs::Metadata
     }
 }
 
+/// Unpacks a packed artifact (`files.pack` with its index `pack.json`, as
+/// `actions/upload-artifact` stores it) into a temporary folder, every file verified.
+fn unpack_artifact(dir: &Path) -> Result<tempfile::TempDir, ClientError> {
+    let fail = |e: String| ClientError::Fatal(format!("artifact `{}`: {e}", dir.display()));
+    let index = std::fs::read(dir.join("pack.json")).map_err(|e| fail(e.to_string()))?;
+    let entries: Vec<pipe_cache::FileEntry> =
+        serde_json::from_slice(&index).map_err(|e| fail(e.to_string()))?;
+    let pack = std::fs::File::open(dir.join("files.pack")).map_err(|e| fail(e.to_string()))?;
+    let tmp = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
+    let (links, rest): (Vec<_>, Vec<_>) = entries
+        .into_iter()
+        .partition(|e| matches!(e.kind, pipe_cache::FileKind::Symlink { .. }));
+    pipe_cache::restore::unpack(&pack, &rest, tmp.path(), pipe_cache::pack::threads())
+        .map_err(|e| fail(e.to_string()))?;
+    for l in links {
+        if let pipe_cache::FileKind::Symlink { target } = &l.kind {
+            let rel = pipe_cache::restore::check_rel_path(&l.path).map_err(|e| fail(e.into()))?;
+            let dest = tmp.path().join(rel);
+            if let Some(p) = dest.parent() {
+                std::fs::create_dir_all(p).map_err(|e| fail(e.to_string()))?;
+            }
+            std::os::unix::fs::symlink(target, &dest).map_err(|e| fail(e.to_string()))?;
+        }
+    }
+    Ok(tmp)
+}
+
 /// SHA-256 of a file, hex.
 fn file_digest(path: &Path) -> std::io::Result<String> {
     use sha2::{Digest, Sha256};
@@ -743,8 +770,17 @@ fn upload_artifacts(
         if downloaded.get(&name).is_some_and(|d| d == digest) {
             continue;
         }
+        // A packed artifact (`files.pack` + `pack.json`) is unpacked (verified) first.
+        let unpacked = if dir.join("files.pack").is_file() {
+            Some(unpack_artifact(&dir)?)
+        } else {
+            None
+        };
+        let files_dir = unpacked
+            .as_ref()
+            .map_or_else(|| dir.join("files"), |t| t.path().to_path_buf());
         let mut entries = Vec::new();
-        walk(&dir.join("files"), "", &mut entries);
+        walk(&files_dir, "", &mut entries);
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         let mut files = Vec::with_capacity(entries.len());
         for (rel, path, meta) in entries {

@@ -1,7 +1,7 @@
 //! The built-in GitHub actions across runs, through the real binary: `actions/cache` between
 //! two `pipe run`s (miss then exact hit, a restore-key hit after a `hashFiles` key changed, a
-//! failed job saving nothing, paths outside the workspace, entries that follow the
-//! repository), artifacts scoped to their run and listed by `pipe artifacts`, and
+//! failed job saving nothing, paths outside the workspace, a truncated pack, entries that
+//! follow the repository), artifacts scoped to their run and listed by `pipe artifacts`, and
 //! `actions/checkout` under `--isolate`. Single-run behaviour is in `tests/conformance/`
 //! (`checkout/`, `cache/`, `artifacts/`).
 
@@ -253,11 +253,10 @@ fn artifacts_belong_to_their_run() {
     assert_eq!(v[0]["name"], "dist");
     assert_eq!(v[0]["files"], 1);
     assert_eq!(v[0]["job"], "j");
-    assert!(
-        Path::new(v[0]["path"].as_str().unwrap_or(""))
-            .join("run.txt")
-            .is_file()
-    );
+    // The files are one pack beside its index.
+    let pack = Path::new(v[0]["path"].as_str().unwrap_or(""));
+    assert!(pack.ends_with("files.pack") && pack.is_file(), "{pack:?}");
+    assert!(pack.with_file_name("pack.json").is_file());
     let (code, out, _) = p.pipe(&["artifacts"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("run #2 has no artifacts"), "{out}");
@@ -291,4 +290,55 @@ jobs:
     assert_eq!(step(&s, "co")["outcome"], "success");
     // The user's tree is untouched.
     assert!(p.root().join("untracked.txt").is_file());
+}
+
+/// The one pack file of the store's `actions/cache` entries.
+fn the_pack(p: &Project) -> PathBuf {
+    let packs = p.dir.path().join("cache/cas-v1/packs");
+    let found: Vec<PathBuf> = std::fs::read_dir(&packs)
+        .expect("packs")
+        .flatten()
+        .flat_map(|fan| std::fs::read_dir(fan.path()).expect("fan").flatten())
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0].clone()
+}
+
+#[test]
+fn a_truncated_pack_is_a_miss_with_a_warning_and_the_cache_commands_see_packs() {
+    let p = Project::new(CACHE_WF);
+    assert_eq!(p.run(&[]).0, Some(0));
+    let (code, _, err) = p.pipe(&["cache", "verify"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("1 packs ok"), "{err}");
+    let pack = the_pack(&p);
+    let len = std::fs::metadata(&pack).expect("pack").len();
+    std::fs::File::options()
+        .write(true)
+        .open(&pack)
+        .expect("open")
+        .set_len(len - 1)
+        .expect("truncate");
+    std::fs::remove_dir_all(p.root().join("build")).expect("rm");
+    let (code, s, _) = p.run(&[]);
+    assert_eq!(code, Some(0));
+    assert!(step(&s, "c")["outputs"].get("cache-hit").is_none(), "{s}");
+    let (_, logs, _) = p.pipe(&["logs"]);
+    assert!(
+        logs.contains("is damaged") && logs.contains("treating it as a miss"),
+        "{logs}"
+    );
+    // The post step saved the key again; the next run hits it.
+    assert!(logs.contains("Cache saved with key: deps-"), "{logs}");
+    let (code, s, _) = p.run(&[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(step(&s, "c")["outputs"]["cache-hit"], "true");
+    let (code, _, err) = p.pipe(&["cache", "gc"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, _) = p.pipe(&["cache", "clear"]);
+    assert_eq!(code, Some(0));
+    let (code, s, _) = p.run(&[]);
+    assert_eq!(code, Some(0));
+    assert!(step(&s, "c")["outputs"].get("cache-hit").is_none(), "{s}");
 }
