@@ -365,7 +365,7 @@ pub fn plan_contexts(
             })?;
             pipe_runner::expr::Value::from_json(json)
         }
-        None => setup::default_payload(&sel.event, &git, &inputs),
+        None => setup::default_payload(&sel.event, git, &inputs),
     };
     let name = l
         .workflow
@@ -374,7 +374,7 @@ pub fn plan_contexts(
         .map(|n| n.text.clone())
         .unwrap_or_else(|| l.path.clone());
     let github = setup::github_context(&setup::RunFacts {
-        git: &git,
+        git,
         event: &sel.event,
         payload: &payload,
         event_path: Path::new(""),

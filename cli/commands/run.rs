@@ -546,7 +546,7 @@ async fn run_one(
         .map(|n| n.text.clone())
         .unwrap_or_else(|| l.path.clone());
     let facts = setup::RunFacts {
-        git: &git,
+        git,
         event: &args.select.event,
         payload: &payload,
         event_path: &event_path,
@@ -874,14 +874,7 @@ async fn run_one(
     if let Some(s) = &store
         && recording.as_ref().is_some_and(|r| !r.failed())
     {
-        super::promote::after_run(
-            cli,
-            &p.root,
-            s.dir(),
-            &s.run_dir(run_number),
-            &summary,
-            &git,
-        );
+        super::promote::after_run(cli, &p.root, s.dir(), &s.run_dir(run_number), &summary, git);
     }
     // A prune still busy when the command ends is cut short; the next run finishes it (a
     // half-removed folder has lost its `run.json` first and is no longer listed).
