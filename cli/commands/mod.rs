@@ -54,6 +54,16 @@ pub struct Project {
     pub root: PathBuf,
     /// `.pipe/config.toml`.
     pub config: Config,
+    /// The repository's git facts, read once on first use.
+    git: std::sync::OnceLock<pipe_runner::gitinfo::GitInfo>,
+}
+
+impl Project {
+    /// The repository's git facts (HEAD, origin, user), read on first use.
+    pub fn git(&self) -> &pipe_runner::gitinfo::GitInfo {
+        self.git
+            .get_or_init(|| pipe_runner::gitinfo::read(&self.root, &pipe_runner::dirs::process_env))
+    }
 }
 
 /// Styles for stderr.
@@ -91,7 +101,12 @@ pub fn project(cli: &Cli) -> Result<Project, u8> {
         error(cli, &e.to_string(), None);
         exit::USAGE
     })?;
-    Ok(Project { cwd, root, config })
+    Ok(Project {
+        cwd,
+        root,
+        config,
+        git: std::sync::OnceLock::new(),
+    })
 }
 
 fn triggers(wf: &Workflow, event: &str) -> bool {
@@ -324,7 +339,7 @@ pub fn plan_contexts(
     vars: pipe_runner::expr::Value,
 ) -> Result<(Contexts, pipe_runner::expr::Value, pipe_runner::expr::Value), u8> {
     use pipe_runner::run::setup;
-    let git = pipe_runner::gitinfo::read(&p.root, &pipe_runner::dirs::process_env);
+    let git = p.git();
     let given = inputs(cli, sel)?;
     let inputs = setup::inputs_context(&l.workflow, &sel.event, &given).map_err(|e| {
         error(cli, &e.0, None);
@@ -350,7 +365,7 @@ pub fn plan_contexts(
             })?;
             pipe_runner::expr::Value::from_json(json)
         }
-        None => setup::default_payload(&sel.event, &git, &inputs),
+        None => setup::default_payload(&sel.event, git, &inputs),
     };
     let name = l
         .workflow
@@ -359,7 +374,7 @@ pub fn plan_contexts(
         .map(|n| n.text.clone())
         .unwrap_or_else(|| l.path.clone());
     let github = setup::github_context(&setup::RunFacts {
-        git: &git,
+        git,
         event: &sel.event,
         payload: &payload,
         event_path: Path::new(""),

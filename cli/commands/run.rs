@@ -48,11 +48,17 @@ pub fn run(cli: &Cli, args: &RunArgs) -> u8 {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = if single_threaded(args, &p, &loaded) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             error(cli, &format!("cannot start the async runtime: {e}"), None);
@@ -151,6 +157,31 @@ pub fn run(cli: &Cli, args: &RunArgs) -> u8 {
         15 => exit::SIGTERM,
         _ => worst,
     }
+}
+
+/// Whether the run gets a current-thread runtime: when at most one job can run at a time (one
+/// workflow of one job without a matrix, or `-p 1`) and no job or step has `uses:`.
+///
+/// A trivial run on the multi-thread runtime crosses the main thread (the scheduler), a worker
+/// (the job) and the I/O driver for every step, and each hand-off waits for a core on a busy
+/// machine; on one thread it does not. Built-in actions (`actions/cache`, artifacts) and
+/// remote caches block inside their step with `block_in_place`, which only the multi-thread
+/// runtime allows, and reusable workflows may run several jobs: those keep it.
+fn single_threaded(args: &RunArgs, p: &Project, loaded: &[Loaded]) -> bool {
+    let uses = loaded.iter().any(|l| {
+        l.workflow
+            .jobs
+            .iter()
+            .any(|j| j.uses.is_some() || j.steps.iter().any(|s| s.uses.is_some()))
+    });
+    if uses {
+        return false;
+    }
+    let one_at_a_time = args.parallel.or(p.config.run.parallel) == Some(1);
+    let one_job = loaded.len() == 1
+        && loaded[0].workflow.jobs.len() == 1
+        && loaded[0].workflow.jobs[0].strategy.is_none();
+    one_at_a_time || one_job
 }
 
 /// The step cache, when the workflow uses pipe's `cache:` and `--no-cache` is not given. A
@@ -305,7 +336,7 @@ fn filter_reason(p: &Project, l: &Loaded, event: &str, payload: &Value) -> Optio
         };
         format!("refs/heads/{}", base.unwrap_or_else(|| "main".to_owned()))
     } else {
-        pipe_runner::gitinfo::read(&p.root, &dirs::process_env).git_ref
+        p.git().git_ref.clone()
     };
     let changed = if filters::has_path_filters(trigger) {
         changed_files(&p.root)
@@ -426,9 +457,11 @@ fn read_secrets(cli: &Cli, args: &RunArgs) -> Result<Vec<(String, String)>, u8> 
     Ok(out)
 }
 
+/// Whether `name` is an executable on `PATH` (through the executor's lookup, which remembers
+/// it for the steps that spawn it).
 fn has_program(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(name).is_file()))
+    std::env::var("PATH")
+        .is_ok_and(|path| pipe_runner::executor::host::find_program(name, &path).is_some())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -505,7 +538,7 @@ async fn run_one(
     let event_path = run_temp.join("event.json");
     let _ = std::fs::write(&event_path, payload.to_json_pretty());
 
-    let git = pipe_runner::gitinfo::read(&p.root, &dirs::process_env);
+    let git = p.git();
     let name = l
         .workflow
         .name
@@ -513,7 +546,7 @@ async fn run_one(
         .map(|n| n.text.clone())
         .unwrap_or_else(|| l.path.clone());
     let facts = setup::RunFacts {
-        git: &git,
+        git,
         event: &args.select.event,
         payload: &payload,
         event_path: &event_path,
@@ -841,14 +874,7 @@ async fn run_one(
     if let Some(s) = &store
         && recording.as_ref().is_some_and(|r| !r.failed())
     {
-        super::promote::after_run(
-            cli,
-            &p.root,
-            s.dir(),
-            &s.run_dir(run_number),
-            &summary,
-            &git,
-        );
+        super::promote::after_run(cli, &p.root, s.dir(), &s.run_dir(run_number), &summary, git);
     }
     // A prune still busy when the command ends is cut short; the next run finishes it (a
     // half-removed folder has lost its `run.json` first and is no longer listed).

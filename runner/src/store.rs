@@ -173,7 +173,16 @@ impl Store {
     pub fn begin_run(&self, workflow: &str, event: &str) -> Result<RunRecord, StoreError> {
         let number = self.next_number()?;
         let dir = self.run_dir(number);
-        std::fs::create_dir_all(dir.join("logs")).map_err(Self::io("cannot create", &dir))?;
+        // `logs/` is made by the first step that prints (a run that prints nothing has none).
+        std::fs::create_dir(&dir)
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(Self::io("cannot create", &dir))?;
         let info = RunInfo {
             number,
             workflow: workflow.to_owned(),
@@ -183,8 +192,10 @@ impl Store {
             duration_ms: None,
         };
         let meta = serde_json::to_vec(&info).unwrap_or_default();
-        write_replace(&dir.join("run.json"), &meta, false)
-            .map_err(Self::io("cannot write", &dir))?;
+        // A new file in a new folder: written in place (a reader that catches it half-written
+        // skips the run, as it skips any unreadable `run.json`); `finish_run` replaces it
+        // atomically.
+        std::fs::write(dir.join("run.json"), &meta).map_err(Self::io("cannot write", &dir))?;
         let events_path = dir.join("events.jsonl");
         let events = File::create(&events_path).map_err(Self::io("cannot create", &events_path))?;
         Ok(RunRecord {

@@ -67,7 +67,98 @@ enum JobState {
         /// Aggregated result as dependants see it.
         result: Conclusion,
         outputs: IndexMap<String, String>,
+        /// Its entry in dependants' `needs` context (`{result, outputs}`), built once and
+        /// shared by every dependant.
+        entry: Value,
     },
+}
+
+impl JobState {
+    fn done(result: Conclusion, outputs: IndexMap<String, String>) -> JobState {
+        let entry = needs_entry(result, &outputs);
+        JobState::Done {
+            result,
+            outputs,
+            entry,
+        }
+    }
+}
+
+/// A finished job's entry in the `needs` context: `{result, outputs}`.
+fn needs_entry(result: Conclusion, outputs: &IndexMap<String, String>) -> Value {
+    let outs: Object = outputs
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::str(v)))
+        .collect();
+    Value::object(vec![
+        ("result".to_owned(), Value::str(result.as_str())),
+        ("outputs".to_owned(), Value::from_object(outs)),
+    ])
+}
+
+/// The `needs` context of a job whose direct needs are `needs` (workflow job ids and their
+/// entries, in the order written). Jobs with the same needs list share one object: each
+/// entry is built once when its job finishes, and the object once per distinct list (every
+/// job of a fully connected layer has the same one).
+#[derive(Default)]
+struct NeedsContexts {
+    by_list: HashMap<Vec<usize>, Value>,
+}
+
+impl NeedsContexts {
+    fn get(&mut self, needs: &[usize], entry: impl Fn(usize) -> Option<(String, Value)>) -> Value {
+        if needs.is_empty() {
+            return Value::from_object(Object::new());
+        }
+        if let Some(v) = self.by_list.get(needs) {
+            return v.clone();
+        }
+        let obj: Object = needs.iter().filter_map(|&d| entry(d)).collect();
+        let v = Value::from_object(obj);
+        self.by_list.insert(needs.to_vec(), v.clone());
+        v
+    }
+}
+
+/// Every job's transitive ancestors as a bit set over plan indices (empty for a job without
+/// needs), computed in dependency order from the direct needs' sets: O(edges × jobs / 64)
+/// instead of a walk of every ancestor's needs per job.
+fn ancestor_sets<'a>(
+    n: usize,
+    order: &[usize],
+    needs: impl Fn(usize) -> &'a [usize],
+) -> Vec<Box<[u64]>> {
+    let words = n.div_ceil(64);
+    let mut sets: Vec<Box<[u64]>> = vec![Box::default(); n];
+    for &j in order {
+        if needs(j).is_empty() {
+            continue;
+        }
+        let mut set = vec![0u64; words].into_boxed_slice();
+        for &d in needs(j) {
+            set[d / 64] |= 1 << (d % 64);
+            for (w, dw) in set.iter_mut().zip(sets[d].iter()) {
+                *w |= *dw;
+            }
+        }
+        sets[j] = set;
+    }
+    sets
+}
+
+/// The members of a bit set.
+fn members(set: &[u64]) -> impl Iterator<Item = usize> + '_ {
+    set.iter().enumerate().flat_map(|(w, &bits)| {
+        let mut bits = bits;
+        std::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let b = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            Some(w * 64 + b)
+        })
+    })
 }
 
 struct LegSlot {
@@ -126,21 +217,8 @@ pub async fn run_plan(
     let mut pending: Vec<LegLaunch> = Vec::new();
 
     // Transitive ancestors, computed once.
-    let ancestors: Vec<Vec<usize>> = (0..n)
-        .map(|i| {
-            let mut seen = vec![false; n];
-            let mut stack = plan.jobs[i].needs.clone();
-            let mut out = Vec::new();
-            while let Some(j) = stack.pop() {
-                if !seen[j] {
-                    seen[j] = true;
-                    out.push(j);
-                    stack.extend(plan.jobs[j].needs.iter().copied());
-                }
-            }
-            out
-        })
-        .collect();
+    let ancestors = ancestor_sets(n, &plan.order, |j| &plan.jobs[j].needs);
+    let mut needs_contexts = NeedsContexts::default();
 
     // Readiness bookkeeping: how many distinct needs of each job are unfinished, who needs
     // whom, and the plan positions of waiting jobs that may start (all needs done, or not
@@ -201,7 +279,7 @@ pub async fn run_plan(
                         .get(&pj.id)
                         .cloned()
                         .unwrap_or((Conclusion::Success, IndexMap::new()));
-                    state[j] = JobState::Done { result, outputs };
+                    state[j] = JobState::done(result, outputs);
                     mark_done(j, &mut remaining, &mut ready);
                     progressed = true;
                     continue;
@@ -216,28 +294,17 @@ pub async fn run_plan(
                 progressed = true;
                 let job = &wf.jobs[pj.index];
                 // The needs context: direct needs only.
-                let mut needs_obj = Object::new();
-                for &d in &pj.needs {
-                    if let JobState::Done { result, outputs } = &state[d] {
-                        let mut outs = Object::new();
-                        for (k, v) in outputs {
-                            outs.insert(k.clone(), Value::str(v));
-                        }
-                        needs_obj.insert(
-                            wf.jobs[plan.jobs[d].index].id.value.clone(),
-                            Value::object(vec![
-                                ("result".to_owned(), Value::str(result.as_str())),
-                                ("outputs".to_owned(), Value::from_object(outs)),
-                            ]),
-                        );
+                let needs = needs_contexts.get(&pj.needs, |d| match &state[d] {
+                    JobState::Done { entry, .. } => {
+                        Some((wf.jobs[plan.jobs[d].index].id.value.clone(), entry.clone()))
                     }
-                }
-                let needs = Value::from_object(needs_obj);
+                    _ => None,
+                });
                 let mut status = Status {
                     cancelled: run_cancel.soft.is_cancelled(),
                     ..Status::default()
                 };
-                for &a in &ancestors[j] {
+                for a in members(&ancestors[j]) {
                     if let JobState::Done { result, .. } = &state[a] {
                         match result {
                             Conclusion::Failure => status.failed = true,
@@ -281,10 +348,7 @@ pub async fn run_plan(
                             &mut summaries,
                             job,
                         );
-                        state[j] = JobState::Done {
-                            result: Conclusion::Failure,
-                            outputs: IndexMap::new(),
-                        };
+                        state[j] = JobState::done(Conclusion::Failure, IndexMap::new());
                         mark_done(j, &mut remaining, &mut ready);
                         continue;
                     }
@@ -296,10 +360,7 @@ pub async fn run_plan(
                             Conclusion::Skipped
                         };
                         finish_unstarted(&shared, j, &base_ref, c, &mut summaries, job);
-                        state[j] = JobState::Done {
-                            result: c,
-                            outputs: IndexMap::new(),
-                        };
+                        state[j] = JobState::done(c, IndexMap::new());
                         mark_done(j, &mut remaining, &mut ready);
                         continue;
                     }
@@ -346,10 +407,7 @@ pub async fn run_plan(
                             &mut summaries,
                             job,
                         );
-                        state[j] = JobState::Done {
-                            result: Conclusion::Failure,
-                            outputs: IndexMap::new(),
-                        };
+                        state[j] = JobState::done(Conclusion::Failure, IndexMap::new());
                         mark_done(j, &mut remaining, &mut ready);
                         continue;
                     }
@@ -365,10 +423,7 @@ pub async fn run_plan(
                         &mut summaries,
                         job,
                     );
-                    state[j] = JobState::Done {
-                        result: Conclusion::Skipped,
-                        outputs: IndexMap::new(),
-                    };
+                    state[j] = JobState::done(Conclusion::Skipped, IndexMap::new());
                     mark_done(j, &mut remaining, &mut ready);
                     continue;
                 }
@@ -646,7 +701,7 @@ pub async fn run_plan(
                 });
             }
             summaries.insert(j, entries);
-            state[j] = JobState::Done { result, outputs };
+            state[j] = JobState::done(result, outputs);
             mark_done(j, &mut remaining, &mut ready);
         }
     }
@@ -678,7 +733,10 @@ pub async fn run_plan(
         if let Some(s) = step_summaries.remove(&j) {
             summaries_out.extend(s);
         }
-        if let JobState::Done { result, outputs } = &state[j] {
+        if let JobState::Done {
+            result, outputs, ..
+        } = &state[j]
+        {
             job_results.push((plan.jobs[j].index, *result, outputs.clone()));
             // Jobs that were not selected (or ran elsewhere, `given`) do not decide this run.
             if !plan.jobs[j].selected {
@@ -876,4 +934,128 @@ fn locate_span(shared: &Shared, span: crate::source::Span, message: &str) -> Str
         lc.line,
         lc.col
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The old construction: every job's `needs` object built from scratch.
+    fn needs_naive(
+        needs: &[usize],
+        ids: &[&str],
+        done: &[(Conclusion, IndexMap<String, String>)],
+    ) -> Value {
+        let mut needs_obj = Object::new();
+        for &d in needs {
+            let (result, outputs) = &done[d];
+            let mut outs = Object::new();
+            for (k, v) in outputs {
+                outs.insert(k.clone(), Value::str(v));
+            }
+            needs_obj.insert(
+                ids[d].to_owned(),
+                Value::object(vec![
+                    ("result".to_owned(), Value::str(result.as_str())),
+                    ("outputs".to_owned(), Value::from_object(outs)),
+                ]),
+            );
+        }
+        Value::from_object(needs_obj)
+    }
+
+    #[test]
+    fn shared_needs_context_equals_the_one_built_per_job() {
+        let ids = ["build", "Lint", "test", "docs"];
+        let outs = |pairs: &[(&str, &str)]| -> IndexMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let done = vec![
+            (Conclusion::Success, outs(&[("a", "1"), ("B", "two")])),
+            (Conclusion::Failure, outs(&[])),
+            (Conclusion::Skipped, outs(&[])),
+            (Conclusion::Cancelled, outs(&[("x", "")])),
+        ];
+        let state: Vec<JobState> = done
+            .iter()
+            .map(|(r, o)| JobState::done(*r, o.clone()))
+            .collect();
+        let mut cache = NeedsContexts::default();
+        let lists: [&[usize]; 6] = [
+            &[],
+            &[0],
+            &[0, 1, 2, 3],
+            &[3, 2, 1, 0],
+            &[1, 1],
+            &[0, 1, 2, 3],
+        ];
+        for needs in lists {
+            let got = cache.get(needs, |d| match &state[d] {
+                JobState::Done { entry, .. } => Some((ids[d].to_owned(), entry.clone())),
+                _ => None,
+            });
+            let want = needs_naive(needs, &ids, &done);
+            assert_eq!(got, want, "{needs:?}");
+            assert_eq!(got.to_json(), want.to_json(), "{needs:?}");
+            // Lookups see the same values, ignoring case as GitHub does.
+            if let (Value::Object(g), Some(&first)) = (&got, needs.first()) {
+                let upper = ids[first].to_uppercase();
+                assert_eq!(
+                    g.get(&upper),
+                    want_entry(&want, ids[first]).as_ref(),
+                    "{needs:?}"
+                );
+            }
+        }
+        // One object per distinct non-empty list, order included.
+        assert_eq!(cache.by_list.len(), 4);
+    }
+
+    fn want_entry(v: &Value, id: &str) -> Option<Value> {
+        match v {
+            Value::Object(o) => o.get(id).cloned(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn ancestor_sets_match_a_walk_of_the_graph() {
+        // A pseudo-random DAG (needs only point at earlier jobs) of 150 jobs: more than two
+        // words of bits.
+        let n = 150;
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let needs: Vec<Vec<usize>> = (0..n)
+            .map(|j| {
+                if j == 0 {
+                    return Vec::new();
+                }
+                let k = (rnd() % 4) as usize;
+                (0..k).map(|_| (rnd() % j as u64) as usize).collect()
+            })
+            .collect();
+        let order: Vec<usize> = (0..n).collect();
+        let sets = ancestor_sets(n, &order, |j| &needs[j]);
+        for j in 0..n {
+            let mut seen = vec![false; n];
+            let mut stack = needs[j].clone();
+            while let Some(d) = stack.pop() {
+                if !seen[d] {
+                    seen[d] = true;
+                    stack.extend(needs[d].iter().copied());
+                }
+            }
+            let want: Vec<usize> = (0..n).filter(|&d| seen[d]).collect();
+            let got: Vec<usize> = members(&sets[j]).collect();
+            assert_eq!(got, want, "job {j}");
+        }
+    }
 }
