@@ -48,7 +48,9 @@ pub enum Value {
 /// entries in that order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Object {
-    entries: IndexMap<String, Value>,
+    /// Keys are shared strings: cloning a context (every job and step gets its own copy of
+    /// `github`, `env`, `needs`, …) copies pointers, never the names.
+    entries: IndexMap<Arc<str>, Value>,
     case_sensitive: bool,
 }
 
@@ -78,17 +80,17 @@ impl Object {
 
     /// Inserts under the exact `key`, returning the value it replaces. An existing entry keeps
     /// its position.
-    pub fn insert(&mut self, key: impl Into<String>, value: Value) -> Option<Value> {
-        self.entries.insert(key.into(), value)
+    pub fn insert(&mut self, key: impl AsRef<str>, value: Value) -> Option<Value> {
+        self.entries.insert(Arc::from(key.as_ref()), value)
     }
 
     /// Inserts the way GitHub merges keys into its case-insensitive dictionaries (and how
     /// `fromJSON` builds objects): a key equal ignoring case to an existing one replaces that
     /// entry's value and keeps the existing key's spelling and position.
-    pub fn insert_merging_case(&mut self, key: impl Into<String>, value: Value) {
-        let key = key.into();
+    pub fn insert_merging_case(&mut self, key: impl AsRef<str>, value: Value) {
+        let key: Arc<str> = Arc::from(key.as_ref());
         if !self.case_sensitive
-            && !self.entries.contains_key(&key)
+            && !self.entries.contains_key(&*key)
             && let Some(slot) = self
                 .entries
                 .iter_mut()
@@ -105,7 +107,10 @@ impl Object {
     pub fn get(&self, key: &str) -> Option<&Value> {
         // Small objects (most contexts below the top level) are faster to scan than to hash.
         let exact = if self.entries.len() <= 8 {
-            self.entries.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+            self.entries
+                .iter()
+                .find(|(k, _)| &***k == key)
+                .map(|(_, v)| v)
         } else {
             self.entries.get(key)
         };
@@ -138,12 +143,12 @@ impl Object {
 
     /// Entries in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v))
+        self.entries.iter().map(|(k, v)| (&**k, v))
     }
 
     /// Keys in insertion order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries.keys().map(String::as_str)
+        self.entries.keys().map(|k| &**k)
     }
 
     /// Values in insertion order.
@@ -152,12 +157,12 @@ impl Object {
     }
 
     /// The underlying map.
-    pub fn entries(&self) -> &IndexMap<String, Value> {
+    pub fn entries(&self) -> &IndexMap<Arc<str>, Value> {
         &self.entries
     }
 }
 
-impl<K: Into<String>> FromIterator<(K, Value)> for Object {
+impl<K: AsRef<str>> FromIterator<(K, Value)> for Object {
     fn from_iter<I: IntoIterator<Item = (K, Value)>>(iter: I) -> Self {
         let mut o = Object::new();
         for (k, v) in iter {
@@ -184,7 +189,7 @@ impl Value {
     }
 
     /// A case-insensitive object value.
-    pub fn object<K: Into<String>>(entries: impl IntoIterator<Item = (K, Value)>) -> Value {
+    pub fn object<K: AsRef<str>>(entries: impl IntoIterator<Item = (K, Value)>) -> Value {
         Value::Object(Arc::new(entries.into_iter().collect()))
     }
 

@@ -1287,7 +1287,7 @@ impl<'a> LegRunner<'a> {
             out.insert(k.clone(), Value::str(v));
         }
         self.steps_ctx.insert(
-            id.to_owned(),
+            id,
             obj(vec![
                 ("outputs", Value::from_object(out)),
                 ("outcome", Value::str(outcome.as_str())),

@@ -207,10 +207,7 @@ pub fn default_payload(event: &str, git: &GitInfo, inputs: &Value) -> Value {
             let mut o = Object::new();
             if let Value::Object(i) = inputs {
                 for (k, v) in i.iter() {
-                    o.insert(
-                        k.to_owned(),
-                        Value::str(v.to_gh_string().unwrap_or_default()),
-                    );
+                    o.insert(k, Value::str(v.to_gh_string().unwrap_or_default()));
                 }
             }
             Value::object(vec![
