@@ -11,9 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use pipe_runner::exit;
-use pipe_runner::expr::{Object, Value};
+use pipe_runner::expr::Value;
 use pipe_runner::plan::{self, Callee, Plan, Selection};
-use pipe_runner::project;
 use pipe_runner::source::FileId;
 use pipe_runner::workflow::{self, Workflow};
 
@@ -195,32 +194,7 @@ fn read_callees(root: &Path, action_dir: Option<&Path>, wf: &Workflow) -> Vec<Re
     out
 }
 
-/// `--var` and `--var-file` as the `vars` context (later values win).
+/// `--var` and `--var-file` as the `vars` context (later values win), as `pipe run` reads them.
 fn read_vars(cli: &Cli, sel: &SelectArgs) -> Result<Value, u8> {
-    let mut o = Object::new();
-    for f in &sel.var_file {
-        let text = project::read_text(f).map_err(|e| {
-            super::error(
-                cli,
-                &format!("cannot read `{}`: {}", f.display(), super::io_reason(&e)),
-                None,
-            );
-            exit::USAGE
-        })?;
-        let pairs = pipe_runner::run::setup::parse_dotenv(&text.text).map_err(|e| {
-            super::error(cli, &format!("`{}`: {e}", f.display()), None);
-            exit::USAGE
-        })?;
-        for (k, v) in pairs {
-            o.insert(k, Value::str(v));
-        }
-    }
-    for i in &sel.var {
-        let Some((k, v)) = i.split_once('=') else {
-            super::error(cli, &format!("`--var {i}` must be `NAME=VALUE`"), None);
-            return Err(exit::USAGE);
-        };
-        o.insert(k.to_owned(), Value::str(v));
-    }
-    Ok(Value::from_object(o))
+    super::run::read_pairs(cli, &sel.var, &sel.var_file, "--var")
 }

@@ -393,7 +393,14 @@ async fn watch_signals(
     }
 }
 
-fn read_pairs(cli: &Cli, items: &[String], files: &[PathBuf], flag: &str) -> Result<Value, u8> {
+/// `NAME=VALUE` items after dotenv files, as an object (later values win): `--var`/`--var-file`
+/// and `--secret`/`--secret-file`.
+pub(super) fn read_pairs(
+    cli: &Cli,
+    items: &[String],
+    files: &[PathBuf],
+    flag: &str,
+) -> Result<Value, u8> {
     let mut o = Object::new();
     for f in files {
         let text = std::fs::read_to_string(f).map_err(|e| {
@@ -417,7 +424,7 @@ fn read_pairs(cli: &Cli, items: &[String], files: &[PathBuf], flag: &str) -> Res
             error(cli, &format!("`{flag} {i}` must be `NAME=VALUE`"), None);
             return Err(exit::USAGE);
         };
-        o.insert(k.to_owned(), Value::str(v));
+        o.insert(k, Value::str(v));
     }
     Ok(Value::from_object(o))
 }
