@@ -47,15 +47,15 @@ mkwf() { # N -> a workflow of N independent trivial jobs
 mkdir -p "$TMP/repo/.github/workflows"
 mkwf "$JOBS" > "$TMP/repo/.github/workflows/many.yml"
 
-# The peer first (a claim request per job, then its completion), then the agent's protocol
-# (each completion claims the agent's next job in the same request and transaction), each on a
-# run of its own; the second runs on the fuller tables.
-echo "== dispatch (peer, claim + complete per job): $JOBS trivial jobs, $AGENTS simulated agents (no executor)" >&2
-"$PIPE" submit --server "$URL" --token "$UT" -W "$TMP/repo/.github/workflows/many.yml" >/dev/null
-CLAIM_LOAD_SEPARATE=1 "$LOAD" "$URL" "$AT" "$AGENTS" | tee "$TMP/dispatch-separate.json"
-echo "== dispatch (complete and claim the next job in one request): $JOBS trivial jobs, $AGENTS simulated agents" >&2
-"$PIPE" submit --server "$URL" --token "$UT" -W "$TMP/repo/.github/workflows/many.yml" >/dev/null
-"$LOAD" "$URL" "$AT" "$AGENTS" | tee "$TMP/dispatch.json"
+# Two runs of JOBS jobs, each on a run of its own: the peer (a claim request per job, then its
+# completion) and the agent's protocol (each completion claims the agent's next job in the same
+# request). The second runs on the fuller tables; `SWAP=1` runs the agent's protocol first.
+dispatch() { # MODE (separate|one) -> one JSON line
+  echo "== dispatch ($1): $JOBS trivial jobs, $AGENTS simulated agents (no executor)" >&2
+  "$PIPE" submit --server "$URL" --token "$UT" -W "$TMP/repo/.github/workflows/many.yml" >/dev/null
+  if [ "$1" = separate ]; then CLAIM_LOAD_SEPARATE=1 "$LOAD" "$URL" "$AT" "$AGENTS"; else "$LOAD" "$URL" "$AT" "$AGENTS"; fi
+}
+if [ -n "${SWAP:-}" ]; then dispatch one; dispatch separate; else dispatch separate; dispatch one; fi
 
 E2E="${E2E:-100}"
 mkwf "$E2E" > "$TMP/repo/.github/workflows/e2e.yml"

@@ -662,6 +662,25 @@ impl Db {
         outputs: &BTreeMap<String, String>,
         next: Option<&Next>,
     ) -> Completed {
+        let (recorded, agent_token) = self.record(job, attempt, token, result, outputs).await?;
+        let jobs = if recorded {
+            self.claim_next(next, agent_token).await
+        } else {
+            Vec::new()
+        };
+        Ok((recorded, jobs))
+    }
+
+    /// Records one result in its own transaction: whether it was recorded now, and the agent
+    /// token to claim the agent's next jobs with.
+    async fn record(
+        &self,
+        job: i64,
+        attempt: i32,
+        token: &str,
+        result: &str,
+        outputs: &BTreeMap<String, String>,
+    ) -> Recorded {
         check_result(result)?;
         let hash = hash_token(token);
         let mut c = self.pool.get().await?;
@@ -681,7 +700,7 @@ impl Db {
                 )
                 .await?;
             return match again {
-                Some(_) => Ok((false, Vec::new())),
+                Some(_) => Ok((false, None)),
                 None => Err(DbError::Fenced { job, attempt }),
             };
         };
@@ -701,13 +720,17 @@ impl Db {
         }
         tx.commit().await?;
         crate::metrics::global().completed(result, row.get::<_, Option<f64>>(4).unwrap_or(0.0));
-        Ok((true, self.claim_next(next, agent_token).await))
+        Ok((true, agent_token))
     }
 
     /// The next jobs of an agent that just completed one, claimed with the agent token that
     /// claimed the completed job (none when that token is unknown or revoked). The completion
     /// is committed by then: a failed claim answers no jobs (the agent claims again).
-    async fn claim_next(&self, next: Option<&Next>, agent_token: Option<i64>) -> Vec<ClaimedJob> {
+    pub async fn claim_next(
+        &self,
+        next: Option<&Next>,
+        agent_token: Option<i64>,
+    ) -> Vec<ClaimedJob> {
         let (Some(n), Some(t)) = (next, agent_token) else {
             return Vec::new();
         };
@@ -726,14 +749,31 @@ impl Db {
         }
     }
 
-    /// Records several completions in one transaction (one commit, one WAL flush), each
-    /// exactly as [`Db::complete_and_claim`] would, and answers each. The server batches the
-    /// completions that arrive while earlier ones commit (group commit); every answer is sent
-    /// after the commit, so an answered result is durable. If the batch fails as a whole (a
-    /// deadlock with another server, say), each completion is retried on its own.
+    /// [`Db::record_batch`], then each recorded completion's next claim, side by side.
     pub async fn complete_batch(&self, items: &[Completion]) -> Vec<Completed> {
+        let recorded = self.record_batch(items).await;
+        futures_util::future::join_all(recorded.into_iter().zip(items).map(|(r, it)| async move {
+            let (recorded, agent_token) = r?;
+            let jobs = if recorded {
+                self.claim_next(it.next.as_ref(), agent_token).await
+            } else {
+                Vec::new()
+            };
+            Ok((recorded, jobs))
+        }))
+        .await
+    }
+
+    /// Records several results in one transaction (one commit, one WAL flush), each exactly as
+    /// [`Db::complete`] would, and answers each with what [`Db::claim_next`] needs (`next` is
+    /// not claimed here: a claim of each agent's own, after the commit, neither holds the run's
+    /// row nor waits for the others). The server batches the completions that arrive while
+    /// earlier ones commit (group commit); every answer is sent after the commit, so an
+    /// answered result is durable. If the batch fails as a whole (a deadlock with another
+    /// server, say), each result is recorded on its own.
+    pub async fn record_batch(&self, items: &[Completion]) -> Vec<Recorded> {
         if let [one] = items {
-            return vec![self.complete_one(one).await];
+            return vec![self.record_one(one).await];
         }
         match self.try_complete_batch(items).await {
             Ok(out) => out,
@@ -744,27 +784,20 @@ impl Db {
                 );
                 let mut out = Vec::with_capacity(items.len());
                 for it in items {
-                    out.push(self.complete_one(it).await);
+                    out.push(self.record_one(it).await);
                 }
                 out
             }
         }
     }
 
-    async fn complete_one(&self, it: &Completion) -> Completed {
-        self.complete_and_claim(
-            it.job,
-            it.attempt,
-            &it.token,
-            &it.result,
-            &it.outputs,
-            it.next.as_ref(),
-        )
-        .await
+    async fn record_one(&self, it: &Completion) -> Recorded {
+        self.record(it.job, it.attempt, &it.token, &it.result, &it.outputs)
+            .await
     }
 
-    async fn try_complete_batch(&self, items: &[Completion]) -> DbResult<Vec<Completed>> {
-        let mut out: Vec<Option<Completed>> = items
+    async fn try_complete_batch(&self, items: &[Completion]) -> DbResult<Vec<Recorded>> {
+        let mut out: Vec<Option<Recorded>> = items
             .iter()
             .map(|it| check_result(&it.result).err().map(Err))
             .collect();
@@ -810,17 +843,9 @@ impl Db {
             tx.execute(&format!("NOTIFY {CHANNEL}"), &[]).await?;
         }
         tx.commit().await?;
-        // The next jobs: claims of their own, side by side (each on its own connection), so
-        // they neither hold the run's row nor wait for one another.
-        let claimed = futures_util::future::join_all(
-            recorded
-                .iter()
-                .map(|&(i, _, agent_token)| self.claim_next(items[i].next.as_ref(), agent_token)),
-        )
-        .await;
-        for ((i, secs, _), jobs) in recorded.into_iter().zip(claimed) {
+        for (i, secs, agent_token) in recorded {
             crate::metrics::global().completed(&items[i].result, secs.unwrap_or(0.0));
-            out[i] = Some(Ok((true, jobs)));
+            out[i] = Some(Ok((true, agent_token)));
         }
         // Not recorded now: a retried call of a recorded attempt, or a lease not held.
         for i in fenced {
@@ -833,7 +858,7 @@ impl Db {
                 )
                 .await;
             out[i] = Some(match again {
-                Ok(Some(_)) => Ok((false, Vec::new())),
+                Ok(Some(_)) => Ok((false, None)),
                 Ok(None) => Err(DbError::Fenced {
                     job: it.job,
                     attempt: it.attempt,
@@ -1236,6 +1261,10 @@ pub struct Completion {
 
 /// What a completion answers: whether it was recorded now, and the jobs leased with it.
 pub type Completed = DbResult<(bool, Vec<ClaimedJob>)>;
+
+/// A result's answer before any next claim: whether it was recorded now, and the agent token
+/// that claimed the job (unless revoked), for [`Db::claim_next`].
+pub type Recorded = DbResult<(bool, Option<i64>)>;
 
 /// Refuses a result that is not one of [`crate::api::RESULTS`].
 fn check_result(result: &str) -> DbResult<()> {

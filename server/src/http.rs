@@ -30,7 +30,7 @@ use crate::api::{
     ErrorBody, HeartbeatResponse, SubmitRequest,
 };
 use crate::blobs::{BlobError, BlobStore, valid_digest};
-use crate::db::{Completed, Completion, Db, DbError, Next, TokenKind};
+use crate::db::{Completion, Db, DbError, Next, Recorded, TokenKind};
 use crate::secret::ServerKey;
 
 /// The OpenAPI document (kept by hand; a test checks it against the routes and types).
@@ -89,7 +89,7 @@ pub struct AppState {
     completions: tokio::sync::mpsc::Sender<(Completion, CompletionReply)>,
 }
 
-type CompletionReply = tokio::sync::oneshot::Sender<Completed>;
+type CompletionReply = tokio::sync::oneshot::Sender<Recorded>;
 type CompletionQueue =
     Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<(Completion, CompletionReply)>>>;
 
@@ -557,7 +557,7 @@ async fn complete(
         token: token.to_owned(),
         result: req.result,
         outputs: req.outputs,
-        next,
+        next: None,
     };
     // The batcher answers after its transaction commits.
     let (reply, answer) = tokio::sync::oneshot::channel();
@@ -572,7 +572,13 @@ async fn complete(
         .send((item, reply))
         .await
         .map_err(|_| unavailable())?;
-    let (recorded, mut jobs) = answer.await.map_err(|_| unavailable())??;
+    let (recorded, agent_token) = answer.await.map_err(|_| unavailable())??;
+    // The next jobs: a claim of this agent's own once its result is committed.
+    let mut jobs = if recorded {
+        state.db.claim_next(next.as_ref(), agent_token).await
+    } else {
+        Vec::new()
+    };
     grant_caches(&state, &mut jobs);
     Ok(axum::Json(CompleteResponse { recorded, jobs }).into_response())
 }
@@ -937,7 +943,7 @@ async fn complete_batches(db: Db, queue: CompletionQueue) {
             }
         }
         let (items, replies): (Vec<Completion>, Vec<CompletionReply>) = batch.into_iter().unzip();
-        let answers = db.complete_batch(&items).await;
+        let answers = db.record_batch(&items).await;
         for (answer, reply) in answers.into_iter().zip(replies) {
             // The agent may have gone; its leases expire then.
             let _ = reply.send(answer);
