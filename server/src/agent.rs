@@ -158,15 +158,14 @@ pub fn run(opts: &AgentOptions, stop: Arc<AtomicBool>) -> Result<Stopped, String
                         job.job_id, job.job_key, job.attempt
                     );
                     // The slot's next job comes with the result (one request), unless the
-                    // agent drains or counts its jobs.
-                    let next =
-                        (opts.max_jobs == 0 && !stop.load(Ordering::SeqCst)).then(|| NextClaim {
-                            agent: opts.name.clone(),
-                            labels: opts.labels.clone(),
-                            slots: Some(1),
-                        });
+                    // agent counts its jobs or drains (checked when the result is sent).
+                    let next = (opts.max_jobs == 0).then(|| NextClaim {
+                        agent: opts.name.clone(),
+                        labels: opts.labels.clone(),
+                        slots: Some(1),
+                    });
                     let client = agent.with_token(&job.token);
-                    let mut more = match run_job(&opts, &client, &job, next) {
+                    let mut more = match run_job(&opts, &client, &job, next, &stop) {
                         Ok((result, more)) => {
                             tracing::info!("{key}: {result}");
                             more
@@ -294,12 +293,13 @@ fn signal(child: &Child, sig: nix::sys::signal::Signal) {
 }
 
 /// Runs one claimed job to its end; returns the result reported and the jobs the server
-/// leased with its answer when `next` asked for them.
+/// leased with its answer when `next` asked for them (never once `stop` is set).
 fn run_job(
     opts: &AgentOptions,
     client: &Client,
     job: &ClaimedJob,
     next: Option<NextClaim>,
+    stop: &AtomicBool,
 ) -> Result<(String, Vec<ClaimedJob>), String> {
     let base = opts
         .work_dir
@@ -362,7 +362,7 @@ fn run_job(
     let req = CompleteRequest {
         result: result.clone(),
         outputs,
-        next,
+        next: next.filter(|_| !stop.load(Ordering::SeqCst)),
     };
     let deadline = Instant::now() + Duration::from_secs(600);
     match retry(deadline, || client.complete(job.job_id, job.attempt, &req)) {
