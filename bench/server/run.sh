@@ -6,7 +6,8 @@
 #
 # Starts its own PostgreSQL 15 cluster (durability settings left on: fsync, synchronous_commit
 # and full_page_writes at their defaults) on a loopback port, as the `postgres` user when run
-# as root. Loopback only; every loop is bounded.
+# as root. Loopback only; every loop is bounded. PG_OPTS adds server settings (`-c commit_delay=…`);
+# `PIPE_POOL` sets the server's `--pool-size`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 JOBS="${1:-2000}"
@@ -28,13 +29,13 @@ cleanup() {
 trap cleanup EXIT
 as_pg "$BIN/initdb" -D "$TMP/data" -A trust -U postgres >/dev/null
 as_pg "$BIN/pg_ctl" -D "$TMP/data" -l "$TMP/pg.log" -w \
-  -o "-p $PORT -k $TMP -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
+  -o "-p $PORT -k $TMP -c listen_addresses=127.0.0.1 -c max_connections=200 ${PG_OPTS:-}" start >/dev/null
 export PIPE_DATABASE_URL="postgres://postgres@127.0.0.1:$PORT/postgres"
 export PIPE_STATE_DIR="$TMP/state"
 "$PIPE" server migrate
 AT="$("$PIPE" server token --kind agent --name bench)"
 UT="$("$PIPE" server token --kind user --name bench)"
-"$PIPE" server --listen "127.0.0.1:$SPORT" --rate-limit 0 >/dev/null 2>"$TMP/server.log" &
+"$PIPE" server --listen "127.0.0.1:$SPORT" --rate-limit 0 --pool-size "${PIPE_POOL:-32}" >/dev/null 2>"$TMP/server.log" &
 pids+=($!)
 URL="http://127.0.0.1:$SPORT"
 for _ in $(seq 1 100); do curl -sf "$URL/healthz" >/dev/null && break; sleep 0.1; done
@@ -46,9 +47,15 @@ mkwf() { # N -> a workflow of N independent trivial jobs
 mkdir -p "$TMP/repo/.github/workflows"
 mkwf "$JOBS" > "$TMP/repo/.github/workflows/many.yml"
 
-echo "== dispatch: $JOBS trivial jobs claimed and completed by $AGENTS simulated agents (no executor)" >&2
-"$PIPE" submit --server "$URL" --token "$UT" -W "$TMP/repo/.github/workflows/many.yml" >/dev/null
-"$LOAD" "$URL" "$AT" "$AGENTS" | tee "$TMP/dispatch.json"
+# Two runs of JOBS jobs, each on a run of its own: the peer (a claim request per job, then its
+# completion) and the agent's protocol (each completion claims the agent's next job in the same
+# request). The second runs on the fuller tables; `SWAP=1` runs the agent's protocol first.
+dispatch() { # MODE (separate|one) -> one JSON line
+  echo "== dispatch ($1): $JOBS trivial jobs, $AGENTS simulated agents (no executor)" >&2
+  "$PIPE" submit --server "$URL" --token "$UT" -W "$TMP/repo/.github/workflows/many.yml" >/dev/null
+  if [ "$1" = separate ]; then CLAIM_LOAD_SEPARATE=1 "$LOAD" "$URL" "$AT" "$AGENTS"; else "$LOAD" "$URL" "$AT" "$AGENTS"; fi
+}
+if [ -n "${SWAP:-}" ]; then dispatch one; dispatch separate; else dispatch separate; dispatch one; fi
 
 E2E="${E2E:-100}"
 mkwf "$E2E" > "$TMP/repo/.github/workflows/e2e.yml"

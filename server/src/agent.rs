@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::api::{ClaimRequest, ClaimedJob, CompleteRequest};
+use crate::api::{ClaimRequest, ClaimedJob, CompleteRequest, NextClaim};
 use crate::client::{Client, ClientError, retry};
 
 /// Agent settings.
@@ -147,17 +147,43 @@ pub fn run(opts: &AgentOptions, stop: Arc<AtomicBool>) -> Result<Stopped, String
             if let Ok(mut r) = slots.running.lock() {
                 *r += 1;
             }
-            let client = client.with_token(&job.token);
+            let agent = client.clone();
             let opts = opts.clone();
             let slots = slots.clone();
+            let stop = stop.clone();
+            let started = started.clone();
             threads.push(std::thread::spawn(move || {
-                let key = format!(
-                    "job {} (`{}`) attempt {}",
-                    job.job_id, job.job_key, job.attempt
-                );
-                match run_job(&opts, &client, &job) {
-                    Ok(result) => tracing::info!("{key}: {result}"),
-                    Err(e) => tracing::warn!("{key}: {e}"),
+                let mut job = job;
+                loop {
+                    let key = format!(
+                        "job {} (`{}`) attempt {}",
+                        job.job_id, job.job_key, job.attempt
+                    );
+                    // The slot's next job comes with the result (one request), unless the
+                    // agent counts its jobs or drains (checked when the result is sent).
+                    let next = (opts.max_jobs == 0).then(|| NextClaim {
+                        agent: opts.name.clone(),
+                        labels: opts.labels.clone(),
+                        slots: Some(1),
+                    });
+                    let client = agent.with_token(&job.token);
+                    let mut more = match run_job(&opts, &client, &job, next, &stop) {
+                        Ok((result, more)) => {
+                            tracing::info!("{key}: {result}");
+                            more
+                        }
+                        Err(e) => {
+                            tracing::warn!("{key}: {e}");
+                            Vec::new()
+                        }
+                    };
+                    match more.pop() {
+                        Some(j) => {
+                            started.fetch_add(1, Ordering::SeqCst);
+                            job = j;
+                        }
+                        None => break,
+                    }
                 }
                 if let Ok(mut r) = slots.running.lock() {
                     *r -= 1;
@@ -268,8 +294,15 @@ fn signal(child: &Child, sig: nix::sys::signal::Signal) {
     }
 }
 
-/// Runs one claimed job to its end; returns the result reported.
-fn run_job(opts: &AgentOptions, client: &Client, job: &ClaimedJob) -> Result<String, String> {
+/// Runs one claimed job to its end; returns the result reported and the jobs the server
+/// leased with its answer when `next` asked for them (never once `stop` is set).
+fn run_job(
+    opts: &AgentOptions,
+    client: &Client,
+    job: &ClaimedJob,
+    next: Option<NextClaim>,
+    stop: &AtomicBool,
+) -> Result<(String, Vec<ClaimedJob>), String> {
     let base = opts
         .work_dir
         .join(format!("job-{}-{}", job.job_id, job.attempt));
@@ -343,10 +376,11 @@ fn run_job(opts: &AgentOptions, client: &Client, job: &ClaimedJob) -> Result<Str
     let req = CompleteRequest {
         result: result.clone(),
         outputs,
+        next: next.filter(|_| !stop.load(Ordering::SeqCst)),
     };
     let deadline = Instant::now() + Duration::from_secs(600);
     match retry(deadline, || client.complete(job.job_id, job.attempt, &req)) {
-        Ok(_) => Ok(result),
+        Ok(r) => Ok((result, r.jobs)),
         Err(e) if e.fenced() => Err("the result was refused: the lease had been lost".to_owned()),
         Err(e) => Err(format!("cannot report the result: {e}")),
     }

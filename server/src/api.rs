@@ -171,6 +171,24 @@ pub struct CompleteRequest {
     /// The job's outputs.
     #[serde(default)]
     pub outputs: BTreeMap<String, String>,
+    /// Claim the agent's next jobs in the same request (and the same database transaction)
+    /// once the result is recorded: the answer's `jobs` are leased to the agent that claimed
+    /// this one (its agent token, which must not be revoked). Never waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<NextClaim>,
+}
+
+/// What a completing agent claims next (`CompleteRequest::next`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NextClaim {
+    /// The agent's name, as in a claim.
+    pub agent: String,
+    /// The agent's labels, as in a claim.
+    pub labels: Vec<String>,
+    /// How many jobs to take (1 when absent; 0 takes none).
+    #[serde(default)]
+    pub slots: Option<u32>,
 }
 
 /// `POST …/complete`'s answer.
@@ -179,6 +197,10 @@ pub struct CompleteResponse {
     /// True when this call recorded the result, false when it had been recorded before (a
     /// retried call).
     pub recorded: bool,
+    /// The jobs now leased to the agent when the request had `next` (empty when none was
+    /// queued, when the result was not recorded now, or when the agent token is revoked).
+    #[serde(default)]
+    pub jobs: Vec<ClaimedJob>,
 }
 
 /// An error body.

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use rand::RngExt;
 use sha2::{Digest, Sha256};
 use tokio_postgres::NoTls;
@@ -455,9 +455,9 @@ impl Db {
 
     /// Leases up to `slots` queued jobs whose labels are a subset of `labels` to `agent`.
     ///
-    /// One statement (one round trip, its own transaction) leases the jobs, records the
-    /// attempts and reads the runs; only a job with needs costs a second query for its
-    /// ancestors' results, which are final and need no transaction.
+    /// One statement (one round trip, its own transaction, prepared once per connection)
+    /// leases the jobs, records the attempts and reads the runs; only a job with needs costs a
+    /// second query for its ancestors' results, which are final and need no transaction.
     pub async fn claim(
         &self,
         agent: &str,
@@ -467,39 +467,31 @@ impl Db {
         lease: Duration,
     ) -> DbResult<Vec<ClaimedJob>> {
         let c = self.pool.get().await?;
+        let claimed = self
+            .claim_on(&c, agent, agent_token, labels, slots, lease)
+            .await?;
+        Ok(record_claims(claimed))
+    }
+
+    /// Leases jobs on `c` (a connection, or a transaction the caller commits); returns them
+    /// with the seconds each waited in the queue (for the metrics, counted once committed).
+    async fn claim_on<C: GenericClient>(
+        &self,
+        c: &C,
+        agent: &str,
+        agent_token: Option<i64>,
+        labels: &[String],
+        slots: u32,
+        lease: Duration,
+    ) -> DbResult<Vec<(ClaimedJob, f64)>> {
         let slots = i64::from(slots.clamp(1, 64));
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let tokens: Vec<String> = (0..slots).map(|_| new_token("pipj_")).collect();
         let hashes: Vec<String> = tokens.iter().map(|t| hash_token(t)).collect();
+        let stmt = c.prepare_cached(CLAIM_SQL).await?;
         let rows = c
             .query(
-                "WITH c AS (
-                     SELECT id, row_number() OVER (ORDER BY id) AS n FROM (
-                         SELECT id FROM jobs
-                         WHERE state = 'queued' AND labels <@ $1::jsonb
-                         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) s),
-                 u AS (
-                     UPDATE jobs j SET state = 'leased', attempt = j.attempt + 1,
-                            lease_owner = $3,
-                            lease_expires_at = now() + make_interval(secs => $4::bigint / 1000.0),
-                            lease_token_hash = ($5::text[])[c.n],
-                            lease_agent_token = $6
-                     FROM c WHERE j.id = c.id
-                     RETURNING j.id, j.attempt, j.run_id, j.job_key, c.n,
-                               cardinality(j.needs) AS nn, j.leg, j.name, j.matrix,
-                               j.all_secrets, j.secret_names, j.queued_at),
-                 a AS (
-                     INSERT INTO attempts (job_id, attempt, agent)
-                     SELECT id, attempt, $3 FROM u ON CONFLICT DO NOTHING)
-                 SELECT u.id, u.attempt, u.run_id, u.job_key, u.n, u.nn,
-                        r.workflow_path, r.workflow, r.event, r.repo, r.sha,
-                        coalesce((SELECT jsonb_object_agg(s.key, s.value)
-                                  FROM jsonb_each(r.secrets) s
-                                  WHERE u.all_secrets OR upper(s.key) = ANY(u.secret_names)),
-                                 '{}'::jsonb),
-                        u.leg, u.name, u.matrix,
-                        coalesce(extract(epoch FROM now() - u.queued_at)::float8, 0)
-                 FROM u JOIN runs r ON r.id = u.run_id ORDER BY u.n",
+                &stmt,
                 &[
                     &Json(labels),
                     &slots,
@@ -528,51 +520,45 @@ impl Db {
             let needs = if !has_needs {
                 BTreeMap::new()
             } else {
-                c.query(
-                    "WITH RECURSIVE anc(key) AS (
-                         SELECT unnest(needs) FROM jobs WHERE id = $2
-                         UNION
-                         SELECT unnest(j.needs) FROM jobs j JOIN anc ON j.job_key = anc.key
-                         WHERE j.run_id = $1)
-                     SELECT job_key, result, outputs FROM jobs
-                     WHERE run_id = $1 AND state = 'done' AND job_key IN (SELECT key FROM anc)
-                     ORDER BY finished_at, id",
-                    &[&run, &job],
-                )
-                .await?
-                .iter()
-                .map(|r| {
-                    let outputs: Option<Json<BTreeMap<String, String>>> = r.get(2);
-                    (
-                        r.get::<_, String>(0),
-                        r.get::<_, Option<String>>(1).unwrap_or_default(),
-                        outputs.map(|j| j.0).unwrap_or_default(),
-                    )
-                })
-                .fold(BTreeMap::new(), merge_leg)
+                let anc = c.prepare_cached(ANCESTORS_SQL).await?;
+                c.query(&anc, &[&run, &job])
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        let outputs: Option<Json<BTreeMap<String, String>>> = r.get(2);
+                        (
+                            r.get::<_, String>(0),
+                            r.get::<_, Option<String>>(1).unwrap_or_default(),
+                            outputs.map(|j| j.0).unwrap_or_default(),
+                        )
+                    })
+                    .fold(BTreeMap::new(), merge_leg)
             };
             let secrets: Json<BTreeMap<String, String>> = r.get(11);
             let matrix: Json<Vec<(String, String)>> = r.get(14);
-            crate::metrics::global().claimed(r.get::<_, f64>(15));
-            out.push(ClaimedJob {
-                job_id: job,
-                attempt,
-                token,
-                run_id: run,
-                job_key: key,
-                workflow_path: r.get(6),
-                workflow: r.get(7),
-                event: r.get(8),
-                repo: r.get(9),
-                sha: r.get(10),
-                needs,
-                secrets: self.open_secrets(secrets.0),
-                lease_ms: u64::try_from(lease_ms).unwrap_or(0),
-                leg: r.get(12),
-                name: r.get(13),
-                matrix: matrix.0.into_iter().collect(),
-                cache_path: None,
-            });
+            let waited = r.get::<_, f64>(15);
+            out.push((
+                ClaimedJob {
+                    job_id: job,
+                    attempt,
+                    token,
+                    run_id: run,
+                    job_key: key,
+                    workflow_path: r.get(6),
+                    workflow: r.get(7),
+                    event: r.get(8),
+                    repo: r.get(9),
+                    sha: r.get(10),
+                    needs,
+                    secrets: self.open_secrets(secrets.0),
+                    lease_ms: u64::try_from(lease_ms).unwrap_or(0),
+                    leg: r.get(12),
+                    name: r.get(13),
+                    matrix: matrix.0.into_iter().collect(),
+                    cache_path: None,
+                },
+                waited,
+            ));
         }
         Ok(out)
     }
@@ -587,13 +573,15 @@ impl Db {
     ) -> DbResult<bool> {
         let c = self.pool.get().await?;
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        let row = c
-            .query_opt(
+        let stmt = c
+            .prepare_cached(
                 "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $4::bigint / 1000.0)
                  WHERE id = $1 AND attempt = $2 AND state = 'leased' AND lease_token_hash = $3
                  RETURNING cancel_requested",
-                &[&job, &attempt, &hash_token(token), &lease_ms],
             )
+            .await?;
+        let row = c
+            .query_opt(&stmt, &[&job, &attempt, &hash_token(token), &lease_ms])
             .await?;
         row.map(|r| r.get(0))
             .ok_or(DbError::Fenced { job, attempt })
@@ -659,51 +647,52 @@ impl Db {
         result: &str,
         outputs: &BTreeMap<String, String>,
     ) -> DbResult<bool> {
-        if !crate::api::RESULTS.contains(&result) {
-            return Err(DbError::Invalid(format!(
-                "`result` must be one of {}, not `{result}`",
-                crate::api::RESULTS.join(", ")
-            )));
-        }
+        self.complete_and_claim(job, attempt, token, result, outputs, None)
+            .await
+            .map(|(recorded, _)| recorded)
+    }
+
+    /// [`Db::complete`], then, when the result was recorded now and `next` is given, leases
+    /// the agent's next jobs right after the commit (a claim of its own: claiming inside the
+    /// completion's transaction would hold the run's row, which every completion of the run
+    /// updates, for the claim's time too). They go to the agent token that claimed the
+    /// completed job; none when that token is unknown or revoked. If the answer never reaches
+    /// the agent, their leases expire and they are re-queued like any lost job.
+    pub async fn complete_and_claim(
+        &self,
+        job: i64,
+        attempt: i32,
+        token: &str,
+        result: &str,
+        outputs: &BTreeMap<String, String>,
+        next: Option<&Next>,
+    ) -> Completed {
+        let (recorded, agent_token) = self.record(job, attempt, token, result, outputs).await?;
+        let jobs = if recorded {
+            self.claim_next(next, agent_token).await
+        } else {
+            Vec::new()
+        };
+        Ok((recorded, jobs))
+    }
+
+    /// Records one result in its own transaction: whether it was recorded now, and the agent
+    /// token to claim the agent's next jobs with.
+    async fn record(
+        &self,
+        job: i64,
+        attempt: i32,
+        token: &str,
+        result: &str,
+        outputs: &BTreeMap<String, String>,
+    ) -> Recorded {
+        check_result(result)?;
         let hash = hash_token(token);
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
-        // One statement: the job is done, its attempt accepted, its dependants' counters drop
-        // (those at zero are queued and announced), and the run's count of unfinished jobs
-        // drops.
+        let stmt = tx.prepare_cached(COMPLETE_SQL).await?;
         let row = tx
-            .query_one(
-                "WITH j AS (
-                     UPDATE jobs SET state = 'done', result = $4, outputs = $5,
-                            accepted_attempt = attempt, finished_at = now(),
-                            lease_expires_at = NULL
-                     WHERE id = $1 AND attempt = $2 AND state = 'leased'
-                       AND lease_token_hash = $3
-                     RETURNING id, attempt, run_id, job_key, leg, fail_fast),
-                 a AS (
-                     UPDATE attempts SET outcome = 'accepted', ended_at = now()
-                     FROM j WHERE attempts.job_id = j.id AND attempts.attempt = j.attempt
-                     RETURNING extract(epoch FROM now() - attempts.started_at)::float8 AS secs),
-                 d AS (
-                     UPDATE jobs SET pending_deps = jobs.pending_deps - 1,
-                            state = CASE WHEN jobs.pending_deps = 1 THEN 'queued'
-                                         ELSE jobs.state END,
-                            queued_at = CASE WHEN jobs.pending_deps = 1 THEN now()
-                                             ELSE jobs.queued_at END
-                     FROM j
-                     WHERE jobs.run_id = j.run_id AND jobs.needs @> ARRAY[j.job_key]
-                       AND jobs.state = 'blocked'
-                     RETURNING jobs.pending_deps),
-                 r AS (
-                     UPDATE runs SET jobs_remaining = runs.jobs_remaining - 1
-                     FROM j WHERE runs.id = j.run_id
-                     RETURNING runs.id, runs.jobs_remaining)
-                 SELECT (SELECT id FROM r), (SELECT jobs_remaining FROM r),
-                        (SELECT count(*) FROM d WHERE pending_deps = 0),
-                        (SELECT job_key FROM j WHERE leg IS NOT NULL AND fail_fast),
-                        (SELECT secs FROM a)",
-                &[&job, &attempt, &hash, &result, &Json(outputs)],
-            )
+            .query_one(&stmt, &[&job, &attempt, &hash, &result, &Json(outputs)])
             .await?;
         let run: Option<i64> = row.get(0);
         let Some(run) = run else {
@@ -716,13 +705,14 @@ impl Db {
                 )
                 .await?;
             return match again {
-                Some(_) => Ok(false),
+                Some(_) => Ok((false, None)),
                 None => Err(DbError::Fenced { job, attempt }),
             };
         };
         let remaining: Option<i32> = row.get(1);
         let released: i64 = row.get(2);
         let fail_fast_key: Option<String> = row.get(3);
+        let agent_token: Option<i64> = row.get(5);
         if released > 0 {
             tx.execute(&format!("NOTIFY {CHANNEL}"), &[]).await?;
         }
@@ -735,7 +725,156 @@ impl Db {
         }
         tx.commit().await?;
         crate::metrics::global().completed(result, row.get::<_, Option<f64>>(4).unwrap_or(0.0));
-        Ok(true)
+        Ok((true, agent_token))
+    }
+
+    /// The next jobs of an agent that just completed one, claimed with the agent token that
+    /// claimed the completed job (none when that token is unknown or revoked). The completion
+    /// is committed by then: a failed claim answers no jobs (the agent claims again).
+    pub async fn claim_next(
+        &self,
+        next: Option<&Next>,
+        agent_token: Option<i64>,
+    ) -> Vec<ClaimedJob> {
+        let (Some(n), Some(t)) = (next, agent_token) else {
+            return Vec::new();
+        };
+        if n.slots == 0 {
+            return Vec::new();
+        }
+        match self
+            .claim(&n.agent, Some(t), &n.labels, n.slots, n.lease)
+            .await
+        {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!("claiming the next job of agent `{}`: {e}", n.agent);
+                Vec::new()
+            }
+        }
+    }
+
+    /// [`Db::record_batch`], then each recorded completion's next claim, side by side.
+    pub async fn complete_batch(&self, items: &[Completion]) -> Vec<Completed> {
+        let recorded = self.record_batch(items).await;
+        futures_util::future::join_all(recorded.into_iter().zip(items).map(|(r, it)| async move {
+            let (recorded, agent_token) = r?;
+            let jobs = if recorded {
+                self.claim_next(it.next.as_ref(), agent_token).await
+            } else {
+                Vec::new()
+            };
+            Ok((recorded, jobs))
+        }))
+        .await
+    }
+
+    /// Records several results in one transaction (one commit, one WAL flush), each exactly as
+    /// [`Db::complete`] would, and answers each with what [`Db::claim_next`] needs (`next` is
+    /// not claimed here: a claim of each agent's own, after the commit, neither holds the run's
+    /// row nor waits for the others). The server batches the completions that arrive while
+    /// earlier ones commit (group commit); every answer is sent after the commit, so an
+    /// answered result is durable. If the batch fails as a whole (a deadlock with another
+    /// server, say), each result is recorded on its own.
+    pub async fn record_batch(&self, items: &[Completion]) -> Vec<Recorded> {
+        if let [one] = items {
+            return vec![self.record_one(one).await];
+        }
+        match self.try_complete_batch(items).await {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::debug!(
+                    "a batch of {} completions failed ({e}); one by one",
+                    items.len()
+                );
+                let mut out = Vec::with_capacity(items.len());
+                for it in items {
+                    out.push(self.record_one(it).await);
+                }
+                out
+            }
+        }
+    }
+
+    async fn record_one(&self, it: &Completion) -> Recorded {
+        self.record(it.job, it.attempt, &it.token, &it.result, &it.outputs)
+            .await
+    }
+
+    async fn try_complete_batch(&self, items: &[Completion]) -> DbResult<Vec<Recorded>> {
+        let mut out: Vec<Option<Recorded>> = items
+            .iter()
+            .map(|it| check_result(&it.result).err().map(Err))
+            .collect();
+        let todo: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
+        let hashes: Vec<String> = items.iter().map(|it| hash_token(&it.token)).collect();
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        let stmt = tx.prepare_cached(COMPLETE_SQL).await?;
+        // Sent together (pipelined), run in order.
+        let rows = futures_util::future::try_join_all(todo.iter().map(|&i| {
+            let (it, hash, stmt, tx) = (&items[i], &hashes[i], &stmt, &tx);
+            async move {
+                let outputs = Json(&it.outputs);
+                tx.query_one(stmt, &[&it.job, &it.attempt, hash, &it.result, &outputs])
+                    .await
+            }
+        }))
+        .await?;
+        let mut released = false;
+        let mut recorded = Vec::new();
+        let mut fenced = Vec::new();
+        for (&i, row) in todo.iter().zip(&rows) {
+            let it = &items[i];
+            let Some(run) = row.get::<_, Option<i64>>(0) else {
+                fenced.push(i);
+                continue;
+            };
+            released |= row.get::<_, i64>(2) > 0;
+            if row.get::<_, Option<i32>>(1) == Some(0) {
+                conclude_run(&tx, run).await?;
+            } else if it.result == "failure"
+                && let Some(key) = row.get::<_, Option<String>>(3)
+            {
+                cancel_siblings(&tx, run, &key, it.job).await?;
+            }
+            recorded.push((
+                i,
+                row.get::<_, Option<f64>>(4),
+                row.get::<_, Option<i64>>(5),
+            ));
+        }
+        if released {
+            tx.execute(&format!("NOTIFY {CHANNEL}"), &[]).await?;
+        }
+        tx.commit().await?;
+        for (i, secs, agent_token) in recorded {
+            crate::metrics::global().completed(&items[i].result, secs.unwrap_or(0.0));
+            out[i] = Some(Ok((true, agent_token)));
+        }
+        // Not recorded now: a retried call of a recorded attempt, or a lease not held.
+        for i in fenced {
+            let it = &items[i];
+            let again = c
+                .query_opt(
+                    "SELECT 1 FROM jobs WHERE id = $1 AND state = 'done'
+                       AND accepted_attempt = $2 AND lease_token_hash = $3",
+                    &[&it.job, &it.attempt, &hashes[i]],
+                )
+                .await;
+            out[i] = Some(match again {
+                Ok(Some(_)) => Ok((false, None)),
+                Ok(None) => Err(DbError::Fenced {
+                    job: it.job,
+                    attempt: it.attempt,
+                }),
+                Err(e) => Err(e.into()),
+            });
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(DbError::Invalid("not processed".to_owned()))))
+            .collect())
     }
 
     /// Re-queues the jobs whose lease expired (or fails them after their last attempt);
@@ -1113,6 +1252,145 @@ impl Db {
         Ok(self.pool.get().await?)
     }
 }
+
+/// What a completing agent claims next ([`Db::complete_and_claim`]).
+#[derive(Clone, Debug)]
+pub struct Next {
+    /// The agent's name.
+    pub agent: String,
+    /// Its labels.
+    pub labels: Vec<String>,
+    /// How many jobs to take (0: none).
+    pub slots: u32,
+    /// The lease of each.
+    pub lease: Duration,
+}
+
+/// One completion of a batch ([`Db::complete_batch`]).
+#[derive(Clone, Debug)]
+pub struct Completion {
+    /// The job.
+    pub job: i64,
+    /// The attempt.
+    pub attempt: i32,
+    /// The job token.
+    pub token: String,
+    /// The result.
+    pub result: String,
+    /// The outputs.
+    pub outputs: BTreeMap<String, String>,
+    /// The agent's next claim, if it asked for one.
+    pub next: Option<Next>,
+}
+
+/// What a completion answers: whether it was recorded now, and the jobs leased with it.
+pub type Completed = DbResult<(bool, Vec<ClaimedJob>)>;
+
+/// A result's answer before any next claim: whether it was recorded now, and the agent token
+/// that claimed the job (unless revoked), for [`Db::claim_next`].
+pub type Recorded = DbResult<(bool, Option<i64>)>;
+
+/// Refuses a result that is not one of [`crate::api::RESULTS`].
+fn check_result(result: &str) -> DbResult<()> {
+    if crate::api::RESULTS.contains(&result) {
+        Ok(())
+    } else {
+        Err(DbError::Invalid(format!(
+            "`result` must be one of {}, not `{result}`",
+            crate::api::RESULTS.join(", ")
+        )))
+    }
+}
+
+/// Counts claimed jobs (and their time in the queue) in the metrics, once committed.
+fn record_claims(claimed: Vec<(ClaimedJob, f64)>) -> Vec<ClaimedJob> {
+    claimed
+        .into_iter()
+        .map(|(job, waited)| {
+            crate::metrics::global().claimed(waited);
+            job
+        })
+        .collect()
+}
+
+/// Leases queued jobs: `$1` labels (jsonb), `$2` slots, `$3` agent name, `$4` lease in ms,
+/// `$5` the job tokens' hashes, `$6` the agent token's id. One statement leases the jobs,
+/// records the attempts and reads the runs.
+const CLAIM_SQL: &str = "WITH c AS (
+         SELECT id, row_number() OVER (ORDER BY id) AS n FROM (
+             SELECT id FROM jobs
+             WHERE state = 'queued' AND labels <@ $1::jsonb
+             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) s),
+     u AS (
+         UPDATE jobs j SET state = 'leased', attempt = j.attempt + 1,
+                lease_owner = $3,
+                lease_expires_at = now() + make_interval(secs => $4::bigint / 1000.0),
+                lease_token_hash = ($5::text[])[c.n],
+                lease_agent_token = $6
+         FROM c WHERE j.id = c.id
+         RETURNING j.id, j.attempt, j.run_id, j.job_key, c.n,
+                   cardinality(j.needs) AS nn, j.leg, j.name, j.matrix,
+                   j.all_secrets, j.secret_names, j.queued_at),
+     a AS (
+         INSERT INTO attempts (job_id, attempt, agent)
+         SELECT id, attempt, $3 FROM u ON CONFLICT DO NOTHING)
+     SELECT u.id, u.attempt, u.run_id, u.job_key, u.n, u.nn,
+            r.workflow_path, r.workflow, r.event, r.repo, r.sha,
+            coalesce((SELECT jsonb_object_agg(s.key, s.value)
+                      FROM jsonb_each(r.secrets) s
+                      WHERE u.all_secrets OR upper(s.key) = ANY(u.secret_names)),
+                     '{}'::jsonb),
+            u.leg, u.name, u.matrix,
+            coalesce(extract(epoch FROM now() - u.queued_at)::float8, 0)
+     FROM u JOIN runs r ON r.id = u.run_id ORDER BY u.n";
+
+/// The results of a job's ancestors (`$1` run, `$2` job), in the order they finished.
+const ANCESTORS_SQL: &str = "WITH RECURSIVE anc(key) AS (
+         SELECT unnest(needs) FROM jobs WHERE id = $2
+         UNION
+         SELECT unnest(j.needs) FROM jobs j JOIN anc ON j.job_key = anc.key
+         WHERE j.run_id = $1)
+     SELECT job_key, result, outputs FROM jobs
+     WHERE run_id = $1 AND state = 'done' AND job_key IN (SELECT key FROM anc)
+     ORDER BY finished_at, id";
+
+/// Records a result (`$1` job, `$2` attempt, `$3` job token hash, `$4` result, `$5` outputs)
+/// in one statement: the job is done, its attempt accepted, its dependants' counters drop
+/// (those at zero are queued) and the run's count of unfinished jobs drops. Answers the run
+/// (null: the lease is not held), the jobs left, the dependants released, the job key when it
+/// is a fail-fast leg, the attempt's seconds, and the id of the agent token that claimed the
+/// job when that token is not revoked.
+const COMPLETE_SQL: &str = "WITH j AS (
+         UPDATE jobs SET state = 'done', result = $4, outputs = $5,
+                accepted_attempt = attempt, finished_at = now(),
+                lease_expires_at = NULL
+         WHERE id = $1 AND attempt = $2 AND state = 'leased'
+           AND lease_token_hash = $3
+         RETURNING id, attempt, run_id, job_key, leg, fail_fast, lease_agent_token),
+     a AS (
+         UPDATE attempts SET outcome = 'accepted', ended_at = now()
+         FROM j WHERE attempts.job_id = j.id AND attempts.attempt = j.attempt
+         RETURNING extract(epoch FROM now() - attempts.started_at)::float8 AS secs),
+     d AS (
+         UPDATE jobs SET pending_deps = jobs.pending_deps - 1,
+                state = CASE WHEN jobs.pending_deps = 1 THEN 'queued'
+                             ELSE jobs.state END,
+                queued_at = CASE WHEN jobs.pending_deps = 1 THEN now()
+                                 ELSE jobs.queued_at END
+         FROM j
+         WHERE jobs.run_id = j.run_id AND jobs.needs @> ARRAY[j.job_key]
+           AND jobs.state = 'blocked'
+         RETURNING jobs.pending_deps),
+     r AS (
+         UPDATE runs SET jobs_remaining = runs.jobs_remaining - 1
+         FROM j WHERE runs.id = j.run_id
+         RETURNING runs.id, runs.jobs_remaining)
+     SELECT (SELECT id FROM r), (SELECT jobs_remaining FROM r),
+            (SELECT count(*) FROM d WHERE pending_deps = 0),
+            (SELECT job_key FROM j WHERE leg IS NOT NULL AND fail_fast),
+            (SELECT secs FROM a),
+            (SELECT t.id FROM tokens t JOIN j ON t.id = j.lease_agent_token
+             WHERE t.revoked_at IS NULL)";
 
 /// After a job is done: decrements its dependants' pending needs, queues those with none
 /// left, and finishes the run when it was the last job.

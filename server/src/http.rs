@@ -26,11 +26,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
 use crate::api::{
-    ArtifactUpload, ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, ErrorBody,
-    HeartbeatResponse, SubmitRequest,
+    ArtifactUpload, ClaimRequest, ClaimResponse, ClaimedJob, CompleteRequest, CompleteResponse,
+    ErrorBody, HeartbeatResponse, SubmitRequest,
 };
 use crate::blobs::{BlobError, BlobStore, valid_digest};
-use crate::db::{Db, DbError, TokenKind};
+use crate::db::{Completion, Db, DbError, Next, Recorded, TokenKind};
 use crate::secret::ServerKey;
 
 /// The OpenAPI document (kept by hand; a test checks it against the routes and types).
@@ -88,7 +88,18 @@ pub struct AppState {
     /// minute, not one per request. Emptied when any server revokes a token.
     tokens: TokenCache,
     blobs: BlobStore,
+    /// Completions waiting for the batcher ([`complete_batches`]).
+    completions: tokio::sync::mpsc::Sender<(Completion, CompletionReply)>,
 }
+
+type CompletionReply = tokio::sync::oneshot::Sender<Recorded>;
+type CompletionQueue =
+    Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<(Completion, CompletionReply)>>>;
+
+/// How many batches of completions may be in flight at once (one commits while the next is
+/// gathered and run), and the most completions in one batch.
+const COMPLETERS: usize = 2;
+const MAX_BATCH: usize = 64;
 
 type TokenCache = Arc<Mutex<HashMap<(bool, String), ((i64, String), Instant)>>>;
 
@@ -443,20 +454,25 @@ async fn claim(
             .await?;
         let now = tokio::time::Instant::now();
         if !jobs.is_empty() || now >= deadline {
-            for job in &mut jobs {
-                // Pull requests read the cache but never write it (their content is untrusted).
-                let write = !job.event.starts_with("pull_request");
-                job.cache_path = Some(cache_grant(
-                    state.db.key(),
-                    job.run_id,
-                    unix_now() + state.settings.cache_grant_ttl.as_secs(),
-                    write,
-                ));
-            }
+            grant_caches(&state, &mut jobs);
             return Ok(axum::Json(ClaimResponse { jobs }).into_response());
         }
         let poll = (deadline - now).min(Duration::from_secs(1));
         let _ = tokio::time::timeout(poll, notified).await;
+    }
+}
+
+/// Gives each claimed job its signed cache path.
+fn grant_caches(state: &AppState, jobs: &mut [ClaimedJob]) {
+    for job in jobs {
+        // Pull requests read the cache but never write it (their content is untrusted).
+        let write = !job.event.starts_with("pull_request");
+        job.cache_path = Some(cache_grant(
+            state.db.key(),
+            job.run_id,
+            unix_now() + state.settings.cache_grant_ttl.as_secs(),
+            write,
+        ));
     }
 }
 
@@ -520,11 +536,54 @@ async fn complete(
 ) -> ApiResult<Response> {
     let token = job_token(&headers)?;
     let req: CompleteRequest = json_body(&body)?;
-    let recorded = state
-        .db
-        .complete(p.job, p.attempt, token, &req.result, &req.outputs)
-        .await?;
-    Ok(axum::Json(CompleteResponse { recorded }).into_response())
+    let next = match req.next {
+        Some(n) if n.agent.is_empty() => {
+            return Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "`next.agent` must not be empty".to_owned(),
+            ));
+        }
+        Some(n) => {
+            crate::metrics::global().agent_seen(&n.agent);
+            Some(Next {
+                slots: n.slots.unwrap_or(1).min(64),
+                agent: n.agent,
+                labels: n.labels,
+                lease: state.settings.lease,
+            })
+        }
+        None => None,
+    };
+    let item = Completion {
+        job: p.job,
+        attempt: p.attempt,
+        token: token.to_owned(),
+        result: req.result,
+        outputs: req.outputs,
+        next: None,
+    };
+    // The batcher answers after its transaction commits.
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let unavailable = || {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down; retry".to_owned(),
+        )
+    };
+    state
+        .completions
+        .send((item, reply))
+        .await
+        .map_err(|_| unavailable())?;
+    let (recorded, agent_token) = answer.await.map_err(|_| unavailable())??;
+    // The next jobs: a claim of this agent's own once its result is committed.
+    let mut jobs = if recorded {
+        state.db.claim_next(next.as_ref(), agent_token).await
+    } else {
+        Vec::new()
+    };
+    grant_caches(&state, &mut jobs);
+    Ok(axum::Json(CompleteResponse { recorded, jobs }).into_response())
 }
 
 async fn webhook(
@@ -868,6 +927,33 @@ async fn listen(db: Db, wake: Arc<Notify>, tokens: TokenCache) {
     }
 }
 
+/// Group commit: takes every completion waiting (up to [`MAX_BATCH`]), records them in one
+/// transaction and answers each after the commit. Completions that arrive while a batch
+/// commits make the next batch, so under load one WAL flush (and one lock of a run's row)
+/// serves many jobs; alone, a completion is a batch of one and waits for nothing.
+async fn complete_batches(db: Db, queue: CompletionQueue) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut rx = queue.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(more) => batch.push(more),
+                    Err(_) => break,
+                }
+            }
+        }
+        let (items, replies): (Vec<Completion>, Vec<CompletionReply>) = batch.into_iter().unzip();
+        let answers = db.record_batch(&items).await;
+        for (answer, reply) in answers.into_iter().zip(replies) {
+            // The agent may have gone; its leases expire then.
+            let _ = reply.send(answer);
+        }
+    }
+}
+
 /// Re-queues expired leases every quarter lease.
 async fn reaper(db: Db, wake: Arc<Notify>, lease: Duration) {
     let every = (lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
@@ -936,8 +1022,14 @@ pub async fn serve(
             every,
         ))
     });
+    let (completions, queue) = tokio::sync::mpsc::channel(1024);
+    let queue: CompletionQueue = Arc::new(tokio::sync::Mutex::new(queue));
+    let completers: Vec<_> = (0..COMPLETERS)
+        .map(|_| tokio::spawn(complete_batches(db.clone(), queue.clone())))
+        .collect();
     let state = Arc::new(AppState {
         db,
+        completions,
         wake,
         limiter: Mutex::new(HashMap::new()),
         tokens,
@@ -959,6 +1051,9 @@ pub async fn serve(
     listen_task.abort();
     reap_task.abort();
     if let Some(t) = gc_task {
+        t.abort();
+    }
+    for t in completers {
         t.abort();
     }
     r

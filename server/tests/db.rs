@@ -637,3 +637,249 @@ async fn revoking_an_agent_token_requeues_its_leases() {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempt, 2);
 }
+
+/// Complete-and-claim-next: the result and the agent's next lease commit together; a lost
+/// answer (the agent died between its completion and running the next job) loses nothing:
+/// the lease expires and the job is re-queued; a revoked agent token gets no next job.
+#[tokio::test]
+async fn a_completion_leases_the_next_job_and_a_lost_answer_requeues_it() {
+    let Some(db) = db().await else { return };
+    let token = db
+        .create_token(TokenKind::Agent, "ag")
+        .await
+        .expect("token");
+    let (token_id, _) = db
+        .check_token(TokenKind::Agent, &token)
+        .await
+        .expect("check")
+        .expect("valid");
+    let run = submit(&db, DIAMOND).await;
+    let labels = labels();
+    let next = |lease| pipe_server::db::Next {
+        agent: "ag".to_owned(),
+        labels: labels.clone(),
+        slots: 1,
+        lease,
+    };
+    let a = db
+        .claim("ag", Some(token_id), &labels, 1, LEASE)
+        .await
+        .expect("claim")
+        .remove(0);
+    assert_eq!(a.job_key, "a");
+    // `a` done releases `b` and `c`; the same transaction leases `b` (short lease).
+    let short = Duration::from_millis(300);
+    let (recorded, got) = db
+        .complete_and_claim(
+            a.job_id,
+            1,
+            &a.token,
+            "success",
+            &BTreeMap::from([("v".to_owned(), "1".to_owned())]),
+            Some(&next(short)),
+        )
+        .await
+        .expect("complete and claim");
+    assert!(recorded);
+    assert_eq!(got.len(), 1);
+    let b = &got[0];
+    assert_eq!((b.job_key.as_str(), b.attempt), ("b", 1));
+    assert_eq!(
+        b.needs["a"].outputs["v"], "1",
+        "needs see the result just recorded"
+    );
+    // A retried completion (its answer was lost) records nothing and leases nothing.
+    assert_eq!(
+        db.complete_and_claim(
+            a.job_id,
+            1,
+            &a.token,
+            "success",
+            &BTreeMap::new(),
+            Some(&next(LEASE))
+        )
+        .await
+        .expect("retry"),
+        (false, Vec::new())
+    );
+    // The agent died before it saw `b`: `b` is leased, then expires and is queued again.
+    assert!(db.reap().await.expect("reap").is_empty());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(db.reap().await.expect("reap"), vec![(b.job_id, 1)]);
+    let again = db
+        .claim("ag", Some(token_id), &labels, 2, LEASE)
+        .await
+        .expect("claim");
+    let keys: Vec<(&str, i32)> = again
+        .iter()
+        .map(|j| (j.job_key.as_str(), j.attempt))
+        .collect();
+    assert_eq!(keys, [("b", 2), ("c", 1)]);
+    // The dead agent's late result is refused.
+    assert!(matches!(
+        db.complete_and_claim(
+            b.job_id,
+            1,
+            &b.token,
+            "success",
+            &BTreeMap::new(),
+            Some(&next(LEASE))
+        )
+        .await,
+        Err(DbError::Fenced { .. })
+    ));
+    let (b2, c) = (&again[0], &again[1]);
+    assert_eq!(
+        db.complete_and_claim(
+            b2.job_id,
+            2,
+            &b2.token,
+            "success",
+            &BTreeMap::new(),
+            Some(&next(LEASE))
+        )
+        .await
+        .expect("b"),
+        (true, Vec::new()),
+        "`d` still waits for `c`"
+    );
+    // An agent token revoked while the job ran (before the reaper re-queued the job) gets no
+    // next job, though the result counts.
+    db.client()
+        .await
+        .expect("client")
+        .execute("UPDATE tokens SET revoked_at = now()", &[])
+        .await
+        .expect("revoke");
+    let (recorded, got) = db
+        .complete_and_claim(
+            c.job_id,
+            1,
+            &c.token,
+            "success",
+            &BTreeMap::new(),
+            Some(&next(LEASE)),
+        )
+        .await
+        .expect("c");
+    assert!(recorded);
+    assert!(got.is_empty());
+    let d = db
+        .claim("other", None, &labels, 1, LEASE)
+        .await
+        .expect("claim")
+        .remove(0);
+    assert_eq!(d.job_key, "d");
+    assert!(
+        db.complete(d.job_id, 1, &d.token, "success", &BTreeMap::new())
+            .await
+            .expect("d")
+    );
+    let st = db.run_status(run).await.expect("status");
+    assert_eq!(st.conclusion.as_deref(), Some("success"));
+    let c = db.client().await.expect("client");
+    let attempts: Vec<String> = c
+        .query(
+            "SELECT j.job_key || ':' || a.attempt || ':' || a.outcome FROM attempts a
+             JOIN jobs j ON j.id = a.job_id ORDER BY j.job_key, a.attempt",
+            &[],
+        )
+        .await
+        .expect("attempts")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            "a:1:accepted",
+            "b:1:lost",
+            "b:2:accepted",
+            "c:1:accepted",
+            "d:1:accepted"
+        ]
+    );
+}
+
+/// Group commit: a batch of completions in one transaction answers each as if it were alone
+/// (recorded, a retry, a lease not held, an invalid result), and the next jobs it leases are
+/// all different.
+#[tokio::test]
+async fn a_batch_of_completions_answers_each_and_leases_distinct_next_jobs() {
+    use pipe_server::db::{Completion, Next};
+    let Some(db) = db().await else { return };
+    let token = db
+        .create_token(TokenKind::Agent, "ag")
+        .await
+        .expect("token");
+    let (token_id, _) = db
+        .check_token(TokenKind::Agent, &token)
+        .await
+        .expect("check")
+        .expect("valid");
+    let wf = (1..=8).fold("on: push\njobs:\n".to_owned(), |mut w, i| {
+        w.push_str(&format!(
+            "  j{i}: {{runs-on: ubuntu-latest, steps: [{{run: 'true'}}]}}\n"
+        ));
+        w
+    });
+    let run = submit(&db, &wf).await;
+    let held = db
+        .claim("ag", Some(token_id), &labels(), 4, LEASE)
+        .await
+        .expect("claim");
+    assert_eq!(held.len(), 4);
+    let done = |j: &pipe_server::api::ClaimedJob, result: &str, next: bool| Completion {
+        job: j.job_id,
+        attempt: j.attempt,
+        token: j.token.clone(),
+        result: result.to_owned(),
+        outputs: BTreeMap::new(),
+        next: next.then(|| Next {
+            agent: "ag".to_owned(),
+            labels: labels(),
+            slots: 1,
+            lease: LEASE,
+        }),
+    };
+    let mut wrong_token = done(&held[2], "success", true);
+    wrong_token.token = "pipj_wrong".to_owned();
+    let batch = [
+        done(&held[0], "success", true),
+        done(&held[1], "success", true),
+        done(&held[0], "success", true),
+        wrong_token,
+        done(&held[3], "maybe", true),
+        done(&held[3], "success", false),
+    ];
+    let answers = db.complete_batch(&batch).await;
+    assert_eq!(answers.len(), batch.len());
+    let got = |i: usize| answers[i].as_ref().expect("answer");
+    assert!(got(0).0 && got(1).0 && got(5).0, "recorded");
+    assert_eq!((got(0).1.len(), got(1).1.len(), got(5).1.len()), (1, 1, 0));
+    assert_eq!(
+        *got(2),
+        (false, Vec::new()),
+        "the same completion again is a retry"
+    );
+    assert!(matches!(answers[3], Err(DbError::Fenced { .. })));
+    assert!(matches!(answers[4], Err(DbError::Invalid(_))));
+    let next: Vec<i64> = [0, 1].iter().map(|&i| got(i).1[0].job_id).collect();
+    assert_ne!(next[0], next[1]);
+    assert!(held.iter().all(|h| !next.contains(&h.job_id)));
+    // The rest runs to the end, the last batch concluding the run.
+    let rest = db
+        .claim("ag", Some(token_id), &labels(), 8, LEASE)
+        .await
+        .expect("claim");
+    let mut last: Vec<Completion> = rest.iter().map(|j| done(j, "success", false)).collect();
+    last.push(done(&held[2], "success", false));
+    last.extend([0, 1].iter().map(|&i| done(&got(i).1[0], "success", true)));
+    assert_eq!(last.len(), 5);
+    for a in db.complete_batch(&last).await {
+        assert_eq!(a.expect("recorded"), (true, Vec::new()));
+    }
+    let st = db.run_status(run).await.expect("status");
+    assert_eq!(st.state, "done");
+    assert_eq!(st.conclusion.as_deref(), Some("success"));
+}

@@ -557,6 +557,74 @@ fn an_agent_killed_mid_job_is_requeued_and_the_job_runs_exactly_once_more() {
     );
 }
 
+/// Complete-and-claim-next over HTTP: the completion's answer carries the agent's next job;
+/// when the agent dies before it runs that job, the lease expires, the job is re-queued and
+/// another agent runs it once more; the dead agent's late result is refused.
+#[test]
+fn a_completion_hands_out_the_next_job_and_an_agent_dying_before_running_it_loses_nothing() {
+    let Some(cluster) = cluster() else { return };
+    let f = Fixture::new(cluster, 1_500, &[]);
+    let wf = f.write(
+        ".github/workflows/n.yml",
+        "on: push\njobs:\n  a: {runs-on: self-hosted, steps: [{run: 'true'}]}\n  b: {runs-on: self-hosted, steps: [{run: 'true'}]}\n  c: {needs: a, runs-on: self-hosted, steps: [{run: 'echo ${{ needs.a.result }}'}]}\n",
+    );
+    let run = f.submit(wf.to_str().expect("utf-8"), &[]);
+    let agent = Client::new(&f.url, &f.agent_token);
+    let labels = vec!["self-hosted".to_owned()];
+    let a = agent
+        .claim(&pipe_server::api::ClaimRequest {
+            agent: "dies".into(),
+            labels: labels.clone(),
+            slots: None,
+            wait_ms: Some(2_000),
+        })
+        .expect("claim")
+        .jobs
+        .remove(0);
+    assert_eq!(a.job_key, "a");
+    let req = pipe_server::api::CompleteRequest {
+        result: "success".into(),
+        outputs: Default::default(),
+        next: Some(pipe_server::api::NextClaim {
+            agent: "dies".into(),
+            labels,
+            slots: Some(1),
+        }),
+    };
+    let answer = agent
+        .with_token(&a.token)
+        .complete(a.job_id, a.attempt, &req)
+        .expect("complete");
+    assert!(answer.recorded);
+    assert_eq!(answer.jobs.len(), 1, "{answer:?}");
+    let b = &answer.jobs[0];
+    assert_eq!((b.job_key.as_str(), b.attempt), ("b", 1));
+    assert!(b.cache_path.is_some(), "a next job has its cache grant");
+    // A retried completion (the answer was lost) leases nothing more.
+    let retried = agent
+        .with_token(&a.token)
+        .complete(a.job_id, a.attempt, &req)
+        .expect("retry");
+    assert!(!retried.recorded && retried.jobs.is_empty(), "{retried:?}");
+    // The agent died before running `b`; a real agent runs what is left.
+    let _rescuer = f.agent("rescuer", 2, &f.url);
+    let st = f.wait_run(run, Duration::from_secs(60));
+    assert_eq!(st.conclusion.as_deref(), Some("success"), "{st:?}");
+    assert_eq!(
+        f.sql(
+            "SELECT string_agg(j.job_key || ':' || a.attempt || ':' || a.agent || ':' || a.outcome, ' '
+                    ORDER BY j.job_key, a.attempt)
+             FROM attempts a JOIN jobs j ON j.id = a.job_id"
+        ),
+        "a:1:dies:accepted b:1:dies:lost b:2:rescuer:accepted c:1:rescuer:accepted"
+    );
+    let late = agent
+        .with_token(&b.token)
+        .complete(b.job_id, b.attempt, &req)
+        .expect_err("fenced");
+    assert!(late.fenced(), "{late}");
+}
+
 /// A TCP proxy that can cut every connection and refuse new ones.
 struct Proxy {
     port: u16,
@@ -1590,6 +1658,7 @@ fn cache_grants_are_signed_scoped_to_their_run_and_end_with_it() {
             &pipe_server::api::CompleteRequest {
                 result: "success".into(),
                 outputs: Default::default(),
+                next: None,
             },
         )
         .expect("complete");
