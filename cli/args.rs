@@ -277,6 +277,12 @@ pub struct ArtifactsArgs {
     /// Print JSON (id, name, size, files, job, path of the files).
     #[arg(long)]
     pub json: bool,
+    /// Write the files of the artifact with this name (every file verified) instead of listing.
+    #[arg(long, value_name = "NAME")]
+    pub extract: Option<String>,
+    /// Where `--extract` writes the files (default: a folder named after the artifact).
+    #[arg(long, value_name = "DIR", requires = "extract")]
+    pub to: Option<std::path::PathBuf>,
 }
 
 /// Output format of diagnostics.

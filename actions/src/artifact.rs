@@ -390,36 +390,17 @@ fn write_pack(adir: &Path, sources: &[Source]) -> Result<Vec<FileEntry>, String>
     Ok(entries)
 }
 
-/// Unpacks an artifact's pack into `to` (files verified against the index before any is
-/// moved into place, on several threads); symlinks are made as stored, as they were
-/// uploaded.
-fn unpack(pack: &Path, to: &Path) -> Result<(), String> {
-    let dir = pack.parent().unwrap_or(Path::new("."));
-    let index = std::fs::read(dir.join(INDEX_FILE))
-        .map_err(|e| format!("cannot read `{}`: {e}", dir.join(INDEX_FILE).display()))?;
-    let entries: Vec<FileEntry> = serde_json::from_slice(&index)
-        .map_err(|e| format!("`{}` is malformed: {e}", dir.join(INDEX_FILE).display()))?;
-    let file =
-        std::fs::File::open(pack).map_err(|e| format!("cannot read `{}`: {e}", pack.display()))?;
-    let (links, rest): (Vec<FileEntry>, Vec<FileEntry>) = entries
-        .into_iter()
-        .partition(|e| matches!(e.kind, FileKind::Symlink { .. }));
-    pipe_cache::restore::unpack(&file, &rest, to, pipe_cache::pack::threads())
-        .map_err(|e| e.to_string())?;
-    for l in links {
-        let FileKind::Symlink { target } = &l.kind else {
-            continue;
-        };
-        let rel = pipe_cache::restore::check_rel_path(&l.path)
-            .map_err(|why| format!("refusing to restore `{}`: {why}", l.path))?;
-        let dest = to.join(rel);
-        if let Some(p) = dest.parent() {
-            std::fs::create_dir_all(p).map_err(|e| format!("`{}`: {e}", l.path))?;
-        }
-        let _ = std::fs::remove_file(&dest);
-        std::os::unix::fs::symlink(target, &dest).map_err(|e| format!("`{}`: {e}", l.path))?;
+/// Writes an artifact's files (`files` as [`list`] gives it: a pack, or a folder for
+/// artifacts stored before packs) into `to`, every packed file verified first.
+pub fn extract(files: &Path, to: &Path) -> Result<(), String> {
+    if files.is_file() {
+        let index = files.parent().unwrap_or(Path::new(".")).join(INDEX_FILE);
+        pipe_cache::restore::unpack_packed(files, &index, to).map_err(|e| e.to_string())
+    } else if files.is_dir() {
+        copy_tree(files, to)
+    } else {
+        std::fs::create_dir_all(to).map_err(|e| e.to_string())
     }
-    Ok(())
 }
 
 /// Copies a tree (files and symlinks, on several threads), replacing files that exist.
@@ -556,14 +537,8 @@ impl BuiltinAction for Download {
                         target.display()
                     ),
                 );
-                if files.is_file() {
-                    unpack(files, &target)
-                } else if files.is_dir() {
-                    copy_tree(files, &target)
-                } else {
-                    std::fs::create_dir_all(&target).map_err(|e| e.to_string())
-                }
-                .map_err(|e| format!("cannot download artifact `{}`: {e}", a.name))?;
+                extract(files, &target)
+                    .map_err(|e| format!("cannot download artifact `{}`: {e}", a.name))?;
             }
             Ok(())
         })?;

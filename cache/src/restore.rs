@@ -367,6 +367,42 @@ impl LocalStore {
     }
 }
 
+/// Unpacks a pack stored beside its index (a JSON list of [`FileEntry`], as the artifact
+/// actions write them) into `root`: files and folders as [`unpack`] writes them (every file
+/// verified before any is moved into place), then the symlinks as stored, after the files, so
+/// none is ever written through.
+pub fn unpack_packed(pack: &Path, index: &Path, root: &Path) -> Result<(), RestoreError> {
+    let read_err = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RestoreError::Io { what, path, source }
+    };
+    let bytes = fs::read(index).map_err(read_err("cannot read", index))?;
+    let entries: Vec<FileEntry> = serde_json::from_slice(&bytes)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        .map_err(read_err("malformed index", index))?;
+    let file = fs::File::open(pack).map_err(read_err("cannot read", pack))?;
+    let (links, rest): (Vec<FileEntry>, Vec<FileEntry>) = entries
+        .into_iter()
+        .partition(|e| matches!(e.kind, FileKind::Symlink { .. }));
+    unpack(&file, &rest, root, crate::pack::threads())?;
+    for l in links {
+        let FileKind::Symlink { target } = &l.kind else {
+            continue;
+        };
+        let rel = check_rel_path(&l.path).map_err(|reason| RestoreError::Unsafe {
+            path: l.path.clone(),
+            reason,
+        })?;
+        let dest = root.join(rel);
+        if let Some(p) = dest.parent() {
+            fs::create_dir_all(p).map_err(read_err("cannot create", p))?;
+        }
+        let _ = fs::remove_file(&dest);
+        std::os::unix::fs::symlink(target, &dest).map_err(read_err("cannot link", &dest))?;
+    }
+    Ok(())
+}
+
 /// Writes the files of `entries` whose content is in `pack` (`at` set) under `root`, with
 /// their folders and symlinks, on `threads` threads. The same rules as
 /// [`LocalStore::restore`]: paths checked first, every file streamed into a temp file beside

@@ -1,4 +1,5 @@
-//! `pipe artifacts [RUN]`: the artifacts a recorded run uploaded (`actions/upload-artifact`).
+//! `pipe artifacts [RUN]`: the artifacts a recorded run uploaded (`actions/upload-artifact`);
+//! `--extract NAME [--to DIR]` writes one artifact's files out.
 
 use pipe_runner::exit;
 
@@ -25,6 +26,42 @@ pub fn run(cli: &Cli, args: &ArtifactsArgs) -> u8 {
         return exit::USAGE;
     }
     let list = pipe_actions::artifact::list(&dir);
+    if let Some(name) = &args.extract {
+        let Some((_, files)) = list.iter().find(|(a, _)| &a.name == name) else {
+            let names: Vec<String> = list.iter().map(|(a, _)| format!("`{}`", a.name)).collect();
+            let hint = if names.is_empty() {
+                format!("run #{number} has no artifacts")
+            } else {
+                format!("run #{number} has {}", names.join(", "))
+            };
+            super::error(
+                cli,
+                &format!("run #{number} has no artifact named `{name}`"),
+                Some(&hint),
+            );
+            return exit::USAGE;
+        };
+        let to = args
+            .to
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from(name));
+        return match pipe_actions::artifact::extract(files, &to) {
+            Ok(()) => {
+                output::stderr_write(
+                    format!(
+                        "extracted `{name}` of run #{number} to `{}`\n",
+                        to.display()
+                    )
+                    .as_bytes(),
+                );
+                exit::SUCCESS
+            }
+            Err(e) => {
+                super::error(cli, &format!("cannot extract `{name}`: {e}"), None);
+                exit::INFRA
+            }
+        };
+    }
     let text = if args.json {
         let items: Vec<serde_json::Value> = list
             .iter()

@@ -734,26 +734,9 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf, std::fs::Metadata
 /// `actions/upload-artifact` stores it) into a temporary folder, every file verified.
 fn unpack_artifact(dir: &Path) -> Result<tempfile::TempDir, ClientError> {
     let fail = |e: String| ClientError::Fatal(format!("artifact `{}`: {e}", dir.display()));
-    let index = std::fs::read(dir.join("pack.json")).map_err(|e| fail(e.to_string()))?;
-    let entries: Vec<pipe_cache::FileEntry> =
-        serde_json::from_slice(&index).map_err(|e| fail(e.to_string()))?;
-    let pack = std::fs::File::open(dir.join("files.pack")).map_err(|e| fail(e.to_string()))?;
     let tmp = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
-    let (links, rest): (Vec<_>, Vec<_>) = entries
-        .into_iter()
-        .partition(|e| matches!(e.kind, pipe_cache::FileKind::Symlink { .. }));
-    pipe_cache::restore::unpack(&pack, &rest, tmp.path(), pipe_cache::pack::threads())
+    pipe_cache::restore::unpack_packed(&dir.join("files.pack"), &dir.join("pack.json"), tmp.path())
         .map_err(|e| fail(e.to_string()))?;
-    for l in links {
-        if let pipe_cache::FileKind::Symlink { target } = &l.kind {
-            let rel = pipe_cache::restore::check_rel_path(&l.path).map_err(|e| fail(e.into()))?;
-            let dest = tmp.path().join(rel);
-            if let Some(p) = dest.parent() {
-                std::fs::create_dir_all(p).map_err(|e| fail(e.to_string()))?;
-            }
-            std::os::unix::fs::symlink(target, &dest).map_err(|e| fail(e.to_string()))?;
-        }
-    }
     Ok(tmp)
 }
 

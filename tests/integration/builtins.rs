@@ -257,6 +257,29 @@ fn artifacts_belong_to_their_run() {
     let pack = Path::new(v[0]["path"].as_str().unwrap_or(""));
     assert!(pack.ends_with("files.pack") && pack.is_file(), "{pack:?}");
     assert!(pack.with_file_name("pack.json").is_file());
+    // `--extract` writes the files out, verified; a corrupt pack writes nothing.
+    let out_dir = p.dir.path().join("extracted");
+    let dir_arg = out_dir.display().to_string();
+    let (code, _, err) = p.pipe(&["artifacts", "1", "--extract", "dist", "--to", &dir_arg]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("extracted `dist` of run #1"), "{err}");
+    let got = std::fs::read_to_string(out_dir.join("run.txt")).expect("extracted file");
+    assert_eq!(got.trim(), "1");
+    let (code, _, err) = p.pipe(&["artifacts", "1", "--extract", "nope"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("no artifact named `nope`") && err.contains("`dist`"),
+        "{err}"
+    );
+    let mut bytes = std::fs::read(pack).expect("pack");
+    bytes[0] ^= 0xff;
+    std::fs::write(pack, &bytes).expect("corrupt the pack");
+    let bad = p.dir.path().join("bad");
+    let bad_arg = bad.display().to_string();
+    let (code, _, err) = p.pipe(&["artifacts", "1", "--extract", "dist", "--to", &bad_arg]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("cannot extract `dist`"), "{err}");
+    assert!(!bad.join("run.txt").exists());
     let (code, out, _) = p.pipe(&["artifacts"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("run #2 has no artifacts"), "{out}");
