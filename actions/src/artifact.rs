@@ -62,7 +62,8 @@ pub struct ArtifactInfo {
     pub size: u64,
     /// Number of files.
     pub files: u64,
-    /// Retention in days (recorded; pruning a run removes its artifacts).
+    /// Retention in days: past it the artifact is gone (removed when next listed, as GitHub
+    /// expires it; pruning a run removes its artifacts too).
     pub retention_days: u32,
     /// The job that uploaded it.
     pub job: String,
@@ -84,20 +85,40 @@ pub const PACK_FILE: &str = "files.pack";
 /// The pack's index (a JSON list of `pipe_cache::FileEntry`), beside it.
 pub const INDEX_FILE: &str = "pack.json";
 
+/// Whether an artifact is past its retention at `now` (seconds since the epoch).
+pub fn expired(info: &ArtifactInfo, now: u64) -> bool {
+    info.retention_days > 0
+        && info
+            .created
+            .saturating_add(u64::from(info.retention_days) * 86_400)
+            < now
+}
+
 /// Every finished artifact of a run, by id, with where its files are: the pack
 /// (`files.pack`), or for artifacts stored before packs (and those `pipe agent` downloads)
-/// the `files` folder.
+/// the `files` folder. Artifacts past their `retention-days` are removed as they are found,
+/// never listed.
 pub fn list(run_dir: &Path) -> Vec<(ArtifactInfo, PathBuf)> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(artifacts_dir(run_dir)) else {
         return out;
     };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     for e in rd.flatten() {
         let p = e.path();
         let Ok(text) = std::fs::read_to_string(p.join("artifact.json")) else {
             continue;
         };
         if let Ok(info) = serde_json::from_str::<ArtifactInfo>(&text) {
+            if expired(&info, now) {
+                if let Err(err) = std::fs::remove_dir_all(&p) {
+                    tracing::warn!("cannot remove expired artifact `{}`: {err}", p.display());
+                }
+                continue;
+            }
             let pack = p.join(PACK_FILE);
             out.push((
                 info,
@@ -552,5 +573,61 @@ impl BuiltinAction for Download {
             dest.to_string_lossy().into_owned(),
         );
         Ok(outputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(run: &Path, id: u64, name: &str, retention_days: u32, created: u64) -> PathBuf {
+        let dir = artifacts_dir(run).join(id.to_string());
+        std::fs::create_dir_all(dir.join("files")).expect("mkdir");
+        let info = ArtifactInfo {
+            id,
+            name: name.to_owned(),
+            size: 0,
+            files: 0,
+            retention_days,
+            job: "j".to_owned(),
+            created,
+            digest: String::new(),
+        };
+        std::fs::write(
+            dir.join("artifact.json"),
+            serde_json::to_vec(&info).expect("json"),
+        )
+        .expect("write");
+        dir
+    }
+
+    #[test]
+    fn expired_artifacts_are_removed_when_listed() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let day = 86_400;
+        let old = store(tmp.path(), 1, "old", 1, now - 2 * day);
+        let kept = store(tmp.path(), 2, "kept", 90, now - 30 * day);
+        let fresh = store(tmp.path(), 3, "fresh", 1, now - 3600);
+        let names: Vec<String> = list(tmp.path()).into_iter().map(|(a, _)| a.name).collect();
+        assert_eq!(names, ["kept", "fresh"]);
+        assert!(!old.exists(), "the expired artifact's folder is removed");
+        assert!(kept.exists() && fresh.exists());
+        // the boundary: exactly at its retention it is still there
+        let info = ArtifactInfo {
+            id: 4,
+            name: "edge".to_owned(),
+            size: 0,
+            files: 0,
+            retention_days: 1,
+            job: "j".to_owned(),
+            created: 1_000,
+            digest: String::new(),
+        };
+        assert!(!expired(&info, 1_000 + day));
+        assert!(expired(&info, 1_000 + day + 1));
     }
 }
