@@ -202,18 +202,7 @@ impl LocalStore {
         let mut report = RestoreReport::default();
         // Check every path before touching anything.
         for f in &m.files {
-            let p = check_rel_path(&f.path).map_err(|reason| RestoreError::Unsafe {
-                path: f.path.clone(),
-                reason,
-            })?;
-            if let FileKind::Symlink { target } = &f.kind
-                && !link_stays_inside(&p, target)
-            {
-                return Err(RestoreError::Unsafe {
-                    path: f.path.clone(),
-                    reason: "the link points outside the restore folder",
-                });
-            }
+            check_entry(f)?;
         }
         fs::create_dir_all(root).map_err(io_err("cannot create", root))?;
         let _lock = self.lock_shared()?;
@@ -367,6 +356,23 @@ impl LocalStore {
     }
 }
 
+/// An entry's path, checked: relative, no `..`, and a symlink must point inside the folder.
+fn check_entry(f: &FileEntry) -> Result<(), RestoreError> {
+    let p = check_rel_path(&f.path).map_err(|reason| RestoreError::Unsafe {
+        path: f.path.clone(),
+        reason,
+    })?;
+    if let FileKind::Symlink { target } = &f.kind
+        && !link_stays_inside(&p, target)
+    {
+        return Err(RestoreError::Unsafe {
+            path: f.path.clone(),
+            reason: "the link points outside the restore folder",
+        });
+    }
+    Ok(())
+}
+
 /// Unpacks a pack stored beside its index (a JSON list of [`FileEntry`], as the artifact
 /// actions write them) into `root`: files and folders as [`unpack`] writes them (every file
 /// verified before any is moved into place), then the symlinks as stored, after the files, so
@@ -417,18 +423,7 @@ pub fn unpack(
 ) -> Result<RestoreReport, RestoreError> {
     let mut report = RestoreReport::default();
     for f in entries {
-        let p = check_rel_path(&f.path).map_err(|reason| RestoreError::Unsafe {
-            path: f.path.clone(),
-            reason,
-        })?;
-        if let FileKind::Symlink { target } = &f.kind
-            && !link_stays_inside(&p, target)
-        {
-            return Err(RestoreError::Unsafe {
-                path: f.path.clone(),
-                reason: "the link points outside the restore folder",
-            });
-        }
+        check_entry(f)?;
         if let FileKind::File { at: None, .. } = &f.kind {
             return Err(RestoreError::Unsafe {
                 path: f.path.clone(),
