@@ -343,7 +343,13 @@ fn run_job(
     };
 
     let result = execute(opts, client, job, &base, &ws, &log, &fenced, &cancel);
-    let step_summaries = step_summaries(&base.join("state"), &ws, &base.join("summary.json"));
+    // `pipe run`'s summary, read once for the step summaries and the results.
+    let mut summary = read_json(&base.join("summary.json"));
+    let run = summary
+        .as_ref()
+        .and_then(|v| v.get("run"))
+        .and_then(serde_json::Value::as_u64);
+    let step_summaries = step_summaries(&base.join("state"), &ws, run);
     if !step_summaries.is_empty() && !fenced.load(Ordering::SeqCst) {
         // For the web UI; best effort (a lost summary never fails the job).
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -353,7 +359,7 @@ fn run_job(
             tracing::debug!("step summary upload: {e}");
         }
     }
-    if let Some(results) = job_results(&base.join("summary.json"))
+    if let Some(results) = summary.as_mut().and_then(job_results)
         && !fenced.load(Ordering::SeqCst)
     {
         // Test, coverage and benchmark results for the run page and the run API; best
@@ -838,13 +844,10 @@ fn upload_artifacts(
 }
 
 /// The step summaries (`GITHUB_STEP_SUMMARY`) the job's `pipe run` recorded, one Markdown
-/// text for all its legs (empty when there are none); `state` is the job's own state folder.
-fn step_summaries(state: &Path, ws: &Path, summary: &Path) -> String {
-    let Some(run) = std::fs::read_to_string(summary)
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("run").and_then(serde_json::Value::as_u64))
-    else {
+/// text for all its legs (empty when there are none); `state` is the job's own state folder,
+/// `run` the run number its summary gives.
+fn step_summaries(state: &Path, ws: &Path, run: Option<u64>) -> String {
+    let Some(run) = run else {
         return String::new();
     };
     let root = ws.canonicalize().unwrap_or_else(|_| ws.to_path_buf());
@@ -866,22 +869,25 @@ fn step_summaries(state: &Path, ws: &Path, summary: &Path) -> String {
 
 /// The `results` record (the job's `reports:`: tests, coverage, benchmarks) of the job's
 /// `pipe run` summary, when it declared reports.
-fn job_results(summary: &Path) -> Option<serde_json::Value> {
-    std::fs::read(summary)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|mut v| v.get_mut("results").map(serde_json::Value::take))
+fn job_results(summary: &mut serde_json::Value) -> Option<serde_json::Value> {
+    summary
+        .get_mut("results")
+        .map(serde_json::Value::take)
         .filter(serde_json::Value::is_object)
+}
+
+/// A JSON file, when it exists and parses.
+fn read_json(path: &Path) -> Option<serde_json::Value> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 /// The job's result as its dependants see it, and its merged outputs, from `pipe run`'s
 /// summary (the run's conclusion covers job-level `continue-on-error`; a job whose legs were
 /// all skipped is skipped).
 fn read_summary(path: &Path, code: Option<i32>) -> (String, BTreeMap<String, String>) {
-    let Some(v) = std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-    else {
+    let Some(v) = read_json(path) else {
         return ("failure".to_owned(), BTreeMap::new());
     };
     let mut outputs = BTreeMap::new();
@@ -944,13 +950,14 @@ mod tests {
             r#"{"conclusion": "success", "jobs": [], "results": {"version": 1, "jobs": []}}"#,
         )
         .expect("write");
+        let results = |p: &Path| read_json(p).as_mut().and_then(job_results);
         assert_eq!(
-            job_results(&p),
+            results(&p),
             Some(serde_json::json!({"version": 1, "jobs": []}))
         );
         std::fs::write(&p, r#"{"conclusion": "success", "jobs": []}"#).expect("write");
-        assert_eq!(job_results(&p), None);
-        assert_eq!(job_results(&dir.path().join("none")), None);
+        assert_eq!(results(&p), None);
+        assert_eq!(results(&dir.path().join("none")), None);
     }
 
     #[test]
