@@ -131,6 +131,21 @@ pub async fn summary(db: &Db, job: i64) -> DbResult<Option<String>> {
     Ok(row.map(|r| r.get(0)))
 }
 
+/// The secrets to mask in what the attempt sends, or `None` when the caller no longer holds
+/// the job's lease (the write is refused).
+async fn leased_secrets(
+    db: &Db,
+    job: i64,
+    attempt: i32,
+    token: &str,
+) -> DbResult<Option<Vec<String>>> {
+    match db.lease_secrets(job, attempt, token).await {
+        Ok(s) => Ok(Some(s)),
+        Err(crate::db::DbError::Fenced { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Stores an attempt's step summaries while its lease is held; `false` when it is not.
 pub async fn put_summary(
     db: &Db,
@@ -139,10 +154,8 @@ pub async fn put_summary(
     token: &str,
     markdown: &str,
 ) -> DbResult<bool> {
-    let secrets = match db.lease_secrets(job, attempt, token).await {
-        Ok(s) => s,
-        Err(crate::db::DbError::Fenced { .. }) => return Ok(false),
-        Err(e) => return Err(e),
+    let Some(secrets) = leased_secrets(db, job, attempt, token).await? else {
+        return Ok(false);
     };
     let markdown = crate::secret::mask(markdown, &secrets);
     let c = db.client().await?;
@@ -226,10 +239,8 @@ pub async fn put_results(
     token: &str,
     mut results: serde_json::Value,
 ) -> DbResult<bool> {
-    let secrets = match db.lease_secrets(job, attempt, token).await {
-        Ok(s) => s,
-        Err(crate::db::DbError::Fenced { .. }) => return Ok(false),
-        Err(e) => return Err(e),
+    let Some(secrets) = leased_secrets(db, job, attempt, token).await? else {
+        return Ok(false);
     };
     mask_json(&mut results, &secrets);
     let c = db.client().await?;
