@@ -281,18 +281,8 @@ impl LocalStore {
 
     /// Copies a blob into a temp file beside `dest`, hashing as it goes.
     fn stage(&self, blob: &BlobRef, dest: &Path, mode: u32) -> Result<PathBuf, RestoreError> {
-        let dir = dest.parent().unwrap_or(Path::new("."));
-        let tmp = dir.join(fsutil::unique_name(TEMP_PREFIX));
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io_err("cannot create", &tmp))?;
-        let guard = Staged {
-            tmp: tmp.clone(),
-            dest: dest.to_path_buf(),
-        };
+        let (mut out, guard) = create_staged(dest, mode)?;
+        let tmp = guard.tmp.clone();
         let digest = match &blob.inline {
             Some(bytes) => {
                 out.write_all(bytes).map_err(io_err("cannot write", &tmp))?;
@@ -532,6 +522,26 @@ pub fn unpack(
     Ok(report)
 }
 
+/// A new temp file beside `dest` with `mode`, and the guard that removes it unless it is
+/// renamed into place.
+fn create_staged(dest: &Path, mode: u32) -> Result<(fs::File, Staged), RestoreError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(fsutil::unique_name(TEMP_PREFIX));
+    let out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io_err("cannot create", &tmp))?;
+    Ok((
+        out,
+        Staged {
+            tmp,
+            dest: dest.to_path_buf(),
+        },
+    ))
+}
+
 /// Streams one file's region of a pack into a temp file beside `dest`, verifying it.
 fn stage_region(
     pack: &fs::File,
@@ -542,18 +552,8 @@ fn stage_region(
     mtime_ns: Option<u64>,
     buf: &mut [u8],
 ) -> Result<Staged, RestoreError> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(fsutil::unique_name(TEMP_PREFIX));
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io_err("cannot create", &tmp))?;
-    let mut guard = Staged {
-        tmp: tmp.clone(),
-        dest: dest.to_path_buf(),
-    };
+    let (mut out, mut guard) = create_staged(dest, mode)?;
+    let tmp = guard.tmp.clone();
     let digest = crate::pack::hash_region(pack, at, blob.size, buf, &mut |b| out.write_all(b))
         .map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
