@@ -15,6 +15,11 @@ use clap::Parser;
 
 use crate::args::{Cli, Command};
 
+/// mimalloc: a run allocates and frees small objects on several threads per job (contexts,
+/// env, events); glibc's arenas spent about a tenth of pipe's own CPU on a 1,000-job run.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
