@@ -261,3 +261,64 @@ fn concurrency_groups_span_processes() {
         "start\n"
     );
 }
+
+/// The file-system type of `path` as `stat -f` names it (`tmpfs`, `ext2/ext3`, …).
+fn fs_type(path: &str) -> String {
+    Command::new("stat")
+        .args(["-f", "-c", "%T", path])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn step_scripts_go_to_memory_when_the_temp_folder_is_on_disk_and_are_removed() {
+    const WF: &str = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"script-dir=$(dirname \"$0\") temp=$RUNNER_TEMP\"\n";
+    let t = repo(&[("scripts.yml", WF)]);
+    let state = tempfile::tempdir().expect("tmp");
+    // The step's script folder and RUNNER_TEMP, with TMPDIR set to `tmpdir` or unset.
+    let run = |tmpdir: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipe"));
+        cmd.args(["run", "--progress", "plain"])
+            .current_dir(t.path())
+            .env("NO_COLOR", "1")
+            .env("PIPE_STATE_DIR", state.path())
+            .env_remove("PIPE_LOG")
+            .env_remove("TMPDIR");
+        if let Some(d) = tmpdir {
+            cmd.env("TMPDIR", d);
+        }
+        let out = cmd.output().expect("run pipe");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(0), "{all}");
+        let line = all
+            .lines()
+            .filter(|l| !l.contains("$RUNNER_TEMP"))
+            .find_map(|l| l.split_once("script-dir=").map(|(_, rest)| rest.to_owned()))
+            .unwrap_or_else(|| panic!("no script-dir line: {all}"));
+        let (dir, temp) = line.split_once(" temp=").expect("temp");
+        (dir.to_owned(), temp.to_owned())
+    };
+
+    // TMPDIR unset: a disk /tmp sends scripts to a private folder on /dev/shm.
+    let (dir, temp) = run(None);
+    if fs_type("/tmp") != "tmpfs" && fs_type("/dev/shm") == "tmpfs" {
+        assert!(dir.starts_with("/dev/shm/pipe-"), "{dir}");
+        assert!(
+            !Path::new(&dir).exists(),
+            "the run's script folder `{dir}` was left behind"
+        );
+    } else {
+        assert_eq!(dir, temp, "scripts stay in RUNNER_TEMP");
+    }
+
+    // TMPDIR set: the user chose the scratch place; scripts stay in RUNNER_TEMP under it.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (dir, temp) = run(Some(tmp.path()));
+    assert_eq!(dir, temp);
+    assert!(dir.starts_with(&*tmp.path().to_string_lossy()), "{dir}");
+}

@@ -15,7 +15,7 @@
 //! `tokio::fs` call is a hop to the blocking pool and back, which costs more than the call.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +49,9 @@ pub struct HostExecutor {
     grace: Duration,
     /// Job temp folders that finished jobs left empty, ready for the next job.
     pool: TempPool,
+    /// Where step scripts are written when not in the job's `RUNNER_TEMP` (see
+    /// [`HostExecutor::with_script_dir`]).
+    script_dir: Option<Arc<PathBuf>>,
 }
 
 /// Empty `RUNNER_TEMP` folders of finished jobs: (folder, (its permission bits, its owner) when
@@ -75,7 +78,20 @@ impl HostExecutor {
             base_env: Arc::new(std::env::vars().collect()),
             grace: DEFAULT_GRACE,
             pool: TempPool::default(),
+            script_dir: None,
         }
+    }
+
+    /// Writes step scripts to `dir` (which must exist) instead of the job's `RUNNER_TEMP`.
+    ///
+    /// A script is written, run and removed for every step: on a disk file system that is an
+    /// inode allocated and freed per step (about a twentieth of pipe's CPU on a run of
+    /// 1,000 trivial jobs, measured on ext4), on tmpfs a few page-cache operations. See
+    /// [`memory_scratch_dir`].
+    #[must_use]
+    pub fn with_script_dir(mut self, dir: PathBuf) -> Self {
+        self.script_dir = Some(Arc::new(dir));
+        self
     }
 
     /// Sets the grace period between SIGTERM and SIGKILL.
@@ -142,6 +158,7 @@ impl Executor for HostExecutor {
             cleaned: false,
             temp_mode,
             pool: self.pool.clone(),
+            script_dir: self.script_dir.clone(),
         }))
     }
 }
@@ -159,6 +176,7 @@ struct HostJob {
     /// made by the first step that ran).
     temp_mode: Option<(u32, u32)>,
     pool: TempPool,
+    script_dir: Option<Arc<PathBuf>>,
 }
 
 static SCRIPT_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -320,6 +338,37 @@ pub fn find_program(program: &str, path: &str) -> Option<PathBuf> {
 /// `mmap` and `munmap` each time.
 static BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
+/// Makes `NAME` in a memory file system for a run's step scripts, when the system temp folder
+/// is not one already and the user did not choose it (`TMPDIR` unset): `/dev/shm/NAME`,
+/// private to this user (mode 0700, never an existing folder). `None` when that is not
+/// possible; scripts then go to `RUNNER_TEMP`. The caller removes the folder at the end of
+/// the run.
+pub fn memory_scratch_dir(name: &str) -> Option<PathBuf> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::statfs::{TMPFS_MAGIC, statfs};
+        use std::os::unix::fs::DirBuilderExt;
+        if std::env::var_os("TMPDIR").is_some() {
+            return None;
+        }
+        let on_tmpfs = |p: &Path| statfs(p).is_ok_and(|s| s.filesystem_type() == TMPFS_MAGIC);
+        if on_tmpfs(&std::env::temp_dir()) || !on_tmpfs(Path::new("/dev/shm")) {
+            return None;
+        }
+        let dir = Path::new("/dev/shm").join(name);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .ok()
+            .map(|()| dir)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = name;
+        None
+    }
+}
+
 fn take_buffer() -> Vec<u8> {
     BUFFERS
         .lock()
@@ -392,8 +441,9 @@ impl HostJob {
 
     fn script_path(&self, ext: &str) -> PathBuf {
         let n = SCRIPT_COUNTER.fetch_add(1, Ordering::Relaxed);
-        self.paths
-            .temp_host
+        self.script_dir
+            .as_deref()
+            .unwrap_or(&self.paths.temp_host)
             .join(format!("step-{}-{n}{ext}", std::process::id()))
     }
 }
