@@ -8,10 +8,15 @@
 //! lint findings. Positions point at the exact column inside the YAML value, also in block
 //! scalars.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use crate::diag::Diagnostic;
 use crate::expr::{Issue, JobRef, Scope, Template, WorkflowKey, parse_condition};
 use crate::source::SourceFile;
-use crate::workflow::{Container, Env, Job, Matrix, MatrixList, Permissions, Workflow, YStr};
+use crate::workflow::{
+    Caseless, Container, Env, Job, Matrix, MatrixList, Permissions, Workflow, YStr,
+};
 
 const RULE: &str = "expression";
 
@@ -214,25 +219,33 @@ pub fn check_expressions(wf: &Workflow, source: &SourceFile, out: &mut Vec<Diagn
         w.template(y, at(&mut sc, WorkflowKey::Env));
     }
 
-    // Job lookup by lower-case id (`needs` matches case-insensitively); a linear search per
-    // entry would make large workflows quadratic.
-    let by_id: std::collections::HashMap<String, &Job> = wf
-        .jobs
-        .iter()
-        .map(|j| (j.id.value.to_ascii_lowercase(), j))
-        .collect();
+    // Job lookup ignoring case (`needs` matches case-insensitively; names are reported as the
+    // job writes its id); a linear search per entry would make large workflows quadratic.
+    let mut by_id: HashMap<Caseless<'_>, usize> = HashMap::with_capacity(wf.jobs.len());
+    for (i, j) in wf.jobs.iter().enumerate() {
+        by_id.entry(Caseless(&j.id.value)).or_insert(i);
+    }
+    // The `needs` scope of each distinct list of needed jobs, built once and shared: in a
+    // layered graph every job of a layer needs the same hundred jobs.
+    let mut refs: Vec<Option<JobRef>> = vec![None; wf.jobs.len()];
+    let mut needs_scopes: HashMap<Vec<usize>, Arc<[JobRef]>> = HashMap::new();
     for job in &wf.jobs {
-        let needs: Vec<JobRef> = job
+        let needed: Vec<usize> = job
             .needs
             .iter()
-            .filter_map(|n| by_id.get(&n.value.to_ascii_lowercase()).copied())
-            .map(|j| {
-                let mut r = job_ref(j);
-                // `needs.<id>` is matched case-insensitively; report names as written.
-                r.id = j.id.value.clone();
-                r
-            })
+            .filter_map(|n| by_id.get(&Caseless(&n.value)).copied())
             .collect();
+        let needs = match needs_scopes.get(&needed) {
+            Some(n) => n.clone(),
+            None => {
+                let list: Arc<[JobRef]> = needed
+                    .iter()
+                    .map(|&i| refs[i].get_or_insert_with(|| job_ref(&wf.jobs[i])).clone())
+                    .collect();
+                needs_scopes.insert(needed, list.clone());
+                list
+            }
+        };
         sc.needs = Some(needs);
         sc.matrix = matrix_keys(job);
         sc.steps = None;

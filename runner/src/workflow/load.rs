@@ -5,11 +5,16 @@
 //! the owning mapping's key (the job id for a missing `runs-on`), a missing `on`/`jobs` at the
 //! first top-level key.
 
+use std::collections::HashSet;
+
 use super::tables::{self, keys};
 use super::*;
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::source::{FileId, Span};
 use crate::yaml::{self, Entry, Node, NodeKind, ScalarValue};
+
+/// `needs` lists up to this long are checked for repeats linearly (no allocation).
+const LINEAR_NEEDS: usize = 16;
 
 const SYNTAX: &str = "syntax-check";
 
@@ -1046,10 +1051,25 @@ impl Loader {
                 "name" => job.name = self.str(v, "`name`"),
                 "needs" => {
                     let needs = self.str_or_seq(v, "`needs`");
-                    let mut seen: Vec<String> = Vec::new();
-                    for n in needs {
-                        let lower = n.text.to_ascii_lowercase();
-                        if seen.contains(&lower) {
+                    // Short lists are searched linearly; long ones (a job can need hundreds)
+                    // through a set, so a job's needs cost linear time, not quadratic.
+                    let mut seen: HashSet<Caseless<'_>> = HashSet::new();
+                    let repeated: Vec<bool> = needs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| {
+                            if needs.len() <= LINEAR_NEEDS {
+                                needs[..i]
+                                    .iter()
+                                    .any(|m| m.text.eq_ignore_ascii_case(&n.text))
+                            } else {
+                                !seen.insert(Caseless(&n.text))
+                            }
+                        })
+                        .collect();
+                    drop(seen);
+                    for (n, repeated) in needs.into_iter().zip(repeated) {
+                        if repeated {
                             self.push(Diagnostic::error(
                                 "job-needs",
                                 n.span,
@@ -1060,7 +1080,6 @@ impl Loader {
                             ));
                             continue;
                         }
-                        seen.push(lower);
                         job.needs.push(Sp::new(n.text, n.span));
                     }
                 }
