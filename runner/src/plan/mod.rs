@@ -37,6 +37,7 @@ pub mod render;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -141,8 +142,8 @@ pub struct PlannedJob {
     pub name: String,
     /// Indices of the direct needs.
     pub needs: Vec<usize>,
-    /// Ids of the direct needs (for display).
-    pub needs_ids: Vec<String>,
+    /// Ids of the direct needs (for display); jobs with the same needs share one list.
+    pub needs_ids: Arc<[String]>,
     /// Whether the job is selected to run.
     pub selected: bool,
     /// Whether the job has a matrix.
@@ -648,6 +649,9 @@ fn plan_jobs(
     // `seen[i] == k + 1` while planning job `k` marks job `i` as already among its needs, so
     // duplicates are dropped in constant time even for jobs with hundreds of needs.
     let mut seen: Vec<usize> = vec![0; wf.jobs.len()];
+    // The id lists of distinct needs lists, built once: in a layered graph every job of a
+    // layer needs the same hundred jobs.
+    let mut needs_ids_of: HashMap<Vec<usize>, Arc<[String]>> = HashMap::new();
     for (k, job) in wf.jobs.iter().enumerate() {
         let mut needs: Vec<usize> = Vec::with_capacity(job.needs.len());
         for n in &job.needs {
@@ -685,10 +689,17 @@ fn plan_jobs(
             index: job.index,
             id: prefixed(id_prefix, &job.id.value),
             name: prefixed(name_prefix, job.display_name()),
-            needs_ids: needs
-                .iter()
-                .map(|&i| prefixed(id_prefix, &wf.jobs[i].id.value))
-                .collect(),
+            needs_ids: match needs_ids_of.get(&needs) {
+                Some(ids) => ids.clone(),
+                None => {
+                    let ids: Arc<[String]> = needs
+                        .iter()
+                        .map(|&i| prefixed(id_prefix, &wf.jobs[i].id.value))
+                        .collect();
+                    needs_ids_of.insert(needs.clone(), ids.clone());
+                    ids
+                }
+            },
             needs,
             selected: true,
             has_matrix,
