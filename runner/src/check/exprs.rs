@@ -8,14 +8,15 @@
 //! lint findings. Positions point at the exact column inside the YAML value, also in block
 //! scalars.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use crate::diag::Diagnostic;
 use crate::expr::{Issue, JobRef, Scope, Template, WorkflowKey, parse_condition};
 use crate::source::SourceFile;
 use crate::workflow::{
-    Caseless, Container, Env, Job, Matrix, MatrixList, Permissions, Workflow, YStr,
+    Caseless, CaselessMap, Container, Env, Job, Matrix, MatrixList, Permissions, Workflow, YStr,
 };
 
 const RULE: &str = "expression";
@@ -221,14 +222,15 @@ pub fn check_expressions(wf: &Workflow, source: &SourceFile, out: &mut Vec<Diagn
 
     // Job lookup ignoring case (`needs` matches case-insensitively; names are reported as the
     // job writes its id); a linear search per entry would make large workflows quadratic.
-    let mut by_id: HashMap<Caseless<'_>, usize> = HashMap::with_capacity(wf.jobs.len());
+    let mut by_id: CaselessMap<'_, usize> =
+        CaselessMap::with_capacity_and_hasher(wf.jobs.len(), Default::default());
     for (i, j) in wf.jobs.iter().enumerate() {
         by_id.entry(Caseless(&j.id.value)).or_insert(i);
     }
     // The `needs` scope of each distinct list of needed jobs, built once and shared: in a
     // layered graph every job of a layer needs the same hundred jobs.
     let mut refs: Vec<Option<JobRef>> = vec![None; wf.jobs.len()];
-    let mut needs_scopes: HashMap<Vec<usize>, Arc<[JobRef]>> = HashMap::new();
+    let mut needs_scopes: FxHashMap<Vec<usize>, Arc<[JobRef]>> = FxHashMap::default();
     for job in &wf.jobs {
         let needed: Vec<usize> = job
             .needs

@@ -15,7 +15,7 @@ use crate::diag::{Diagnostic, did_you_mean};
 use crate::source::{SourceFile, Span};
 use crate::workflow::tables::{self, GITHUB_HOSTED_LABELS, SELF_HOSTED_LABELS};
 use crate::workflow::{
-    self, ActionMeta, CallSecrets, Caseless, InputType, Job, Step, Workflow, YStr,
+    self, ActionMeta, CallSecrets, Caseless, CaselessMap, InputType, Job, Step, Workflow, YStr,
 };
 
 /// What the checks need to know about the project.
@@ -100,8 +100,8 @@ fn job_on_windows(job: &Job) -> bool {
 /// `needs`: unknown jobs and cycles, reported at the entry (decisions.md).
 pub fn check_needs(wf: &Workflow, out: &mut Vec<Diagnostic>) {
     // Id (ignoring case) → index; the first job wins, as duplicates are reported by the loader.
-    let mut ids: std::collections::HashMap<Caseless<'_>, usize> =
-        std::collections::HashMap::with_capacity(wf.jobs.len());
+    let mut ids: CaselessMap<'_, usize> =
+        CaselessMap::with_capacity_and_hasher(wf.jobs.len(), Default::default());
     for (i, j) in wf.jobs.iter().enumerate() {
         ids.entry(Caseless(&j.id.value)).or_insert(i);
     }

@@ -36,9 +36,10 @@ pub mod matrix;
 pub mod render;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::context::Contexts;
@@ -46,7 +47,8 @@ use crate::diag::did_you_mean;
 use crate::expr::{Object, Template, Value};
 use crate::source::Span;
 use crate::workflow::{
-    InputType, Job, Matrix, MatrixList, MatrixVector, Workflow, WorkflowCall, YStr,
+    Caseless, CaselessMap, InputType, Job, Matrix, MatrixList, MatrixVector, Workflow,
+    WorkflowCall, YStr,
 };
 use crate::yaml::{Node, NodeKind, ScalarValue};
 
@@ -609,29 +611,23 @@ fn visit_jobs<'p>(plan: &'p Plan, f: &mut dyn FnMut(&'p PlannedJob)) {
     }
 }
 
-/// Finds jobs by id ignoring case, as GitHub matches `needs` (job ids are ASCII). Ids as written
-/// are tried first so the common exact spelling costs no allocation.
+/// Finds jobs by id ignoring case, as GitHub matches `needs` (job ids are ASCII); the first
+/// job wins (the loader reports and drops later duplicates).
 struct JobIds<'w> {
-    exact: HashMap<&'w str, usize>,
-    lower: HashMap<String, usize>,
+    ids: CaselessMap<'w, usize>,
 }
 
 impl<'w> JobIds<'w> {
     fn new(wf: &'w Workflow) -> Self {
-        let mut exact = HashMap::with_capacity(wf.jobs.len());
-        let mut lower = HashMap::with_capacity(wf.jobs.len());
+        let mut ids = CaselessMap::with_capacity_and_hasher(wf.jobs.len(), Default::default());
         for (i, j) in wf.jobs.iter().enumerate() {
-            exact.entry(j.id.value.as_str()).or_insert(i);
-            lower.entry(j.id.value.to_ascii_lowercase()).or_insert(i);
+            ids.entry(Caseless(j.id.value.as_str())).or_insert(i);
         }
-        JobIds { exact, lower }
+        JobIds { ids }
     }
 
     fn get(&self, id: &str) -> Option<usize> {
-        self.exact
-            .get(id)
-            .or_else(|| self.lower.get(&id.to_ascii_lowercase()))
-            .copied()
+        self.ids.get(&Caseless(id)).copied()
     }
 }
 
@@ -651,7 +647,7 @@ fn plan_jobs(
     let mut seen: Vec<usize> = vec![0; wf.jobs.len()];
     // The id lists of distinct needs lists, built once: in a layered graph every job of a
     // layer needs the same hundred jobs.
-    let mut needs_ids_of: HashMap<Vec<usize>, Arc<[String]>> = HashMap::new();
+    let mut needs_ids_of: FxHashMap<Vec<usize>, Arc<[String]>> = FxHashMap::default();
     for (k, job) in wf.jobs.iter().enumerate() {
         let mut needs: Vec<usize> = Vec::with_capacity(job.needs.len());
         for n in &job.needs {

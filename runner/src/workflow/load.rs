@@ -5,8 +5,6 @@
 //! the owning mapping's key (the job id for a missing `runs-on`), a missing `on`/`jobs` at the
 //! first top-level key.
 
-use std::collections::HashSet;
-
 use super::tables::{self, keys};
 use super::*;
 use crate::diag::{Diagnostic, did_you_mean};
@@ -1053,7 +1051,7 @@ impl Loader {
                     let needs = self.str_or_seq(v, "`needs`");
                     // Short lists are searched linearly; long ones (a job can need hundreds)
                     // through a set, so a job's needs cost linear time, not quadratic.
-                    let mut seen: HashSet<Caseless<'_>> = HashSet::new();
+                    let mut seen = CaselessSet::default();
                     let repeated: Vec<bool> = needs
                         .iter()
                         .enumerate()

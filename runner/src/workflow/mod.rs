@@ -13,7 +13,7 @@ pub mod tables;
 
 use indexmap::IndexMap;
 
-pub use caseless::Caseless;
+pub use caseless::{Caseless, CaselessMap, CaselessSet};
 pub use load::{list as list_names, load, load_action, load_str};
 
 use crate::expr::number::format_g15;
