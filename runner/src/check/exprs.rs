@@ -429,4 +429,54 @@ mod tests {
         assert!(d[0].contains("property `c`"), "{}", d[0]);
         assert!(d[1].contains("property `nope`"), "{}", d[1]);
     }
+
+    #[test]
+    fn needs_scopes_shared_only_between_equal_needs_lists() {
+        // `c` and `d` need the same jobs (spelled in another case: one shared scope); `e`
+        // needs only `a`, so `needs.b` is unknown there, and `f` needs them in another order.
+        let src = "on: push
+jobs:
+  a:
+    runs-on: x
+    outputs: {o: x}
+    steps: [{run: echo}]
+  b:
+    runs-on: x
+    outputs: {p: x}
+    steps: [{run: echo}]
+  c:
+    needs: [a, b]
+    runs-on: x
+    steps: [{run: echo ${{ needs.b.outputs.p }}}]
+  d:
+    needs: [A, B]
+    runs-on: x
+    steps: [{run: echo ${{ needs.a.outputs.o }} ${{ needs.b.outputs.q }}}]
+  e:
+    needs: [a]
+    runs-on: x
+    steps: [{run: echo ${{ needs.a.outputs.o }} ${{ needs.b.outputs.p }}}]
+  f:
+    needs: [b, a]
+    runs-on: x
+    steps: [{run: echo ${{ needs.b.outputs.p }} ${{ needs.a.outputs.p }}}]
+";
+        let d = run(src);
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert!(
+            d[0].starts_with("18:") && d[0].contains("property `q`"),
+            "{}",
+            d[0]
+        );
+        assert!(
+            d[1].starts_with("22:") && d[1].contains("property `b`"),
+            "{}",
+            d[1]
+        );
+        assert!(
+            d[2].starts_with("26:") && d[2].contains("property `p`"),
+            "{}",
+            d[2]
+        );
+    }
 }

@@ -1104,3 +1104,34 @@ impl Serialize for Plan {
         .serialize(s)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn needs_id_lists_shared_only_between_equal_needs() {
+        // `c` and `d` need the same jobs (spelled in another case, repeated: one shared list);
+        // `e` needs them in another order and `f` fewer, so theirs are their own.
+        let src = "on: push\njobs:\n  a: {runs-on: x, steps: [{run: a}]}\n  b: {runs-on: x, steps: [{run: a}]}\n  c: {needs: [a, b], runs-on: x, steps: [{run: a}]}\n  d: {needs: [A, B], runs-on: x, steps: [{run: a}]}\n  e: {needs: [b, a], runs-on: x, steps: [{run: a}]}\n  f: {needs: [a], runs-on: x, steps: [{run: a}]}\n";
+        let (wf, _) = crate::workflow::load_str(src);
+        let wf = wf.expect("workflow");
+        let ctx = Contexts::new();
+        let p = plan(&PlanInput {
+            workflow: &wf,
+            path: "t.yml",
+            contexts: &ctx,
+            selection: &Selection::default(),
+        })
+        .expect("plans");
+        let ids =
+            |j: usize| -> Vec<&str> { p.jobs[j].needs_ids.iter().map(String::as_str).collect() };
+        assert_eq!(ids(2), ["a", "b"]);
+        assert_eq!(ids(3), ["a", "b"]);
+        assert!(Arc::ptr_eq(&p.jobs[2].needs_ids, &p.jobs[3].needs_ids));
+        assert_eq!(ids(4), ["b", "a"]);
+        assert_eq!(ids(5), ["a"]);
+        assert!(ids(0).is_empty() && ids(1).is_empty());
+        assert_eq!(p.jobs[4].needs, [1, 0]);
+    }
+}

@@ -1812,6 +1812,38 @@ mod tests {
     }
 
     #[test]
+    fn repeated_needs_in_short_and_long_lists() {
+        // Up to `LINEAR_NEEDS` entries are searched linearly, longer lists through a set: both
+        // report a repeat (in any case) once, at the repeat, and keep the first spelling.
+        let ids: Vec<String> = (0..20).map(|i| format!("j{i}")).collect();
+        for n in [3, LINEAR_NEEDS, 20] {
+            let mut needs: Vec<String> = ids[..n].to_vec();
+            needs.insert(2, "J1".to_owned());
+            let mut src = String::from("on: push\njobs:\n");
+            for id in &ids {
+                src.push_str(&format!(
+                    "  {id}:\n    runs-on: x\n    steps: [{{run: a}}]\n"
+                ));
+            }
+            src.push_str(&format!(
+                "  last:\n    needs: [{}]\n    runs-on: x\n    steps: [{{run: a}}]\n",
+                needs.join(", ")
+            ));
+            let d = diags(&src);
+            assert_eq!(d.len(), 1, "{n}: {d:?}");
+            assert!(
+                d[0].contains("job `J1` is listed twice in `needs` of job `last`"),
+                "{n}: {}",
+                d[0]
+            );
+            let (wf, _) = load_str(&src);
+            let wf = wf.expect("workflow");
+            let got: Vec<&str> = wf.jobs[20].needs.iter().map(|s| s.value.as_str()).collect();
+            assert_eq!(got, ids[..n].iter().map(String::as_str).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
     fn minimal_workflow_is_clean() {
         let src = "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo hi\n";
         assert_eq!(diags(src), Vec::<String>::new());
