@@ -434,49 +434,37 @@ mod tests {
     fn needs_scopes_shared_only_between_equal_needs_lists() {
         // `c` and `d` need the same jobs (spelled in another case: one shared scope); `e`
         // needs only `a`, so `needs.b` is unknown there, and `f` needs them in another order.
-        let src = "on: push
-jobs:
-  a:
-    runs-on: x
-    outputs: {o: x}
-    steps: [{run: echo}]
-  b:
-    runs-on: x
-    outputs: {p: x}
-    steps: [{run: echo}]
-  c:
-    needs: [a, b]
-    runs-on: x
-    steps: [{run: echo ${{ needs.b.outputs.p }}}]
-  d:
-    needs: [A, B]
-    runs-on: x
-    steps: [{run: echo ${{ needs.a.outputs.o }} ${{ needs.b.outputs.q }}}]
-  e:
-    needs: [a]
-    runs-on: x
-    steps: [{run: echo ${{ needs.a.outputs.o }} ${{ needs.b.outputs.p }}}]
-  f:
-    needs: [b, a]
-    runs-on: x
-    steps: [{run: echo ${{ needs.b.outputs.p }} ${{ needs.a.outputs.p }}}]
-";
-        let d = run(src);
+        let job = |id: &str, needs: &str, run: &str| {
+            format!(
+                "  {id}:\n    needs: [{needs}]\n    runs-on: x\n    steps:\n      - run: {run}\n"
+            )
+        };
+        let src = [
+            "on: push\njobs:\n  a:\n    runs-on: x\n    outputs: {o: x}\n    steps: [{run: echo}]\n".to_owned(),
+            "  b:\n    runs-on: x\n    outputs: {p: x}\n    steps: [{run: echo}]\n".to_owned(),
+            job("c", "a, b", "echo ${{ needs.b.outputs.p }}"),
+            job("d", "A, B", "echo ${{ needs.a.outputs.o }} ${{ needs.b.outputs.q }}"),
+            job("e", "a", "echo ${{ needs.a.outputs.o }} ${{ needs.b.outputs.p }} e"),
+            job("f", "b, a", "echo ${{ needs.b.outputs.p }} ${{ needs.a.outputs.p }}"),
+        ]
+        .concat();
+        let line_of = |needle: &str| {
+            src.lines()
+                .position(|l| l.contains(needle))
+                .map(|i| i + 1)
+                .unwrap_or(0)
+        };
+        let d = run(&src);
         assert_eq!(d.len(), 3, "{d:?}");
-        assert!(
-            d[0].starts_with("18:") && d[0].contains("property `q`"),
-            "{}",
-            d[0]
-        );
-        assert!(
-            d[1].starts_with("22:") && d[1].contains("property `b`"),
-            "{}",
-            d[1]
-        );
-        assert!(
-            d[2].starts_with("26:") && d[2].contains("property `p`"),
-            "{}",
-            d[2]
-        );
+        let at = |i: usize, needle: &str, what: &str| {
+            assert!(
+                d[i].starts_with(&format!("{}:", line_of(needle))) && d[i].contains(what),
+                "{}",
+                d[i]
+            );
+        };
+        at(0, "outputs.q", "property `q`");
+        at(1, "}} e", "property `b`");
+        at(2, "needs.a.outputs.p", "property `p`");
     }
 }
