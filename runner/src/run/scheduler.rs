@@ -960,7 +960,7 @@ mod tests {
                 outs.insert(k.clone(), Value::str(v));
             }
             needs_obj.insert(
-                ids[d].to_owned(),
+                ids[d],
                 Value::object(vec![
                     ("result".to_owned(), Value::str(result.as_str())),
                     ("outputs".to_owned(), Value::from_object(outs)),
