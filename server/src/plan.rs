@@ -141,7 +141,7 @@ pub fn plan_jobs(path: &str, text: &str) -> Result<Vec<NewJob>, String> {
         let mut labels = j.runs_on.clone();
         labels.sort();
         labels.dedup();
-        let mut needs = j.needs_ids.clone();
+        let mut needs = j.needs_ids.to_vec();
         needs.sort();
         needs.dedup();
         let widx = wf.jobs.iter().position(|w| w.id.value == j.id);

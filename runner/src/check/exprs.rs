@@ -8,10 +8,16 @@
 //! lint findings. Positions point at the exact column inside the YAML value, also in block
 //! scalars.
 
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
 use crate::diag::Diagnostic;
 use crate::expr::{Issue, JobRef, Scope, Template, WorkflowKey, parse_condition};
 use crate::source::SourceFile;
-use crate::workflow::{Container, Env, Job, Matrix, MatrixList, Permissions, Workflow, YStr};
+use crate::workflow::{
+    Caseless, CaselessMap, Container, Env, Job, Matrix, MatrixList, Permissions, Workflow, YStr,
+};
 
 const RULE: &str = "expression";
 
@@ -214,25 +220,34 @@ pub fn check_expressions(wf: &Workflow, source: &SourceFile, out: &mut Vec<Diagn
         w.template(y, at(&mut sc, WorkflowKey::Env));
     }
 
-    // Job lookup by lower-case id (`needs` matches case-insensitively); a linear search per
-    // entry would make large workflows quadratic.
-    let by_id: std::collections::HashMap<String, &Job> = wf
-        .jobs
-        .iter()
-        .map(|j| (j.id.value.to_ascii_lowercase(), j))
-        .collect();
+    // Job lookup ignoring case (`needs` matches case-insensitively; names are reported as the
+    // job writes its id); a linear search per entry would make large workflows quadratic.
+    let mut by_id: CaselessMap<'_, usize> =
+        CaselessMap::with_capacity_and_hasher(wf.jobs.len(), Default::default());
+    for (i, j) in wf.jobs.iter().enumerate() {
+        by_id.entry(Caseless(&j.id.value)).or_insert(i);
+    }
+    // The `needs` scope of each distinct list of needed jobs, built once and shared: in a
+    // layered graph every job of a layer needs the same hundred jobs.
+    let mut refs: Vec<Option<JobRef>> = vec![None; wf.jobs.len()];
+    let mut needs_scopes: FxHashMap<Vec<usize>, Arc<[JobRef]>> = FxHashMap::default();
     for job in &wf.jobs {
-        let needs: Vec<JobRef> = job
+        let needed: Vec<usize> = job
             .needs
             .iter()
-            .filter_map(|n| by_id.get(&n.value.to_ascii_lowercase()).copied())
-            .map(|j| {
-                let mut r = job_ref(j);
-                // `needs.<id>` is matched case-insensitively; report names as written.
-                r.id = j.id.value.clone();
-                r
-            })
+            .filter_map(|n| by_id.get(&Caseless(&n.value)).copied())
             .collect();
+        let needs = match needs_scopes.get(&needed) {
+            Some(n) => n.clone(),
+            None => {
+                let list: Arc<[JobRef]> = needed
+                    .iter()
+                    .map(|&i| refs[i].get_or_insert_with(|| job_ref(&wf.jobs[i])).clone())
+                    .collect();
+                needs_scopes.insert(needed, list.clone());
+                list
+            }
+        };
         sc.needs = Some(needs);
         sc.matrix = matrix_keys(job);
         sc.steps = None;
@@ -413,5 +428,43 @@ mod tests {
         assert_eq!(d.len(), 2, "{d:?}");
         assert!(d[0].contains("property `c`"), "{}", d[0]);
         assert!(d[1].contains("property `nope`"), "{}", d[1]);
+    }
+
+    #[test]
+    fn needs_scopes_shared_only_between_equal_needs_lists() {
+        // `c` and `d` need the same jobs (spelled in another case: one shared scope); `e`
+        // needs only `a`, so `needs.b` is unknown there, and `f` needs them in another order.
+        let job = |id: &str, needs: &str, run: &str| {
+            format!(
+                "  {id}:\n    needs: [{needs}]\n    runs-on: x\n    steps:\n      - run: {run}\n"
+            )
+        };
+        let src = [
+            "on: push\njobs:\n  a:\n    runs-on: x\n    outputs: {o: x}\n    steps: [{run: echo}]\n".to_owned(),
+            "  b:\n    runs-on: x\n    outputs: {p: x}\n    steps: [{run: echo}]\n".to_owned(),
+            job("c", "a, b", "echo ${{ needs.b.outputs.p }}"),
+            job("d", "A, B", "echo ${{ needs.a.outputs.o }} ${{ needs.b.outputs.q }}"),
+            job("e", "a", "echo ${{ needs.a.outputs.o }} ${{ needs.b.outputs.p }} e"),
+            job("f", "b, a", "echo ${{ needs.b.outputs.p }} ${{ needs.a.outputs.p }}"),
+        ]
+        .concat();
+        let line_of = |needle: &str| {
+            src.lines()
+                .position(|l| l.contains(needle))
+                .map(|i| i + 1)
+                .unwrap_or(0)
+        };
+        let d = run(&src);
+        assert_eq!(d.len(), 3, "{d:?}");
+        let at = |i: usize, needle: &str, what: &str| {
+            assert!(
+                d[i].starts_with(&format!("{}:", line_of(needle))) && d[i].contains(what),
+                "{}",
+                d[i]
+            );
+        };
+        at(0, "outputs.q", "property `q`");
+        at(1, "}} e", "property `b`");
+        at(2, "needs.a.outputs.p", "property `p`");
     }
 }

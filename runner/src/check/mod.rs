@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::source::{SourceFile, Span};
 use crate::workflow::tables::{self, GITHUB_HOSTED_LABELS, SELF_HOSTED_LABELS};
-use crate::workflow::{self, ActionMeta, CallSecrets, InputType, Job, Step, Workflow, YStr};
+use crate::workflow::{
+    self, ActionMeta, CallSecrets, Caseless, CaselessMap, InputType, Job, Step, Workflow, YStr,
+};
 
 /// What the checks need to know about the project.
 #[derive(Clone, Debug, Default)]
@@ -97,16 +99,27 @@ fn job_on_windows(job: &Job) -> bool {
 
 /// `needs`: unknown jobs and cycles, reported at the entry (decisions.md).
 pub fn check_needs(wf: &Workflow, out: &mut Vec<Diagnostic>) {
-    // Lowercased id → index; the first job wins, as duplicates are reported by the loader.
-    let mut ids: std::collections::HashMap<String, usize> =
-        std::collections::HashMap::with_capacity(wf.jobs.len());
+    // Id (ignoring case) → index; the first job wins, as duplicates are reported by the loader.
+    let mut ids: CaselessMap<'_, usize> =
+        CaselessMap::with_capacity_and_hasher(wf.jobs.len(), Default::default());
     for (i, j) in wf.jobs.iter().enumerate() {
-        ids.entry(j.id.value.to_ascii_lowercase()).or_insert(i);
+        ids.entry(Caseless(&j.id.value)).or_insert(i);
     }
-    let index_of = |name: &str| ids.get(&name.to_ascii_lowercase()).copied();
+    // Every entry resolved once, in order: job `j`'s entries are `targets[first[j]..first[j + 1]]`.
+    let mut first: Vec<usize> = Vec::with_capacity(wf.jobs.len() + 1);
+    let mut targets: Vec<Option<usize>> = Vec::new();
     for job in &wf.jobs {
-        for n in &job.needs {
-            if index_of(&n.value).is_none() {
+        first.push(targets.len());
+        targets.extend(
+            job.needs
+                .iter()
+                .map(|n| ids.get(&Caseless(&n.value)).copied()),
+        );
+    }
+    first.push(targets.len());
+    for (j, job) in wf.jobs.iter().enumerate() {
+        for (n, target) in job.needs.iter().zip(&targets[first[j]..]) {
+            if target.is_none() {
                 let mut d = Diagnostic::error(
                     "job-needs",
                     n.span,
@@ -158,8 +171,9 @@ pub fn check_needs(wf: &Workflow, out: &mut Vec<Diagnostic>) {
                 continue;
             }
             let entry = &needs[*next];
+            let resolved = targets[first[job] + *next];
             *next += 1;
-            let Some(target) = index_of(&entry.value) else {
+            let Some(target) = resolved else {
                 continue;
             };
             if target == job {

@@ -70,8 +70,8 @@ pub struct Scope {
     pub functions: FunctionSet,
     /// Ids of the steps of the job that come before this place.
     pub steps: Option<Vec<String>>,
-    /// The job's direct `needs`.
-    pub needs: Option<Vec<JobRef>>,
+    /// The job's direct `needs` (shared: jobs with the same needs list share one).
+    pub needs: Option<std::sync::Arc<[JobRef]>>,
     /// The jobs of a reusable workflow (the `jobs` context in `on.workflow_call.outputs`).
     pub jobs: Option<Vec<JobRef>>,
     /// Matrix keys; `None` when the matrix is built dynamically.
@@ -571,7 +571,7 @@ mod tests {
     fn contextual() {
         let mut s = Scope::at(WorkflowKey::StepRun);
         s.steps = Some(vec!["build".into()]);
-        s.needs = Some(vec![JobRef::with_outputs("setup", &["version"])]);
+        s.needs = Some(vec![JobRef::with_outputs("setup", &["version"])].into());
         s.matrix = Some(vec!["os".into()]);
         assert!(
             issues(

@@ -36,8 +36,10 @@ pub mod matrix;
 pub mod render;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::context::Contexts;
@@ -45,7 +47,8 @@ use crate::diag::did_you_mean;
 use crate::expr::{Object, Template, Value};
 use crate::source::Span;
 use crate::workflow::{
-    InputType, Job, Matrix, MatrixList, MatrixVector, Workflow, WorkflowCall, YStr,
+    Caseless, CaselessMap, InputType, Job, Matrix, MatrixList, MatrixVector, Workflow,
+    WorkflowCall, YStr,
 };
 use crate::yaml::{Node, NodeKind, ScalarValue};
 
@@ -141,8 +144,8 @@ pub struct PlannedJob {
     pub name: String,
     /// Indices of the direct needs.
     pub needs: Vec<usize>,
-    /// Ids of the direct needs (for display).
-    pub needs_ids: Vec<String>,
+    /// Ids of the direct needs (for display); jobs with the same needs share one list.
+    pub needs_ids: Arc<[String]>,
     /// Whether the job is selected to run.
     pub selected: bool,
     /// Whether the job has a matrix.
@@ -608,29 +611,23 @@ fn visit_jobs<'p>(plan: &'p Plan, f: &mut dyn FnMut(&'p PlannedJob)) {
     }
 }
 
-/// Finds jobs by id ignoring case, as GitHub matches `needs` (job ids are ASCII). Ids as written
-/// are tried first so the common exact spelling costs no allocation.
+/// Finds jobs by id ignoring case, as GitHub matches `needs` (job ids are ASCII); the first
+/// job wins (the loader reports and drops later duplicates).
 struct JobIds<'w> {
-    exact: HashMap<&'w str, usize>,
-    lower: HashMap<String, usize>,
+    ids: CaselessMap<'w, usize>,
 }
 
 impl<'w> JobIds<'w> {
     fn new(wf: &'w Workflow) -> Self {
-        let mut exact = HashMap::with_capacity(wf.jobs.len());
-        let mut lower = HashMap::with_capacity(wf.jobs.len());
+        let mut ids = CaselessMap::with_capacity_and_hasher(wf.jobs.len(), Default::default());
         for (i, j) in wf.jobs.iter().enumerate() {
-            exact.entry(j.id.value.as_str()).or_insert(i);
-            lower.entry(j.id.value.to_ascii_lowercase()).or_insert(i);
+            ids.entry(Caseless(j.id.value.as_str())).or_insert(i);
         }
-        JobIds { exact, lower }
+        JobIds { ids }
     }
 
     fn get(&self, id: &str) -> Option<usize> {
-        self.exact
-            .get(id)
-            .or_else(|| self.lower.get(&id.to_ascii_lowercase()))
-            .copied()
+        self.ids.get(&Caseless(id)).copied()
     }
 }
 
@@ -648,6 +645,9 @@ fn plan_jobs(
     // `seen[i] == k + 1` while planning job `k` marks job `i` as already among its needs, so
     // duplicates are dropped in constant time even for jobs with hundreds of needs.
     let mut seen: Vec<usize> = vec![0; wf.jobs.len()];
+    // The id lists of distinct needs lists, built once: in a layered graph every job of a
+    // layer needs the same hundred jobs.
+    let mut needs_ids_of: FxHashMap<Vec<usize>, Arc<[String]>> = FxHashMap::default();
     for (k, job) in wf.jobs.iter().enumerate() {
         let mut needs: Vec<usize> = Vec::with_capacity(job.needs.len());
         for n in &job.needs {
@@ -685,10 +685,17 @@ fn plan_jobs(
             index: job.index,
             id: prefixed(id_prefix, &job.id.value),
             name: prefixed(name_prefix, job.display_name()),
-            needs_ids: needs
-                .iter()
-                .map(|&i| prefixed(id_prefix, &wf.jobs[i].id.value))
-                .collect(),
+            needs_ids: match needs_ids_of.get(&needs) {
+                Some(ids) => ids.clone(),
+                None => {
+                    let ids: Arc<[String]> = needs
+                        .iter()
+                        .map(|&i| prefixed(id_prefix, &wf.jobs[i].id.value))
+                        .collect();
+                    needs_ids_of.insert(needs.clone(), ids.clone());
+                    ids
+                }
+            },
             needs,
             selected: true,
             has_matrix,
@@ -1095,5 +1102,36 @@ impl Serialize for Plan {
                 .collect(),
         }
         .serialize(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn needs_id_lists_shared_only_between_equal_needs() {
+        // `c` and `d` need the same jobs (spelled in another case, repeated: one shared list);
+        // `e` needs them in another order and `f` fewer, so theirs are their own.
+        let src = "on: push\njobs:\n  a: {runs-on: x, steps: [{run: a}]}\n  b: {runs-on: x, steps: [{run: a}]}\n  c: {needs: [a, b], runs-on: x, steps: [{run: a}]}\n  d: {needs: [A, B], runs-on: x, steps: [{run: a}]}\n  e: {needs: [b, a], runs-on: x, steps: [{run: a}]}\n  f: {needs: [a], runs-on: x, steps: [{run: a}]}\n";
+        let (wf, _) = crate::workflow::load_str(src);
+        let wf = wf.expect("workflow");
+        let ctx = Contexts::new();
+        let p = plan(&PlanInput {
+            workflow: &wf,
+            path: "t.yml",
+            contexts: &ctx,
+            selection: &Selection::default(),
+        })
+        .expect("plans");
+        let ids =
+            |j: usize| -> Vec<&str> { p.jobs[j].needs_ids.iter().map(String::as_str).collect() };
+        assert_eq!(ids(2), ["a", "b"]);
+        assert_eq!(ids(3), ["a", "b"]);
+        assert!(Arc::ptr_eq(&p.jobs[2].needs_ids, &p.jobs[3].needs_ids));
+        assert_eq!(ids(4), ["b", "a"]);
+        assert_eq!(ids(5), ["a"]);
+        assert!(ids(0).is_empty() && ids(1).is_empty());
+        assert_eq!(p.jobs[4].needs, [1, 0]);
     }
 }

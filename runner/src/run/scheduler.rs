@@ -590,6 +590,12 @@ pub async fn run_plan(
                 let l = &queue[k];
                 (l.job, l.leg, l.cancel.soft.is_cancelled())
             };
+            // All slots taken: only cancelled legs can leave the queue. Said before the
+            // per-job lookups, as this scan runs once per finished leg over every queued one.
+            if !cancelled && running_global >= parallel {
+                k += 1;
+                continue;
+            }
             let job_running = running_per_job.get(&qj).copied().unwrap_or(0);
             let job_limit = max_parallel_of.get(&qj).copied().unwrap_or(1);
             if cancelled {

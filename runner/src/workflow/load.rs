@@ -11,6 +11,9 @@ use crate::diag::{Diagnostic, did_you_mean};
 use crate::source::{FileId, Span};
 use crate::yaml::{self, Entry, Node, NodeKind, ScalarValue};
 
+/// `needs` lists up to this long are checked for repeats linearly (no allocation).
+const LINEAR_NEEDS: usize = 16;
+
 const SYNTAX: &str = "syntax-check";
 
 /// Loads a workflow from source text. Returns the model (when the file is a mapping at all)
@@ -1046,10 +1049,25 @@ impl Loader {
                 "name" => job.name = self.str(v, "`name`"),
                 "needs" => {
                     let needs = self.str_or_seq(v, "`needs`");
-                    let mut seen: Vec<String> = Vec::new();
-                    for n in needs {
-                        let lower = n.text.to_ascii_lowercase();
-                        if seen.contains(&lower) {
+                    // Short lists are searched linearly; long ones (a job can need hundreds)
+                    // through a set, so a job's needs cost linear time, not quadratic.
+                    let mut seen = CaselessSet::default();
+                    let repeated: Vec<bool> = needs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| {
+                            if needs.len() <= LINEAR_NEEDS {
+                                needs[..i]
+                                    .iter()
+                                    .any(|m| m.text.eq_ignore_ascii_case(&n.text))
+                            } else {
+                                !seen.insert(Caseless(&n.text))
+                            }
+                        })
+                        .collect();
+                    drop(seen);
+                    for (n, repeated) in needs.into_iter().zip(repeated) {
+                        if repeated {
                             self.push(Diagnostic::error(
                                 "job-needs",
                                 n.span,
@@ -1060,7 +1078,6 @@ impl Loader {
                             ));
                             continue;
                         }
-                        seen.push(lower);
                         job.needs.push(Sp::new(n.text, n.span));
                     }
                 }
@@ -1792,6 +1809,38 @@ mod tests {
                 format!("{}:{}: {} [{}]", lc.line, lc.col, d.message, d.rule)
             })
             .collect()
+    }
+
+    #[test]
+    fn repeated_needs_in_short_and_long_lists() {
+        // Up to `LINEAR_NEEDS` entries are searched linearly, longer lists through a set: both
+        // report a repeat (in any case) once, at the repeat, and keep the first spelling.
+        let ids: Vec<String> = (0..20).map(|i| format!("j{i}")).collect();
+        for n in [3, LINEAR_NEEDS, 20] {
+            let mut needs: Vec<String> = ids[..n].to_vec();
+            needs.insert(2, "J1".to_owned());
+            let mut src = String::from("on: push\njobs:\n");
+            for id in &ids {
+                src.push_str(&format!(
+                    "  {id}:\n    runs-on: x\n    steps: [{{run: a}}]\n"
+                ));
+            }
+            src.push_str(&format!(
+                "  last:\n    needs: [{}]\n    runs-on: x\n    steps: [{{run: a}}]\n",
+                needs.join(", ")
+            ));
+            let d = diags(&src);
+            assert_eq!(d.len(), 1, "{n}: {d:?}");
+            assert!(
+                d[0].contains("job `J1` is listed twice in `needs` of job `last`"),
+                "{n}: {}",
+                d[0]
+            );
+            let (wf, _) = load_str(&src);
+            let wf = wf.expect("workflow");
+            let got: Vec<&str> = wf.jobs[20].needs.iter().map(|s| s.value.as_str()).collect();
+            assert_eq!(got, ids[..n].iter().map(String::as_str).collect::<Vec<_>>());
+        }
     }
 
     #[test]

@@ -7,11 +7,13 @@
 //! checked by [`crate::check`]; the plan evaluates them. Free-form data (matrix values, `with:`
 //! of reusable workflows, pipe's `environments:`) stays a [`Node`].
 
+mod caseless;
 mod load;
 pub mod tables;
 
 use indexmap::IndexMap;
 
+pub use caseless::{Caseless, CaselessMap, CaselessSet};
 pub use load::{list as list_names, load, load_action, load_str};
 
 use crate::expr::number::format_g15;
