@@ -215,6 +215,8 @@ pub async fn run_plan(
     let mut leg_group: HashMap<(usize, usize), String> = HashMap::new();
     // Legs waiting for their concurrency group.
     let mut pending: Vec<LegLaunch> = Vec::new();
+    // Whether this loop cancelled a leg since the queue was last scanned.
+    let mut cancelled_since_scan = false;
 
     // Transitive ancestors, computed once.
     let ancestors = ancestor_sets(n, &plan.order, |j| &plan.jobs[j].needs);
@@ -545,6 +547,7 @@ pub async fn run_plan(
                                     // The older pending leg is cancelled.
                                     if let Some(r) = runs.get(&pj_) {
                                         r.legs[pl].cancel.soft.cancel();
+                                        cancelled_since_scan = true;
                                     }
                                     waiting_for_group.retain(|(a, b, _)| !(*a == pj_ && *b == pl));
                                     // Its token is cancelled: the task reports it cancelled
@@ -554,6 +557,7 @@ pub async fn run_plan(
                                     {
                                         let l = pending.remove(i);
                                         l.cancel.soft.cancel();
+                                        cancelled_since_scan = true;
                                         queue.push_back(l);
                                     }
                                 }
@@ -562,6 +566,7 @@ pub async fn run_plan(
                                     && let Some(r) = runs.get(&rj)
                                 {
                                     r.legs[rl].cancel.soft.cancel();
+                                    cancelled_since_scan = true;
                                 }
                                 entry.1 = Some((j, li));
                                 waiting_for_group.push((j, li, g));
@@ -584,8 +589,16 @@ pub async fn run_plan(
         }
 
         // Start queued legs while there are slots; cancelled ones end at once without a slot.
+        // With every slot taken only a cancelled leg can leave the queue, and a queued leg is
+        // only cancelled by this loop or with the run: otherwise the scan stops at once (it
+        // runs once per finished leg; over a queue of 1,000 legs that was 500,000 token checks,
+        // each taking a lock).
+        let scan_all = std::mem::take(&mut cancelled_since_scan) || run_cancel.soft.is_cancelled();
         let mut k = 0;
         while k < queue.len() {
+            if running_global >= parallel && !scan_all {
+                break;
+            }
             let (qj, qleg, cancelled) = {
                 let l = &queue[k];
                 (l.job, l.leg, l.cancel.soft.is_cancelled())
@@ -669,6 +682,7 @@ pub async fn run_plan(
             for (k, leg) in run.legs.iter().enumerate() {
                 if k != li && leg.outcome.is_none() {
                     leg.cancel.soft.cancel();
+                    cancelled_since_scan = true;
                 }
             }
         }
