@@ -839,7 +839,13 @@ async fn run_one(
         match tokio::spawn(async move { run_plan(shared, &owned, &opts, cancel).await }).await {
             Ok(r) => r,
             Err(e) => {
+                // A panic in the scheduler: what its jobs made still goes.
                 error(cli, &format!("the scheduler stopped: {e}"), None);
+                executor.finish().await;
+                if let Some(engine) = executor.engine_if_connected() {
+                    let _ = docker::sweep_run(&engine, &run_id).await;
+                }
+                let _ = std::fs::remove_dir_all(&run_temp);
                 return exit::INFRA;
             }
         }
