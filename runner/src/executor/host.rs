@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +27,9 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
-use tokio::process::Command;
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod spawn;
 
 use super::{
     Cancel, ExecError, Executor, JobHandle, JobPaths, JobSetup, OutputSink, StepCommand, StepExit,
@@ -211,6 +214,23 @@ impl Drop for ActiveGuard {
             a.remove(&self.0);
         }
     }
+}
+
+/// A running step shell: started by `posix_spawn` and waited for through a pidfd on Linux
+/// with glibc (see the `spawn` module), by tokio's `Command` elsewhere.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+type StepChild = spawn::Child;
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+type StepChild = tokio::process::Child;
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn child_pid(c: &StepChild) -> i32 {
+    c.id()
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn child_pid(c: &StepChild) -> i32 {
+    c.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0)
 }
 
 fn has_marker(pid: i32, needle: &[u8]) -> bool {
@@ -439,6 +459,65 @@ impl HostJob {
         }
     }
 
+    /// Starts a step's shell with stdout and stderr on `out`, and records it in [`ACTIVE`]
+    /// (under the lock, so an orphan sweep never takes it for an orphan).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn spawn_step(
+        &self,
+        program: &Path,
+        args: &[String],
+        step: &StepCommand,
+        out: std::io::PipeWriter,
+    ) -> std::io::Result<StepChild> {
+        use std::os::fd::AsFd;
+        let env = spawn::env_block(
+            self.base_env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .chain(std::iter::once((TRACKING_VAR, self.tracking_id.as_str())))
+                .chain(step.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        )?;
+        let mut active = ACTIVE
+            .lock()
+            .map_err(|_| std::io::Error::other("process table lock poisoned"))?;
+        let child = spawn::spawn(program, args, &env, &step.cwd, out.as_fd(), out.as_fd())?;
+        active.insert(child.id());
+        // Our copy of the write end goes here, or the pipe never reports end of file.
+        drop(out);
+        Ok(child)
+    }
+
+    /// Starts a step's shell with stdout and stderr on `out` (std's `Command`), and records it
+    /// in [`ACTIVE`].
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    fn spawn_step(
+        &self,
+        program: &Path,
+        args: &[String],
+        step: &StepCommand,
+        out: std::io::PipeWriter,
+    ) -> std::io::Result<StepChild> {
+        let out2 = out.try_clone()?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .envs(self.base_env.iter())
+            .env(TRACKING_VAR, &self.tracking_id)
+            .envs(step.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&step.cwd)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(out2)
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut active = ACTIVE
+            .lock()
+            .map_err(|_| std::io::Error::other("process table lock poisoned"))?;
+        let child = cmd.spawn()?;
+        active.insert(child_pid(&child));
+        Ok(child)
+    }
+
     fn script_path(&self, ext: &str) -> PathBuf {
         let n = SCRIPT_COUNTER.fetch_add(1, Ordering::Relaxed);
         self.script_dir
@@ -508,39 +587,8 @@ impl JobHandle for HostJob {
         // A larger pipe buffer means fewer wake-ups when a step prints a lot (the default is
         // 64 KiB); failure is harmless.
         let _ = nix::fcntl::fcntl(&reader, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1024 * 1024));
-        let writer2 = writer
-            .try_clone()
-            .map_err(|e| ExecError::io("cannot duplicate a pipe", e))?;
-        let mut cmd = Command::new(&program_path);
-        cmd.args(args)
-            .env_clear()
-            .envs(self.base_env.iter())
-            .env(TRACKING_VAR, &self.tracking_id)
-            .envs(step.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&step.cwd)
-            .stdin(Stdio::null())
-            .stdout(writer)
-            .stderr(writer2)
-            .process_group(0)
-            .kill_on_drop(true);
         let _ = subreaper();
-        let (spawned, _active) = {
-            let mut active = ACTIVE
-                .lock()
-                .map_err(|_| ExecError::Other("process table lock poisoned".to_owned()))?;
-            let spawned = cmd.spawn();
-            let pid = spawned
-                .as_ref()
-                .ok()
-                .and_then(|c| c.id())
-                .and_then(|p| i32::try_from(p).ok());
-            if let Some(pid) = pid {
-                active.insert(pid);
-            }
-            (spawned, pid.map(ActiveGuard))
-        };
-        // Our copies of the write end must go, or the pipe never reports end of file.
-        drop(cmd);
+        let spawned = self.spawn_step(&program_path, args, step, writer);
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -556,7 +604,8 @@ impl JobHandle for HostJob {
                 )));
             }
         };
-        let pgid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+        let _active = ActiveGuard(child_pid(&child));
+        let pgid = child_pid(&child);
         if pgid > 0 {
             self.groups.push(pgid);
         }
