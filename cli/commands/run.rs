@@ -547,7 +547,11 @@ async fn run_one(
         let dir = s.dir().to_path_buf();
         std::thread::Builder::new()
             .name("prune".to_owned())
-            .spawn(move || Store::open(&dir).and_then(|s| s.prune(store::DEFAULT_KEEP)))
+            .spawn(move || {
+                // Scratch folders of pipe processes that were killed outright go too.
+                host::sweep_stale_scratch(&std::env::temp_dir());
+                Store::open(&dir).and_then(|s| s.prune(store::DEFAULT_KEEP))
+            })
             .ok()
     });
 
@@ -561,6 +565,8 @@ async fn run_one(
         );
         return exit::INFRA;
     }
+    // Held until the process ends: a later run's sweep leaves this folder alone.
+    let _scratch_lock = host::hold_scratch(&run_temp);
     let event_path = run_temp.join("event.json");
     let _ = std::fs::write(&event_path, payload.to_json_pretty());
 

@@ -322,3 +322,84 @@ fn step_scripts_go_to_memory_when_the_temp_folder_is_on_disk_and_are_removed() {
     assert_eq!(dir, temp);
     assert!(dir.starts_with(&*tmp.path().to_string_lossy()), "{dir}");
 }
+
+/// A `pipe run` killed outright (SIGKILL: no chance to clean up) leaves its scratch folder,
+/// and with a disk /tmp its step-script folder on /dev/shm; the next run removes both, and
+/// never a folder whose run is still alive.
+#[test]
+fn scratch_left_by_a_killed_run_is_swept_by_the_next_run() {
+    const SLOW: &str = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo $$ > \"$PIDFILE\"; sleep 5\n";
+    const QUICK: &str =
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: sleep 1\n";
+    let t = repo(&[("slow.yml", SLOW), ("quick.yml", QUICK)]);
+    let state = tempfile::tempdir().expect("tmp");
+    let pidfile = t.path().join("step.pid");
+    let pipe = |wf: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipe"));
+        cmd.args(["run", "-W", wf, "-q", "--progress", "plain"])
+            .current_dir(t.path())
+            .env("NO_COLOR", "1")
+            .env("PIPE_STATE_DIR", state.path())
+            .env("PIDFILE", &pidfile)
+            .env_remove("PIPE_LOG")
+            .env_remove("TMPDIR")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd
+    };
+    let scratch_of = |pid: u32| -> Vec<std::path::PathBuf> {
+        let prefix = format!("pipe-{pid}-");
+        ["/tmp", "/dev/shm"]
+            .iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flat_map(|rd| rd.flatten())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect()
+    };
+
+    let mut doomed = pipe(".github/workflows/slow.yml").spawn().expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_to_string(&pidfile).map_or(true, |s| s.trim().is_empty()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let left = scratch_of(doomed.id());
+    assert!(!left.is_empty(), "the running run has no scratch folder");
+    // A run that is alive keeps its folder while another run sweeps.
+    let mut live_sweeper = pipe(".github/workflows/quick.yml").spawn().expect("spawn");
+    assert!(live_sweeper.wait().expect("wait").success());
+    assert_eq!(
+        scratch_of(doomed.id()),
+        left,
+        "a live run's scratch was swept"
+    );
+
+    doomed.kill().expect("SIGKILL");
+    doomed.wait().expect("reap");
+    // The step's own group outlives pipe; stop it so nothing is left running.
+    if let Some(step) = std::fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(step),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert_eq!(scratch_of(doomed.id()), left, "SIGKILL cannot clean up");
+
+    // The next run sweeps on its pruning thread while its one-second step runs.
+    let status = pipe(".github/workflows/quick.yml")
+        .status()
+        .expect("run pipe");
+    assert!(status.success());
+    assert_eq!(
+        scratch_of(doomed.id()),
+        Vec::<std::path::PathBuf>::new(),
+        "the killed run's scratch is still there"
+    );
+}

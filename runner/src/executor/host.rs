@@ -389,6 +389,86 @@ pub fn memory_scratch_dir(name: &str) -> Option<PathBuf> {
     }
 }
 
+/// The lock file inside a run's scratch folder (see [`hold_scratch`]).
+const SCRATCH_LOCK: &str = ".pipe-lock";
+
+/// Marks a run's scratch folder as in use until the returned lock is dropped or the process
+/// ends, however it ends: an exclusive `flock` on a file inside it, which the kernel releases
+/// even after SIGKILL. [`sweep_stale_scratch`] leaves a held folder alone.
+pub fn hold_scratch(dir: &Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(SCRATCH_LOCK))
+        .ok()?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
+}
+
+/// The pid in a run scratch folder's name, `pipe-PID-N`.
+fn scratch_pid(name: &str) -> Option<i32> {
+    let (pid, n) = name.strip_prefix("pipe-")?.split_once('-')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok().filter(|p: &i32| *p > 0)
+}
+
+/// Whether a folder is a real folder (not a link) owned by this user.
+fn own_dir(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(p)
+        .is_ok_and(|m| m.is_dir() && m.uid() == nix::unistd::geteuid().as_raw())
+}
+
+/// Removes the scratch folders that `pipe` processes killed outright (SIGKILL, the OOM
+/// killer, a lost agent's session) could not: `pipe-PID-N` in `temp`, with their step-script
+/// twins in `/dev/shm`. A folder goes only when it is this user's, its process is gone, and
+/// nobody holds its lock ([`hold_scratch`]); folders without a lock are left alone. Returns how
+/// many folders went.
+pub fn sweep_stale_scratch(temp: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return 0;
+    };
+    let me = i32::try_from(std::process::id()).unwrap_or(0);
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(pid) = scratch_pid(name) else {
+            continue;
+        };
+        // `kill(pid, 0)` fails with ESRCH only when no such process exists.
+        if pid == me
+            || !matches!(
+                nix::sys::signal::kill(Pid::from_raw(pid), None),
+                Err(nix::errno::Errno::ESRCH)
+            )
+        {
+            continue;
+        }
+        let dir = e.path();
+        if !own_dir(&dir) {
+            continue;
+        }
+        let Ok(f) = std::fs::File::open(dir.join(SCRATCH_LOCK)) else {
+            continue;
+        };
+        let Ok(_held) = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        else {
+            continue;
+        };
+        if std::fs::remove_dir_all(&dir).is_ok() {
+            removed += 1;
+        }
+        let twin = Path::new("/dev/shm").join(name);
+        if own_dir(&twin) {
+            let _ = std::fs::remove_dir_all(&twin);
+        }
+    }
+    removed
+}
+
 fn take_buffer() -> Vec<u8> {
     BUFFERS
         .lock()
@@ -728,6 +808,46 @@ impl Drop for HostJob {
 mod tests {
     use super::super::ShellTemplate;
     use super::*;
+
+    #[test]
+    fn scratch_names_give_their_pid() {
+        assert_eq!(scratch_pid("pipe-123-4"), Some(123));
+        assert_eq!(scratch_pid("pipe-123-"), None);
+        assert_eq!(scratch_pid("pipe-bench-run"), None);
+        assert_eq!(scratch_pid("pipe-12x-3"), None);
+        assert_eq!(scratch_pid("pipe-0-3"), None);
+        assert_eq!(scratch_pid("other-1-2"), None);
+    }
+
+    #[test]
+    fn only_unlocked_scratch_of_dead_processes_is_swept() {
+        let t = tempfile::tempdir().expect("tmp");
+        // A pid that is surely gone: a child that has exited and been reaped.
+        let dead = std::process::Command::new("true")
+            .spawn()
+            .and_then(|mut c| {
+                let id = c.id();
+                c.wait().map(|_| id)
+            })
+            .expect("true");
+        let stale = t.path().join(format!("pipe-{dead}-7"));
+        let unlocked_legacy = t.path().join(format!("pipe-{dead}-8"));
+        let held = t.path().join(format!("pipe-{dead}-9"));
+        let alive = t.path().join(format!("pipe-{}-1", std::process::id()));
+        let other = t.path().join("pipe-bench-run");
+        for d in [&stale, &unlocked_legacy, &held, &alive, &other] {
+            std::fs::create_dir_all(d.join("job")).expect("mkdir");
+        }
+        for d in [&stale, &held, &alive] {
+            std::fs::write(d.join(SCRATCH_LOCK), "").expect("lock file");
+        }
+        let _lock = hold_scratch(&held).expect("hold");
+        assert_eq!(sweep_stale_scratch(t.path()), 1);
+        assert!(!stale.exists());
+        for d in [&unlocked_legacy, &held, &alive, &other] {
+            assert!(d.exists(), "{} was removed", d.display());
+        }
+    }
 
     fn sh() -> ShellTemplate {
         ShellTemplate {
