@@ -233,6 +233,17 @@ fn child_pid(c: &StepChild) -> i32 {
     c.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0)
 }
 
+/// Spawns a step under the [`ACTIVE`] lock and records its pid there, so an orphan sweep
+/// never takes it for an orphan.
+fn tracked(spawn: impl FnOnce() -> std::io::Result<StepChild>) -> std::io::Result<StepChild> {
+    let mut active = ACTIVE
+        .lock()
+        .map_err(|_| std::io::Error::other("process table lock poisoned"))?;
+    let child = spawn()?;
+    active.insert(child_pid(&child));
+    Ok(child)
+}
+
 fn has_marker(pid: i32, needle: &[u8]) -> bool {
     std::fs::read(format!("/proc/{pid}/environ"))
         .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == needle))
@@ -539,8 +550,7 @@ impl HostJob {
         }
     }
 
-    /// Starts a step's shell with stdout and stderr on `out`, and records it in [`ACTIVE`]
-    /// (under the lock, so an orphan sweep never takes it for an orphan).
+    /// Starts a step's shell with stdout and stderr on `out`, and records it in [`ACTIVE`].
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn spawn_step(
         &self,
@@ -557,11 +567,8 @@ impl HostJob {
                 .chain(std::iter::once((TRACKING_VAR, self.tracking_id.as_str())))
                 .chain(step.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         )?;
-        let mut active = ACTIVE
-            .lock()
-            .map_err(|_| std::io::Error::other("process table lock poisoned"))?;
-        let child = spawn::spawn(program, args, &env, &step.cwd, out.as_fd(), out.as_fd())?;
-        active.insert(child.id());
+        let child =
+            tracked(|| spawn::spawn(program, args, &env, &step.cwd, out.as_fd(), out.as_fd()))?;
         // Our copy of the write end goes here, or the pipe never reports end of file.
         drop(out);
         Ok(child)
@@ -590,12 +597,7 @@ impl HostJob {
             .stderr(out2)
             .process_group(0)
             .kill_on_drop(true);
-        let mut active = ACTIVE
-            .lock()
-            .map_err(|_| std::io::Error::other("process table lock poisoned"))?;
-        let child = cmd.spawn()?;
-        active.insert(child_pid(&child));
-        Ok(child)
+        tracked(|| cmd.spawn())
     }
 
     fn script_path(&self, ext: &str) -> PathBuf {
@@ -684,8 +686,8 @@ impl JobHandle for HostJob {
                 )));
             }
         };
-        let _active = ActiveGuard(child_pid(&child));
         let pgid = child_pid(&child);
+        let _active = ActiveGuard(pgid);
         if pgid > 0 {
             self.groups.push(pgid);
         }

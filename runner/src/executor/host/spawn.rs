@@ -93,7 +93,7 @@ fn dev_null() -> io::Result<RawFd> {
     NULL.get_or_init(|| std::fs::File::open("/dev/null").ok().map(OwnedFd::from))
         .as_ref()
         .map(AsRawFd::as_raw_fd)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "cannot open `/dev/null`"))
+        .ok_or_else(|| io::Error::other("cannot open `/dev/null`"))
 }
 
 fn check(r: libc::c_int) -> io::Result<()> {
