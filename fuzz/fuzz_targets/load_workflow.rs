@@ -1,5 +1,6 @@
 //! Fuzz target: loading and checking any text never panics, and every diagnostic's span lies
-//! inside the file on character boundaries (the renderer slices the text with it).
+//! inside the file on character boundaries (the renderer slices the text with it), and the
+//! YAML layer's fast path for long flow lists agrees with the full parse.
 
 #![no_main]
 
@@ -22,6 +23,11 @@ fn assert_spans(text: &str, diags: &[Diagnostic]) {
 fuzz_target!(|data: &[u8]| {
     // Files that are not UTF-8 are reported before loading; the loader takes text.
     let text = String::from_utf8_lossy(data);
+    // The fast path for long flow lists must give exactly the full parse's tree and findings.
+    let fast = pipe_runner::yaml::load(FileId(0), &text);
+    let full = pipe_runner::yaml::load_without_fast_path(FileId(0), &text);
+    assert_eq!(fast.root, full.root, "fast path tree differs");
+    assert_eq!(fast.diagnostics, full.diagnostics, "fast path findings differ");
     let (wf, diags) = workflow::load(FileId(0), &text);
     assert_spans(&text, &diags);
     let source = SourceFile::new("fuzz.yml", text.as_ref());

@@ -1051,7 +1051,11 @@ impl Loader {
                     let needs = self.str_or_seq(v, "`needs`");
                     // Short lists are searched linearly; long ones (a job can need hundreds)
                     // through a set, so a job's needs cost linear time, not quadratic.
-                    let mut seen = CaselessSet::default();
+                    let mut seen = if needs.len() > LINEAR_NEEDS {
+                        CaselessSet::with_capacity_and_hasher(needs.len(), Default::default())
+                    } else {
+                        CaselessSet::default()
+                    };
                     let repeated: Vec<bool> = needs
                         .iter()
                         .enumerate()
