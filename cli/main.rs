@@ -5,6 +5,7 @@
 
 mod args;
 mod commands;
+mod heap;
 mod output;
 mod render;
 mod reporter;
@@ -22,6 +23,9 @@ use crate::args::{Cli, Command};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // No huge pages while parsing the command line; only large workflows get them back in
+    // `run`, every other command at once (see `heap`).
+    heap::huge_pages(false);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -35,6 +39,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if !matches!(cli.command, Command::Run(_)) {
+        heap::huge_pages(true);
+    }
     init_tracing(&cli);
     let code = match &cli.command {
         Command::Run(a) => commands::run::run(&cli, a),

@@ -172,6 +172,14 @@ pub fn load_workflows(cli: &Cli, p: &Project, sel: &SelectArgs) -> Result<Vec<Lo
             files
         }
     };
+    // Large workflows make a large heap, which huge pages serve better (see `heap`); decided
+    // before parsing, which builds most of it.
+    let bytes: u64 = paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    crate::heap::for_workflows(bytes);
     let mut labels = p.config.runners.labels.clone();
     labels.extend(p.config.runners.images.keys().cloned());
     labels.extend(project::actionlint_labels(&p.root));
