@@ -403,3 +403,38 @@ fn scratch_left_by_a_killed_run_is_swept_by_the_next_run() {
         "the killed run's scratch is still there"
     );
 }
+
+/// pipe keeps its heap off transparent huge pages in small runs (`cli/heap.rs`) by advising
+/// its own mappings; steps must still get the system's setting, not an inherited
+/// `PR_SET_THP_DISABLE` (`THP_enabled: 1` in `/proc/self/status` unless disabled).
+#[cfg(target_os = "linux")]
+#[test]
+fn steps_do_not_inherit_pipes_huge_page_setting() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let Some(mine) = status.lines().find(|l| l.starts_with("THP_enabled:")) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "this kernel does not report `THP_enabled`"
+        );
+        return;
+    };
+    const WF: &str = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: grep THP_enabled /proc/self/status\n";
+    let t = repo(&[("thp.yml", WF)]);
+    let state = tempfile::tempdir().expect("tmp");
+    let r = pipe(t.path(), state.path(), &["run", "--progress", "plain"]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    // Live step output goes to stderr with the job's prefix.
+    let step = r
+        .stderr
+        .lines()
+        .find_map(|l| {
+            l.split_once("THP_enabled:")
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .expect("the step printed its THP state");
+    assert_eq!(
+        step,
+        mine.trim_start_matches("THP_enabled:").trim(),
+        "a step's THP state differs from the one pipe was started with"
+    );
+}
