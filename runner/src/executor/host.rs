@@ -49,6 +49,9 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
 pub struct HostExecutor {
     /// The machine environment steps inherit.
     base_env: Arc<HashMap<String, String>>,
+    /// The same as a sorted environment block, built once (or why it cannot be).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    base_block: BaseBlock,
     grace: Duration,
     /// Job temp folders that finished jobs left empty, ready for the next job.
     pool: TempPool,
@@ -68,6 +71,19 @@ pub struct HostExecutor {
 /// the rest.
 type TempPool = Arc<std::sync::Mutex<Vec<(PathBuf, (u32, u32))>>>;
 
+/// The base environment as a block for `posix_spawn`, or the error building it gave (a NUL
+/// byte, only possible through [`HostExecutor::with_base_env`]).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+type BaseBlock = Arc<Result<Vec<spawn::EnvVar>, String>>;
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn base_block(env: &HashMap<String, String>) -> BaseBlock {
+    Arc::new(
+        spawn::env_block(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|e| e.to_string()),
+    )
+}
+
 impl Default for HostExecutor {
     fn default() -> Self {
         Self::new()
@@ -77,8 +93,11 @@ impl Default for HostExecutor {
 impl HostExecutor {
     /// An executor whose steps inherit this process's environment.
     pub fn new() -> Self {
+        let base_env: HashMap<String, String> = std::env::vars().collect();
         HostExecutor {
-            base_env: Arc::new(std::env::vars().collect()),
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            base_block: base_block(&base_env),
+            base_env: Arc::new(base_env),
             grace: DEFAULT_GRACE,
             pool: TempPool::default(),
             script_dir: None,
@@ -107,6 +126,10 @@ impl HostExecutor {
     /// Replaces the inherited environment (tests).
     #[must_use]
     pub fn with_base_env(mut self, env: HashMap<String, String>) -> Self {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            self.base_block = base_block(&env);
+        }
         self.base_env = Arc::new(env);
         self
     }
@@ -156,6 +179,8 @@ impl Executor for HostExecutor {
                 container: None,
             },
             base_env: self.base_env.clone(),
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            base_block: self.base_block.clone(),
             grace: self.grace,
             groups: Vec::new(),
             cleaned: false,
@@ -171,6 +196,8 @@ struct HostJob {
     tracking_id: String,
     paths: JobPaths,
     base_env: Arc<HashMap<String, String>>,
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    base_block: BaseBlock,
     grace: Duration,
     /// Process groups of steps that ran, killed at cleanup.
     groups: Vec<i32>,
@@ -316,21 +343,38 @@ fn kill_tracked(id: &str) {
     let _ = id;
 }
 
-/// The pids of this process's children (all threads).
+/// The pids of the children of this process's main thread: the orphans pipe adopted as a
+/// child subreaper, and the step shells the main thread spawned (single-threaded runs).
+///
+/// The kernel hands an orphan to the first live thread of the subreaper's thread group, its
+/// leader (`find_new_reaper` and `find_alive_thread` in kernel/exit.c), so only the main
+/// thread's `children` list can hold orphans: one small read per job instead of a directory
+/// walk and one read per thread. Other threads' children are step shells and helper commands
+/// pipe waits for itself.
 #[cfg(target_os = "linux")]
 fn own_children() -> Vec<i32> {
+    use std::io::Read;
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let path = PATH.get_or_init(|| format!("/proc/self/task/{}/children", std::process::id()));
     let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    let Ok(mut f) = std::fs::File::open(path) else {
         return out;
     };
-    for t in tasks.flatten() {
-        if let Ok(list) = std::fs::read_to_string(t.path().join("children")) {
-            out.extend(
-                list.split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok()),
-            );
+    // Read without `read_to_string`, which asks for the (always zero) size first.
+    let mut text = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
         }
     }
+    out.extend(
+        text.split(|b| b.is_ascii_whitespace())
+            .filter_map(|p| std::str::from_utf8(p).ok()?.parse::<i32>().ok()),
+    );
     out.sort_unstable();
     out.dedup();
     out
@@ -560,13 +604,16 @@ impl HostJob {
         out: std::io::PipeWriter,
     ) -> std::io::Result<StepChild> {
         use std::os::fd::AsFd;
-        let env = spawn::env_block(
-            self.base_env
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .chain(std::iter::once((TRACKING_VAR, self.tracking_id.as_str())))
+        let base = self
+            .base_block
+            .as_ref()
+            .as_ref()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.clone()))?;
+        let own = spawn::env_block(
+            std::iter::once((TRACKING_VAR, self.tracking_id.as_str()))
                 .chain(step.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         )?;
+        let env = spawn::merged(base, &own);
         let child =
             tracked(|| spawn::spawn(program, args, &env, &step.cwd, out.as_fd(), out.as_fd()))?;
         // Our copy of the write end goes here, or the pipe never reports end of file.
