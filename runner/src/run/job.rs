@@ -1323,9 +1323,20 @@ impl<'a> LegRunner<'a> {
         // As in the runner's StepsRunner, the step's env comes first: it is evaluated with the
         // env context as it was before the step, and the condition already sees the result. An
         // error here fails the step without consulting its condition or continue-on-error.
-        let ctx = self.step_contexts(id, &self.env, &paths);
+        // (Without an `env:` of its own, the step's contexts are built once, below.)
         let mut step_env = self.env.clone();
-        if let Err(e) = self.eval_env(&step.env, &ctx, &mut step_env) {
+        let own_env = match &step.env {
+            Env::None => false,
+            Env::Map(m) => !m.is_empty(),
+            Env::Expr(_) => true,
+        };
+        if own_env
+            && let Err(e) = self.eval_env(
+                &step.env,
+                &self.step_contexts(id, &self.env, &paths),
+                &mut step_env,
+            )
+        {
             let name = summary.name.clone();
             self.step_started(step_ref(&name));
             self.error_annotation(Some(index), &e);
