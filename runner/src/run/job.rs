@@ -1801,18 +1801,23 @@ impl<'a> LegRunner<'a> {
         let shared = self.shared;
         // Fresh per-step files: unique names that do not exist yet (`>>` creates them).
         let stem = format!("{}-{index}", crate::store::safe_name(id));
+        // Each file's path on the host (read by pipe) and in the executor (given to the step).
         let file = |kind: &str| {
-            (
-                paths.temp_host.join(format!("{kind}_{stem}")),
-                paths.temp_exec.join(format!("{kind}_{stem}")),
-            )
+            let name = format!("{kind}_{stem}");
+            let exec = paths.temp_exec.join(&name).to_string_lossy().into_owned();
+            (paths.temp_host.join(name), exec)
         };
+        let (output, output_exec) = file("output");
+        let (env_file, env_exec) = file("env");
+        let (path_file, path_exec) = file("path");
+        let (summary, summary_exec) = file("step_summary");
+        let (state, state_exec) = file("state");
         let files = StepFiles {
-            output: file("output").0,
-            env: file("env").0,
-            path: file("path").0,
-            summary: file("step_summary").0,
-            state: file("state").0,
+            output,
+            env: env_file,
+            path: path_file,
+            summary,
+            state,
         };
         // No need to remove leftovers first: the names are unique within the job's fresh temp
         // folder, and `apply_files` removes them after each step.
@@ -1834,11 +1839,11 @@ impl<'a> LegRunner<'a> {
         for (k, v) in step_env {
             set_env(&mut env, k, v.clone());
         }
-        set_env(&mut env, "GITHUB_OUTPUT", s(file("output").1));
-        set_env(&mut env, "GITHUB_ENV", s(file("env").1));
-        set_env(&mut env, "GITHUB_PATH", s(file("path").1));
-        set_env(&mut env, "GITHUB_STEP_SUMMARY", s(file("step_summary").1));
-        set_env(&mut env, "GITHUB_STATE", s(file("state").1));
+        set_env(&mut env, "GITHUB_OUTPUT", output_exec);
+        set_env(&mut env, "GITHUB_ENV", env_exec);
+        set_env(&mut env, "GITHUB_PATH", path_exec);
+        set_env(&mut env, "GITHUB_STEP_SUMMARY", summary_exec);
+        set_env(&mut env, "GITHUB_STATE", state_exec);
         if !self.path_additions.is_empty() {
             let base = step_env
                 .iter()
