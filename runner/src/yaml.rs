@@ -341,12 +341,7 @@ pub struct Loaded {
 
 /// Loads YAML text into a node tree. Never panics; problems become diagnostics.
 pub fn load(file: FileId, text: &str) -> Loaded {
-    if let Some(compacted) = compact_flow_lists(text)
-        && let Some(loaded) = load_events(file, text, &compacted.text, &compacted.lists)
-    {
-        return loaded;
-    }
-    load_events(file, text, text, &[]).unwrap_or_default()
+    load_fast_path_only(file, text).unwrap_or_else(|| load_without_fast_path(file, text))
 }
 
 /// Loads with the fast path for long flow lists turned off: the reference the fast path is
