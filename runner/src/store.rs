@@ -32,6 +32,9 @@ use crate::event::{Conclusion, RunEvent, Summary};
 /// How many runs are kept by default.
 pub const DEFAULT_KEEP: usize = 100;
 
+/// The run counter's digits, padded with spaces (`u64::MAX` has 20).
+const COUNTER_WIDTH: usize = 20;
+
 /// The store could not do its job.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -152,9 +155,16 @@ impl Store {
             Err(_) => self.numbers()?.into_iter().max().unwrap_or(0),
         };
         let next = last + 1;
-        lock.set_len(0).map_err(Self::io("cannot write", &path))?;
+        // Overwritten in place at a fixed width, never truncated: truncating frees the file's
+        // block, and on ext4 mounted with `discard` (no journal) that is a synchronous trim on
+        // every run. Only a longer, damaged counter is cut.
+        let line = format!("{next:<COUNTER_WIDTH$}\n");
+        if text.len() > line.len() {
+            lock.set_len(line.len() as u64)
+                .map_err(Self::io("cannot write", &path))?;
+        }
         lock.rewind().map_err(Self::io("cannot write", &path))?;
-        lock.write_all(next.to_string().as_bytes())
+        lock.write_all(line.as_bytes())
             .map_err(Self::io("cannot write", &path))?;
         Ok(next)
     }
@@ -453,6 +463,33 @@ mod tests {
         assert_eq!(store.prune(2).expect("prune"), 1);
         assert!(!store.run_dir(1).exists());
         assert_eq!(store.latest().expect("latest"), Some(3));
+    }
+
+    #[test]
+    fn counter_is_rewritten_in_place_and_reads_old_and_damaged_files() {
+        let t = tempfile::tempdir().expect("tmp");
+        let store = Store::open(t.path()).expect("open");
+        let counter = t.path().join("runs/.counter");
+        // A counter written by an earlier version: the bare number.
+        std::fs::write(&counter, "41").expect("write");
+        assert_eq!(store.begin_run("w.yml", "push").expect("run").number, 42);
+        let text = std::fs::read_to_string(&counter).expect("read");
+        assert_eq!(text.len(), COUNTER_WIDTH + 1);
+        assert_eq!(text.trim(), "42");
+        // Same inode, same length: the file was overwritten, not replaced or truncated.
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(&counter).expect("meta").ino();
+        assert_eq!(store.begin_run("w.yml", "push").expect("run").number, 43);
+        assert_eq!(std::fs::metadata(&counter).expect("meta").ino(), ino);
+        assert_eq!(
+            std::fs::read_to_string(&counter).expect("read").trim(),
+            "43"
+        );
+        // A damaged, longer counter restarts above the newest run folder and is cut.
+        std::fs::write(&counter, "garbage ".repeat(10)).expect("write");
+        assert_eq!(store.begin_run("w.yml", "push").expect("run").number, 44);
+        let text = std::fs::read_to_string(&counter).expect("read");
+        assert_eq!((text.len(), text.trim()), (COUNTER_WIDTH + 1, "44"));
     }
 
     #[test]
