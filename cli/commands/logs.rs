@@ -67,13 +67,18 @@ pub fn run(cli: &Cli, args: &LogsArgs) -> u8 {
         } else {
             job.key.clone()
         };
-        let folder = dir.join("logs").join(store::safe_name(&key));
+        let logs = dir.join("logs");
+        let folder = store::safe_name(&key);
         if step_filter.is_none() && !jobs.iter().any(|(k, _)| *k == key) {
             jobs.push((key.clone(), job.name.clone()));
         }
-        let path = folder.join(format!("{}.log", step.index));
         out.push_str(&format!("── {} / {} ──\n", job.name, step.name));
-        match std::fs::read_to_string(&path) {
+        // Records of earlier versions keep a folder per job.
+        let text = std::fs::read_to_string(store::step_log_path(&logs, &folder, step.index))
+            .or_else(|_| {
+                std::fs::read_to_string(store::legacy_step_log_path(&logs, &folder, step.index))
+            });
+        match text {
             Ok(t) => out.push_str(&t),
             Err(_) => out.push_str("(no output)\n"),
         }

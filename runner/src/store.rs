@@ -6,7 +6,8 @@
 //! runs/.counter          the last run number handed out (under an exclusive `flock`)
 //! runs/<N>/run.json       the run's index entry (workflow, event, start, conclusion, time)
 //! runs/<N>/events.jsonl   the run's event stream (log lines excluded)
-//! runs/<N>/logs/<job>/<step>.log   one file per step, masked
+//! runs/<N>/logs/<job>~<step>.log   one file per step, masked (folders per job before 2026-11-27)
+//! runs/<N>/logs/<job>/service-<id>.log   a job's service containers' logs
 //! runs/<N>/summary.json   the `--summary` document
 //! runs/<N>/summaries/<job>.md      step summaries (GITHUB_STEP_SUMMARY) per job
 //! ```
@@ -293,6 +294,23 @@ impl Store {
     }
 }
 
+/// A step's log file in a run's `logs/` folder: `<job folder>~<step>.log`, side by side.
+///
+/// One flat folder, not a folder per job: a replay of 1,000 cached jobs made and, when the run
+/// was pruned, removed 1,000 folders (on ext4 each is an inode and a block, and with the
+/// `discard` mount option a synchronous trim on removal). `~` never occurs in a
+/// [`safe_name`], so the name is unambiguous. Records written before this layout keep their
+/// logs at `logs/<job folder>/<step>.log` ([`legacy_step_log_path`]); services' logs stay in
+/// the job's folder (`logs/<job folder>/service-<id>.log`).
+pub fn step_log_path(logs: &Path, job_folder: &str, step_index: usize) -> PathBuf {
+    logs.join(format!("{job_folder}~{step_index}.log"))
+}
+
+/// Where records written before [`step_log_path`]'s layout keep a step's log.
+pub fn legacy_step_log_path(logs: &Path, job_folder: &str, step_index: usize) -> PathBuf {
+    logs.join(job_folder).join(format!("{step_index}.log"))
+}
+
 /// Turns a job key into a file-name-safe folder name.
 pub fn safe_name(key: &str) -> String {
     key.chars()
@@ -331,10 +349,7 @@ impl RunRecord {
 
     /// The log file path of one step (`job_folder` from [`safe_name`]).
     pub fn log_path(&self, job_folder: &str, step_index: usize) -> PathBuf {
-        self.dir
-            .join("logs")
-            .join(job_folder)
-            .join(format!("{step_index}.log"))
+        step_log_path(&self.dir.join("logs"), job_folder, step_index)
     }
 
     /// Writes a file of the run atomically (temp file, then rename; no fsync: a run record

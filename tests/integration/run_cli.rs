@@ -150,6 +150,54 @@ fn runs_are_numbered_listed_and_their_logs_kept() {
     );
     let logs = pipe(r.path(), state.path(), &["logs", "#9"]);
     assert_eq!(logs.code, Some(2));
+
+    // Step logs lie side by side in the run's `logs/` folder, no folder per job.
+    let logs_dir = find_dir(state.path(), &["runs", "2", "logs"]).expect("run 2 has logs");
+    let entries: Vec<std::fs::DirEntry> = std::fs::read_dir(&logs_dir)
+        .expect("read logs")
+        .flatten()
+        .collect();
+    assert!(
+        entries.iter().all(|e| e.path().is_file()),
+        "{:?}",
+        entries.iter().map(|e| e.file_name()).collect::<Vec<_>>()
+    );
+    let deploy = entries
+        .iter()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("deploy~"))
+        })
+        .expect("the deploy step's log");
+    // A record written by an earlier version (`logs/<job>/<step>.log`) still reads.
+    let step = deploy
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("deploy~"))
+        .expect("step")
+        .to_owned();
+    std::fs::create_dir(logs_dir.join("deploy")).expect("mkdir");
+    std::fs::rename(&deploy, logs_dir.join("deploy").join(step)).expect("move");
+    let logs = pipe(r.path(), state.path(), &["logs", "2", "deploy"]);
+    assert_eq!(logs.code, Some(0), "{}", logs.stderr);
+    assert!(logs.stdout.contains("deploy-ran"), "{}", logs.stdout);
+}
+
+/// The first folder under `root` whose path ends with `tail`.
+fn find_dir(root: &Path, tail: &[&str]) -> Option<std::path::PathBuf> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if d.ends_with(tail.iter().collect::<std::path::PathBuf>()) {
+            return Some(d);
+        }
+        for e in std::fs::read_dir(&d).ok()?.flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    None
 }
 
 fn spawn_pipe(dir: &Path, state: &Path, args: &[&str]) -> std::process::Child {

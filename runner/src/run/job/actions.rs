@@ -118,10 +118,10 @@ impl<'a> LegRunner<'a> {
     /// A sink for a step's output.
     pub(super) fn sink(&self, index: usize) -> StepOutput {
         let li = self.log_index(index);
-        let log = self.shared.log_dir.as_ref().map(|d| {
-            d.join(crate::store::safe_name(&self.spec.key))
-                .join(format!("{li}.log"))
-        });
+        let log =
+            self.shared.log_dir.as_ref().map(|d| {
+                crate::store::step_log_path(d, &crate::store::safe_name(&self.spec.key), li)
+            });
         let sink = StepOutput::new(
             self.spec.job_ref.clone(),
             li,
