@@ -347,11 +347,6 @@ impl RunRecord {
         Ok(())
     }
 
-    /// The log file path of one step (`job_folder` from [`safe_name`]).
-    pub fn log_path(&self, job_folder: &str, step_index: usize) -> PathBuf {
-        step_log_path(&self.dir.join("logs"), job_folder, step_index)
-    }
-
     /// Writes a file of the run atomically (temp file, then rename; no fsync: a run record
     /// is not worth a disk flush, and a torn write is impossible either way).
     pub fn write_file(&self, rel: &str, bytes: &[u8]) -> std::io::Result<()> {
