@@ -10,7 +10,7 @@ use pipe_server::agent::{AgentOptions, DEFAULT_LABELS, Stopped};
 
 use crate::args::Cli;
 
-/// `pipe agent`.
+// `pipe agent`.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// The server's URL.

@@ -15,7 +15,7 @@ use pipe_runner::{dirs, exit};
 use crate::args::Cli;
 use crate::output::{self, Styles};
 
-/// `pipe bench`.
+// `pipe bench`.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
@@ -25,7 +25,8 @@ pub struct BenchArgs {
     pub run: RunBenchArgs,
 }
 
-/// The gate's settings (shared by `pipe bench` and `pipe bench compare`).
+// The gate's settings (shared by `pipe bench` and `pipe bench compare`; a plain comment:
+// see `args::Command`).
 #[derive(Debug, Args, Clone)]
 pub struct GateArgs {
     /// The slowdown that counts as a regression, in percent.
@@ -54,7 +55,8 @@ impl GateArgs {
     }
 }
 
-/// `pipe bench [OPTIONS] -- COMMAND…` (hyperfine's flags where they overlap).
+// `pipe bench [OPTIONS] -- COMMAND…` (hyperfine's flags where they overlap; a plain
+// comment: see `args::Command`).
 #[derive(Debug, Args)]
 pub struct RunBenchArgs {
     /// Shell commands to time; several are compared with the first.
@@ -128,7 +130,7 @@ pub enum MetricArg {
     Cpu,
 }
 
-/// The `pipe bench` subcommands.
+// The `pipe bench` subcommands (a plain comment: see `args::Command`).
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Decide PASS, FAIL or INCONCLUSIVE per benchmark against a baseline.

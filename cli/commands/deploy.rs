@@ -15,7 +15,7 @@ use pipe_runner::{dirs, exit};
 use crate::args::Cli;
 use crate::output;
 
-/// `pipe rollback`.
+// `pipe rollback`.
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// The environment.
@@ -34,7 +34,7 @@ pub struct RollbackArgs {
     pub json: bool,
 }
 
-/// `pipe evidence`.
+// `pipe evidence`.
 #[derive(Debug, Args)]
 pub struct EvidenceArgs {
     /// The build (digest, prefix or alias).

@@ -16,14 +16,14 @@ use pipe_runner::exit;
 use crate::args::Cli;
 use crate::output;
 
-/// `pipe image`.
+// `pipe image`.
 #[derive(Debug, Args)]
 pub struct ImageArgs {
     #[command(subcommand)]
     pub command: ImageCommand,
 }
 
-/// The image commands.
+// The image commands (a plain comment: see `args::Command`).
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Build a multi-platform OCI image from folders (or a Dockerfile), then optionally load

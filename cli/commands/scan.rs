@@ -12,14 +12,14 @@ use pipe_runner::exit;
 use crate::args::Cli;
 use crate::output::{self, Styles};
 
-/// `pipe scan`.
+// `pipe scan`.
 #[derive(Debug, Args)]
 pub struct ScanArgs {
     #[command(subcommand)]
     pub command: ScanCommand,
 }
 
-/// The scan commands.
+// The scan commands (a plain comment: see `args::Command`).
 #[derive(Debug, Subcommand)]
 pub enum ScanCommand {
     /// Scan a source tree: lockfiles for known vulnerabilities, files for secrets,

@@ -14,7 +14,7 @@ use pipe_server::http::Settings;
 use crate::args::Cli;
 use crate::output;
 
-/// `pipe server`.
+// `pipe server`.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// The PostgreSQL database (`postgres://user@host:port/db`).
@@ -69,7 +69,7 @@ pub struct ServerArgs {
     pub action: Option<ServerAction>,
 }
 
-/// `pipe server …` subcommands.
+// `pipe server …` subcommands (a plain comment: see `args::Command`).
 #[derive(Debug, Subcommand)]
 pub enum ServerAction {
     /// Apply the schema migrations the database lacks, then exit.

@@ -13,7 +13,7 @@ use pipe_server::client::{Client, retry};
 use crate::args::Cli;
 use crate::output;
 
-/// `pipe submit`.
+// `pipe submit`.
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
     /// The workflow file to run.

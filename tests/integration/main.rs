@@ -24,6 +24,7 @@ mod conformance;
 mod corpus;
 mod deploy;
 mod docker;
+mod help;
 mod image;
 mod plan;
 mod promote;

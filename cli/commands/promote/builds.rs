@@ -8,7 +8,7 @@ use super::{Ctx, open, print_json, resolve};
 use crate::args::Cli;
 use crate::output;
 
-/// `pipe builds`.
+// `pipe builds`.
 #[derive(Debug, Args)]
 pub struct BuildsArgs {
     /// Only builds that are (or were) the release of this environment.
@@ -19,7 +19,7 @@ pub struct BuildsArgs {
     pub json: bool,
 }
 
-/// `pipe show`.
+// `pipe show`.
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// The build: a digest, a unique prefix of at least 12 hex digits, or its alias.

@@ -15,7 +15,7 @@ use super::{Ctx, PENDING, open, print_json, resolve};
 use crate::args::Cli;
 use crate::output::{self, Styles};
 
-/// Where the policy comes from.
+// Where the policy comes from (a plain comment: see `args::Command`).
 #[derive(Debug, Args, Clone)]
 pub struct PolicyArgs {
     /// The trusted ref the policy is read from (default: `origin/HEAD`'s branch, `main`, `master`).
@@ -23,7 +23,7 @@ pub struct PolicyArgs {
     pub policy_ref: Option<String>,
 }
 
-/// `pipe gates`.
+// `pipe gates`.
 #[derive(Debug, Args)]
 pub struct GatesArgs {
     /// The build (digest, unique prefix of 12+ hex digits, or alias).
@@ -38,7 +38,7 @@ pub struct GatesArgs {
     pub policy: PolicyArgs,
 }
 
-/// `pipe promote`.
+// `pipe promote`.
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
     /// The build (digest, unique prefix of 12+ hex digits, or alias).
@@ -71,7 +71,7 @@ pub struct PromoteArgs {
     pub policy: PolicyArgs,
 }
 
-/// `pipe approve`.
+// `pipe approve`.
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
     /// The build.
@@ -92,7 +92,7 @@ pub struct ApproveArgs {
     pub policy: PolicyArgs,
 }
 
-/// `pipe reject`.
+// `pipe reject`.
 #[derive(Debug, Args)]
 pub struct RejectArgs {
     /// The build.

@@ -10,7 +10,7 @@ use super::{open, print_json};
 use crate::args::Cli;
 use crate::output;
 
-/// `pipe ledger`.
+// `pipe ledger`.
 #[derive(Debug, Args)]
 pub struct LedgerArgs {
     /// What to do.
@@ -18,7 +18,7 @@ pub struct LedgerArgs {
     pub command: LedgerCommand,
 }
 
-/// `pipe ledger` subcommands.
+// `pipe ledger` subcommands (a plain comment: see `args::Command`).
 #[derive(Debug, Subcommand)]
 pub enum LedgerCommand {
     /// Recompute the chain, hashes and signatures; report the first bad entry (exit 4).

@@ -11,7 +11,7 @@ use super::{open, print_json};
 use crate::args::Cli;
 use crate::output;
 
-/// `pipe status`.
+// `pipe status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Only this environment.
@@ -23,7 +23,7 @@ pub struct StatusArgs {
     pub policy: PolicyArgs,
 }
 
-/// `pipe history`.
+// `pipe history`.
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// Only this environment.
@@ -39,7 +39,7 @@ pub struct HistoryArgs {
     pub json: bool,
 }
 
-/// `pipe lock`.
+// `pipe lock`.
 #[derive(Debug, Args)]
 pub struct LockArgs {
     /// The environment.
@@ -57,7 +57,7 @@ pub struct LockArgs {
     pub policy: PolicyArgs,
 }
 
-/// `pipe unlock`.
+// `pipe unlock`.
 #[derive(Debug, Args)]
 pub struct UnlockArgs {
     /// The environment.
@@ -69,7 +69,7 @@ pub struct UnlockArgs {
     pub policy: PolicyArgs,
 }
 
-/// `pipe metrics`.
+// `pipe metrics`.
 #[derive(Debug, Args)]
 pub struct MetricsArgs {}
 
