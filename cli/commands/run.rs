@@ -732,7 +732,7 @@ async fn run_one(
         inputs,
         run_temp: run_temp.clone(),
         workspace: p.root.clone(),
-        default_env,
+        default_env: default_env.into(),
         log_dir: run_dir.as_ref().map(|d| d.join("logs")),
         debug: cli.verbose > 0,
         has_bash: has_program("bash"),

@@ -117,6 +117,7 @@ impl JobHandle for FakeJob {
         cancel: &Cancel,
     ) -> Result<StepExit, ExecError> {
         let first = step.script.lines().next().unwrap_or("").to_owned();
+        let env = step.full_env();
         self.log.push(format!("run {} {first}", self.key));
         let deadline = step.timeout.map(|t| tokio::time::Instant::now() + t);
         let wait = |d: Duration| async move {
@@ -143,19 +144,19 @@ impl JobHandle for FakeJob {
             let (cmd, arg) = line.split_once(' ').unwrap_or((line, ""));
             match cmd {
                 "echo" => {
-                    let mut text = expand(arg, &step.env);
+                    let mut text = expand(arg, &env);
                     text.push('\n');
                     sink.write(text.as_bytes());
                 }
                 "append" => {
                     let (var, text) = arg.split_once(' ').unwrap_or((arg, ""));
-                    let Some((_, path)) = step.env.iter().rev().find(|(k, _)| k == var) else {
+                    let Some((_, path)) = env.iter().rev().find(|(k, _)| k == var) else {
                         sink.write(format!("append: `{var}` is not set\n").as_bytes());
                         return Ok(StepExit::Exited(1));
                     };
                     let path = PathBuf::from(path);
                     let mut content = std::fs::read(&path).unwrap_or_default();
-                    content.extend_from_slice(expand(text, &step.env).as_bytes());
+                    content.extend_from_slice(expand(text, &env).as_bytes());
                     content.push(b'\n');
                     std::fs::write(&path, content).map_err(|e| {
                         ExecError::io(format!("cannot write `{}`", path.display()), e)
@@ -219,6 +220,7 @@ mod tests {
                 ("WHO".into(), "you".into()),
                 ("OUT".into(), out_file.to_string_lossy().into_owned()),
             ],
+            run_env: Arc::default(),
             cwd: t.path().to_path_buf(),
             timeout: None,
             action: None,

@@ -52,6 +52,9 @@ pub struct HostExecutor {
     /// The same as a sorted environment block, built once (or why it cannot be).
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     base_block: BaseBlock,
+    /// The base environment with a run's variables over it ([`StepCommand::run_env`]).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    run_block: RunBlock,
     grace: Duration,
     /// Job temp folders that finished jobs left empty, ready for the next job.
     pool: TempPool,
@@ -76,6 +79,12 @@ type TempPool = Arc<std::sync::Mutex<Vec<(PathBuf, (u32, u32))>>>;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 type BaseBlock = Arc<Result<Vec<spawn::EnvVar>, String>>;
 
+/// The last run variables seen ([`StepCommand::run_env`], kept so that its address stays
+/// unique) and the base block with them merged in: every step of a run shares one list, so the
+/// merge is done once per run, not once per step.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+type RunBlock = Arc<std::sync::Mutex<Option<(Arc<[(String, String)]>, BaseBlock)>>>;
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn base_block(env: &HashMap<String, String>) -> BaseBlock {
     Arc::new(
@@ -97,6 +106,8 @@ impl HostExecutor {
         HostExecutor {
             #[cfg(all(target_os = "linux", target_env = "gnu"))]
             base_block: base_block(&base_env),
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            run_block: RunBlock::default(),
             base_env: Arc::new(base_env),
             grace: DEFAULT_GRACE,
             pool: TempPool::default(),
@@ -129,6 +140,7 @@ impl HostExecutor {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         {
             self.base_block = base_block(&env);
+            self.run_block = RunBlock::default();
         }
         self.base_env = Arc::new(env);
         self
@@ -181,6 +193,8 @@ impl Executor for HostExecutor {
             base_env: self.base_env.clone(),
             #[cfg(all(target_os = "linux", target_env = "gnu"))]
             base_block: self.base_block.clone(),
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            run_block: self.run_block.clone(),
             grace: self.grace,
             groups: Vec::new(),
             cleaned: false,
@@ -198,6 +212,8 @@ struct HostJob {
     base_env: Arc<HashMap<String, String>>,
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     base_block: BaseBlock,
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    run_block: RunBlock,
     grace: Duration,
     /// Process groups of steps that ran, killed at cleanup.
     groups: Vec<i32>,
@@ -606,8 +622,8 @@ impl HostJob {
         out: std::io::PipeWriter,
     ) -> std::io::Result<StepChild> {
         use std::os::fd::AsFd;
-        let base = self
-            .base_block
+        let block = self.block_for(&step.run_env);
+        let base = block
             .as_ref()
             .as_ref()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.clone()))?;
@@ -621,6 +637,38 @@ impl HostJob {
         // Our copy of the write end goes here, or the pipe never reports end of file.
         drop(out);
         Ok(child)
+    }
+
+    /// The base block with `run_env` over it: made on the first step of a run, then reused.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn block_for(&self, run_env: &Arc<[(String, String)]>) -> BaseBlock {
+        if run_env.is_empty() {
+            return self.base_block.clone();
+        }
+        let Ok(mut cache) = self.run_block.lock() else {
+            return self.run_block_of(run_env);
+        };
+        match &*cache {
+            Some((seen, block)) if Arc::ptr_eq(seen, run_env) => block.clone(),
+            _ => {
+                let block = self.run_block_of(run_env);
+                *cache = Some((run_env.clone(), block.clone()));
+                block
+            }
+        }
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn run_block_of(&self, run_env: &[(String, String)]) -> BaseBlock {
+        Arc::new(
+            spawn::env_block(
+                self.base_env
+                    .iter()
+                    .chain(run_env.iter().map(|(k, v)| (k, v)))
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+            .map_err(|e| e.to_string()),
+        )
     }
 
     /// Starts a step's shell with stdout and stderr on `out` (std's `Command`), and records it
@@ -638,6 +686,7 @@ impl HostJob {
         cmd.args(args)
             .env_clear()
             .envs(self.base_env.iter())
+            .envs(step.run_env.iter().map(|(k, v)| (k, v)))
             .env(TRACKING_VAR, &self.tracking_id)
             .envs(step.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&step.cwd)
@@ -700,11 +749,7 @@ impl JobHandle for HostJob {
         // posix_spawn path (vfork) when the program is a path, not when it searches a PATH that
         // the command's environment changed.
         let path_var = step
-            .env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.as_str())
+            .var("PATH")
             .or_else(|| self.base_env.get("PATH").map(String::as_str))
             .unwrap_or("/usr/local/bin:/usr/bin:/bin");
         let Some(program_path) = find_program(program, path_var) else {
@@ -931,10 +976,77 @@ mod tests {
             script: script.into(),
             shell: sh(),
             env: vec![("GREETING".into(), "hi".into())],
+            run_env: Arc::default(),
             cwd: dir.to_path_buf(),
             timeout: None,
             action: None,
         }
+    }
+
+    #[tokio::test]
+    async fn run_variables_lie_under_the_step_ones_and_over_the_machine() {
+        let t = tempfile::tempdir().expect("tmp");
+        let machine: HashMap<String, String> = [
+            ("PATH", "/usr/bin:/bin"),
+            ("FROM_MACHINE", "m"),
+            ("OVERRIDDEN_BY_RUN", "m"),
+            ("OVERRIDDEN_BY_STEP", "m"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let exec = HostExecutor::new().with_base_env(machine);
+        let mut j = exec
+            .prepare(&JobSetup {
+                key: "j".into(),
+                run_temp: t.path().join("tmp"),
+                workspace: t.path().to_path_buf(),
+                ..Default::default()
+            })
+            .await
+            .expect("prepare");
+        let run_env: Arc<[(String, String)]> = vec![
+            ("OVERRIDDEN_BY_RUN".to_owned(), "r".to_owned()),
+            ("OVERRIDDEN_BY_STEP".to_owned(), "r".to_owned()),
+            ("FROM_RUN".to_owned(), "r".to_owned()),
+        ]
+        .into();
+        let script =
+            "echo $FROM_MACHINE $OVERRIDDEN_BY_RUN $OVERRIDDEN_BY_STEP $FROM_RUN $GREETING";
+        let mut s = step(script, t.path());
+        s.run_env = run_env.clone();
+        s.env.push(("OVERRIDDEN_BY_STEP".into(), "s".into()));
+        let mut out = Vec::new();
+        let exit = j.run(&s, &mut out, &Cancel::default()).await.expect("run");
+        assert_eq!(exit, StepExit::Exited(0));
+        assert_eq!(String::from_utf8_lossy(&out), "m r s r hi\n");
+        // The same run list again comes from the cache; another list (another run through the
+        // same executor) is merged afresh, not mixed with the first.
+        let mut out = Vec::new();
+        j.run(&s, &mut out, &Cancel::default()).await.expect("run");
+        assert_eq!(String::from_utf8_lossy(&out), "m r s r hi\n");
+        let mut other = step(script, t.path());
+        other.run_env = vec![("FROM_RUN".to_owned(), "r2".to_owned())].into();
+        let mut out = Vec::new();
+        j.run(&other, &mut out, &Cancel::default())
+            .await
+            .expect("run");
+        assert_eq!(String::from_utf8_lossy(&out), "m m m r2 hi\n");
+        // `full_env` and `var` see the same layering.
+        assert_eq!(s.var("OVERRIDDEN_BY_STEP"), Some("s"));
+        assert_eq!(s.var("FROM_RUN"), Some("r"));
+        assert_eq!(s.var("FROM_MACHINE"), None);
+        let full = s.full_env();
+        let get = |k: &str| full.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("OVERRIDDEN_BY_STEP"), Some("s"));
+        assert_eq!(get("OVERRIDDEN_BY_RUN"), Some("r"));
+        assert_eq!(
+            full.iter()
+                .filter(|(n, _)| n == "OVERRIDDEN_BY_STEP")
+                .count(),
+            1
+        );
+        j.cleanup().await.expect("cleanup");
     }
 
     #[tokio::test]

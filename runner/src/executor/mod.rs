@@ -19,6 +19,7 @@ pub mod fake;
 pub mod host;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -167,14 +168,51 @@ pub struct StepCommand {
     pub script: String,
     /// How to invoke it.
     pub shell: ShellTemplate,
-    /// Environment variables set by the workflow (the executor adds the machine's own).
+    /// Environment variables of this step (the job's and step's `env:`, `GITHUB_ENV`, the
+    /// step's env files…), over [`StepCommand::run_env`]; the executor adds the machine's own
+    /// underneath both. A later entry for a name wins.
     pub env: Vec<(String, String)>,
+    /// Variables every step of the run gets (`CI`, `GITHUB_SHA`, `GITHUB_REPOSITORY`…), under
+    /// `env`: one shared list, so an executor can prepare it once per run rather than once per
+    /// step (the host executor merges it into its environment block once).
+    pub run_env: Arc<[(String, String)]>,
     /// Working directory as the step sees it.
     pub cwd: PathBuf,
     /// Kill the step after this long.
     pub timeout: Option<Duration>,
     /// Run this container action instead of `script` (`docker://` steps, Docker actions).
     pub action: Option<ContainerAction>,
+}
+
+impl StepCommand {
+    /// The step's whole environment: [`StepCommand::run_env`] with [`StepCommand::env`] over
+    /// it, each name once (where `env` repeats a name, its last entry).
+    pub fn full_env(&self) -> Vec<(String, String)> {
+        let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        let mut out: Vec<(String, String)> =
+            Vec::with_capacity(self.run_env.len() + self.env.len());
+        for (k, v) in self.run_env.iter().chain(self.env.iter()) {
+            match index.get(k.as_str()) {
+                Some(&i) => out[i].1.clone_from(v),
+                None => {
+                    index.insert(k, out.len());
+                    out.push((k.clone(), v.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The value the step sees for `name` (from `env`, else from `run_env`), not counting the
+    /// machine's environment.
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .chain(self.run_env.iter().rev())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// How a step's process ended.

@@ -66,7 +66,7 @@ pub struct Shared {
     /// `GITHUB_WORKSPACE` on the host.
     pub workspace: PathBuf,
     /// Environment every step gets (`CI`, `GITHUB_*` of the run).
-    pub default_env: Vec<(String, String)>,
+    pub default_env: Arc<[(String, String)]>,
     /// Folder for per-step log files (`<job>/<step>.log`), if recording.
     pub log_dir: Option<PathBuf>,
     /// Show `::debug::` lines.
@@ -848,12 +848,7 @@ impl<'a> LegRunner<'a> {
             path: &self.path_additions,
         })
         .map_err(|e| e.to_string())?;
-        let path = command
-            .env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.clone());
+        let path = command.var("PATH").map(str::to_owned);
         let input = stepcache::KeyInput {
             identity: identity.to_owned(),
             spec: spec.clone(),
@@ -862,7 +857,7 @@ impl<'a> LegRunner<'a> {
                 ("os".to_owned(), paths.os.to_owned()),
                 ("arch".to_owned(), paths.arch.to_owned()),
             ],
-            env: command.env.clone(),
+            env: command.full_env(),
             workspace: self.workspace.clone(),
             path,
         };
@@ -1776,12 +1771,13 @@ impl<'a> LegRunner<'a> {
             }
             None => paths.workspace_exec.clone(),
         };
-        let (env, files) = self.command_env(step_env, paths, id, index);
+        let (env, files) = self.step_vars(step_env, paths, id, index);
         Ok((
             StepCommand {
                 script: script_for(&template, &script),
                 shell: template,
                 env,
+                run_env: shared.default_env.clone(),
                 cwd,
                 timeout,
                 action: None,
@@ -1790,8 +1786,29 @@ impl<'a> LegRunner<'a> {
         ))
     }
 
-    /// A step's process environment and its fresh env files.
+    /// A step's whole process environment (the run's variables under its own, see
+    /// [`LegRunner::step_vars`]) and its fresh env files.
     fn command_env(
+        &self,
+        step_env: &[(String, String)],
+        paths: &crate::executor::JobPaths,
+        id: &str,
+        index: usize,
+    ) -> (Vec<(String, String)>, StepFiles) {
+        let (own, files) = self.step_vars(step_env, paths, id, index);
+        let mut env = self.shared.default_env.to_vec();
+        for (k, v) in own {
+            set_env(&mut env, &k, v);
+        }
+        (env, files)
+    }
+
+    /// A step's own variables, which go over the run's (`Shared::default_env`, the same for
+    /// every step): the job's and step's `env`, `GITHUB_JOB`, `RUNNER_TEMP`, the env files…
+    /// Copying the run's 32 variables into every step's list, and the executor turning them
+    /// into an environment block again each time, was a third of pipe's instructions per job
+    /// on a chain of trivial jobs.
+    fn step_vars(
         &self,
         step_env: &[(String, String)],
         paths: &crate::executor::JobPaths,
@@ -1821,7 +1838,7 @@ impl<'a> LegRunner<'a> {
         };
         // No need to remove leftovers first: the names are unique within the job's fresh temp
         // folder, and `apply_files` removes them after each step.
-        let mut env: Vec<(String, String)> = shared.default_env.clone();
+        let mut env: Vec<(String, String)> = Vec::with_capacity(16 + step_env.len());
         let s = |p: PathBuf| p.to_string_lossy().into_owned();
         env.push(("GITHUB_JOB".into(), self.job.id.value.clone()));
         env.push(("GITHUB_ACTION".into(), id.to_owned()));

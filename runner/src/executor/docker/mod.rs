@@ -1117,7 +1117,11 @@ impl DockerJob {
         }
         let d = &engine.docker;
         let marker = format!("{}-{}", self.opts.run_id, random_suffix());
-        let mut env: Vec<String> = step.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut env: Vec<String> = step
+            .full_env()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         env.push(format!("{STEP_MARKER}={marker}"));
         let exec = d
             .create_exec(
@@ -1374,7 +1378,7 @@ impl DockerJob {
         let home = self.paths.temp_host.join("_github_home");
         let _ = std::fs::create_dir_all(&home);
         let mut env: Vec<String> = Vec::new();
-        for (k, v) in &step.env {
+        for (k, v) in &step.full_env() {
             if k == "GITHUB_WORKSPACE" || k == "HOME" {
                 continue;
             }

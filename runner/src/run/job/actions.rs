@@ -822,6 +822,7 @@ impl<'a> LegRunner<'a> {
                 ext: ".js",
             },
             env,
+            run_env: Arc::default(),
             cwd: paths.workspace_exec.clone(),
             timeout,
             action: None,
@@ -1067,7 +1068,7 @@ impl<'a> LegRunner<'a> {
     /// The environment a built-in action sees: the run's default variables (`GITHUB_SHA`,
     /// `GITHUB_REPOSITORY`…), the job's, then the step's env.
     fn builtin_env(&self, id: &str, step_env: &[(String, String)]) -> Vec<(String, String)> {
-        let mut env = self.shared.default_env.clone();
+        let mut env = self.shared.default_env.to_vec();
         set_env(&mut env, "GITHUB_JOB", self.job.id.value.clone());
         set_env(&mut env, "GITHUB_ACTION", id.to_owned());
         set_env(
