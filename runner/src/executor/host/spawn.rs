@@ -1,5 +1,5 @@
-//! Starting a step's shell with `posix_spawn` and a ready-made environment block, and waiting
-//! for it through a pidfd (Linux with glibc).
+//! Starting a step's shell with a vfork-style `clone` and a ready-made environment block, and
+//! waiting for it through a pidfd (Linux with glibc).
 //!
 //! std's `Command` keeps the environment in a `BTreeMap<OsString, _>`, copies it into a second
 //! map at spawn and then into C strings: with the 80-odd variables of a step that was a third
@@ -10,9 +10,15 @@
 //! mask, and SIGPIPE (which Rust ignores) back at its default, together with the other signals
 //! a shell expects at their defaults.
 //!
+//! The child is started the way glibc's `posix_spawn` starts it (`clone` with `CLONE_VM |
+//! CLONE_VFORK`, every signal blocked until the child has set its own up), with less work
+//! while the parent waits: glibc's child makes 62 `rt_sigaction` calls, one per signal, and
+//! each spawn maps and unmaps a fresh stack; on a chain of trivial jobs that was about 30 µs
+//! per job on the critical path. See [`spawn`].
+//!
 //! This is the one place in the runner that calls libc directly: neither std nor nix can set a
-//! spawned child's working directory without the per-spawn environment copy above
-//! (`posix_spawn_file_actions_addchdir_np` is not in nix), and every call is checked.
+//! spawned child's working directory without the per-spawn environment copy above, or start
+//! it without glibc's per-signal loop; every call is checked.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
@@ -158,86 +164,22 @@ fn dev_null() -> io::Result<RawFd> {
         .ok_or_else(|| io::Error::other("cannot open `/dev/null`"))
 }
 
-fn check(r: libc::c_int) -> io::Result<()> {
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(r))
-    }
-}
-
-struct FileActions(MaybeUninit<libc::posix_spawn_file_actions_t>);
-
-impl FileActions {
-    fn new() -> io::Result<Self> {
-        let mut fa = FileActions(MaybeUninit::uninit());
-        // SAFETY: initialises the storage it is given; destroyed in Drop only after success.
-        check(unsafe { libc::posix_spawn_file_actions_init(fa.0.as_mut_ptr()) })?;
-        Ok(fa)
-    }
-    fn ptr(&mut self) -> *mut libc::posix_spawn_file_actions_t {
-        self.0.as_mut_ptr()
-    }
-}
-
-impl Drop for FileActions {
-    fn drop(&mut self) {
-        // SAFETY: the value was initialised by `posix_spawn_file_actions_init` in `new`.
-        unsafe { libc::posix_spawn_file_actions_destroy(self.0.as_mut_ptr()) };
-    }
-}
-
-struct Attr(MaybeUninit<libc::posix_spawnattr_t>);
-
-impl Attr {
-    fn new() -> io::Result<Self> {
-        let mut a = Attr(MaybeUninit::uninit());
-        // SAFETY: initialises the storage it is given; destroyed in Drop only after success.
-        check(unsafe { libc::posix_spawnattr_init(a.0.as_mut_ptr()) })?;
-        Ok(a)
-    }
-    fn ptr(&mut self) -> *mut libc::posix_spawnattr_t {
-        self.0.as_mut_ptr()
-    }
-}
-
-impl Drop for Attr {
-    fn drop(&mut self) {
-        // SAFETY: the value was initialised by `posix_spawnattr_init` in `new`.
-        unsafe { libc::posix_spawnattr_destroy(self.0.as_mut_ptr()) };
-    }
-}
-
-fn sigset(signals: &[libc::c_int]) -> io::Result<libc::sigset_t> {
-    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: `sigemptyset` initialises the set; `sigaddset` takes valid signal numbers.
-    unsafe {
-        if libc::sigemptyset(set.as_mut_ptr()) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        for s in signals {
-            if libc::sigaddset(set.as_mut_ptr(), *s) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        Ok(set.assume_init())
-    }
-}
-
-/// The signals a child starts with at their default action: [`DEFAULT_SIGNALS`], and every
-/// other signal this process does not ignore (an ignored signal stays ignored, as across
-/// `exec`). Read once.
+/// The signals a child sets back to their default action before `execve`:
+/// [`DEFAULT_SIGNALS`], and every signal this process had a handler for when it first
+/// started a child (std's SIGSEGV and SIGBUS, tokio's SIGINT and SIGTERM). Read once.
 ///
-/// Left to itself, glibc's child asks for the action of each of the 64 signals before setting
-/// it back to the default: two system calls a signal while the parent waits (vfork). A
-/// signal named here costs one.
-fn child_default_signals() -> &'static [libc::c_int] {
+/// A handler would be reset by `execve` anyway; it is reset before the child unblocks its
+/// signals so that none can run in the child, which shares this process's memory until
+/// `execve`. glibc's `posix_spawn` asks for the action of each of the 64 signals instead, 62
+/// system calls per child while the parent waits (vfork). Handlers installed later (tokio's
+/// SIGCHLD, say) only write to a self-pipe, which is harmless even from the child.
+fn child_reset_signals() -> &'static [libc::c_int] {
     static LIST: OnceLock<Vec<libc::c_int>> = OnceLock::new();
     LIST.get_or_init(|| {
         let mut list = DEFAULT_SIGNALS.to_vec();
         for sig in 1..=libc::SIGRTMAX() {
-            // glibc keeps the signals between 31 and SIGRTMIN for itself (`sigaddset` refuses
-            // them); SIGKILL and SIGSTOP have no action to set.
+            // glibc keeps the signals between 31 and SIGRTMIN for itself; SIGKILL and SIGSTOP
+            // have no action to set.
             if (32..libc::SIGRTMIN()).contains(&sig)
                 || sig == libc::SIGKILL
                 || sig == libc::SIGSTOP
@@ -249,7 +191,8 @@ fn child_default_signals() -> &'static [libc::c_int] {
             // SAFETY: a null new action only reads the current one into `old`.
             let ok = unsafe { libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) } == 0;
             // SAFETY: `sigaction` filled `old` when it returned 0.
-            if ok && unsafe { old.assume_init() }.sa_sigaction != libc::SIG_IGN {
+            let action = ok.then(|| unsafe { old.assume_init() }.sa_sigaction);
+            if action.is_some_and(|a| a != libc::SIG_IGN && a != libc::SIG_DFL) {
                 list.push(sig);
             }
         }
@@ -257,9 +200,92 @@ fn child_default_signals() -> &'static [libc::c_int] {
     })
 }
 
+/// What the child needs, all prepared by the parent: until `execve` the child runs on the
+/// parent's memory (`CLONE_VM`), so it only makes system calls with what it is given.
+struct ChildArgs {
+    program: *const libc::c_char,
+    argv: *const *mut libc::c_char,
+    envp: *const *mut libc::c_char,
+    cwd: *const libc::c_char,
+    /// `(from, to)`: stdin, stdout and stderr.
+    fds: [(RawFd, RawFd); 3],
+    reset: *const libc::c_int,
+    reset_len: usize,
+    /// The `errno` of the step that failed before `execve`, set by the child; 0 otherwise.
+    err: libc::c_int,
+}
+
+/// Stacks for children, reused: a fresh stack per child is an `mmap`, its first page faults
+/// and a `munmap` (glibc's `posix_spawn`). Taken by one `spawn` at a time; the child is done
+/// with its stack once `clone` returns (`CLONE_VFORK`).
+static STACKS: std::sync::Mutex<Vec<Box<[u128]>>> = std::sync::Mutex::new(Vec::new());
+
+/// 64 KiB (as 16-byte words, which keeps the top aligned): the child needs a few hundred
+/// bytes; glibc gives its children 32 KiB and the arguments' size.
+const STACK_WORDS: usize = 64 * 1024 / 16;
+
+/// The child: signal actions back to their defaults, its own process group, its descriptors
+/// and folder, an empty signal mask, `execve`. On failure it leaves `errno` in `err` and exits
+/// with 127 (the parent reaps it and reports the error).
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ChildArgs` of `spawn`, which outlives the child's use of it (the
+    // parent is suspended until the child calls `execve` or exits); its pointers are valid C
+    // strings and null-terminated arrays. Only async-signal-safe libc calls are made; nothing
+    // allocates, locks or unwinds.
+    unsafe {
+        let a = &mut *arg.cast::<ChildArgs>();
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for i in 0..a.reset_len {
+            libc::sigaction(*a.reset.add(i), &dfl, std::ptr::null_mut());
+        }
+        if libc::setpgid(0, 0) != 0 {
+            child_fail(a);
+        }
+        for &(from, to) in &a.fds {
+            let ok = if from == to {
+                // `dup2` to itself keeps close-on-exec; clear it instead.
+                libc::fcntl(to, libc::F_SETFD, 0) == 0
+            } else {
+                libc::dup2(from, to) >= 0
+            };
+            if !ok {
+                child_fail(a);
+            }
+        }
+        if libc::chdir(a.cwd) != 0 {
+            child_fail(a);
+        }
+        let mut empty = MaybeUninit::<libc::sigset_t>::zeroed();
+        libc::sigemptyset(empty.as_mut_ptr());
+        libc::sigprocmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut());
+        libc::execve(a.program, a.argv.cast(), a.envp.cast());
+        child_fail(a)
+    }
+}
+
+/// Records `errno` for the parent and ends the child.
+///
+/// # Safety
+/// Only from [`child_main`].
+unsafe fn child_fail(a: &mut ChildArgs) -> ! {
+    // SAFETY: `errno` of this thread (the child runs with the parent thread's, which is
+    // suspended); `_exit` ends the child without running any of the parent's exit handlers.
+    unsafe {
+        let e = *libc::__errno_location();
+        std::ptr::write_volatile(&raw mut a.err, if e == 0 { libc::EINVAL } else { e });
+        libc::_exit(127)
+    }
+}
+
 /// Starts `program` with `args` (argv[0] is the program's path), the environment `env`, in
 /// `cwd`, in a new process group, stdin on `/dev/null` and stdout and stderr on the given
 /// descriptors.
+///
+/// Like glibc's `posix_spawn`, the child is cloned with `CLONE_VM | CLONE_VFORK` (no copy of
+/// the address space; this thread waits until it has called `execve`) with every signal
+/// blocked; unlike it, the child resets only the signals of [`child_reset_signals`], runs on a
+/// reused stack, and its pidfd comes with the clone (`CLONE_PIDFD`).
 pub(super) fn spawn(
     program: &Path,
     args: &[String],
@@ -279,75 +305,115 @@ pub(super) fn spawn(
     argv.push(std::ptr::null_mut());
     let mut envp: Vec<*mut libc::c_char> = env.iter().map(|c| c.as_ptr().cast_mut()).collect();
     envp.push(std::ptr::null_mut());
-
-    let null = dev_null()?;
-    let mut fa = FileActions::new()?;
-    let mut attr = Attr::new()?;
-    let empty = sigset(&[])?;
-    let defaults = sigset(child_default_signals())?;
-    let flags =
-        libc::POSIX_SPAWN_SETPGROUP | libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
-    let mut pid: libc::pid_t = 0;
-    // SAFETY: every pointer handed to libc lives until `posix_spawn` returns: the C strings
-    // (`argv_c`, `env`, `cwd_c`, `program_c`), the null-terminated pointer arrays, the
-    // initialised attribute and file-action objects, and the signal sets. The descriptors are
-    // open for the whole call (borrowed, or the process-wide `/dev/null`).
-    unsafe {
-        check(libc::posix_spawn_file_actions_adddup2(fa.ptr(), null, 0))?;
-        check(libc::posix_spawn_file_actions_adddup2(
-            fa.ptr(),
-            stdout.as_raw_fd(),
-            1,
-        ))?;
-        check(libc::posix_spawn_file_actions_adddup2(
-            fa.ptr(),
-            stderr.as_raw_fd(),
-            2,
-        ))?;
-        check(libc::posix_spawn_file_actions_addchdir_np(
-            fa.ptr(),
-            cwd_c.as_ptr(),
-        ))?;
-        check(libc::posix_spawnattr_setflags(
-            attr.ptr(),
-            flags as libc::c_short,
-        ))?;
-        check(libc::posix_spawnattr_setpgroup(attr.ptr(), 0))?;
-        check(libc::posix_spawnattr_setsigmask(attr.ptr(), &empty))?;
-        check(libc::posix_spawnattr_setsigdefault(attr.ptr(), &defaults))?;
-        check(libc::posix_spawn(
-            &mut pid,
-            program_c.as_ptr(),
-            fa.ptr(),
-            attr.ptr(),
-            argv.as_ptr(),
-            envp.as_ptr(),
-        ))?;
+    let reset = child_reset_signals();
+    let mut child = ChildArgs {
+        program: program_c.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        cwd: cwd_c.as_ptr(),
+        fds: [
+            (dev_null()?, 0),
+            (stdout.as_raw_fd(), 1),
+            (stderr.as_raw_fd(), 2),
+        ],
+        reset: reset.as_ptr(),
+        reset_len: reset.len(),
+        err: 0,
+    };
+    let mut stack = STACKS
+        .lock()
+        .ok()
+        .and_then(|mut s| s.pop())
+        .unwrap_or_else(|| vec![0u128; STACK_WORDS].into_boxed_slice());
+    let (pid, pidfd) = clone_child(&mut child, &mut stack);
+    if let Ok(mut s) = STACKS.lock()
+        && s.len() < 8
+    {
+        s.push(stack);
+    }
+    let pid = pid?;
+    // SAFETY: the child wrote `err` (if at all) before it exited or called `execve`, and
+    // `clone` returned only after that.
+    let err = unsafe { std::ptr::read_volatile(&raw const child.err) };
+    if err != 0 {
+        let _ = waitpid(Pid::from_raw(pid), None);
+        return Err(io::Error::from_raw_os_error(err));
     }
     // A pidfd says when the child exits without a SIGCHLD handler; without one (kernels before
     // 5.3) `wait` polls.
-    // SAFETY: `pidfd_open` takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, libc::PIDFD_NONBLOCK) };
-    let pidfd = match RawFd::try_from(fd) {
-        Ok(fd) if fd >= 0 => {
-            // SAFETY: a non-negative return is a new descriptor that nothing else owns.
-            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-            if tokio::runtime::Handle::try_current().is_ok() {
-                // SAFETY: the `OwnedFd` moves into the `AsyncFd`, which keeps it open and
-                // unchanged until it is dropped.
-                unsafe { AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) }
-                    .ok()
-            } else {
-                None
-            }
+    let pidfd = pidfd.or_else(|| {
+        // SAFETY: `pidfd_open` takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, libc::PIDFD_NONBLOCK) };
+        // SAFETY: a non-negative return is a new descriptor that nothing else owns.
+        RawFd::try_from(fd)
+            .ok()
+            .filter(|fd| *fd >= 0)
+            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+    });
+    let pidfd = pidfd.and_then(|owned| {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // SAFETY: the `OwnedFd` moves into the `AsyncFd`, which keeps it open and
+            // unchanged until it is dropped.
+            unsafe { AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) }.ok()
+        } else {
+            None
         }
-        _ => None,
-    };
+    });
     Ok(Child {
         pid,
         pidfd,
         status: None,
     })
+}
+
+/// Clones the child of `args` on `stack` with every signal blocked in this thread meanwhile:
+/// its pid, and its pidfd when the kernel gives one (`CLONE_PIDFD`, Linux 5.2).
+fn clone_child(
+    args: &mut ChildArgs,
+    stack: &mut [u128],
+) -> (io::Result<libc::pid_t>, Option<OwnedFd>) {
+    let top = stack.as_mut_ptr_range().end.cast::<libc::c_void>();
+    let mut all = MaybeUninit::<libc::sigset_t>::zeroed();
+    let mut old = MaybeUninit::<libc::sigset_t>::zeroed();
+    // SAFETY: `sigfillset` initialises `all`; `pthread_sigmask` reads it and saves the
+    // current mask into `old`, restored below whatever `clone` did.
+    unsafe {
+        libc::sigfillset(all.as_mut_ptr());
+        libc::pthread_sigmask(libc::SIG_BLOCK, all.as_ptr(), old.as_mut_ptr());
+    }
+    let base = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    let mut pidfd: libc::c_int = -1;
+    let arg = std::ptr::from_mut(args).cast::<libc::c_void>();
+    // SAFETY: `child_main` only uses `args` (see there); `top` is the 16-byte aligned end of a
+    // stack nobody else uses until this returns; with `CLONE_PIDFD` the kernel writes the
+    // pidfd to `pidfd` (the parent-tid argument).
+    let mut pid = unsafe {
+        libc::clone(
+            child_main,
+            top,
+            base | libc::CLONE_PIDFD,
+            arg,
+            &raw mut pidfd,
+        )
+    };
+    let mut err = io::Error::last_os_error();
+    if pid < 0 && err.raw_os_error() == Some(libc::EINVAL) {
+        // A kernel without `CLONE_PIDFD`.
+        pidfd = -1;
+        // SAFETY: as above, without the pidfd.
+        pid = unsafe { libc::clone(child_main, top, base, arg) };
+        err = io::Error::last_os_error();
+    }
+    // SAFETY: restores the mask saved above.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), std::ptr::null_mut());
+    }
+    if pid < 0 {
+        return (Err(err), None);
+    }
+    // SAFETY: a non-negative value is the new pidfd, owned by nobody else.
+    let fd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+    (Ok(pid), fd)
 }
 
 /// A spawned step process. Dropped before it was waited for, it is killed (like tokio's
@@ -530,5 +596,103 @@ mod tests {
         .err()
         .expect("spawn must fail");
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    /// A zombie (or live) child of this process with this command line, if any.
+    fn child_left(parent: u32, needle: &str) -> Option<String> {
+        std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .find_map(|pid| {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                String::from_utf8_lossy(&cmd)
+                    .contains(needle)
+                    .then(|| pid.to_owned())
+            })
+    }
+
+    #[test]
+    fn a_missing_folder_fails_the_spawn_and_leaves_no_child() {
+        let block = env_block([("PATH", "/usr/bin:/bin")]).expect("env");
+        let env = merged(&block, &[]);
+        let null = std::fs::File::open("/dev/null").expect("null");
+        let fd = std::os::fd::AsFd::as_fd(&null);
+        let args = vec!["-c".to_owned(), "echo missing-folder-marker".to_owned()];
+        let err = spawn(
+            Path::new("/bin/sh"),
+            &args,
+            &env,
+            Path::new("/nonexistent/folder"),
+            fd,
+            fd,
+        )
+        .err()
+        .expect("spawn must fail");
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        // The child that failed before `execve` was reaped: no zombie is left behind (its
+        // command line is still pipe's test binary's, so look for children at all).
+        let me = std::process::id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")).unwrap_or_default();
+        for pid in children.split_whitespace() {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            assert!(!zombie, "a zombie child is left: {stat}");
+        }
+        assert!(child_left(me, "missing-folder-marker").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_child_starts_with_no_signal_blocked_caught_or_ignored_that_a_shell_needs() {
+        // Ignored here (Rust ignores SIGPIPE; SIGHUP as `nohup` would): both are back at
+        // their defaults in the child. SIGUSR2 is ignored and stays ignored, as across `exec`.
+        // SIGUSR1 has a handler here: not in the child.
+        // SAFETY: setting dispositions of signals this test process does not otherwise use.
+        unsafe {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+            extern "C" fn on_usr1(_: libc::c_int) {}
+            libc::signal(libc::SIGUSR1, on_usr1 as libc::sighandler_t);
+        }
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        let block = env_block([("PATH", "/usr/bin:/bin")]).expect("env");
+        let env = merged(&block, &[]);
+        let args = vec!["-c".to_owned(), "cat /proc/self/status".to_owned()];
+        let mut child = spawn(
+            Path::new("/bin/sh"),
+            &args,
+            &env,
+            Path::new("/"),
+            std::os::fd::AsFd::as_fd(&writer),
+            std::os::fd::AsFd::as_fd(&writer),
+        )
+        .expect("spawn");
+        drop(writer);
+        assert_eq!(child.wait().await.expect("wait").code(), Some(0));
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut &reader, &mut out).expect("read");
+        let mask = |name: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+                .unwrap_or_else(|| panic!("no {name} in {out}"))
+        };
+        let bit = |sig: libc::c_int| 1u64 << (sig - 1);
+        // `cat` runs with the mask and dispositions the shell was given (a shell's own
+        // handlers end at `exec`; `cat` adds none).
+        assert_eq!(mask("SigBlk:"), 0, "{out}");
+        let ign = mask("SigIgn:");
+        assert_eq!(ign & bit(libc::SIGPIPE), 0, "SIGPIPE ignored: {out}");
+        assert_eq!(ign & bit(libc::SIGHUP), 0, "SIGHUP ignored: {out}");
+        assert_ne!(ign & bit(libc::SIGUSR2), 0, "SIGUSR2 not ignored: {out}");
+        assert_eq!(mask("SigCgt:") & bit(libc::SIGUSR1), 0, "{out}");
+        // SAFETY: back to the defaults.
+        unsafe {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            libc::signal(libc::SIGUSR1, libc::SIG_DFL);
+            libc::signal(libc::SIGUSR2, libc::SIG_DFL);
+        }
     }
 }
