@@ -304,7 +304,6 @@ fn kill_tracked(id: &str) {
     #[cfg(target_os = "linux")]
     {
         let needle = format!("{TRACKING_VAR}={id}");
-        let me = std::process::id();
         for pass in 0..6 {
             let mut found = false;
             if subreaper() {
@@ -334,6 +333,7 @@ fn kill_tracked(id: &str) {
                 let Ok(entries) = std::fs::read_dir("/proc") else {
                     return;
                 };
+                let me = std::process::id();
                 for e in entries.flatten() {
                     let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok())
                     else {
@@ -369,20 +369,25 @@ fn kill_tracked(id: &str) {
 /// pipe waits for itself.
 #[cfg(target_os = "linux")]
 fn own_children() -> Vec<i32> {
-    use std::io::Read;
-    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let path = PATH.get_or_init(|| format!("/proc/self/task/{}/children", std::process::id()));
+    use std::os::unix::fs::FileExt;
+    // Opened once and read from the start each time (`pread` at 0 makes the kernel list the
+    // children afresh): one system call per job instead of `open`, `read` and `close`.
+    static FILE: std::sync::OnceLock<Option<std::fs::File>> = std::sync::OnceLock::new();
     let mut out = Vec::new();
-    let Ok(mut f) = std::fs::File::open(path) else {
+    let Some(f) = FILE
+        .get_or_init(|| {
+            std::fs::File::open(format!("/proc/self/task/{}/children", std::process::id())).ok()
+        })
+        .as_ref()
+    else {
         return out;
     };
-    // Read without `read_to_string`, which asks for the (always zero) size first.
     let mut text = Vec::new();
     let mut buf = [0u8; 1024];
     loop {
-        match f.read(&mut buf) {
+        match f.read_at(&mut buf, text.len() as u64) {
             Ok(0) => break,
-            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Ok(n) => text.extend_from_slice(buf.get(..n).unwrap_or_default()),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => break,
         }
@@ -738,12 +743,16 @@ impl JobHandle for HostJob {
                 "the shell command is empty".to_owned(),
             ));
         };
-        if !step.cwd.is_dir() {
-            return Ok(StepExit::StartFailed(format!(
-                "working directory `{}` does not exist",
-                step.cwd.display()
-            )));
-        }
+        // The working directory is checked only when the step cannot start (the child's
+        // `chdir` fails first): a `stat` per step saved, the same message.
+        let start_failed = |why: String| {
+            let _ = std::fs::remove_file(&script);
+            Ok(StepExit::StartFailed(if step.cwd.is_dir() {
+                why
+            } else {
+                format!("working directory `{}` does not exist", step.cwd.display())
+            }))
+        };
 
         // Resolve the program on the step's PATH ourselves: std only uses the cheap
         // posix_spawn path (vfork) when the program is a path, not when it searches a PATH that
@@ -753,39 +762,40 @@ impl JobHandle for HostJob {
             .or_else(|| self.base_env.get("PATH").map(String::as_str))
             .unwrap_or("/usr/local/bin:/usr/bin:/bin");
         let Some(program_path) = find_program(program, path_var) else {
-            let _ = std::fs::remove_file(&script);
-            return Ok(StepExit::StartFailed(format!(
+            return start_failed(format!(
                 "shell `{program}` is not installed (not found on PATH)"
-            )));
+            ));
         };
         let (reader, writer) =
             std::io::pipe().map_err(|e| ExecError::io("cannot create a pipe", e))?;
         // A larger pipe buffer means fewer wake-ups when a step prints a lot (the default is
         // 64 KiB); failure is harmless.
         let _ = nix::fcntl::fcntl(&reader, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1024 * 1024));
+        // Our end does not block (tokio needs that); the step's end does. Set here rather
+        // than by `Receiver::from_owned_fd`, which first checks the descriptor is a pipe and
+        // reads its flags: two more system calls per step.
+        nix::fcntl::fcntl(
+            &reader,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .map_err(|e| ExecError::io("cannot set up the output pipe", e.into()))?;
         let _ = subreaper();
         let spawned = self.spawn_step(&program_path, args, step, writer);
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let _ = std::fs::remove_file(&script);
-                return Ok(StepExit::StartFailed(format!(
+                return start_failed(format!(
                     "shell `{program}` is not installed (not found on PATH)"
-                )));
+                ));
             }
-            Err(e) => {
-                let _ = std::fs::remove_file(&script);
-                return Ok(StepExit::StartFailed(format!(
-                    "cannot start `{program}`: {e}"
-                )));
-            }
+            Err(e) => return start_failed(format!("cannot start `{program}`: {e}")),
         };
         let pgid = child_pid(&child);
         let _active = ActiveGuard(pgid);
         if pgid > 0 {
             self.groups.push(pgid);
         }
-        let mut rx = pipe::Receiver::from_owned_fd(reader.into())
+        let mut rx = pipe::Receiver::from_owned_fd_unchecked(reader.into())
             .map_err(|e| ExecError::io("cannot read step output", e))?;
 
         let mut buf = take_buffer();
@@ -1233,5 +1243,23 @@ mod tests {
             .await
             .expect("run");
         assert!(matches!(exit, StepExit::StartFailed(m) if m.contains("does not exist")));
+        // A file is no working directory either, and a missing folder is reported before a
+        // missing shell.
+        std::fs::write(t.path().join("file"), "").expect("write");
+        let mut s = step("x", t.path());
+        s.cwd = t.path().join("file");
+        let exit = j.run(&s, &mut Vec::new(), &Cancel::default()).await;
+        assert!(
+            matches!(exit.expect("run"), StepExit::StartFailed(m) if m.contains("does not exist"))
+        );
+        let mut s = step("x", t.path());
+        s.cwd = t.path().join("nope");
+        s.shell.argv = vec!["pwsh-not-here".into(), "{0}".into()];
+        let exit = j.run(&s, &mut Vec::new(), &Cancel::default()).await;
+        assert!(
+            matches!(exit.expect("run"), StepExit::StartFailed(m) if m.contains("does not exist"))
+        );
+        // Nothing started, so nothing is left: the scripts are gone.
+        j.cleanup().await.expect("cleanup");
     }
 }

@@ -554,8 +554,13 @@ impl<'a> LegRunner<'a> {
     /// Inside a composite action there is no `secrets` context (GitHub's rule: secrets reach
     /// an action only through its inputs).
     fn job_contexts(&self) -> Contexts {
+        self.contexts_with(self.github(None))
+    }
+
+    /// [`LegRunner::job_contexts`] with this `github` context (a step's names its action).
+    fn contexts_with(&self, github: Value) -> Contexts {
         let c = Contexts::new()
-            .with("github", self.github(None))
+            .with("github", github)
             .with("needs", self.spec.needs.clone())
             .with("strategy", self.spec.strategy.clone())
             .with("matrix", self.spec.matrix.clone())
@@ -587,8 +592,7 @@ impl<'a> LegRunner<'a> {
         } else {
             "success"
         };
-        let mut c = self.job_contexts();
-        c.set("github", self.github(Some(action)));
+        let mut c = self.contexts_with(self.github(Some(action)));
         c.set("env", env_object(env));
         c.set("steps", Value::from_object(self.steps_ctx.clone()));
         c.set("runner", self.runner_ctx(Some(paths)));
