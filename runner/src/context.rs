@@ -30,9 +30,12 @@ pub struct Contexts {
 }
 
 impl Contexts {
-    /// No contexts.
+    /// No contexts (room for the dozen a step has, so filling them does not regrow).
     pub fn new() -> Self {
-        Self::default()
+        Contexts {
+            values: Vec::with_capacity(12),
+            ..Self::default()
+        }
     }
 
     /// Sets (or replaces) a named context.

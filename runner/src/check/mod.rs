@@ -890,15 +890,38 @@ fn check_if(cond: &YStr, out: &mut Vec<Diagnostic>) {
 }
 
 fn check_deprecated_commands(run: &YStr, source: &SourceFile, out: &mut Vec<Diagnostic>) {
-    for (cmd, instead) in [
-        ("set-output", "`echo \"name=value\" >> \"$GITHUB_OUTPUT\"`"),
-        ("save-state", "`echo \"name=value\" >> \"$GITHUB_STATE\"`"),
-        ("set-env", "`echo \"NAME=value\" >> \"$GITHUB_ENV\"`"),
-        ("add-path", "`echo \"/dir\" >> \"$GITHUB_PATH\"`"),
+    // Most scripts hold no workflow command at all: one scan instead of eight searches (this
+    // check runs on every `pipe run`).
+    if !run.text.contains("::") {
+        return;
+    }
+    for (cmd, needle, needle2, instead) in [
+        (
+            "set-output",
+            "::set-output ",
+            "::set-output::",
+            "`echo \"name=value\" >> \"$GITHUB_OUTPUT\"`",
+        ),
+        (
+            "save-state",
+            "::save-state ",
+            "::save-state::",
+            "`echo \"name=value\" >> \"$GITHUB_STATE\"`",
+        ),
+        (
+            "set-env",
+            "::set-env ",
+            "::set-env::",
+            "`echo \"NAME=value\" >> \"$GITHUB_ENV\"`",
+        ),
+        (
+            "add-path",
+            "::add-path ",
+            "::add-path::",
+            "`echo \"/dir\" >> \"$GITHUB_PATH\"`",
+        ),
     ] {
-        let needle = format!("::{cmd} ");
-        let needle2 = format!("::{cmd}::");
-        let found = [run.text.find(&needle), run.text.find(&needle2)]
+        let found = [run.text.find(needle), run.text.find(needle2)]
             .into_iter()
             .flatten()
             .min();

@@ -226,19 +226,24 @@ pub fn default_step_name(step: &Step) -> String {
     if let Some(n) = &step.name {
         return first_line(&n.text);
     }
-    if let Some(u) = &step.uses {
-        return format!("Run {}", u.text);
-    }
-    format!(
-        "Run {}",
-        first_line(step.run.as_ref().map(|r| r.text.as_str()).unwrap_or(""))
-    )
+    let what = match &step.uses {
+        Some(u) => u.text.as_str(),
+        None => first_line_of(step.run.as_ref().map(|r| r.text.as_str()).unwrap_or("")),
+    };
+    let mut name = String::with_capacity(4 + what.len());
+    name.push_str("Run ");
+    name.push_str(what);
+    name
 }
 
 /// Leading blanks and line breaks removed, then everything up to the next line break.
 fn first_line(text: &str) -> String {
+    first_line_of(text).to_owned()
+}
+
+fn first_line_of(text: &str) -> &str {
     let t = text.trim_start_matches([' ', '\t', '\r', '\n']);
-    t.split(['\r', '\n']).next().unwrap_or("").to_owned()
+    t.split(['\r', '\n']).next().unwrap_or("")
 }
 
 /// Resolves a shell name (or custom template) to an invocation, as GitHub does on Linux.
@@ -1822,11 +1827,26 @@ impl<'a> LegRunner<'a> {
         let shared = self.shared;
         // Fresh per-step files: unique names that do not exist yet (`>>` creates them).
         let stem = format!("{}-{index}", crate::store::safe_name(id));
-        // Each file's path on the host (read by pipe) and in the executor (given to the step).
+        // Each file's path on the host (read by pipe) and in the executor (given to the step),
+        // each built at its final size (five `format!`s and ten `join`s that grew their
+        // buffers were a tenth of this function's work per step).
+        let exec_dir = paths.temp_exec.to_string_lossy();
         let file = |kind: &str| {
-            let name = format!("{kind}_{stem}");
-            let exec = paths.temp_exec.join(&name).to_string_lossy().into_owned();
-            (paths.temp_host.join(name), exec)
+            let mut exec = String::with_capacity(exec_dir.len() + kind.len() + stem.len() + 2);
+            exec.push_str(&exec_dir);
+            if !exec.is_empty() && !exec.ends_with('/') {
+                exec.push('/');
+            }
+            let name_at = exec.len();
+            exec.push_str(kind);
+            exec.push('_');
+            exec.push_str(&stem);
+            let name = exec.get(name_at..).unwrap_or_default();
+            let mut host =
+                PathBuf::with_capacity(paths.temp_host.as_os_str().len() + name.len() + 1);
+            host.push(&paths.temp_host);
+            host.push(name);
+            (host, exec)
         };
         let (output, output_exec) = file("output");
         let (env_file, env_exec) = file("env");
