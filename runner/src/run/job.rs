@@ -393,6 +393,9 @@ pub struct LegRunner<'a> {
     extra_steps: Vec<StepSummary>,
     /// The step cache's verdict on the step being finished (taken by `finish_step`).
     cache_info: Option<StepCacheInfo>,
+    /// The `runner` context last built, with the `RUNNER_TEMP` it was built for: the same for
+    /// every step of the leg, so built once.
+    runner_cache: std::sync::Mutex<Option<(PathBuf, Value)>>,
 }
 
 /// Which steps are running: the job's own (`outer` is `None`) or a composite action's.
@@ -507,6 +510,7 @@ impl<'a> LegRunner<'a> {
             env_log: Vec::new(),
             extra_steps: Vec::new(),
             cache_info: None,
+            runner_cache: std::sync::Mutex::new(None),
         }
     }
 
@@ -529,6 +533,23 @@ impl<'a> LegRunner<'a> {
     }
 
     fn runner_ctx(&self, paths: Option<&crate::executor::JobPaths>) -> Value {
+        let Some(p) = paths else {
+            return self.make_runner_ctx(None);
+        };
+        if let Ok(mut cache) = self.runner_cache.lock() {
+            if let Some((temp, v)) = &*cache
+                && *temp == p.temp_exec
+            {
+                return v.clone();
+            }
+            let v = self.make_runner_ctx(Some(p));
+            *cache = Some((p.temp_exec.clone(), v.clone()));
+            return v;
+        }
+        self.make_runner_ctx(Some(p))
+    }
+
+    fn make_runner_ctx(&self, paths: Option<&crate::executor::JobPaths>) -> Value {
         let (os, arch, temp) = match paths {
             Some(p) => (p.os, p.arch, p.temp_exec.to_string_lossy().into_owned()),
             None => (
@@ -715,24 +736,26 @@ impl<'a> LegRunner<'a> {
     /// labels, else the host (`None`); and its services.
     fn placement(
         &self,
-        ctx: &Contexts,
+        jcell: &std::cell::OnceCell<Contexts>,
     ) -> Result<(Option<ContainerSpec>, Vec<ServiceSpec>), String> {
+        // The job's contexts, built only if something here is evaluated.
+        let ctx = || jcell.get_or_init(|| self.job_contexts());
         let job = self.job;
         let placement = &self.shared.placement;
         let mut services = Vec::new();
         for (id, c) in &job.services {
-            if let Some(spec) = self.container_spec(c, ctx, true)? {
+            if let Some(spec) = self.container_spec(c, ctx(), true)? {
                 services.push(ServiceSpec {
                     id: id.value.clone(),
                     command: c
                         .command
                         .as_ref()
-                        .map(|y| self.eval_string(y, ctx))
+                        .map(|y| self.eval_string(y, ctx()))
                         .transpose()?,
                     entrypoint: c
                         .entrypoint
                         .as_ref()
-                        .map(|y| self.eval_string(y, ctx))
+                        .map(|y| self.eval_string(y, ctx()))
                         .transpose()?,
                     container: spec,
                 });
@@ -742,7 +765,7 @@ impl<'a> LegRunner<'a> {
             return Ok((None, services));
         }
         if let Some(c) = &job.container {
-            let spec = self.container_spec(c, ctx, true)?;
+            let spec = self.container_spec(c, ctx(), true)?;
             if spec.is_some() {
                 return Ok((spec, services));
             }
@@ -752,7 +775,7 @@ impl<'a> LegRunner<'a> {
         }
         let mut labels = Vec::new();
         for y in job.runs_on.iter().flat_map(|r| r.labels.iter()) {
-            match self.eval(y, ctx)? {
+            match self.eval(y, ctx())? {
                 Value::Array(items) => labels.extend(items.iter().filter_map(Value::to_gh_string)),
                 v => labels.extend(v.to_gh_string()),
             }
@@ -1050,20 +1073,24 @@ impl<'a> LegRunner<'a> {
             })
             .collect();
 
-        // Job-level values.
-        let jctx = self.job_contexts();
+        // Job-level values. The contexts are built only when something is evaluated: a job
+        // without `env`, `timeout-minutes` or a container needs none of them.
+        let jcell = std::cell::OnceCell::new();
         // (Jobs that call a reusable workflow never get here: the scheduler runs the callee.)
         let mut setup_error: Option<String> = None;
         let mut continue_on_error = false;
         if let Some(c) = &job.continue_on_error {
-            match self.eval(c, &jctx) {
+            match self.eval(c, jcell.get_or_init(|| self.job_contexts())) {
                 Ok(v) => continue_on_error = v.is_truthy(),
                 Err(e) => setup_error = Some(e),
             }
         }
         let mut timeout = DEFAULT_JOB_TIMEOUT;
         if let Some(t) = &job.timeout_minutes {
-            match self.eval(t, &jctx).map(|v| v.to_number()) {
+            match self
+                .eval(t, jcell.get_or_init(|| self.job_contexts()))
+                .map(|v| v.to_number())
+            {
                 Ok(m) if m > 0.0 && m.is_finite() => timeout = Duration::from_secs_f64(m * 60.0),
                 Ok(_) => {}
                 Err(e) => setup_error = setup_error.or(Some(e)),
@@ -1071,14 +1098,25 @@ impl<'a> LegRunner<'a> {
         }
         let mut env = Vec::new();
         if setup_error.is_none() {
-            let wctx = Contexts::new()
-                .with("github", self.github(None))
-                .with("vars", shared.vars.clone())
-                .with("secrets", shared.secrets.clone())
-                .with("inputs", shared.inputs.clone());
-            if let Err(e) = self.eval_env(&shared.workflow.env, &wctx, &mut env) {
+            let workflow_env = if matches!(shared.workflow.env, Env::None) {
+                Ok(())
+            } else {
+                let wctx = Contexts::new()
+                    .with("github", self.github(None))
+                    .with("vars", shared.vars.clone())
+                    .with("secrets", shared.secrets.clone())
+                    .with("inputs", shared.inputs.clone());
+                self.eval_env(&shared.workflow.env, &wctx, &mut env)
+            };
+            if let Err(e) = workflow_env {
                 setup_error = Some(e);
-            } else if let Err(e) = self.eval_env(&job.env, &jctx, &mut env) {
+            } else if !matches!(job.env, Env::None)
+                && let Err(e) = self.eval_env(
+                    &job.env,
+                    jcell.get_or_init(|| self.job_contexts()),
+                    &mut env,
+                )
+            {
                 setup_error = Some(e);
             }
         }
@@ -1104,7 +1142,7 @@ impl<'a> LegRunner<'a> {
         }
         let mut placed = (None, Vec::new());
         if setup_error.is_none() {
-            match self.placement(&jctx) {
+            match self.placement(&jcell) {
                 Ok(p) => placed = p,
                 Err(e) => setup_error = Some(e),
             }
