@@ -1853,8 +1853,8 @@ impl<'a> LegRunner<'a> {
     /// A step's own variables, which go over the run's (`Shared::default_env`, the same for
     /// every step): the job's and step's `env`, `GITHUB_JOB`, `RUNNER_TEMP`, the env files…
     /// Copying the run's 32 variables into every step's list, and the executor turning them
-    /// into an environment block again each time, was a third of pipe's instructions per job
-    /// on a chain of trivial jobs.
+    /// into an environment block again each time, was a tenth of pipe's instructions on a
+    /// chain of 100 trivial jobs (callgrind: 31.5 → 28.2 million without it).
     fn step_vars(
         &self,
         step_env: &[(String, String)],
@@ -1866,8 +1866,7 @@ impl<'a> LegRunner<'a> {
         // Fresh per-step files: unique names that do not exist yet (`>>` creates them).
         let stem = format!("{}-{index}", crate::store::safe_name(id));
         // Each file's path on the host (read by pipe) and in the executor (given to the step),
-        // each built at its final size (five `format!`s and ten `join`s that grew their
-        // buffers were a tenth of this function's work per step).
+        // each built at its final size: five `format!`s and ten `join`s regrew their buffers.
         let exec_dir = paths.temp_exec.to_string_lossy();
         let file = |kind: &str| {
             let mut exec = String::with_capacity(exec_dir.len() + kind.len() + stem.len() + 2);
