@@ -556,8 +556,11 @@ async fn run_one(
     });
 
     // Scratch space for the run.
+    // Scratch space for the run, taken from the spare folders an earlier run left when there are
+    // any (see `host::Spares`).
+    let spares = Arc::new(host::Spares::new(&std::env::temp_dir()));
     let run_temp = std::env::temp_dir().join(format!("pipe-{}-{run_number}", std::process::id()));
-    if let Err(e) = std::fs::create_dir_all(&run_temp) {
+    if let Err(e) = host::make_scratch(&run_temp, Some(&spares)) {
         error(
             cli,
             &format!("cannot create `{}`: {}", run_temp.display(), io_reason(&e)),
@@ -565,10 +568,10 @@ async fn run_one(
         );
         return exit::INFRA;
     }
-    // Held until the process ends: a later run's sweep leaves this folder alone.
-    let _scratch_lock = host::hold_scratch(&run_temp);
-    let event_path = run_temp.join("event.json");
-    let _ = std::fs::write(&event_path, payload.to_json_pretty());
+    // Held until the folder is handed on at the end: a later run's sweep leaves it alone.
+    let scratch_lock = host::hold_scratch(&run_temp);
+    let event_path = run_temp.join(host::SCRATCH_EVENT);
+    let _ = host::write_in_place(&event_path, payload.to_json_pretty().as_bytes());
 
     let git = p.git();
     let name = l
@@ -709,7 +712,9 @@ async fn run_one(
     let host = match &scripts {
         Some(dir) => HostExecutor::new().with_script_dir(dir.0.clone()),
         None => HostExecutor::new(),
-    };
+    }
+    .with_spares(spares.clone());
+    let empty_temps = host.empty_temps();
     let executor = Arc::new(DockerExecutor::new(
         host,
         DockerOptions {
@@ -874,7 +879,7 @@ async fn run_one(
         duration_ms: u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX),
     });
     terminal.finish();
-    let _ = std::fs::remove_dir_all(&run_temp);
+    host::retire_scratch(&run_temp, scratch_lock, Some(&spares), empty_temps.take());
 
     let mut results = collector.as_ref().and_then(|c| c.results());
     if let (Some(r), Some(s)) = (results.as_mut(), &store)

@@ -29,7 +29,10 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod spare;
 mod spawn;
+
+pub use spare::{Kind as SpareKind, Spares};
 
 use super::{
     Cancel, ExecError, Executor, JobHandle, JobPaths, JobSetup, OutputSink, StepCommand, StepExit,
@@ -61,6 +64,8 @@ pub struct HostExecutor {
     /// Where step scripts are written when not in the job's `RUNNER_TEMP` (see
     /// [`HostExecutor::with_script_dir`]).
     script_dir: Option<Arc<PathBuf>>,
+    /// Empty folders earlier runs left for `RUNNER_TEMP` (see [`HostExecutor::with_spares`]).
+    spares: Option<Arc<Spares>>,
 }
 
 /// Empty `RUNNER_TEMP` folders of finished jobs: (folder, (its permission bits, its owner) when
@@ -112,7 +117,22 @@ impl HostExecutor {
             grace: DEFAULT_GRACE,
             pool: TempPool::default(),
             script_dir: None,
+            spares: None,
         }
+    }
+
+    /// Takes a job's `RUNNER_TEMP`, when no earlier job of the run left one empty, from the
+    /// folders earlier runs left in `spares` instead of making it ([`spare`]).
+    #[must_use]
+    pub fn with_spares(mut self, spares: Arc<Spares>) -> Self {
+        self.spares = Some(spares);
+        self
+    }
+
+    /// The empty `RUNNER_TEMP` folders finished jobs left, for the caller to keep for a later
+    /// run ([`Spares::give`]) once the run is over.
+    pub fn empty_temps(&self) -> EmptyTemps {
+        EmptyTemps(self.pool.clone())
     }
 
     /// Writes step scripts to `dir` (which must exist) instead of the job's `RUNNER_TEMP`.
@@ -201,6 +221,7 @@ impl Executor for HostExecutor {
             temp_mode,
             pool: self.pool.clone(),
             script_dir: self.script_dir.clone(),
+            spares: self.spares.clone(),
         }))
     }
 }
@@ -223,6 +244,21 @@ struct HostJob {
     temp_mode: Option<(u32, u32)>,
     pool: TempPool,
     script_dir: Option<Arc<PathBuf>>,
+    spares: Option<Arc<Spares>>,
+}
+
+/// The empty `RUNNER_TEMP` folders of a run's finished jobs ([`HostExecutor::empty_temps`]).
+#[derive(Clone)]
+pub struct EmptyTemps(TempPool);
+
+impl EmptyTemps {
+    /// Takes them all.
+    pub fn take(&self) -> Vec<PathBuf> {
+        self.0
+            .lock()
+            .map(|mut p| p.drain(..).map(|(d, _)| d).collect())
+            .unwrap_or_default()
+    }
 }
 
 static SCRIPT_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -483,6 +519,85 @@ pub fn hold_scratch(dir: &Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
 }
 
+/// The event payload's file in a run's scratch folder (`GITHUB_EVENT_PATH`).
+pub const SCRATCH_EVENT: &str = "event.json";
+
+/// Makes a run's scratch folder `dir`, renaming into place one that an earlier run left in
+/// `spares` when there is one ([`Spares`]).
+pub fn make_scratch(dir: &Path, spares: Option<&Spares>) -> std::io::Result<()> {
+    if spares.is_some_and(|s| s.adopt(SpareKind::Run, dir)) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)
+}
+
+/// Writes `bytes` to `path` over what is there, cutting the file only when it was longer: a
+/// file truncated to nothing frees its block, which on ext4 with `discard` is a trim per write.
+pub fn write_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let old = f.metadata()?.len();
+    f.write_all(bytes)?;
+    let len = bytes.len() as u64;
+    if old > len {
+        f.set_len(len)?;
+    }
+    Ok(())
+}
+
+/// Ends a run's scratch folder `dir` once its jobs are over. With `spares`, the jobs' empty
+/// `RUNNER_TEMP` folders (`empty_jobs`) and the folder itself, emptied of all but its lock file
+/// and event payload, are kept for a later run; without, or when something in it cannot be
+/// removed, the folder is removed. `lock` ([`hold_scratch`]) is released before the folder is
+/// handed on.
+pub fn retire_scratch(
+    dir: &Path,
+    lock: Option<nix::fcntl::Flock<std::fs::File>>,
+    spares: Option<&Spares>,
+    empty_jobs: Vec<PathBuf>,
+) {
+    let Some(spares) = spares else {
+        drop(lock);
+        let _ = std::fs::remove_dir_all(dir);
+        return;
+    };
+    spares.give(
+        SpareKind::Job,
+        empty_jobs.into_iter().filter(|d| d.parent() == Some(dir)),
+    );
+    let mut clean = true;
+    match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            for e in rd.flatten() {
+                let kind = e.file_type();
+                let name = e.file_name();
+                if (name == SCRATCH_LOCK || name == SCRATCH_EVENT)
+                    && kind.as_ref().is_ok_and(|k| k.is_file())
+                {
+                    continue;
+                }
+                let gone = if kind.is_ok_and(|k| k.is_dir()) {
+                    std::fs::remove_dir_all(e.path())
+                } else {
+                    std::fs::remove_file(e.path())
+                };
+                clean &= gone.is_ok();
+            }
+        }
+        Err(_) => clean = false,
+    }
+    drop(lock);
+    if clean {
+        spares.give(SpareKind::Run, [dir.to_path_buf()]);
+    } else {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// The pid in a run scratch folder's name, `pipe-PID-N`.
 fn scratch_pid(name: &str) -> Option<i32> {
     let (pid, n) = name.strip_prefix("pipe-")?.split_once('-')?;
@@ -574,6 +689,9 @@ impl HostJob {
         if self.temp_mode.is_none() {
             use std::os::unix::fs::{MetadataExt, PermissionsExt};
             let temp = &self.paths.temp_host;
+            if let Some(s) = &self.spares {
+                s.adopt(SpareKind::Job, temp);
+            }
             std::fs::create_dir_all(temp)
                 .and_then(|()| std::fs::symlink_metadata(temp))
                 .map(|m| self.temp_mode = Some((m.permissions().mode() & 0o7777, m.uid())))
