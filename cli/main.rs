@@ -78,7 +78,21 @@ fn main() -> ExitCode {
         Command::Agent(a) => commands::agent::run(&cli, a),
         Command::Submit(a) => commands::submit::run(&cli, a),
     };
-    ExitCode::from(code)
+    exit_now(code)
+}
+
+/// Ends the process with `code` once stdout and stderr are flushed, without the C library's
+/// exit handlers: the one that costs is mimalloc's, which returns every page of the heap to the
+/// kernel (a dozen `madvise` calls, about a twentieth of a one-job run's CPU in `perf`) just
+/// before the kernel takes the whole address space back anyway. Every file pipe writes is
+/// written through and closed by then (run records are flushed by their owners).
+#[allow(unsafe_code)]
+fn exit_now(code: u8) -> ExitCode {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` ends the process at once; nothing of pipe's is left unflushed above.
+    unsafe { libc::_exit(i32::from(code)) }
 }
 
 fn init_tracing(cli: &Cli) {
