@@ -28,7 +28,9 @@ fn main() {
     let order = std::env::var_os("PIPE_SYMBOL_ORDER").is_none_or(|v| v != "0");
     if os == "linux" && env == "gnu" && arch == "x86_64" && order {
         let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
-        let list = std::path::Path::new(&dir).join("cli").join("hot-symbols.txt");
+        let list = std::path::Path::new(&dir)
+            .join("cli")
+            .join("hot-symbols.txt");
         if list.is_file() {
             println!(
                 "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
