@@ -10,6 +10,7 @@
 //! runs/<N>/logs/<job>/service-<id>.log   a job's service containers' logs
 //! runs/<N>/summary.json   the `--summary` document
 //! runs/<N>/summaries/<job>.md      step summaries (GITHUB_STEP_SUMMARY) per job
+//! runs/.spare             an emptied run folder `prune` kept for the next run (not a run)
 //! ```
 //!
 //! Run numbers come from a counter file read and rewritten under an exclusive `flock`, so
