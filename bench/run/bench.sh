@@ -15,6 +15,12 @@ command -v hyperfine >/dev/null || { echo "hyperfine is required (apt-get instal
 
 cargo build --release -q
 PIPE=$ROOT/target/release/pipe
+# The linker lays out the functions of cli/hot-symbols.txt together; names change with the
+# code and the dependencies, so say how much of the list still matches.
+if command -v nm >/dev/null; then
+  found=$(nm --defined-only "$PIPE" | awk '{print $NF}' | sort -u | comm -12 - <(sort -u cli/hot-symbols.txt) | wc -l)
+  echo "hot symbol list: $found of $(wc -l < cli/hot-symbols.txt) functions found (bench/order/hot-symbols.sh rewrites it)"
+fi
 export PIPE_STATE_DIR=$WORK/state
 rm -rf "$WORK" && mkdir -p "$WORK"
 for shape in indep chain layers; do
