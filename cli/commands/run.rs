@@ -688,7 +688,13 @@ async fn run_one(
         );
     }
 
+    // On the current-thread runtime at most one job runs at a time (`single_threaded`), so
+    // the number of cores, which costs reading the cgroup's CPU quota files, changes nothing.
     let parallel = args.parallel.or(p.config.run.parallel).unwrap_or_else(|| {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        if Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread {
+            return 1;
+        }
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
