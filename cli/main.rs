@@ -83,7 +83,7 @@ fn main() -> ExitCode {
 
 /// Ends the process with `code` once stdout and stderr are flushed, without the C library's
 /// exit handlers: the one that costs is mimalloc's, which returns every page of the heap to the
-/// kernel (a dozen `madvise` calls, about a twentieth of a one-job run's CPU in `perf`) just
+/// kernel (a dozen `madvise` calls, about 3 % of a one-job run's CPU in `perf`) just
 /// before the kernel takes the whole address space back anyway. Every file pipe writes is
 /// written through and closed by then (run records are flushed by their owners).
 #[allow(unsafe_code)]

@@ -555,12 +555,11 @@ async fn run_one(
             .ok()
     });
 
-    // Scratch space for the run.
     // Scratch space for the run, taken from the spare folders an earlier run left when there are
     // any (see `host::Spares`).
     let spares = Arc::new(host::Spares::new(&std::env::temp_dir()));
     let run_temp = std::env::temp_dir().join(format!("pipe-{}-{run_number}", std::process::id()));
-    if let Err(e) = host::make_scratch(&run_temp, Some(&spares)) {
+    if let Err(e) = host::make_scratch(&run_temp, &spares) {
         error(
             cli,
             &format!("cannot create `{}`: {}", run_temp.display(), io_reason(&e)),
@@ -885,7 +884,7 @@ async fn run_one(
         duration_ms: u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX),
     });
     terminal.finish();
-    host::retire_scratch(&run_temp, scratch_lock, Some(&spares), empty_temps.take());
+    host::retire_scratch(&run_temp, scratch_lock, &spares, empty_temps.take());
 
     let mut results = collector.as_ref().and_then(|c| c.results());
     if let (Some(r), Some(s)) = (results.as_mut(), &store)

@@ -188,9 +188,7 @@ impl Store {
         // The folder (and its `logs/`) of a pruned run when one is spare (see `prune`);
         // otherwise a new folder, whose `logs/` is made by the first step that prints.
         let spare = self.dir.join("runs").join(SPARE);
-        if std::fs::rename(&spare, &dir).is_ok() {
-            // Taken: nothing else to make.
-        } else {
+        if std::fs::rename(&spare, &dir).is_err() {
             std::fs::create_dir(&dir)
                 .or_else(|e| {
                     if e.kind() == std::io::ErrorKind::AlreadyExists {

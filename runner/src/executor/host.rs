@@ -28,8 +28,8 @@ use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod spare;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod spawn;
 
 pub use spare::{Kind as SpareKind, Spares};
@@ -524,8 +524,8 @@ pub const SCRATCH_EVENT: &str = "event.json";
 
 /// Makes a run's scratch folder `dir`, renaming into place one that an earlier run left in
 /// `spares` when there is one ([`Spares`]).
-pub fn make_scratch(dir: &Path, spares: Option<&Spares>) -> std::io::Result<()> {
-    if spares.is_some_and(|s| s.adopt(SpareKind::Run, dir)) {
+pub fn make_scratch(dir: &Path, spares: &Spares) -> std::io::Result<()> {
+    if spares.adopt(SpareKind::Run, dir) {
         return Ok(());
     }
     std::fs::create_dir_all(dir)
@@ -549,22 +549,16 @@ pub fn write_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Ends a run's scratch folder `dir` once its jobs are over. With `spares`, the jobs' empty
-/// `RUNNER_TEMP` folders (`empty_jobs`) and the folder itself, emptied of all but its lock file
-/// and event payload, are kept for a later run; without, or when something in it cannot be
-/// removed, the folder is removed. `lock` ([`hold_scratch`]) is released before the folder is
-/// handed on.
+/// Ends a run's scratch folder `dir` once its jobs are over: the jobs' empty `RUNNER_TEMP`
+/// folders (`empty_jobs`) and the folder itself, emptied of all but its lock file and event
+/// payload, are kept in `spares` for a later run; when something in it cannot be removed, the
+/// folder is removed. `lock` ([`hold_scratch`]) is released before the folder is handed on.
 pub fn retire_scratch(
     dir: &Path,
     lock: Option<nix::fcntl::Flock<std::fs::File>>,
-    spares: Option<&Spares>,
+    spares: &Spares,
     empty_jobs: Vec<PathBuf>,
 ) {
-    let Some(spares) = spares else {
-        drop(lock);
-        let _ = std::fs::remove_dir_all(dir);
-        return;
-    };
     spares.give(
         SpareKind::Job,
         empty_jobs.into_iter().filter(|d| d.parent() == Some(dir)),
@@ -689,11 +683,16 @@ impl HostJob {
         if self.temp_mode.is_none() {
             use std::os::unix::fs::{MetadataExt, PermissionsExt};
             let temp = &self.paths.temp_host;
-            if let Some(s) = &self.spares {
-                s.adopt(SpareKind::Job, temp);
-            }
-            std::fs::create_dir_all(temp)
-                .and_then(|()| std::fs::symlink_metadata(temp))
+            let adopted = self
+                .spares
+                .as_ref()
+                .is_some_and(|s| s.adopt(SpareKind::Job, temp));
+            let made = if adopted {
+                Ok(())
+            } else {
+                std::fs::create_dir_all(temp)
+            };
+            made.and_then(|()| std::fs::symlink_metadata(temp))
                 .map(|m| self.temp_mode = Some((m.permissions().mode() & 0o7777, m.uid())))
                 .map_err(|e| ExecError::io(format!("cannot create `{}`", temp.display()), e))?;
         }
