@@ -18,6 +18,19 @@ fn main() {
     if os == "linux" && env == "gnu" && !pie {
         println!("cargo:rustc-link-arg-bins=-no-pie");
     }
+    // The unwinder linked in from GCC's static `libgcc_eh.a` instead of loading `libgcc_s.so.1`:
+    // Rust needs only its 12 `_Unwind_*` functions (panics, backtraces). The shared library
+    // costs every start of pipe an `open` and four mappings, its relocations, and its
+    // constructor `__cpu_indicator_init`, which asks the CPU what it is with a dozen `cpuid`
+    // instructions; under a hypervisor each of those traps, 7 to 10 µs here (2-vCPU
+    // Firecracker). Listed as one of pipe's own libraries it comes before `-lgcc_s` on the link
+    // line; the linker (LLD) takes the unwinder from it, and `--as-needed` then drops
+    // `libgcc_s.so.1`, as `gcc -static-libgcc` would. `PIPE_STATIC_UNWIND=0` keeps the shared one.
+    println!("cargo:rerun-if-env-changed=PIPE_STATIC_UNWIND");
+    let unwind = std::env::var_os("PIPE_STATIC_UNWIND").is_none_or(|v| v != "0");
+    if os == "linux" && env == "gnu" && unwind {
+        println!("cargo:rustc-link-lib=static=gcc_eh");
+    }
     // The functions a one-job run executes, laid out together at the start of `.text`: a
     // one-job run then takes about 95 fewer page faults (see bench/order/hot-symbols.sh, which
     // writes the list). The option is LLD's (and mold's and gold's), and LLD is Rust's default

@@ -123,3 +123,30 @@ fn init_tracing(cli: &Cli) {
         ))
         .try_init();
 }
+
+#[cfg(test)]
+mod tests {
+    /// The unwinder is linked in from `libgcc_eh.a` (`cli/build.rs`): panics still unwind
+    /// through frames and run their drops, and backtraces still walk the stack.
+    #[test]
+    fn panics_unwind_and_backtraces_walk_with_the_static_unwinder() {
+        struct Flag<'a>(&'a std::cell::Cell<bool>);
+        impl Drop for Flag<'_> {
+            fn drop(&mut self) {
+                self.0.set(true);
+            }
+        }
+        let dropped = std::cell::Cell::new(false);
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _flag = Flag(&dropped);
+            std::panic::resume_unwind(Box::new("on purpose"));
+        }));
+        assert!(caught.is_err());
+        assert!(dropped.get(), "the frame's drop did not run");
+        let trace = std::backtrace::Backtrace::force_capture().to_string();
+        assert!(
+            trace.contains("panics_unwind_and_backtraces_walk"),
+            "no frame of this test in:\n{trace}"
+        );
+    }
+}
