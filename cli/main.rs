@@ -26,7 +26,9 @@ fn main() -> ExitCode {
     // No huge pages while parsing the command line; only large workflows get them back in
     // `run`, every other command at once (see `heap`).
     heap::huge_pages(false);
-    let cli = match Cli::try_parse() {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let parsed = args::parse_run(&argv).map_or_else(|| Cli::try_parse_from(&argv), Ok);
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             // clap prints help/version on stdout (exit 0) and usage errors on stderr (exit 2).
@@ -97,14 +99,14 @@ fn exit_now(code: u8) -> ExitCode {
 
 fn init_tracing(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
-    let default = match cli.verbose {
+    let default = match cli.globals.verbose {
         0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_env("PIPE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    if cli.log_format == args::LogFormat::Json {
+    if cli.globals.log_format == args::LogFormat::Json {
         let _ = tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
@@ -118,7 +120,7 @@ fn init_tracing(cli: &Cli) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(output::use_color(
-            cli.color,
+            cli.globals.color,
             std::io::IsTerminal::is_terminal(&std::io::stderr()),
         ))
         .try_init();

@@ -279,7 +279,7 @@ impl render::Paint for Colors {
 
 fn out_styles(cli: &Cli) -> Styles {
     Styles::new(output::use_color(
-        cli.color,
+        cli.globals.color,
         std::io::IsTerminal::is_terminal(&std::io::stdout()),
     ))
 }
@@ -338,7 +338,7 @@ fn time(cli: &Cli, a: &RunBenchArgs) -> u8 {
             MetricArg::Cpu => run::Metric::Cpu,
         },
     };
-    let show_bar = !cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let show_bar = !cli.globals.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let bar = Bar(show_bar.then(|| {
         let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
         let style = ProgressStyle::with_template("{msg:30} {wide_bar} {pos}/{len} ETA {eta}")

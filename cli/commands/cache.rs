@@ -340,7 +340,7 @@ fn verify(cli: &Cli, store: &LocalStore, repair: bool, as_json: bool) -> Result<
 
 fn clear(cli: &Cli, store: &LocalStore) -> Result<u8, String> {
     let freed = store.clear().map_err(|e| e.to_string())?;
-    if !cli.quiet {
+    if !cli.globals.quiet {
         output::stderr_write(
             format!(
                 "cleared `{}` ({})\n",

@@ -234,10 +234,10 @@ fn short(id: &str) -> String {
 /// Prints events on stderr (unless `-q`).
 pub fn event_printer(cli: &Cli) -> impl FnMut(&Event) + '_ {
     move |e| {
-        if cli.quiet {
+        if cli.globals.quiet {
             return;
         }
-        if let Some(line) = render_event(e, cli.verbose > 0) {
+        if let Some(line) = render_event(e, cli.globals.verbose > 0) {
             output::stderr_write(format!("{line}\n").as_bytes());
         }
     }
@@ -387,7 +387,7 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> u8 {
         Err(e) => return super::promote::gates::deploy_error(cli, &e, &which),
     };
     if let Some(r) = &out.recovered
-        && !cli.quiet
+        && !cli.globals.quiet
     {
         output::stderr_write(
             format!(
@@ -550,7 +550,7 @@ fn emit_evidence(
         };
         match pipe_deploy::evidence::export(dir, items, &signer) {
             Ok(files) => {
-                if !cli.quiet {
+                if !cli.globals.quiet {
                     output::stderr_write(
                         format!(
                             "wrote {} statements for {} to `{}` (key {})\n",

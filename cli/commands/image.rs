@@ -243,7 +243,7 @@ fn build(cli: &Cli, a: &BuildArgs) -> Result<(), ImageError> {
     for w in &outcome.warnings {
         eprintln!("warning: {w}");
     }
-    if !cli.quiet {
+    if !cli.globals.quiet {
         for l in action::describe(&outcome) {
             eprintln!("{l}");
         }
@@ -293,7 +293,7 @@ fn push_cmd(cli: &Cli, a: &PushArgs) -> Result<(), ImageError> {
         ..PushOptions::default()
     };
     let r = push::push(&l, &target, &opts)?;
-    if !cli.quiet {
+    if !cli.globals.quiet {
         eprintln!(
             "pushed `{}` {} ({} blob(s) sent, {} already there, {} manifest(s))",
             r.reference, r.digest, r.blobs_uploaded, r.blobs_skipped, r.manifests

@@ -128,7 +128,7 @@ pub fn plans(cli: &Cli, sel: &SelectArgs) -> Result<Vec<Plan>, u8> {
 
 /// Prints `warning: message` on stderr (not with `-q`).
 fn warn(cli: &Cli, message: &str) {
-    if cli.quiet {
+    if cli.globals.quiet {
         return;
     }
     let s = super::err_styles(cli);

@@ -69,7 +69,7 @@ impl Project {
 /// Styles for stderr.
 pub fn err_styles(cli: &Cli) -> Styles {
     Styles::new(output::use_color(
-        cli.color,
+        cli.globals.color,
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
     ))
 }
@@ -238,7 +238,7 @@ pub fn load_workflows(cli: &Cli, p: &Project, sel: &SelectArgs) -> Result<Vec<Lo
     }
     let styles = err_styles(cli);
     diag::sort_and_dedup(&mut lints);
-    if !cli.quiet {
+    if !cli.globals.quiet {
         for l in &lints {
             let text = render::human(l, &sources, &styles);
             output::stderr_write(

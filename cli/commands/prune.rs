@@ -45,7 +45,7 @@ pub fn run(cli: &Cli, args: &PruneArgs) -> u8 {
         };
         match swept {
             Ok(s) => {
-                if !cli.quiet {
+                if !cli.globals.quiet {
                     output::stderr_write(
                         format!(
                             "removed {} {}, {} {} and {} {}\n",

@@ -332,7 +332,7 @@ fn placement(cli: &Cli, args: &RunArgs, p: &Project) -> Result<(Placement, PullP
 }
 
 fn notice(cli: &Cli, message: &str) {
-    if !cli.quiet {
+    if !cli.globals.quiet {
         let s = super::err_styles(cli);
         output::stderr_write(format!("{} {message}\n", s.paint(s.hint, "note:")).as_bytes());
     }
@@ -624,11 +624,11 @@ async fn run_one(
     let live = args.progress == ProgressMode::Auto
         && !args.json
         && std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && !cli.quiet;
+        && !cli.globals.quiet;
     let terminal = Arc::new(Terminal::new(
         styles,
-        cli.quiet,
-        cli.verbose > 0,
+        cli.globals.quiet,
+        cli.globals.verbose > 0,
         args.json,
         live,
     ));
@@ -700,7 +700,7 @@ async fn run_one(
     });
     let actions = Arc::new(pipe_actions::registry(super::action_dir(p, &args.select)));
     let step_cache = open_step_cache(cli, &styles, args, p, l, store.as_ref(), &run_temp);
-    let progress: Option<docker::Progress> = if cli.quiet || args.json {
+    let progress: Option<docker::Progress> = if cli.globals.quiet || args.json {
         None
     } else {
         let cli_color = super::err_styles(cli);
@@ -744,7 +744,7 @@ async fn run_one(
         workspace: p.root.clone(),
         default_env: default_env.into(),
         log_dir: run_dir.as_ref().map(|d| d.join("logs")),
-        debug: cli.verbose > 0,
+        debug: cli.globals.verbose > 0,
         has_bash: has_program("bash"),
         isolate: args.isolate,
         step_cache,
@@ -955,7 +955,7 @@ async fn run_one(
         );
         return exit::INFRA;
     }
-    if !args.json && !cli.quiet {
+    if !args.json && !cli.globals.quiet {
         print_final(cli, &result, run_number, &l.path);
         if let Some(r) = &results {
             print_results(cli, r);
@@ -1006,7 +1006,7 @@ fn read_needs_results(
 }
 
 fn warn(cli: &Cli, s: &Styles, message: &str) {
-    if !cli.quiet {
+    if !cli.globals.quiet {
         output::stderr_write(format!("{} {message}\n", s.paint(s.warning, "warning:")).as_bytes());
     }
 }

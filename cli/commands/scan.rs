@@ -191,7 +191,7 @@ fn print_message(cli: &Cli, level: Level, text: &str, hint: Option<&str>) {
     match level {
         Level::Error => super::error(cli, text, hint),
         Level::Warning => {
-            if cli.quiet {
+            if cli.globals.quiet {
                 return;
             }
             let mut t = format!("{} {text}\n", s.paint(s.warning, "warning:"));
@@ -241,7 +241,7 @@ fn fs(cli: &Cli, a: &FsArgs, kind: scan::TargetKind) -> u8 {
         outputs: a.output.clone(),
         max_file_size: a.max_file_size,
         color: output::use_color(
-            cli.color,
+            cli.globals.color,
             std::io::IsTerminal::is_terminal(&std::io::stdout()),
         ),
         now: None,

@@ -18,7 +18,7 @@ pub fn run(cli: &Cli, args: &ValidateArgs) -> u8 {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let root = project::find_root(&cwd);
     let err_styles = Styles::new(output::use_color(
-        cli.color,
+        cli.globals.color,
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
     ));
     let config = match Config::load(&root) {
@@ -123,7 +123,7 @@ pub fn run(cli: &Cli, args: &ValidateArgs) -> u8 {
     diag::sort_and_dedup(&mut diags);
 
     let styles = Styles::new(output::use_color(
-        cli.color,
+        cli.globals.color,
         std::io::IsTerminal::is_terminal(&std::io::stdout()),
     ));
     let text = match args.format {
@@ -146,7 +146,7 @@ pub fn run(cli: &Cli, args: &ValidateArgs) -> u8 {
             format!("{}: {u}\n", err_styles.paint(err_styles.error, "error")).as_bytes(),
         );
     }
-    if !cli.quiet && args.format == Format::Human {
+    if !cli.globals.quiet && args.format == Format::Human {
         let summary = match (diags.len(), files.len()) {
             (0, n) => format!(
                 "{} no problems in {n} file{}\n",

@@ -192,7 +192,7 @@ fn code_of(d: Decision) -> u8 {
 /// The human rendering of an evaluation.
 pub fn render(cli: &Cli, title: &str, ev: &Evaluation) -> String {
     let s = Styles::new(output::use_color(
-        cli.color,
+        cli.globals.color,
         std::io::IsTerminal::is_terminal(&std::io::stdout()),
     ));
     let paint = |o: Outcome| {
@@ -353,7 +353,7 @@ pub fn promote(cli: &Cli, args: &PromoteArgs) -> u8 {
                     );
                 }
                 if !waiting {
-                    if !args.json && !cli.quiet {
+                    if !args.json && !cli.globals.quiet {
                         let s = super::super::err_styles(cli);
                         let msg = match out.decision {
                             Decision::Allowed => format!(
@@ -427,7 +427,7 @@ pub fn deploy_allowed(
         print_json(&v);
     }
     let code = dcli::outcome_code(cli, &deployed.outcome, &which);
-    if code == exit::SUCCESS && !json && !cli.quiet {
+    if code == exit::SUCCESS && !json && !cli.globals.quiet {
         let s = super::super::err_styles(cli);
         output::stderr_write(
             format!(
@@ -502,7 +502,7 @@ pub fn approve(cli: &Cli, args: &ApproveArgs) -> u8 {
             };
             match eng.approve(env, &b, &key, args.rule.as_deref(), args.comment.as_deref()) {
                 Ok(e) => {
-                    if !cli.quiet {
+                    if !cli.globals.quiet {
                         output::stderr_write(
                             format!(
                                 "approved `{}` for `{}` as `{}` (ledger #{})\n",
@@ -537,7 +537,7 @@ pub fn reject(cli: &Cli, args: &RejectArgs) -> u8 {
             let actor = super::actor(&ctx.project.root, args.actor.as_deref());
             match eng.reject(env, &b, actor, key.as_ref(), &args.reason) {
                 Ok(e) => {
-                    if !cli.quiet {
+                    if !cli.globals.quiet {
                         output::stderr_write(
                     format!(
                         "rejected `{}` for `{}` (ledger #{}); a new `pipe promote` request lifts the veto\n",

@@ -215,7 +215,7 @@ pub fn after_run(
         }
     };
     let s = super::err_styles(cli);
-    if !cli.quiet {
+    if !cli.globals.quiet {
         output::stderr_write(
             format!(
                 "{} build `{}` ({})\n",
@@ -267,7 +267,7 @@ pub fn after_run(
                 continue;
             }
         };
-        if !cli.quiet {
+        if !cli.globals.quiet {
             output::stderr_write(
                 format!(
                     "{} `{}` -> `{}`: {}\n",
@@ -324,7 +324,7 @@ fn auto_deploy(
     match pipe_promote::deploy::deploy(eng, allowed, &dctx, &mut print) {
         Ok(d) => match &d.outcome.result {
             pipe_deploy::engine::Ending::Verified => {
-                if !cli.quiet {
+                if !cli.globals.quiet {
                     output::stderr_write(
                         format!(
                             "{} `{}` is now the release of `{}`\n",

@@ -278,7 +278,7 @@ fn set_lock(
     let actor = super::actor(&ctx.project.root, actor);
     match eng.set_lock(e, actor, lock) {
         Ok(entry) => {
-            if !cli.quiet {
+            if !cli.globals.quiet {
                 output::stderr_write(
                     format!(
                         "{} `{env}` (ledger #{})\n",
