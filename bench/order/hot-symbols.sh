@@ -21,14 +21,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 git init -q .
-cat > one.yml <<'YML'
-on: push
-jobs:
-  one:
-    runs-on: ubuntu-latest
-    steps:
-      - run: echo hello
-YML
+cp "$root/bench/run/one.yml" one.yml
 export XDG_STATE_HOME="$work/state"
 # A steady state: more runs than the store keeps, so the run also prunes and reuses folders.
 for _ in $(seq 102); do "$pipe" run -W one.yml -q --progress plain >/dev/null; done

@@ -39,14 +39,7 @@ done
 echo "## one-job workflow vs its script run directly"
 mkdir -p "$WORK/one" && cd "$WORK/one"
 printf 'echo hello\n' > script.sh
-cat > one.yml <<'YML'
-on: push
-jobs:
-  one:
-    runs-on: ubuntu-latest
-    steps:
-      - run: echo hello
-YML
+cp "$ROOT/bench/run/one.yml" one.yml
 hyperfine -N -w 3 -r $((RUNS * 3)) --export-json "$WORK/one.json" \
   -n "bash -e script.sh" "bash -e script.sh" \
   -n "pipe run (1 job)" "$PIPE run -W one.yml -q --progress plain"
