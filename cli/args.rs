@@ -540,6 +540,8 @@ mod tests {
         &["--matrix", "os:linux"],
         &["--action-dir", "actions"],
         &["--eventpath", "e.json"],
+        &["--no-deps"],
+        &["--input", "name=x"],
     ];
 
     /// Wrong: a value missing, a value not allowed, an unknown option, a stray word.
