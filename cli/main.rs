@@ -151,4 +151,16 @@ mod tests {
             "no frame of this test in:\n{trace}"
         );
     }
+
+    /// With the static unwinder (the default on Linux with glibc) `libgcc_s.so.1` is not
+    /// loaded at all: `--as-needed` dropped it from the link.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn libgcc_s_is_not_loaded() {
+        if option_env!("PIPE_STATIC_UNWIND") == Some("0") {
+            return;
+        }
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+        assert!(!maps.contains("libgcc_s"), "libgcc_s is mapped:\n{maps}");
+    }
 }
