@@ -4,11 +4,11 @@
 //! per job, and remove them at the end. On ext4 a `mkdir` allocates an inode and a block and a
 //! removal frees them, and with the `discard` mount option the freed block is trimmed at once:
 //! for a one-job run the folders' `mkdir`s and removals took about a millisecond of a
-//! ten-millisecond run (`perf trace`, 2026-11-27). Renaming a folder allocates and frees nothing, so a run that
-//! ends renames its scratch folder and its jobs' empty `RUNNER_TEMP` folders into a private
-//! spare folder (`$TMPDIR/.pipe-spare-<uid>`, mode 0700), and the next run renames them back
-//! into place instead of making new ones. GitHub's runner does the same in spirit: its
-//! `RUNNER_TEMP` is one folder that is emptied, not remade.
+//! ten-millisecond run (`perf trace`, 2026-11-27). Renaming a folder allocates and frees
+//! nothing, so a run that ends renames its scratch folder and its jobs' empty `RUNNER_TEMP`
+//! folders into a private spare folder (`$TMPDIR/.pipe-spare-<uid>`, mode 0700), and the next
+//! run renames them back into place instead of making new ones. GitHub's runner does the same
+//! in spirit: its `RUNNER_TEMP` is one folder that is emptied, not remade.
 //!
 //! Only empty folders are kept (a run's scratch folder keeps its lock file and its event
 //! payload, both rewritten by the next run), at most [`KEEP`] of each kind, all owned by this
