@@ -40,8 +40,18 @@ echo "## one-job workflow vs its script run directly"
 mkdir -p "$WORK/one" && cd "$WORK/one"
 printf 'echo hello\n' > script.sh
 cp "$ROOT/bench/run/one.yml" one.yml
+# The floor: programs that do nothing but start the same script and wait, in C and in Rust
+# (bench/run/floor/). What `pipe run` adds is its time minus theirs.
+floor=()
+if command -v cc >/dev/null && cc -O2 -o "$WORK/floor-spawn" "$ROOT/bench/run/floor/spawn.c"; then
+  floor+=(-n "C posix_spawn + wait" "$WORK/floor-spawn")
+fi
+if rustc -C opt-level=3 -o "$WORK/floor-command" "$ROOT/bench/run/floor/command.rs"; then
+  floor+=(-n "Rust Command + wait" "$WORK/floor-command")
+fi
 hyperfine -N -w 3 -r $((RUNS * 3)) --export-json "$WORK/one.json" \
   -n "bash -e script.sh" "bash -e script.sh" \
+  "${floor[@]}" \
   -n "pipe run (1 job)" "$PIPE run -W one.yml -q --progress plain"
 
 echo "## capturing 1 GiB of step output vs cat > file"
