@@ -8,8 +8,10 @@
 # 95 fewer page faults (508 to 413, pipe and its bash together).
 #
 # The list is a hint: symbols that no longer exist are skipped, and new functions land after the
-# listed ones, so a stale list costs speed, never correctness. Regenerate it after larger
-# changes to the run path:
+# listed ones, so a stale list costs speed, never correctness. The workspace's crates are one
+# codegen unit each in release (Cargo.toml), so their names do not carry the `.llvm.<hash>`
+# suffix that changed with every moved line; the list holds across small edits. Regenerate it
+# after larger changes to the run path or to the dependencies:
 #
 #   cargo build --release && bash bench/order/hot-symbols.sh
 #
