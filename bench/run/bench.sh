@@ -67,7 +67,7 @@ YML
 # Both sides write 1 GiB to a fresh file: the previous output (cat's file, pipe's run records)
 # is deleted before each run. Keeping pipe's records while cat overwrites its one file measured
 # how fast the VM hands out memory it has never touched, not capture (bench/run/RESULTS.md).
-hyperfine -w 1 -r 3 --export-json "$WORK/big.json" \
+hyperfine -w 1 -r $(( RUNS < 10 ? 3 : RUNS / 2 )) --export-json "$WORK/big.json" \
   -n "yes | head -c 1G | cat > file" --prepare "rm -f $WORK/big.out" \
   "yes | head -c 1073741824 | cat > $WORK/big.out" \
   -n "pipe run (1 GiB step)" --prepare "rm -rf $WORK/state" \
